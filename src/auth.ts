@@ -1,0 +1,104 @@
+// Who may do what: a token maps to a user name (or null) and roles. No sockets, no files.
+//
+// Roles `publish` and `admin` grant rights (POST /publish; /stats, /metrics, DELETE /clients);
+// any other role name is a label that `POST /publish?role=...` can target.
+
+import { createHash, randomBytes } from 'node:crypto'
+
+export const ROLE_PUBLISH = 'publish'
+export const ROLE_ADMIN = 'admin'
+
+/** The identity behind a token: what `ready.user` shows and what targets and rights apply to. */
+export interface AuthUser {
+  user: string | null
+  roles: readonly string[]
+}
+
+/** One entry of the `--users` file. */
+export interface UserEntry {
+  token: string
+  user: string
+  roles: string[]
+}
+
+/** What an `authenticate` hook may look at besides the token. */
+export interface AuthRequest {
+  method: string
+  path: string
+  /** Lower-case names, latin1 values. */
+  headers: Readonly<Record<string, string>>
+  remoteAddress: string | undefined
+}
+
+/** The library's `authenticate(token, request)` option: an AuthUser, or null to refuse. */
+export type Authenticate = (token: string, request: AuthRequest) => AuthUser | null
+
+export interface TokenConfig {
+  tokens?: readonly string[]
+  publishTokens?: readonly string[]
+  users?: readonly UserEntry[]
+}
+
+/**
+ * Tokens are looked up by their SHA-256 digest. Hashing first means the time a lookup takes
+ * depends on the digest, never on how many leading characters of a secret were right, which
+ * is what a constant-time compare protects against, and it stays O(1) with many tokens.
+ */
+export class TokenTable {
+  private readonly byDigest = new Map<string, AuthUser>()
+
+  constructor(config: TokenConfig) {
+    for (const t of config.tokens ?? []) this.add(t, { user: null, roles: [] })
+    for (const t of config.publishTokens ?? []) this.add(t, { user: null, roles: [ROLE_PUBLISH, ROLE_ADMIN] })
+    for (const u of config.users ?? []) this.add(u.token, { user: u.user, roles: [...u.roles] })
+  }
+
+  get size(): number {
+    return this.byDigest.size
+  }
+
+  lookup(token: string): AuthUser | null {
+    return this.byDigest.get(digest(token)) ?? null
+  }
+
+  private add(token: string, who: AuthUser): void {
+    if (token === '') throw new Error('a token must not be empty')
+    const key = digest(token)
+    if (this.byDigest.has(key)) throw new Error('the same token is given twice')
+    this.byDigest.set(key, who)
+  }
+}
+
+function digest(token: string): string {
+  return createHash('sha256').update(token).digest('base64')
+}
+
+/** 192 random bits, URL-safe, so it can sit in a path and a URL fragment as is. */
+export function generateToken(): string {
+  return randomBytes(24).toString('base64url')
+}
+
+/** The token of `Authorization: Bearer TOKEN` (RFC 6750 §2.1), or null. */
+export function bearerToken(header: string | undefined): string | null {
+  if (header === undefined) return null
+  const m = /^Bearer[ ]+(\S+)$/i.exec(header)
+  return m === null ? null : m[1]!
+}
+
+export function hasRole(who: AuthUser, role: string): boolean {
+  return who.roles.includes(role)
+}
+
+/** Validate the parsed JSON of a `--users` file; throws Error saying what is wrong. */
+export function parseUsers(json: unknown): UserEntry[] {
+  if (!Array.isArray(json)) throw new Error('the users file must hold a JSON array')
+  return json.map((entry: unknown, i) => {
+    const e = entry as Partial<Record<keyof UserEntry, unknown>> | null
+    if (e === null || typeof e !== 'object') throw new Error(`users[${i}] is not an object`)
+    if (typeof e.token !== 'string' || e.token === '') throw new Error(`users[${i}].token must be a non-empty string`)
+    if (typeof e.user !== 'string' || e.user === '') throw new Error(`users[${i}].user must be a non-empty string`)
+    const roles = e.roles ?? []
+    if (!Array.isArray(roles) || !roles.every((r) => typeof r === 'string')) throw new Error(`users[${i}].roles must be an array of strings`)
+    return { token: e.token, user: e.user, roles: roles as string[] }
+  })
+}

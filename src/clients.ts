@@ -1,0 +1,193 @@
+// The open streams: one plain array, channel counts, the fan-out, and dropping slow or closed
+// streams. This is the U++ example's `WriteChunk`: encode once, write the same Buffer to every
+// recipient, prune the dead. Never parses.
+
+import type { Socket } from 'node:net'
+import type { DropReason, Metrics } from './metrics.js'
+import { LAST_CHUNK, type Frame } from './sse-encode.js'
+
+/** What a `broadcast` filter and the `connect` / `disconnect` listeners see of a stream. */
+export interface ClientView {
+  readonly id: number
+  readonly user: string | null
+  readonly channels: readonly string[]
+}
+
+/** Who an event goes to. Every given field must match; none given means every stream. */
+export interface Target {
+  channel?: string
+  user?: string
+  role?: string
+  client?: number
+  filter?: (client: ClientView) => boolean
+}
+
+/** One open stream. Kept small: 10 000 of these must fit in a few MiB. */
+export class Client implements ClientView {
+  /** Position in ClientRegistry.list, so a closed stream leaves the array in O(1). */
+  index = -1
+  /** Bytes the kernel had taken at the last stall check, and when that last grew. */
+  flushed = 0
+  progressAt = 0
+
+  constructor(
+    readonly id: number,
+    readonly socket: Socket,
+    readonly user: string | null,
+    readonly roles: readonly string[],
+    readonly channels: readonly string[],
+    /** HTTP/1.1 streams are chunked; HTTP/1.0 streams are close-delimited and get `Frame.body`. */
+    readonly chunked: boolean,
+  ) {}
+}
+
+export type RemoveListener = (client: Client, reason: DropReason | 'closed') => void
+
+export class ClientRegistry {
+  /** Every open stream, in no particular order: removal swaps the last one into the hole. */
+  readonly list: Client[] = []
+  private readonly byId = new Map<number, Client>()
+  private readonly channelCounts = new Map<string, number>()
+  private readonly userCounts = new Map<string, number>()
+
+  constructor(
+    private readonly metrics: Metrics,
+    private readonly maxBufferBytes: number,
+    private readonly onRemove: RemoveListener,
+  ) {}
+
+  get size(): number {
+    return this.list.length
+  }
+
+  get(id: number): Client | undefined {
+    return this.byId.get(id)
+  }
+
+  add(c: Client): void {
+    c.index = this.list.length
+    this.list.push(c)
+    this.byId.set(c.id, c)
+    for (const ch of c.channels) this.channelCounts.set(ch, (this.channelCounts.get(ch) ?? 0) + 1)
+    if (c.user !== null) this.userCounts.set(c.user, (this.userCounts.get(c.user) ?? 0) + 1)
+  }
+
+  /** Take a stream out of the array; idempotent, so a drop and the socket's 'close' can both call it. */
+  remove(c: Client, reason: DropReason | 'closed'): void {
+    if (c.index === -1) return
+    const last = this.list.pop()!
+    if (last !== c) {
+      this.list[c.index] = last
+      last.index = c.index
+    }
+    c.index = -1
+    this.byId.delete(c.id)
+    for (const ch of c.channels) decrement(this.channelCounts, ch)
+    if (c.user !== null) decrement(this.userCounts, c.user)
+    this.onRemove(c, reason)
+  }
+
+  /** Open streams on a channel. */
+  connections(channel: string): number {
+    return this.channelCounts.get(channel) ?? 0
+  }
+
+  /** Channel → open streams, for /stats and the console. */
+  channels(): Record<string, number> {
+    return Object.fromEntries(this.channelCounts)
+  }
+
+  userOnline(user: string): boolean {
+    return this.userCounts.has(user)
+  }
+
+  /**
+   * Write one frame to every matching stream; returns how many it reached. The same Buffer goes
+   * to everyone. A stream over its unsent-bytes limit is dropped after the loop (like Redis's
+   * freeClientAsync: never free a client while the loop that queues to it is running).
+   */
+  fanOut(frame: Frame, target: Target): number {
+    if (target.client !== undefined) {
+      const c = this.byId.get(target.client)
+      return c !== undefined && matches(c, target) ? this.writeEach([c], frame, target) : 0
+    }
+    return this.writeEach(this.list, frame, target)
+  }
+
+  private writeEach(list: readonly Client[], frame: Frame, target: Target): number {
+    let reached = 0
+    let bytes = 0
+    let slow: Client[] | null = null
+    for (let i = 0; i < list.length; i++) {
+      const c = list[i]!
+      if (!matches(c, target) || c.socket.destroyed) continue
+      const buf = c.chunked ? frame.chunk : frame.body
+      c.socket.write(buf)
+      bytes += buf.length
+      if (c.socket.writableLength > this.maxBufferBytes) (slow ??= []).push(c)
+      else reached++
+    }
+    this.metrics.bytesOut += bytes
+    if (slow !== null) for (const c of slow) this.drop(c, 'buffer')
+    return reached
+  }
+
+  /**
+   * Close a stream on our side. A slow or stalled one is destroyed at once: its queued bytes
+   * will never be read, and freeing them is the point. Otherwise it gets the last chunk first
+   * (`before`, e.g. a last `retry:`, then `0\r\n\r\n`) and a FIN.
+   */
+  drop(c: Client, reason: DropReason, before?: Frame): void {
+    if (c.index === -1) return
+    this.metrics.drops[reason]++
+    this.remove(c, reason)
+    const s = c.socket
+    if (reason === 'buffer' || reason === 'stall') {
+      s.destroy()
+      return
+    }
+    if (!s.destroyed) {
+      s.cork()
+      if (before !== undefined) s.write(before.bytesFor(c.chunked))
+      if (c.chunked) s.write(LAST_CHUNK)
+      s.end()
+      s.uncork()
+    }
+  }
+
+  /**
+   * The shared stall check (one sweep for all streams, never a timer each): a stream with unsent
+   * bytes of which the kernel has taken none for `stallMs` is reading nothing, and a heartbeat
+   * alone would never notice, because writes to a half-open socket succeed until buffers fill.
+   */
+  dropStalled(now: number, stallMs: number): void {
+    let stalled: Client[] | null = null
+    for (const c of this.list) {
+      const pending = c.socket.writableLength
+      const flushed = c.socket.bytesWritten - pending
+      if (pending === 0 || flushed !== c.flushed) {
+        c.flushed = flushed
+        c.progressAt = now
+      } else if (now - c.progressAt >= stallMs) {
+        ;(stalled ??= []).push(c)
+      }
+    }
+    if (stalled !== null) for (const c of stalled) this.drop(c, 'stall')
+  }
+}
+
+/** Does a stream match a target? Cheapest tests first; the filter, user code, last. */
+export function matches(c: Client, t: Target): boolean {
+  if (t.client !== undefined && c.id !== t.client) return false
+  if (t.channel !== undefined && !c.channels.includes(t.channel)) return false
+  if (t.user !== undefined && c.user !== t.user) return false
+  if (t.role !== undefined && !c.roles.includes(t.role)) return false
+  if (t.filter !== undefined && !t.filter(c)) return false
+  return true
+}
+
+function decrement(counts: Map<string, number>, key: string): void {
+  const n = (counts.get(key) ?? 0) - 1
+  if (n <= 0) counts.delete(key)
+  else counts.set(key, n)
+}

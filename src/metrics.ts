@@ -1,0 +1,71 @@
+// Counters of what the server did, the `/stats` JSON and the Prometheus text of `/metrics`.
+// No sockets: server.ts and clients.ts bump the counters, routes.ts renders them.
+
+/** Why a stream was closed by us: too many unsent bytes, no progress, an admin, or shutdown. */
+export type DropReason = 'buffer' | 'stall' | 'admin' | 'shutdown'
+export const DROP_REASONS: readonly DropReason[] = ['buffer', 'stall', 'admin', 'shutdown']
+
+/** The `/stats` JSON, key for key (../CONTRACT.md). */
+export interface Stats {
+  clients: number
+  channels: Record<string, number>
+  published: number
+  deliveries: number
+  drops: Record<DropReason, number>
+  bytesOut: number
+  uptimeSeconds: number
+  rssBytes: number
+}
+
+export class Metrics {
+  published = 0
+  deliveries = 0
+  bytesOut = 0
+  readonly drops: Record<DropReason, number> = { buffer: 0, stall: 0, admin: 0, shutdown: 0 }
+  private readonly startedAt = process.hrtime.bigint()
+
+  snapshot(clients: number, channels: Record<string, number>): Stats {
+    return {
+      clients,
+      channels,
+      published: this.published,
+      deliveries: this.deliveries,
+      drops: { ...this.drops },
+      bytesOut: this.bytesOut,
+      uptimeSeconds: Math.floor(Number(process.hrtime.bigint() - this.startedAt) / 1e9),
+      rssBytes: process.memoryUsage.rss(),
+    }
+  }
+}
+
+/** Prometheus text exposition format 0.0.4: `# HELP`, `# TYPE`, then samples. */
+export function prometheusText(s: Stats): string {
+  const lines: string[] = []
+  const metric = (name: string, type: 'gauge' | 'counter', help: string, samples: Array<[string, number]>): void => {
+    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`)
+    for (const [labels, value] of samples) lines.push(`${name}${labels} ${value}`)
+  }
+  metric(
+    'rawsse_clients',
+    'gauge',
+    'Open streams per channel.',
+    Object.entries(s.channels).map(([ch, n]) => [`{channel="${escapeLabel(ch)}"}`, n]),
+  )
+  metric('rawsse_events_published_total', 'counter', 'Events published.', [['', s.published]])
+  metric('rawsse_deliveries_total', 'counter', 'Events written to streams.', [['', s.deliveries]])
+  metric(
+    'rawsse_drops_total',
+    'counter',
+    'Streams closed by the server, by reason.',
+    Object.entries(s.drops).map(([reason, n]) => [`{reason="${reason}"}`, n]),
+  )
+  metric('rawsse_bytes_out_total', 'counter', 'Bytes written to streams.', [['', s.bytesOut]])
+  metric('rawsse_uptime_seconds', 'gauge', 'Seconds since the server started.', [['', s.uptimeSeconds]])
+  metric('process_resident_memory_bytes', 'gauge', 'Resident memory size in bytes.', [['', s.rssBytes]])
+  return lines.join('\n') + '\n'
+}
+
+// Label values escape backslash, double quote and line feed.
+function escapeLabel(v: string): string {
+  return v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')
+}

@@ -1,0 +1,217 @@
+// Request to handler and status: what each route of ../CONTRACT.md does with a parsed request.
+// Returns what to answer (a reply, a stream to open, a file to send); no byte framing here.
+
+import { isUtf8 } from 'node:buffer'
+import { bearerToken, hasRole, ROLE_ADMIN, ROLE_PUBLISH, type AuthRequest, type AuthUser } from './auth.js'
+import type { Target } from './clients.js'
+import { ALLOWED_METHODS, HttpError } from './errors.js'
+import type { RequestHead } from './http-head.js'
+import { DEFAULT_CHANNEL, MAX_CHANNELS_PER_STREAM, MAX_ID_BYTES, MAX_NAME_BYTES } from './limits.js'
+import { prometheusText, type Stats } from './metrics.js'
+import { json, text, type Reply } from './response.js'
+import { messageProblem, type SseMessage } from './sse-encode.js'
+import type { FileToStream, StaticFiles } from './static.js'
+
+/** What the routes need from the server: the only way they touch state. */
+export interface RouteContext {
+  authenticate(token: string, request: AuthRequest): AuthUser | null
+  /** Publish through the bus; returns the event's id and the streams it reached. */
+  publish(message: SseMessage, target: Target): { id: string; delivered: number }
+  clientExists(id: number): boolean
+  userOnline(user: string): boolean
+  closeClient(id: number): boolean
+  closeAll(): number
+  stats(): Stats
+  readonly clientCount: number
+  readonly maxClients: number
+  readonly retryMs: number
+  readonly statics: StaticFiles | null
+  remoteAddress(): string | undefined
+}
+
+export interface OpenStream {
+  kind: 'stream'
+  who: AuthUser
+  channels: string[]
+  lastEventId: string | null
+}
+
+export type Outcome = { kind: 'reply'; reply: Reply } | OpenStream | ({ kind: 'file' } & FileToStream)
+
+const FORM_FIELDS = ['channel', 'event', 'id', 'user', 'role', 'client', 'data'] as const
+
+const reply = (r: Reply): Outcome => ({ kind: 'reply', reply: r })
+
+const CORS_PREFLIGHT: Reply = {
+  status: 204,
+  headers: [
+    ['Access-Control-Allow-Methods', ALLOWED_METHODS],
+    ['Access-Control-Allow-Headers', 'Authorization, Content-Type, Last-Event-ID'],
+    ['Access-Control-Max-Age', '86400'],
+  ],
+}
+
+export function route(req: RequestHead, body: Buffer, ctx: RouteContext): Outcome | Promise<Outcome> {
+  const { method, path } = req
+  if (method === 'OPTIONS') return reply(CORS_PREFLIGHT)
+
+  if (path.startsWith('/events/')) {
+    allow(method, 'GET, HEAD, OPTIONS', method === 'GET' || method === 'HEAD')
+    return openStream(req, ctx)
+  }
+  if (path === '/publish') {
+    allow(method, 'POST, OPTIONS', method === 'POST')
+    return reply(publish(req, body, ctx))
+  }
+  if (path === '/stats' || path === '/metrics') {
+    allow(method, 'GET, HEAD, OPTIONS', method === 'GET' || method === 'HEAD')
+    const denied = checkRole(req, ctx, ROLE_ADMIN)
+    if (denied !== null) return reply(denied)
+    const stats = ctx.stats()
+    return reply(path === '/stats' ? json(200, stats) : { status: 200, body: prometheusText(stats), contentType: 'text/plain; version=0.0.4; charset=utf-8' })
+  }
+  if (path === '/clients' || path.startsWith('/clients/')) {
+    allow(method, 'DELETE, OPTIONS', method === 'DELETE')
+    return reply(closeClients(req, ctx))
+  }
+
+  allow(method, 'GET, HEAD, OPTIONS', method === 'GET' || method === 'HEAD')
+  if (ctx.statics === null) return reply(text(404, 'not found'))
+  return ctx.statics.serve(path, req.headers['if-none-match']).then((r) => ('file' in r ? { kind: 'file', ...r } : reply(r)))
+}
+
+function allow(method: string, allowed: string, ok: boolean): void {
+  if (!ok) throw new HttpError(405, `${method} is not allowed here`, [['Allow', allowed]])
+}
+
+/** GET /events/TOKEN[?channel=A&channel=B][&lastEventId=ID] */
+function openStream(req: RequestHead, ctx: RouteContext): Outcome {
+  const raw = req.path.slice('/events/'.length)
+  let token: string
+  try {
+    token = decodeURIComponent(raw)
+  } catch {
+    throw new HttpError(400, 'malformed percent-encoding in path')
+  }
+  const who = raw === '' || raw.includes('/') ? null : ctx.authenticate(token, authRequest(req, ctx))
+  if (who === null) throw new HttpError(401, 'unknown token')
+
+  const params = new URLSearchParams(req.query)
+  const channels: string[] = []
+  for (const ch of params.getAll('channel')) {
+    checkName('channel', ch)
+    if (!channels.includes(ch)) channels.push(ch)
+  }
+  if (channels.length > MAX_CHANNELS_PER_STREAM) throw new HttpError(400, `at most ${MAX_CHANNELS_PER_STREAM} channels per stream`)
+  if (channels.length === 0) channels.push(DEFAULT_CHANNEL)
+
+  // The header wins over the query: the browser sets the header itself on a reconnect, with the
+  // newest id, while the query still holds the one the page was opened with.
+  const header = req.headers['last-event-id']
+  // Header values were read as latin1; WHATWG clients send the id as UTF-8.
+  const lastEventId = header !== undefined ? Buffer.from(header, 'latin1').toString('utf8') : params.get('lastEventId')
+
+  if (req.method === 'GET' && ctx.clientCount >= ctx.maxClients) {
+    const seconds = Math.ceil((ctx.retryMs * (1 + Math.random())) / 1000)
+    throw new HttpError(503, 'too many streams', [['Retry-After', String(seconds)]])
+  }
+  return { kind: 'stream', who, channels, lastEventId }
+}
+
+/** POST /publish?channel=&event=&id=&user=&role=&client= with the data as the body. */
+function publish(req: RequestHead, body: Buffer, ctx: RouteContext): Reply {
+  const denied = checkRole(req, ctx, ROLE_PUBLISH)
+  if (denied !== null) return denied
+
+  const fields = new URLSearchParams(req.query)
+  let data: string | null = null
+  if (!isUtf8(body)) return json(400, { error: 'body is not valid UTF-8' })
+  const contentType = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase()
+  const form = contentType === 'application/x-www-form-urlencoded' ? new URLSearchParams(body.toString('utf8')) : null
+  // `curl --data-binary hello` labels a plain body as a form by default, so a "form" that holds
+  // none of our field names is taken as the data itself, which is what its sender meant.
+  if (form !== null && FORM_FIELDS.some((f) => form.has(f))) {
+    // A field in the form wins over the same field in the query.
+    for (const f of FORM_FIELDS) {
+      const all = form.getAll(f)
+      if (all.length === 0) continue
+      if (f === 'data') data = all.join('\n')
+      else {
+        fields.delete(f)
+        for (const v of all) fields.append(f, v)
+      }
+    }
+  } else {
+    data = body.toString('utf8')
+  }
+
+  const target: Target = {}
+  const message: SseMessage = { data: data ?? '' }
+  try {
+    const channel = single(fields, 'channel')
+    const user = single(fields, 'user')
+    const role = single(fields, 'role')
+    const client = single(fields, 'client')
+    const event = single(fields, 'event')
+    const id = single(fields, 'id')
+    if (channel !== null) target.channel = checkName('channel', channel)
+    if (user !== null) target.user = checkName('user', user)
+    if (role !== null) target.role = checkName('role', role)
+    if (event !== null && event !== '') message.event = checkName('event', event)
+    if (id !== null) {
+      if (id === '' || Buffer.byteLength(id) > MAX_ID_BYTES) throw new HttpError(400, `id must be 1 to ${MAX_ID_BYTES} bytes`)
+      message.id = id
+    }
+    if (client !== null) {
+      if (!/^[1-9]\d{0,15}$/.test(client)) throw new HttpError(400, 'client must be a stream id')
+      target.client = Number(client)
+    }
+    const problem = messageProblem(message)
+    if (problem !== null) throw new HttpError(400, problem)
+  } catch (err) {
+    if (err instanceof HttpError) return json(err.status, { error: err.message })
+    throw err
+  }
+
+  if ((target.user !== undefined && !ctx.userOnline(target.user)) || (target.client !== undefined && !ctx.clientExists(target.client))) {
+    return json(404, { delivered: 0, error: 'offline' })
+  }
+  return json(200, ctx.publish(message, target))
+}
+
+/** DELETE /clients/ID closes one stream; DELETE /clients closes all. */
+function closeClients(req: RequestHead, ctx: RouteContext): Reply {
+  const denied = checkRole(req, ctx, ROLE_ADMIN)
+  if (denied !== null) return denied
+  if (req.path === '/clients') return json(200, { closed: ctx.closeAll() })
+  const id = req.path.slice('/clients/'.length)
+  if (/^[1-9]\d{0,15}$/.test(id) && ctx.closeClient(Number(id))) return json(200, { closed: 1 })
+  return json(404, { closed: 0, error: 'unknown client' })
+}
+
+/** null when the bearer token holds `role`; otherwise the 401 or 403 to answer. */
+function checkRole(req: RequestHead, ctx: RouteContext, role: string): Reply | null {
+  const token = bearerToken(req.headers.authorization)
+  const who = token === null ? null : ctx.authenticate(token, authRequest(req, ctx))
+  // RFC 6750 §3: a 401 for a bearer-protected resource says which scheme it wants.
+  if (who === null) return json(401, { error: 'a valid bearer token is required' }, [['WWW-Authenticate', 'Bearer']])
+  if (!hasRole(who, role)) return json(403, { error: `the token lacks the ${role} role` })
+  return null
+}
+
+function authRequest(req: RequestHead, ctx: RouteContext): AuthRequest {
+  return { method: req.method, path: req.path, headers: req.headers, remoteAddress: ctx.remoteAddress() }
+}
+
+/** A parameter given at most once: two values for one target is ambiguous, so 400. */
+function single(params: URLSearchParams, name: string): string | null {
+  const all = params.getAll(name)
+  if (all.length > 1) throw new HttpError(400, `${name} given more than once`)
+  return all[0] ?? null
+}
+
+function checkName(what: string, value: string): string {
+  if (value === '' || Buffer.byteLength(value) > MAX_NAME_BYTES) throw new HttpError(400, `${what} must be 1 to ${MAX_NAME_BYTES} bytes`)
+  if (/[\r\n]/.test(value)) throw new HttpError(400, `${what} contains CR or LF`)
+  return value
+}

@@ -1,0 +1,136 @@
+// Static files under one root folder (`--public`): Content-Type, Content-Length, ETag and 304
+// (RFC 9110 §8.8.3, §13.1.2). Nothing outside the root is ever served: `..` in any spelling,
+// encoded slashes and backslashes, NUL, and symlinks that point out are all a plain 404.
+
+import { promises as fs } from 'node:fs'
+import * as path from 'node:path'
+import { HttpError } from './errors.js'
+import { STATIC_CACHE_MAX_FILE_BYTES } from './limits.js'
+import type { Reply } from './response.js'
+
+const TYPES: Readonly<Record<string, string>> = {
+  '.html': 'text/html; charset=utf-8',
+  '.htm': 'text/html; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8',
+  '.json': 'application/json; charset=utf-8',
+  '.map': 'application/json; charset=utf-8',
+  '.txt': 'text/plain; charset=utf-8',
+  '.md': 'text/markdown; charset=utf-8',
+  '.xml': 'application/xml; charset=utf-8',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+  '.jpg': 'image/jpeg',
+  '.jpeg': 'image/jpeg',
+  '.gif': 'image/gif',
+  '.webp': 'image/webp',
+  '.ico': 'image/x-icon',
+  '.woff2': 'font/woff2',
+  '.wasm': 'application/wasm',
+}
+
+/** A file too big to keep in memory: the server sends `head` and then streams the file. */
+export interface FileToStream {
+  reply: Reply
+  file: string
+  size: number
+}
+
+interface Cached {
+  mtimeMs: number
+  size: number
+  etag: string
+  body: Buffer
+}
+
+export class StaticFiles {
+  private realRoot: Promise<string> | null = null
+  // Small files by real path, checked against a fresh stat on every request.
+  private readonly cache = new Map<string, Cached>()
+
+  constructor(private readonly root: string) {}
+
+  /** GET or HEAD of `urlPath` (still percent-encoded, no query). */
+  async serve(urlPath: string, ifNoneMatch: string | undefined): Promise<Reply | FileToStream> {
+    const rel = safeRelative(urlPath)
+    if (rel === null) return notFound()
+    this.realRoot ??= fs.realpath(this.root)
+    const root = await this.realRoot
+
+    let file = path.join(root, rel)
+    let st = await statInside(root, file)
+    if (st?.stat.isDirectory() === true) {
+      file = path.join(st.real, 'index.html')
+      st = await statInside(root, file)
+    }
+    if (st === null || !st.stat.isFile()) return notFound()
+
+    const { real, stat } = st
+    const etag = `W/"${stat.size.toString(16)}-${Math.floor(stat.mtimeMs).toString(16)}"`
+    const headers = [
+      ['ETag', etag],
+      ['Cache-Control', 'no-cache'],
+      ['X-Content-Type-Options', 'nosniff'],
+    ] as const
+    const contentType = TYPES[path.extname(real).toLowerCase()] ?? 'application/octet-stream'
+    if (ifNoneMatch !== undefined && etagMatches(ifNoneMatch, etag)) return { status: 304, headers }
+
+    if (stat.size > STATIC_CACHE_MAX_FILE_BYTES) {
+      return { reply: { status: 200, headers, contentType, contentLength: stat.size }, file: real, size: stat.size }
+    }
+    let hit = this.cache.get(real)
+    if (hit === undefined || hit.mtimeMs !== stat.mtimeMs || hit.size !== stat.size) {
+      const body = await fs.readFile(real)
+      hit = { mtimeMs: stat.mtimeMs, size: body.length, etag, body }
+      this.cache.set(real, hit)
+    }
+    return { status: 200, headers, contentType, body: hit.body }
+  }
+}
+
+function notFound(): Reply {
+  return { status: 404, body: 'not found\n', contentType: 'text/plain; charset=utf-8' }
+}
+
+/**
+ * The path relative to the root, or null when it could leave the root or is not a clean path.
+ * Like Go's `http.Dir.Open`, we decode each segment and refuse rather than normalise: a segment
+ * that decodes to `.`, `..`, or holds `/`, `\` or NUL has no business in a file name.
+ */
+function safeRelative(urlPath: string): string | null {
+  const segments: string[] = []
+  const raw = urlPath.split('/')
+  for (let i = 1; i < raw.length; i++) {
+    let seg: string
+    try {
+      seg = decodeURIComponent(raw[i]!)
+    } catch {
+      throw new HttpError(400, 'malformed percent-encoding in path')
+    }
+    if (seg === '' && i === raw.length - 1) break // a trailing slash: the folder's index.html
+    if (seg === '' || seg === '.' || seg === '..' || /[/\\\0]/.test(seg)) return null
+    segments.push(seg)
+  }
+  return segments.join(path.sep)
+}
+
+/** stat of the real path, or null when it is missing or (through a symlink) outside the root. */
+async function statInside(root: string, file: string): Promise<{ real: string; stat: import('node:fs').Stats } | null> {
+  try {
+    const real = await fs.realpath(file)
+    if (real !== root && !real.startsWith(root + path.sep)) return null
+    return { real, stat: await fs.stat(real) }
+  } catch {
+    return null
+  }
+}
+
+/** If-None-Match uses the weak comparison (RFC 9110 §13.1.2): W/ prefixes are ignored. */
+function etagMatches(header: string, etag: string): boolean {
+  const bare = etag.replace(/^W\//, '')
+  return header
+    .split(',')
+    .map((t) => t.trim())
+    .some((t) => t === '*' || t.replace(/^W\//, '') === bare)
+}

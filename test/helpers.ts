@@ -1,0 +1,177 @@
+// Shared test helpers: a server on 127.0.0.1 port 0, raw sockets, streams read as bytes.
+// Every helper talks real TCP; nothing is mocked.
+
+import * as net from 'node:net'
+import { SseServer, type SseServerOptions } from '../src/index.js'
+
+export const TOKEN = 'tok' // may open streams
+export const PUB = 'pub' // may open streams, publish and administer
+
+export interface Running {
+  server: SseServer
+  port: number
+  base: string
+}
+
+interface Teardown {
+  teardown(fn: () => unknown): void
+}
+
+/** A server on port 0 with quiet defaults (no tick, no heartbeat); stopped at the test's end. */
+export async function startServer(t: Teardown, opts: SseServerOptions = {}): Promise<Running> {
+  const server = new SseServer({
+    port: 0,
+    host: '127.0.0.1',
+    tokens: [TOKEN],
+    publishTokens: [PUB],
+    tickMs: 0,
+    heartbeatMs: 0,
+    publicDir: null,
+    ...opts,
+  })
+  const { port } = await server.listen()
+  t.teardown(() => server.stop())
+  return { server, port, base: `http://127.0.0.1:${port}` }
+}
+
+/** Everything the server sends until it closes the connection (or `timeoutMs`), as latin1. */
+export function rawRequest(port: number, bytes: string | Buffer, timeoutMs = 3000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = []
+    const s = net.connect(port, '127.0.0.1', () => s.write(bytes))
+    const timer = setTimeout(() => {
+      s.destroy()
+      resolve(Buffer.concat(chunks).toString('latin1'))
+    }, timeoutMs)
+    s.on('data', (d) => chunks.push(d))
+    s.on('error', (e) => {
+      clearTimeout(timer)
+      // A reset after the reply is still a reply: return what arrived.
+      if (chunks.length > 0) resolve(Buffer.concat(chunks).toString('latin1'))
+      else reject(e)
+    })
+    s.on('close', () => {
+      clearTimeout(timer)
+      resolve(Buffer.concat(chunks).toString('latin1'))
+    })
+  })
+}
+
+/** A raw connection whose received bytes can be awaited. */
+export class RawClient {
+  readonly socket: net.Socket
+  received = ''
+  closed = false
+  private waiters: Array<() => void> = []
+
+  constructor(port: number) {
+    this.socket = net.connect(port, '127.0.0.1')
+    this.socket.on('data', (d) => {
+      this.received += d.toString('latin1')
+      this.wake()
+    })
+    this.socket.on('error', () => {})
+    this.socket.on('close', () => {
+      this.closed = true
+      this.wake()
+    })
+  }
+
+  static async open(port: number): Promise<RawClient> {
+    const c = new RawClient(port)
+    await new Promise<void>((resolve, reject) => {
+      c.socket.once('connect', resolve)
+      c.socket.once('error', reject)
+    })
+    return c
+  }
+
+  write(bytes: string | Buffer): void {
+    this.socket.write(bytes)
+  }
+
+  /** Resolves once `received` matches (a substring, a RegExp or a predicate); rejects after timeoutMs. */
+  async waitFor(what: string | RegExp | ((s: string) => boolean), timeoutMs = 3000): Promise<string> {
+    const test = typeof what === 'string' ? (s: string) => s.includes(what) : what instanceof RegExp ? (s: string) => what.test(s) : what
+    const deadline = Date.now() + timeoutMs
+    while (!test(this.received)) {
+      if (this.closed) throw new Error(`closed before ${String(what)}; received: ${JSON.stringify(this.received)}`)
+      const left = deadline - Date.now()
+      if (left <= 0) throw new Error(`timed out waiting for ${String(what)}; received: ${JSON.stringify(this.received)}`)
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left)
+        this.waiters.push(() => {
+          clearTimeout(timer)
+          resolve()
+        })
+      })
+    }
+    return this.received
+  }
+
+  /** Resolves when the server has closed the connection. */
+  async waitClosed(timeoutMs = 3000): Promise<void> {
+    await this.waitFor(() => this.closed, timeoutMs).catch((e: unknown) => {
+      if (!this.closed) throw e
+    })
+  }
+
+  close(): void {
+    this.socket.destroy()
+  }
+
+  private wake(): void {
+    const w = this.waiters
+    this.waiters = []
+    for (const f of w) f()
+  }
+}
+
+/** Open a stream with a raw GET and wait for its `ready` event. */
+export async function openStream(port: number, path: string, headers: Record<string, string> = {}): Promise<RawClient> {
+  const c = await RawClient.open(port)
+  let head = `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n`
+  for (const [k, v] of Object.entries(headers)) head += `${k}: ${v}\r\n`
+  c.write(head + '\r\n')
+  await c.waitFor('event: ready\n')
+  return c
+}
+
+/** The `client` id from a stream's ready event. */
+export function clientId(c: RawClient): number {
+  const m = /data: \{"client":(\d+),/.exec(c.received)
+  if (m === null) throw new Error('no ready event yet')
+  return Number(m[1])
+}
+
+/** POST /publish with fetch; returns the status and the parsed JSON answer. */
+export async function publish(
+  base: string,
+  query: string,
+  body: string,
+  token: string | null = PUB,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; json: Record<string, unknown> }> {
+  const h: Record<string, string> = { 'content-type': 'text/plain', ...headers }
+  if (token !== null) h.authorization = `Bearer ${token}`
+  const res = await fetch(`${base}/publish${query === '' ? '' : '?' + query}`, { method: 'POST', headers: h, body })
+  return { status: res.status, json: (await res.json()) as Record<string, unknown> }
+}
+
+/** The bytes of one chunk carrying `text`: `<hex size>\r\n<text>\r\n`. */
+export function chunk(text: string): string {
+  return `${Buffer.byteLength(text).toString(16)}\r\n${text}\r\n`
+}
+
+/** The exact head of a chunked stream with the default CORS origin. */
+export const STREAM_HEAD =
+  'HTTP/1.1 200 OK\r\n' +
+  'Content-Type: text/event-stream; charset=utf-8\r\n' +
+  'Transfer-Encoding: chunked\r\n' +
+  'Cache-Control: no-cache, no-transform\r\n' +
+  'Connection: keep-alive\r\n' +
+  'X-Accel-Buffering: no\r\n' +
+  'Access-Control-Allow-Origin: *\r\n' +
+  '\r\n'
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
