@@ -18,8 +18,7 @@ export const MAX_HEAD_BYTES = 16 * 1024 // request line + headers longer than th
 export const MAX_HEADER_COUNT = 100 // more header fields than this: 431 (a header flood)
 export const MAX_BODY_BYTES = 1024 * 1024 // request body longer than this: 413
 export const MAX_CHUNK_LINE_BYTES = 1024 // chunk-size line (with extensions) or trailer line: 400 past this
-export const HEAD_TIMEOUT_MS = 10_000 // head not complete this long after its first wait began: 408
-export const BODY_TIMEOUT_MS = 10_000 // body not complete this long after its head: 408
+export const HEAD_TIMEOUT_MS = 10_000 // head (and then body) not complete this long after its first byte was awaited: 408
 export const KEEP_ALIVE_IDLE_MS = 5_000 // idle keep-alive connection with no new request: closed silently
 export const LINGER_MS = 2_000 // after an error reply, how long we keep reading (and discarding) before reset
 

@@ -46,7 +46,7 @@ export interface SseServerOptions {
   maxBufferBytes?: number
   /** Period of the `time` event; 0 = off. */
   tickMs?: number
-  /** Head deadline (408); default 10 s. */
+  /** Head deadline, and then body deadline (408); default 10 s. */
   headTimeoutMs?: number
   /** A stream with unsent bytes that the kernel takes none of for this long is dropped; default 30 s. */
   stallTimeoutMs?: number
@@ -335,7 +335,7 @@ export class SseServer extends EventEmitter<SseServerEvents> {
           if (req.chunked || req.contentLength > 0) {
             conn.body = new BodyReader(req.chunked, req.contentLength)
             conn.state = State.Body
-            this.arm(conn, L.BODY_TIMEOUT_MS)
+            this.arm(conn, this.opts.headTimeoutMs) // the body gets as long again: trickling never extends it
             // curl and others wait for this before sending a body (RFC 9110 §10.1.1).
             if (req.expectContinue && conn.buffered === null) conn.socket.write(CONTINUE)
           } else {
