@@ -369,7 +369,6 @@ export class SseServer extends EventEmitter<SseServerEvents> {
       (o) => {
         if (conn.socket.destroyed) return
         this.answer(conn, req, o)
-        conn.socket.resume()
         this.process(conn)
       },
       (err: unknown) => this.refuse(conn, err),
@@ -396,24 +395,27 @@ export class SseServer extends EventEmitter<SseServerEvents> {
   /** A plain reply is written: wait for the next request, or close. */
   private replied(conn: Connection, keepAlive: boolean): void {
     if (!keepAlive) return this.closeConnection(conn)
-    conn.state = State.Head
     conn.request = null
     // A client that pipelines requests but reads no answers is not read from either (TCP backpressure).
     if (conn.socket.writableLength > this.opts.maxBufferBytes) {
-      conn.state = State.Busy
       conn.socket.pause()
       conn.socket.once('drain', () => {
-        conn.state = State.Head
-        conn.socket.resume()
+        this.replied(conn, true)
         this.process(conn)
       })
+      return
     }
+    conn.state = State.Head
+    conn.socket.resume() // paused while an answer was pending
     conn.idle = conn.buffered === null
     this.arm(conn, conn.idle ? L.KEEP_ALIVE_IDLE_MS : this.opts.headTimeoutMs)
     if (conn.peerEnded && conn.buffered === null) this.closeConnection(conn)
   }
 
   private openStream(conn: Connection, req: RequestHead, o: OpenStream): void {
+    if (this.stopping !== null) {
+      return this.refuse(conn, new HttpError(503, 'shutting down', [['Retry-After', String(Math.ceil(this.jitteredRetry() / 1000))]]))
+    }
     const socket = conn.socket
     const chunked = req.version === '1.1'
     const head = chunked ? this.streamHeads.chunked : this.streamHeads.closeDelimited
@@ -477,7 +479,10 @@ export class SseServer extends EventEmitter<SseServerEvents> {
       conn.socket.destroy()
     } else if (conn.state === State.Closing) {
       conn.socket.destroy()
-    } else if (conn.state !== State.Busy) {
+    } else if (conn.state === State.Body || (conn.state === State.Head && conn.buffered !== null)) {
+      // The client will send no more, so this request can never complete: say so, like Node does.
+      this.refuse(conn, new HttpError(400, conn.state === State.Body ? 'incomplete request body' : 'incomplete request head'))
+    } else if (conn.state === State.Head) {
       this.closeConnection(conn)
     }
   }
