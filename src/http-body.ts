@@ -83,12 +83,14 @@ export class BodyReader {
   private readLine(buf: Buffer, pos: number): number {
     const lf = buf.indexOf(LF, pos)
     const stop = lf === -1 ? buf.length : lf
-    if (this.line.length + (stop - pos) > MAX_CHUNK_LINE_BYTES) throw new HttpError(400, 'chunk line too long')
+    // +1: the CR of a CRLF is still in `line` until the LF arrives.
+    if (this.line.length + (stop - pos) > MAX_CHUNK_LINE_BYTES + 1) throw new HttpError(400, 'chunk line too long')
     this.line += buf.toString('latin1', pos, stop)
     if (lf === -1) return buf.length
     let line = this.line
     this.line = ''
     if (line.endsWith('\r')) line = line.slice(0, -1)
+    if (line.length > MAX_CHUNK_LINE_BYTES) throw new HttpError(400, 'chunk line too long')
     if (this.state === State.Size) this.onSizeLine(line)
     else if (line === '') this.state = State.Done // trailer fields are read and ignored
     return lf + 1

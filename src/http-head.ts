@@ -99,8 +99,10 @@ function checkIncomplete(buf: Buffer, start: number): void {
     const sp = buf.indexOf(SP, start)
     if (sp === -1) {
       if (buf.length - start > MAX_METHOD_BYTES) throw new HttpError(400, 'malformed request line')
-    } else if (buf.length - sp - 1 > MAX_TARGET_BYTES) {
-      throw new HttpError(414, 'request target too long')
+    } else {
+      // The target runs to the next space, or to what has arrived so far.
+      const sp2 = buf.indexOf(SP, sp + 1)
+      if ((sp2 === -1 ? buf.length : sp2) - sp - 1 > MAX_TARGET_BYTES) throw new HttpError(414, 'request target too long')
     }
   }
   if (buf.length - start > MAX_HEAD_BYTES) throw new HttpError(431, 'request head too large')
@@ -113,7 +115,7 @@ function parseComplete(buf: Buffer, start: number): RequestHead {
   const headers: Record<string, string> = Object.create(null) as Record<string, string>
   let count = 0
   let hostCount = 0
-  let contentLength = -1
+  let contentLength: string | null = null
   let transferEncoding: string | null = null
   let connection = ''
   let expect = ''
@@ -173,10 +175,14 @@ function parseComplete(buf: Buffer, start: number): RequestHead {
     // RFC 9112 §6.3: "If a message is received with both a Transfer-Encoding and a
     // Content-Length header field, the Transfer-Encoding overrides the Content-Length. Such a
     // message might indicate an attempt to perform request smuggling". We refuse it outright.
-    if (contentLength !== -1) throw new HttpError(400, 'both Content-Length and Transfer-Encoding')
+    if (contentLength !== null) throw new HttpError(400, 'both Content-Length and Transfer-Encoding')
     // RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 is a faulty framing.
     if (version === '1.0') throw new HttpError(400, 'Transfer-Encoding in HTTP/1.0')
-    if (transferEncoding.trim().toLowerCase() !== 'chunked') throw new HttpError(501, 'only chunked transfer coding is supported')
+    const codings = transferEncoding.toLowerCase().split(',').map((c) => c.trim())
+    // RFC 9112 §6.3 (4): chunked not the final coding means the length cannot be known: MUST 400.
+    if (codings[codings.length - 1] !== 'chunked') throw new HttpError(400, 'chunked must be the final transfer coding')
+    // RFC 9112 §6.1: a coding we do not implement (gzip, chunked) SHOULD be 501.
+    if (codings.length > 1) throw new HttpError(501, 'only chunked transfer coding is supported')
     chunked = true
   }
 
@@ -202,7 +208,8 @@ function parseComplete(buf: Buffer, start: number): RequestHead {
     version,
     headers,
     keepAlive,
-    contentLength,
+    // Past 15 digits the number is far over any body limit; the body reader refuses it with 413.
+    contentLength: contentLength === null ? -1 : contentLength.length > 15 ? Number.MAX_SAFE_INTEGER : Number(contentLength),
     chunked,
     expectContinue: expect === '100-continue',
   }
@@ -216,7 +223,8 @@ function contentEnd(buf: Buffer, pos: number, lf: number): number {
 function parseRequestLine(buf: Buffer, start: number, stop: number): { method: string; target: string; version: '1.0' | '1.1' } {
   let i = start
   while (i < stop && TOKEN[buf[i]!] === 1) i++
-  if (i === start || buf[i] !== SP) throw new HttpError(400, 'malformed request line')
+  // Same answer whether the line came whole or in pieces (checkIncomplete refuses long methods too).
+  if (i === start || buf[i] !== SP || i - start > MAX_METHOD_BYTES) throw new HttpError(400, 'malformed request line')
   const method = buf.toString('latin1', start, i)
 
   const ts = ++i
@@ -238,15 +246,15 @@ function parseRequestLine(buf: Buffer, start: number, stop: number): { method: s
  * RFC 9112 §6.3: a Content-Length that is not a plain number, or several that differ, make
  * the message length unknowable: 400. Identical repeats (also as a list) are accepted.
  */
-function mergeContentLength(prev: number, value: string): number {
+function mergeContentLength(prev: string | null, value: string): string {
   let result = prev
   for (const part of value.split(',')) {
     const v = part.trim()
     if (!/^\d+$/.test(v)) throw new HttpError(400, 'invalid Content-Length')
-    // Past 15 digits the number is far over any limit; keep it exact enough to compare and refuse.
-    const n = v.length > 15 ? Number.MAX_SAFE_INTEGER : Number(v)
-    if (result !== -1 && result !== n) throw new HttpError(400, 'conflicting Content-Length')
-    result = n
+    // Compared as digit strings, so that two huge values that differ are still told apart.
+    const digits = v.replace(/^0+(?=\d)/, '')
+    if (result !== null && result !== digits) throw new HttpError(400, 'conflicting Content-Length')
+    result = digits
   }
-  return result
+  return result!
 }
