@@ -59,7 +59,8 @@ function parseArgs(argv: readonly string[]): Parsed {
     } else if (eq !== -1) {
       value = arg.slice(eq + 1)
     } else {
-      if (i + 1 >= argv.length) throw new UsageError(`--${name} needs a value (${flag.arg})`)
+      // `--cors-origin --stdin` is a forgotten value, not an origin named "--stdin".
+      if (i + 1 >= argv.length || argv[i + 1]!.startsWith('--')) throw new UsageError(`--${name} needs a value (${flag.arg})`)
       value = argv[++i]!
     }
     const list = values.get(name) ?? []

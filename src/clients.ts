@@ -26,9 +26,10 @@ export interface Target {
 export class Client implements ClientView {
   /** Position in ClientRegistry.list, so a closed stream leaves the array in O(1). */
   index = -1
-  /** Bytes the kernel had taken at the last stall check, and when that last grew. */
+  /** What the kernel had taken at the last stall check (see dropStalled), and when it last moved. */
   flushed = 0
-  progressAt = 0
+  queued = 0
+  progressAt = Date.now()
 
   constructor(
     readonly id: number,
@@ -165,8 +166,12 @@ export class ClientRegistry {
     for (const c of this.list) {
       const pending = c.socket.writableLength
       const flushed = c.socket.bytesWritten - pending
-      if (pending === 0 || flushed !== c.flushed) {
+      // Node joins queued writes into one big write that completes only when its last byte is
+      // taken; the handle's own queue shows the kernel taking bytes in between.
+      const queued = writeQueueSize(c.socket)
+      if (pending === 0 || flushed !== c.flushed || queued !== c.queued) {
         c.flushed = flushed
+        c.queued = queued
         c.progressAt = now
       } else if (now - c.progressAt >= stallMs) {
         ;(stalled ??= []).push(c)
@@ -184,6 +189,11 @@ export function matches(c: Client, t: Target): boolean {
   if (t.role !== undefined && !c.roles.includes(t.role)) return false
   if (t.filter !== undefined && !t.filter(c)) return false
   return true
+}
+
+/** Bytes libuv still holds for the socket's write in progress (a Node internal, stable since 0.x). */
+function writeQueueSize(socket: Socket): number {
+  return (socket as unknown as { _handle?: { writeQueueSize?: number } | null })._handle?.writeQueueSize ?? 0
 }
 
 function decrement(counts: Map<string, number>, key: string): void {

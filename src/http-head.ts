@@ -60,7 +60,7 @@ export interface ParsedHead {
  * Parse the request head at the start of `buf`. Returns null while the head is incomplete
  * ("need more" is a result, not an error) and throws HttpError for a head we refuse.
  */
-export function parseHead(buf: Buffer): ParsedHead | null {
+export function parseHead(buf: Buffer, seen = 0): ParsedHead | null {
   // RFC 9112 §2.2: a server SHOULD ignore empty lines received before the request line
   // (some clients send an extra CRLF after a POST body).
   let start = 0
@@ -69,9 +69,12 @@ export function parseHead(buf: Buffer): ParsedHead | null {
   }
   if (start > MAX_HEAD_BYTES) throw new HttpError(431, 'request head too large')
 
-  const end = findHeadEnd(buf, start)
+  // `seen`: bytes of `buf` an earlier call already answered "need more" for. The blank line
+  // cannot end before them, and the lines that ended inside them were already checked.
+  const from = Math.max(start, seen - 3)
+  const end = findHeadEnd(buf, from)
   if (end === -1) {
-    checkIncomplete(buf, start)
+    checkIncomplete(buf, start, Math.max(start, seen))
     return null
   }
   if (end - start > MAX_HEAD_BYTES) throw new HttpError(431, 'request head too large')
@@ -91,10 +94,24 @@ function findHeadEnd(buf: Buffer, from: number): number {
   }
 }
 
-/** Refuse an unfinished head that is already over a limit, so we never buffer more than the limits. */
-function checkIncomplete(buf: Buffer, start: number): void {
-  const lineEnd = buf.indexOf(LF, start)
-  if (lineEnd === -1) {
+/**
+ * Refuse an unfinished head as soon as it is wrong: over a limit, or a line that has already
+ * ended is malformed (garbage, a TLS hello) so it need not hold the connection until the
+ * deadline. Only lines that ended after `from` are checked, so a head trickling in byte by byte
+ * is checked once, not once per byte.
+ */
+function checkIncomplete(buf: Buffer, start: number, from: number): void {
+  let lineStart = from === start ? start : buf.lastIndexOf(LF, from - 1) + 1
+  if (lineStart < start) lineStart = start
+  for (;;) {
+    const lf = buf.indexOf(LF, lineStart)
+    if (lf === -1) break
+    const stop = contentEnd(buf, lineStart, lf)
+    if (lineStart === start) parseRequestLine(buf, start, stop)
+    else fieldLine(buf, lineStart, stop)
+    lineStart = lf + 1
+  }
+  if (lineStart === start) {
     // Still in the request line: tell a long target (414) from a garbage line (400).
     const sp = buf.indexOf(SP, start)
     if (sp === -1) {
@@ -106,6 +123,24 @@ function checkIncomplete(buf: Buffer, start: number): void {
     }
   }
   if (buf.length - start > MAX_HEAD_BYTES) throw new HttpError(431, 'request head too large')
+}
+
+/** Check one field line (RFC 9112 §5); returns where its name ends and its trimmed value lies. */
+function fieldLine(buf: Buffer, pos: number, stop: number): { colon: number; vs: number; ve: number } {
+  // RFC 9112 §5.2: obs-fold is deprecated; a server may reject it with 400.
+  if (buf[pos] === SP || buf[pos] === HTAB) throw new HttpError(400, 'obsolete line folding')
+  let colon = pos
+  while (colon < stop && TOKEN[buf[colon]!] === 1) colon++
+  // RFC 9112 §5.1: no whitespace is allowed between the field name and the colon.
+  if (colon === pos || colon === stop || buf[colon] !== COLON) throw new HttpError(400, 'malformed header field')
+  let vs = colon + 1
+  let ve = stop
+  while (vs < ve && (buf[vs] === SP || buf[vs] === HTAB)) vs++
+  while (ve > vs && (buf[ve - 1] === SP || buf[ve - 1] === HTAB)) ve--
+  for (let i = vs; i < ve; i++) {
+    if (FIELD_VALUE[buf[i]!] !== 1) throw new HttpError(400, 'invalid byte in header value')
+  }
+  return { colon, vs, ve }
 }
 
 function parseComplete(buf: Buffer, start: number): RequestHead {
@@ -126,22 +161,7 @@ function parseComplete(buf: Buffer, start: number): RequestHead {
     const stop = contentEnd(buf, pos, lineEnd)
     if (stop === pos) break // the blank line
     if (++count > MAX_HEADER_COUNT) throw new HttpError(431, 'too many header fields')
-    // RFC 9112 §5.2: obs-fold is deprecated; a server may reject it with 400.
-    if (buf[pos] === SP || buf[pos] === HTAB) throw new HttpError(400, 'obsolete line folding')
-
-    let colon = pos
-    while (colon < stop && TOKEN[buf[colon]!] === 1) colon++
-    // RFC 9112 §5.1: no whitespace is allowed between the field name and the colon.
-    if (colon === pos || colon === stop || buf[colon] !== COLON) throw new HttpError(400, 'malformed header field')
-
-    let vs = colon + 1
-    let ve = stop
-    while (vs < ve && (buf[vs] === SP || buf[vs] === HTAB)) vs++
-    while (ve > vs && (buf[ve - 1] === SP || buf[ve - 1] === HTAB)) ve--
-    for (let i = vs; i < ve; i++) {
-      if (FIELD_VALUE[buf[i]!] !== 1) throw new HttpError(400, 'invalid byte in header value')
-    }
-
+    const { colon, vs, ve } = fieldLine(buf, pos, stop)
     const name = buf.toString('latin1', pos, colon).toLowerCase()
     const value = buf.toString('latin1', vs, ve)
     switch (name) {

@@ -76,6 +76,8 @@ class Connection {
   state = State.Head
   /** Received bytes not parsed yet: the unfinished head, or pipelined requests. */
   buffered: Buffer | null = null
+  /** How much of `buffered` the head parser has already said "need more" for. */
+  seen = 0
   request: RequestHead | null = null
   body: BodyReader | null = null
   /** The head or body deadline. One per connection; Node keeps timers of one duration in one list. */
@@ -104,8 +106,8 @@ export class SseServer extends EventEmitter<SseServerEvents> {
   private readonly streamHeads: { chunked: Buffer; closeDelimited: Buffer }
   private server: net.Server | null = null
   private housekeeping: NodeJS.Timeout | null = null
+  private heartbeat: NodeJS.Timeout | null = null
   private ticker: NodeJS.Timeout | null = null
-  private nextHeartbeatAt = 0
   private lastClientId = 0
   private lastEventId = 0
   private stopping: Promise<void> | null = null
@@ -128,7 +130,10 @@ export class SseServer extends EventEmitter<SseServerEvents> {
     for (const [name, v] of Object.entries(this.opts)) {
       if (typeof v === 'number' && !(Number.isInteger(v) && v >= 0)) throw new RangeError(`${name} must be a whole number >= 0`)
     }
-    const noAuth = !options.tokens?.length && !options.publishTokens?.length && !options.users?.length && !options.authenticate
+    // RFC 9110 §5.5: a field value is visible ASCII, space and tab; CR or LF would inject headers.
+    if (!/^[\x20-\x7e\t]*$/.test(this.opts.corsOrigin)) throw new RangeError('corsOrigin must be a valid header value (no CR, LF or control bytes)')
+    // Any token list given, even an empty one, means the caller chose who may connect.
+    const noAuth = !options.tokens?.length && !options.publishTokens?.length && options.users === undefined && !options.authenticate
     this.generatedToken = noAuth ? generateToken() : null
     this.tokens = new TokenTable({
       tokens: options.tokens ?? [],
@@ -164,9 +169,12 @@ export class SseServer extends EventEmitter<SseServerEvents> {
     // connections already open keep being served.
     server.on('error', (err) => process.emitWarning(`rawsse: ${err.message}`))
 
-    const sweepMs = Math.max(1, Math.min(L.HOUSEKEEPING_MS, this.opts.heartbeatMs || Infinity, this.opts.stallTimeoutMs))
-    this.nextHeartbeatAt = Date.now() + this.opts.heartbeatMs
-    this.housekeeping = setInterval(() => this.sweep(), sweepMs)
+    // Shared timers, never one per stream: the stall check, the heartbeat, the tick.
+    const sweepMs = Math.max(1, Math.min(L.HOUSEKEEPING_MS, this.opts.stallTimeoutMs))
+    this.housekeeping = setInterval(() => this.registry.dropStalled(Date.now(), this.opts.stallTimeoutMs), sweepMs)
+    if (this.opts.heartbeatMs > 0) {
+      this.heartbeat = setInterval(() => this.registry.fanOut(HEARTBEAT, {}), this.opts.heartbeatMs)
+    }
     if (this.opts.tickMs > 0) {
       this.ticker = setInterval(() => this.broadcastNow({ event: 'time', data: new Date().toISOString() }), this.opts.tickMs)
     }
@@ -181,8 +189,7 @@ export class SseServer extends EventEmitter<SseServerEvents> {
    */
   stop(): Promise<void> {
     this.stopping ??= new Promise<void>((resolve) => {
-      if (this.housekeeping !== null) clearInterval(this.housekeeping)
-      if (this.ticker !== null) clearInterval(this.ticker)
+      for (const timer of [this.housekeeping, this.heartbeat, this.ticker]) if (timer !== null) clearInterval(timer)
       const server = this.server
       if (server === null) return resolve()
       const grace = setTimeout(() => {
@@ -286,16 +293,6 @@ export class SseServer extends EventEmitter<SseServerEvents> {
     return this.opts.retryMs + Math.floor(Math.random() * this.opts.retryMs * L.RETRY_JITTER)
   }
 
-  /** The one shared timer: heartbeats when due, and the stall check. */
-  private sweep(): void {
-    const now = Date.now()
-    if (this.opts.heartbeatMs > 0 && now >= this.nextHeartbeatAt) {
-      this.nextHeartbeatAt = now + this.opts.heartbeatMs
-      this.registry.fanOut(HEARTBEAT, {})
-    }
-    this.registry.dropStalled(now, this.opts.stallTimeoutMs)
-  }
-
   // ---------------------------------------------------------------- connections
 
   private accept(socket: net.Socket): void {
@@ -327,8 +324,12 @@ export class SseServer extends EventEmitter<SseServerEvents> {
     try {
       while (conn.buffered !== null && (conn.state === State.Head || conn.state === State.Body)) {
         if (conn.state === State.Head) {
-          const parsed = parseHead(conn.buffered)
-          if (parsed === null) break
+          const parsed = parseHead(conn.buffered, conn.seen)
+          if (parsed === null) {
+            conn.seen = conn.buffered.length
+            break
+          }
+          conn.seen = 0
           const req = parsed.head
           conn.request = req
           conn.buffered = parsed.length < conn.buffered.length ? conn.buffered.subarray(parsed.length) : null
@@ -383,7 +384,12 @@ export class SseServer extends EventEmitter<SseServerEvents> {
       conn.socket.write(formatHead(reply, size, opts), 'latin1')
       const stream = createReadStream(file, { start: 0, end: size - 1 })
       stream.on('error', () => conn.socket.destroy()) // the head is sent: no status can say it now
-      stream.on('end', () => this.replied(conn, opts.keepAlive))
+      stream.on('end', () => {
+        this.replied(conn, opts.keepAlive)
+        this.process(conn) // a request pipelined behind the file
+      })
+      // A client that goes away mid-file must not leave the file open.
+      conn.socket.once('close', () => stream.destroy())
       stream.pipe(conn.socket, { end: false })
       return
     }
@@ -466,6 +472,7 @@ export class SseServer extends EventEmitter<SseServerEvents> {
     if (conn.state === State.Closing) return
     conn.state = State.Closing
     conn.buffered = null
+    conn.seen = 0
     conn.socket.resume()
     conn.socket.end()
     this.arm(conn, L.LINGER_MS)

@@ -64,7 +64,8 @@ export class StaticFiles {
       file = path.join(st.real, 'index.html')
       st = await statInside(root, file)
     }
-    if (st === null || !st.stat.isFile()) return notFound()
+    // `/file.html/` names a folder that does not exist.
+    if (st === null || !st.stat.isFile() || (urlPath.endsWith('/') && file === path.join(root, rel))) return notFound()
 
     const { real, stat } = st
     const etag = `W/"${stat.size.toString(16)}-${Math.floor(stat.mtimeMs).toString(16)}"`

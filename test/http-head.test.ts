@@ -531,3 +531,47 @@ t.test('refuses a method longer than any we route with 400, whole or in pieces',
   t.equal(status, 400, 'in pieces')
   t.end()
 })
+
+t.test('refuses a malformed line of an unfinished head at once, not at the deadline', (t) => {
+  t.equal(statusOfHead('\x00\x01\x02 \x03\n'), 400, 'garbage request line')
+  t.equal(statusOfHead('GET / HTTP/1.1 junk\r\n'), 400, 'junk after the version')
+  t.equal(statusOfHead(`GET / HTTP/1.1\r\n${HOST}\x00\x01\x02\r\n`), 400, 'garbage header line')
+  t.equal(statusOfHead(`GET / HTTP/1.1\r\n${HOST} folded\r\n`), 400, 'obs-fold before the head ends')
+  t.equal(statusOfHead('PUT / HTTP/1.1\r\n'), 405, 'unknown method as soon as the line ends')
+  t.end()
+})
+
+t.test('gives the same answers fed byte by byte with the "seen" hint as fed whole', (t) => {
+  const heads = [
+    `GET /events/x?channel=a HTTP/1.1\r\n${HOST}Last-Event-ID: 7\r\n\r\n`,
+    `POST /p HTTP/1.1\n${HOST}Content-Length: 3\n\nabc`,
+    `GET / HTTP/1.1\r\n${HOST}X: a\x00b\r\n\r\n`,
+    `GET / HTTP/1.1\r\n${HOST} fold\r\n\r\n`,
+  ]
+  for (const text of heads) {
+    const buf = Buffer.from(text, 'latin1')
+    let whole: string
+    try {
+      whole = JSON.stringify(parseHead(buf))
+    } catch (err) {
+      whole = `error ${(err as HttpError).status}`
+    }
+    let seen = 0
+    let fed = 'null'
+    for (let i = 1; i <= buf.length; i++) {
+      try {
+        const r = parseHead(buf.subarray(0, i), seen)
+        if (r === null) {
+          seen = i
+          continue
+        }
+        fed = JSON.stringify(r)
+      } catch (err) {
+        fed = `error ${(err as HttpError).status}`
+      }
+      break
+    }
+    t.equal(fed, whole, JSON.stringify(text))
+  }
+  t.end()
+})

@@ -1,0 +1,522 @@
+// The `rawsse` command as a real child process (../CONTRACT.md, "Process and CLI"): start-up
+// lines, tokens, flags, --help/--version, bad command lines, --stdin, signals and the console on
+// a pseudo-terminal. Runs the built dist/cli.js (`npm test` builds first).
+
+import t from 'tap'
+import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import * as os from 'node:os'
+import * as path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { chunk, clientId, openStream, publish, rawRequest, STREAM_HEAD, type RawClient } from './helpers.js'
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
+const CLI = path.join(ROOT, 'dist', 'cli.js')
+const VERSION = (JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string }).version
+const PUB = 'cli-publish-secret'
+
+interface Teardown {
+  teardown(fn: () => unknown): void
+}
+
+interface Exit {
+  code: number | null
+  signal: NodeJS.Signals | null
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
+
+/** Polls `probe` until it returns something truthy; throws after `ms` with `what()` in the message. */
+async function until<T>(probe: () => T | null | undefined | false, ms: number, what: () => string): Promise<T> {
+  const deadline = Date.now() + ms
+  for (;;) {
+    const v = probe()
+    if (v !== null && v !== undefined && v !== false) return v
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what()}`)
+    await sleep(20)
+  }
+}
+
+/** A child process whose output is collected; killed by its PID at the test's end if still running. */
+class Child {
+  readonly proc: ChildProcess
+  stdout = ''
+  stderr = ''
+  exit: Exit | null = null
+
+  constructor(t: Teardown, command: string, args: readonly string[], stdin: 'pipe' | 'ignore') {
+    this.proc = spawn(command, args, { cwd: ROOT, stdio: [stdin, 'pipe', 'pipe'] })
+    this.proc.stdout!.setEncoding('utf8')
+    this.proc.stderr!.setEncoding('utf8')
+    this.proc.stdout!.on('data', (d: string) => (this.stdout += d))
+    this.proc.stderr!.on('data', (d: string) => (this.stderr += d))
+    this.proc.stdin?.on('error', () => {})
+    this.proc.on('error', (err) => {
+      this.stderr += `spawn error: ${err.message}\n`
+      this.exit ??= { code: null, signal: null }
+    })
+    // 'close': the process has exited and its stdout and stderr are fully read.
+    this.proc.on('close', (code, signal) => (this.exit = { code, signal }))
+    const pid = this.proc.pid
+    t.teardown(() => {
+      if (this.exit !== null || pid === undefined) return
+      try {
+        process.kill(pid, 'SIGKILL')
+      } catch {
+        // already gone
+      }
+    })
+  }
+
+  waitExit(ms: number): Promise<Exit> {
+    return until(() => this.exit, ms, () => `the process to exit; stdout: ${JSON.stringify(this.stdout)}; stderr: ${JSON.stringify(this.stderr)}`)
+  }
+
+  kill(signal: NodeJS.Signals): void {
+    process.kill(this.proc.pid!, signal)
+  }
+}
+
+interface Cli {
+  child: Child
+  port: number
+  base: string
+  lines: string[]
+}
+
+const FIRST_LINE = /^rawsse listening on http:\/\/127\.0\.0\.1:(\d+)\n/
+
+/** `node dist/cli.js ARGS`; resolves once the start-up lines are out. */
+async function startCli(t: Teardown, args: readonly string[], stdin: 'pipe' | 'ignore' = 'ignore'): Promise<Cli> {
+  const child = new Child(t, process.execPath, [CLI, ...args], stdin)
+  const m = await until(
+    () => {
+      if (child.exit !== null) throw new Error(`rawsse ${args.join(' ')} exited ${JSON.stringify(child.exit)}; stderr: ${child.stderr}`)
+      // The listening line, then the demo page, the stream URL and the curl line (or why there is none).
+      return child.stdout.split('\n').length > 4 ? FIRST_LINE.exec(child.stdout) : null
+    },
+    5000,
+    () => `the start-up lines; stdout so far: ${JSON.stringify(child.stdout)}`,
+  )
+  const port = Number(m[1])
+  return { child, port, base: `http://127.0.0.1:${port}`, lines: child.stdout.split('\n') }
+}
+
+/**
+ * Runs the CLI to its end (for flags that exit at once). When it starts listening instead,
+ * `exit` is 'still running' (and the process is killed at the test's end).
+ */
+async function runCli(t: Teardown, args: readonly string[]): Promise<{ exit: Exit | 'still running'; stdout: string; stderr: string }> {
+  const child = new Child(t, process.execPath, [CLI, ...args], 'ignore')
+  await until(
+    () => child.exit !== null || FIRST_LINE.test(child.stdout),
+    5000,
+    () => `the process to exit or print; stdout: ${JSON.stringify(child.stdout)}; stderr: ${JSON.stringify(child.stderr)}`,
+  )
+  return { exit: child.exit ?? 'still running', stdout: child.stdout, stderr: child.stderr }
+}
+
+/**
+ * The chunks of a chunked stream (head stripped), decoded as UTF-8, and whatever follows the
+ * last complete chunk. Throws when the framing is wrong.
+ */
+function chunksOf(received: string): { payloads: string[]; rest: string } {
+  const headEnd = received.indexOf('\r\n\r\n')
+  if (headEnd === -1) return { payloads: [], rest: received }
+  let rest = received.slice(headEnd + 4) // latin1: one char per byte, so sizes count chars
+  const payloads: string[] = []
+  for (;;) {
+    const m = /^([0-9a-fA-F]+)\r\n/.exec(rest)
+    if (m === null) break
+    const size = parseInt(m[1]!, 16)
+    const begin = m[0].length
+    if (rest.length < begin + size + 2) break
+    if (rest.slice(begin + size, begin + size + 2) !== '\r\n') throw new Error(`bad chunk framing at ${JSON.stringify(rest.slice(0, 80))}`)
+    payloads.push(Buffer.from(rest.slice(begin, begin + size), 'latin1').toString('utf8'))
+    rest = rest.slice(begin + size + 2)
+    if (size === 0) break
+  }
+  return { payloads, rest }
+}
+
+/** The event payloads after `ready` (the chunks that are not the first one). */
+const eventsAfterReady = (s: RawClient): string[] => chunksOf(s.received).payloads.slice(1)
+
+async function getStatus(url: string, token: string | null): Promise<number> {
+  const res = await fetch(url, { headers: token === null ? {} : { authorization: `Bearer ${token}` } })
+  await res.arrayBuffer()
+  return res.status
+}
+
+async function streamStatus(port: number, token: string): Promise<string> {
+  const reply = await rawRequest(port, `GET /events/${encodeURIComponent(token)} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`, 1000)
+  return reply.slice(0, reply.indexOf('\r\n'))
+}
+
+function tempDir(t: Teardown): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'rawsse-cli-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  return dir
+}
+
+// ------------------------------------------------------------------ start-up lines and tokens
+
+t.test('prints the listening line, demo page, stream URL and a curl command that really publishes', async (t) => {
+  const { child, port, base, lines } = await startCli(t, ['--port', '0', '--tick', '0'])
+  t.equal(lines[0], `rawsse listening on ${base}`, 'first line, exactly')
+  t.ok(port > 0, 'the real port, not 0')
+  t.equal(child.stderr, '', 'nothing on stderr')
+
+  const demo = lines.findIndex((l) => l.includes(`${base}/#token=`))
+  const stream = lines.findIndex((l) => l.includes(`${base}/events/`))
+  const curl = lines.findIndex((l) => /(^|\s)curl\s/.test(l))
+  t.ok(demo > 0 && stream > demo && curl > stream, `demo page, stream URL, curl command in that order: ${JSON.stringify(lines)}`)
+
+  const demoToken = /#token=(\S+)/.exec(lines[demo]!)![1]!
+  const streamPath = new URL(/http:\/\/\S+/.exec(lines[stream]!)![0]).pathname
+  t.equal(streamPath, `/events/${demoToken}`, 'the stream URL carries the demo page token')
+
+  const s = await openStream(port, streamPath)
+  t.teardown(() => s.close())
+  t.ok(s.received.startsWith(STREAM_HEAD), 'the printed stream URL opens a stream')
+
+  const command = lines[curl]!.slice(lines[curl]!.search(/(^|\s)curl\s/)).trim()
+  const out = await new Promise<string>((resolve, reject) => {
+    execFile('sh', ['-c', command], { timeout: 5000 }, (err, stdout, stderr) => (err === null ? resolve(stdout) : reject(new Error(`${command}: ${err.message} ${stderr}`))))
+  })
+  const answer = JSON.parse(out) as { id: string; delivered: number }
+  t.same(answer, { id: answer.id, delivered: 1 }, 'the curl command publishes to the open stream')
+  await s.waitFor(chunk(`id: ${answer.id}\ndata: hello\n\n`))
+  t.pass('the stream received hello')
+})
+
+t.test('with no token flags a random URL-safe token of at least 128 bits is printed and has every role', async (t) => {
+  const [a, b] = await Promise.all([startCli(t, ['--port', '0', '--tick', '0']), startCli(t, ['--port', '0', '--tick', '0'])])
+  const tokenOf = (c: Cli): string => /#token=(\S+)/.exec(c.child.stdout)![1]!
+  const token = tokenOf(a)
+  t.match(token, /^[A-Za-z0-9_-]+$/, 'URL-safe base64 alphabet, no padding, no escaping needed')
+  t.ok(token.length * 6 >= 128, `at least 128 bits (${token.length} base64 characters)`)
+  t.not(tokenOf(b), token, 'two runs print two different tokens')
+  t.ok(a.child.stdout.includes(`${a.base}/events/${token}`), 'the stream URL uses it')
+  t.ok(a.child.stdout.includes(`Bearer ${token}`), 'the curl command uses it')
+
+  const s = await openStream(a.port, `/events/${token}`)
+  t.teardown(() => s.close())
+  t.ok(s.received.startsWith(STREAM_HEAD), 'it opens a stream')
+  const r = await publish(a.base, 'event=check', 'with the generated token', token)
+  t.same(r, { status: 200, json: { id: r.json.id, delivered: 1 } }, 'it publishes')
+  await s.waitFor(`event: check\ndata: with the generated token\n\n`)
+  t.equal(await getStatus(`${a.base}/stats`, token), 200, 'it reads /stats')
+  t.equal(await getStatus(`${a.base}/metrics`, token), 200, 'it reads /metrics')
+
+  t.equal(await streamStatus(a.port, tokenOf(b)), 'HTTP/1.1 401 Unauthorized', "another run's token opens no stream")
+  t.equal((await publish(a.base, '', 'x', 'wrong-token')).status, 401, 'a wrong token cannot publish')
+  t.equal(await getStatus(`${a.base}/stats`, 'wrong-token'), 401, 'a wrong token cannot read /stats')
+})
+
+t.test('--token and --publish-token: only those tokens work, a stream-only token cannot publish', async (t) => {
+  const { child, port, base } = await startCli(t, ['--port', '0', '--tick', '0', '--token', 's1', '--token', 's2', '--publish-token', PUB])
+  t.match(child.stdout, `#token=${PUB}`, 'the printed URLs use a given publish token, no generated one')
+  t.notMatch(child.stdout, /#token=(?!cli-publish-secret)/, 'no other token is printed')
+
+  for (const tok of ['s1', 's2', PUB]) {
+    const s = await openStream(port, `/events/${tok}`)
+    const ready = chunksOf(s.received).payloads[0]!
+    t.match(ready, /\nevent: ready\ndata: \{"client":\d+,"user":null,"channels":\["default"\]\}\n\n$/, `${tok} opens a stream; ready.user is null`)
+    s.close()
+  }
+  t.equal(await streamStatus(port, 'nope'), 'HTTP/1.1 401 Unauthorized', 'an unknown token opens no stream')
+
+  t.equal((await publish(base, '', 'x', 's1')).status, 403, 'a --token token publishing: 403')
+  t.equal((await publish(base, '', 'x', 'nope')).status, 401, 'an unknown token publishing: 401')
+  t.equal((await publish(base, '', 'x', null)).status, 401, 'no token publishing: 401')
+  t.same(await publish(base, '', 'x', PUB), { status: 200, json: { id: '1', delivered: 0 } }, 'the --publish-token publishes')
+  t.equal(await getStatus(`${base}/stats`, PUB), 200, 'the --publish-token reads /stats')
+  t.equal(await getStatus(`${base}/stats`, 's1'), 403, 'a --token token reading /stats: 403')
+})
+
+t.test('--users FILE: ready.user is the name, the publish role decides who may publish', async (t) => {
+  const dir = tempDir(t)
+  const file = path.join(dir, 'users.json')
+  writeFileSync(
+    file,
+    JSON.stringify([
+      { token: 'alice-secret', user: 'alice', roles: ['publish', 'admin'] },
+      { token: 'bob-secret', user: 'bob', roles: ['viewer'] },
+    ]),
+  )
+  const { child, port, base } = await startCli(t, ['--port', '0', '--tick', '0', '--users', file])
+  t.match(child.stdout, '#token=alice-secret', 'the printed URLs use the user who may publish, no generated token')
+
+  const alice = await openStream(port, '/events/alice-secret?channel=a&channel=b')
+  t.teardown(() => alice.close())
+  t.match(chunksOf(alice.received).payloads[0], /data: \{"client":\d+,"user":"alice","channels":\["a","b"\]\}\n\n$/, 'ready.user is alice')
+  const bob = await openStream(port, '/events/bob-secret')
+  t.teardown(() => bob.close())
+  t.match(chunksOf(bob.received).payloads[0], /data: \{"client":\d+,"user":"bob","channels":\["default"\]\}\n\n$/, 'ready.user is bob')
+  t.equal(await streamStatus(port, 'carol-secret'), 'HTTP/1.1 401 Unauthorized', 'a token not in the file opens no stream')
+
+  t.same(await publish(base, 'user=bob', 'to bob', 'alice-secret'), { status: 200, json: { id: '1', delivered: 1 } }, 'alice (role publish) publishes')
+  await bob.waitFor(chunk('id: 1\ndata: to bob\n\n'))
+  t.equal((await publish(base, '', 'x', 'bob-secret')).status, 403, 'bob (no publish role) gets 403')
+  t.equal((await publish(base, '', 'x', 'carol-secret')).status, 401, 'a token not in the file gets 401')
+  t.equal(await getStatus(`${base}/stats`, 'alice-secret'), 200, 'alice (role admin) reads /stats')
+  t.equal(await getStatus(`${base}/stats`, 'bob-secret'), 403, 'bob reads no /stats')
+})
+
+// ------------------------------------------------------------------ --help, --version, bad command lines
+
+t.test('--help prints every flag with its default and exits 0', async (t) => {
+  const { exit, stdout, stderr } = await runCli(t, ['--help'])
+  t.same(exit, { code: 0, signal: null }, 'exit 0')
+  t.equal(stderr, '', 'nothing on stderr')
+  const defaults: Array<[string, string | null]> = [
+    ['port', '6500'],
+    ['host', '127.0.0.1'],
+    ['token', null],
+    ['publish-token', null],
+    ['users', null],
+    ['public', 'public/'],
+    ['cors-origin', '*'],
+    ['heartbeat', '15000'],
+    ['retry', '3000'],
+    ['history', '1000'],
+    ['max-clients', '10000'],
+    ['max-buffer', '1048576'],
+    ['tick', '1000'],
+    ['stdin', null],
+  ]
+  const lines = stdout.split('\n')
+  for (const [flag, def] of defaults) {
+    const line = lines.find((l) => new RegExp(`(^|\\s)--${flag}(\\s|=|$)`).test(l))
+    t.ok(line !== undefined, `--${flag} is listed`)
+    if (line !== undefined && def !== null) t.ok(line.includes(def), `--${flag} shows its default ${def}: ${JSON.stringify(line)}`)
+  }
+})
+
+t.test("--version prints package.json's version and exits 0", async (t) => {
+  const { exit, stdout, stderr } = await runCli(t, ['--version'])
+  t.same(exit, { code: 0, signal: null }, 'exit 0')
+  t.equal(stdout.trim(), VERSION, `prints ${VERSION}`)
+  t.equal(stderr, '', 'nothing on stderr')
+})
+
+t.test('a bad flag or value: one line on stderr, exit code 2, nothing listening', async (t) => {
+  const dir = tempDir(t)
+  const notArray = path.join(dir, 'not-array.json')
+  writeFileSync(notArray, JSON.stringify({ token: 'x', user: 'x', roles: [] }))
+  const badJson = path.join(dir, 'bad.json')
+  writeFileSync(badJson, '[{"token": ')
+  const cases: string[][] = [
+    ['--port', '0', '--tick', '0', '--bogus'],
+    ['--port', 'abc'],
+    ['--port', '70000'],
+    ['--port', '0', '--heartbeat', '-1'],
+    ['--port', '0', '--users', '/nonexistent.json'],
+    ['--port', '0', '--users', notArray],
+    ['--port', '0', '--users', badJson],
+    ['--tick', '0', '--port'],
+    ['--port', '0', '--retry', '1.5'],
+    ['--port', '0', '--public', path.join(dir, 'no-such-folder')],
+    // A header value cannot hold CR or LF (RFC 9110 §5.5): this one would inject a header line.
+    ['--port', '0', '--tick', '0', '--cors-origin', 'https://x.example\r\nX-Injected: 1'],
+  ]
+  await Promise.all(
+    cases.map(async (args) => {
+      const { exit, stdout, stderr } = await runCli(t, args)
+      const what = JSON.stringify(args.join(' '))
+      t.same(exit, { code: 2, signal: null }, `${what}: exit code 2`)
+      t.match(stderr, /^[^\n]+\n$/, `${what}: exactly one line on stderr: ${JSON.stringify(stderr)}`)
+      // It exited on its own (above) and never said it was listening.
+      t.equal(stdout, '', `${what}: nothing on stdout, never listening`)
+    }),
+  )
+})
+
+// ------------------------------------------------------------------ flags take effect
+
+t.test('flags take effect', (t) => {
+  t.test('--retry R: the ready chunk carries retry: within [R, 1.5R]', async (t) => {
+    const c = await startCli(t, ['--port', '0', '--tick', '0', '--retry', '200', '--publish-token', PUB])
+    const stream = await openStream(c.port, `/events/${PUB}`)
+    t.teardown(() => stream.close())
+    const ready = chunksOf(stream.received).payloads[0]!
+    t.match(ready, /(^|\n)event: ready\n/, 'the first chunk is the ready event')
+    const m = /(^|\n)retry: (\d+)\n/.exec(ready)
+    t.ok(m !== null, `the ready chunk carries retry: ${JSON.stringify(ready)}`)
+    const retry = Number(m?.[2])
+    t.ok(retry >= 200 && retry <= 300, `retry ${retry} within [200, 300]`)
+  })
+
+  t.test('--heartbeat 100: a comment chunk arrives', async (t) => {
+    const { port } = await startCli(t, ['--port', '0', '--tick', '0', '--heartbeat', '100', '--publish-token', PUB])
+    const s = await openStream(port, `/events/${PUB}`)
+    t.teardown(() => s.close())
+    await s.waitFor('\r\n3\r\n:\n\n\r\n', 3000)
+    t.pass('3\\r\\n:\\n\\n\\r\\n received')
+  })
+
+  t.test('--tick 100: event time with the server ISO time, no id', async (t) => {
+    const { port } = await startCli(t, ['--port', '0', '--tick', '100', '--publish-token', PUB])
+    const s = await openStream(port, `/events/${PUB}`)
+    t.teardown(() => s.close())
+    await s.waitFor(() => eventsAfterReady(s).length >= 2, 3000)
+    for (const p of eventsAfterReady(s).slice(0, 2)) {
+      const m = /^event: time\ndata: (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)\n\n$/.exec(p)
+      t.ok(m !== null, `a time event: ${JSON.stringify(p)}`)
+      t.ok(m !== null && Math.abs(Date.parse(m[1]!) - Date.now()) < 60_000, 'the server time is now')
+    }
+  })
+
+  t.test('--history 2: only the last 2 events are replayed; an older id gets reset', async (t) => {
+    const { port, base } = await startCli(t, ['--port', '0', '--tick', '0', '--history', '2', '--publish-token', PUB])
+    for (const d of ['a', 'b', 'c']) t.equal((await publish(base, '', d, PUB)).status, 200, `published ${d}`)
+    const all = await openStream(port, `/events/${PUB}?lastEventId=0`)
+    t.teardown(() => all.close())
+    await all.waitFor(chunk('id: 3\ndata: c\n\n'))
+    t.same(eventsAfterReady(all), ['id: 2\ndata: b\n\n', 'id: 3\ndata: c\n\n'], 'lastEventId=0 replays the 2 retained events')
+    const old = await openStream(port, `/events/${PUB}?lastEventId=1`)
+    t.teardown(() => old.close())
+    await old.waitFor('event: reset\n')
+    t.same(eventsAfterReady(old), ['event: reset\ndata: {"reason":"history-gap"}\n\n'], 'id 1 is no longer retained: reset')
+  })
+
+  t.test('--max-clients 1: a second stream gets 503 with Retry-After', async (t) => {
+    const { port } = await startCli(t, ['--port', '0', '--tick', '0', '--max-clients', '1', '--publish-token', PUB])
+    const first = await openStream(port, `/events/${PUB}`)
+    t.teardown(() => first.close())
+    const reply = await rawRequest(port, `GET /events/${PUB} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`, 2000)
+    t.match(reply, /^HTTP\/1\.1 503 Service Unavailable\r\n/, 'second stream: 503')
+    t.match(reply, /\r\nRetry-After: \d+\r\n/, 'with Retry-After')
+  })
+
+  t.test('--cors-origin: the stream head carries it', async (t) => {
+    const { port } = await startCli(t, ['--port', '0', '--tick', '0', '--cors-origin', 'https://x.example', '--publish-token', PUB])
+    const s = await openStream(port, `/events/${PUB}`)
+    t.teardown(() => s.close())
+    t.ok(s.received.startsWith(STREAM_HEAD.replace('Access-Control-Allow-Origin: *', 'Access-Control-Allow-Origin: https://x.example')), 'Access-Control-Allow-Origin: https://x.example')
+  })
+
+  t.test('--public DIR: files are served from that folder', async (t) => {
+    const dir = tempDir(t)
+    writeFileSync(path.join(dir, 'hello.txt'), 'hello from a temp folder\n')
+    writeFileSync(path.join(dir, 'index.html'), '<p>temp index</p>\n')
+    const { base } = await startCli(t, ['--port', '0', '--tick', '0', '--public', dir])
+    const file = await fetch(`${base}/hello.txt`)
+    t.equal(file.status, 200, 'GET /hello.txt: 200')
+    t.equal(await file.text(), 'hello from a temp folder\n', 'the file of that folder')
+    const index = await fetch(`${base}/`)
+    t.equal(index.status, 200, 'GET /: 200')
+    t.equal(await index.text(), '<p>temp index</p>\n', '/ is index.html of that folder')
+    const missing = await fetch(`${base}/nothing-here.txt`)
+    await missing.arrayBuffer()
+    t.equal(missing.status, 404, 'a file not in that folder: 404')
+  })
+
+  t.test('--host 127.0.0.1 and --max-buffer are accepted', async (t) => {
+    const { port, base, lines } = await startCli(t, ['--port', '0', '--tick', '0', '--host', '127.0.0.1', '--max-buffer', '65536', '--publish-token', PUB])
+    t.equal(lines[0], `rawsse listening on http://127.0.0.1:${port}`, 'listening on 127.0.0.1')
+    const s = await openStream(port, `/events/${PUB}`)
+    t.teardown(() => s.close())
+    t.same(await publish(base, '', 'still served', PUB), { status: 200, json: { id: '1', delivered: 1 } }, 'a stream is served and reached')
+    await s.waitFor(chunk('id: 1\ndata: still served\n\n'))
+  })
+  t.end()
+})
+
+// ------------------------------------------------------------------ --stdin
+
+t.test('--stdin: each line of standard input is broadcast as event message', async (t) => {
+  const { child, port } = await startCli(t, ['--port', '0', '--tick', '0', '--stdin', '--publish-token', PUB], 'pipe')
+  const s = await openStream(port, `/events/${PUB}`)
+  t.teardown(() => s.close())
+  const other = await openStream(port, `/events/${PUB}?channel=elsewhere`)
+  t.teardown(() => other.close())
+  child.proc.stdin!.write('first line\nsecond line with ünïcode\n')
+  await s.waitFor(() => eventsAfterReady(s).length >= 2)
+  t.same(eventsAfterReady(s), ['id: 1\ndata: first line\n\n', 'id: 2\ndata: second line with ünïcode\n\n'], 'two message events, no event: line')
+  await other.waitFor(() => eventsAfterReady(other).length >= 2)
+  t.same(eventsAfterReady(other), eventsAfterReady(s), 'broadcast to every channel')
+})
+
+// ------------------------------------------------------------------ signals
+
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  t.test(`${signal}: open streams get 0\\r\\n\\r\\n last, the process exits 0 within 5 s`, async (t) => {
+    const { child, port, base } = await startCli(t, ['--port', '0', '--tick', '0', '--retry', '100', '--publish-token', PUB])
+    const s = await openStream(port, `/events/${PUB}`)
+    t.teardown(() => s.close())
+    await publish(base, '', 'before the signal', PUB)
+    await s.waitFor(chunk('id: 1\ndata: before the signal\n\n'))
+    child.kill(signal)
+    const exit = await child.waitExit(5000)
+    t.same(exit, { code: 0, signal: null }, 'exit code 0')
+    await s.waitClosed(2000)
+    t.ok(s.closed, 'the stream is closed')
+    const { payloads, rest } = chunksOf(s.received)
+    t.equal(rest, '', 'nothing after the last chunk')
+    t.ok(s.received.endsWith('\r\n0\r\n\r\n'), `the last bytes are 0\\r\\n\\r\\n: ${JSON.stringify(s.received.slice(-60))}`)
+    const tail = payloads.slice(payloads.indexOf('id: 1\ndata: before the signal\n\n') + 1)
+    const ok = (tail.length === 1 && tail[0] === '') || (tail.length === 2 && /^retry: \d+\n\n$/.test(tail[0]!) && tail[1] === '')
+    t.ok(ok, `after the last event: optionally a retry-only chunk, then the last chunk: ${JSON.stringify(tail)}`)
+    const retry = tail.length === 2 ? Number(/\d+/.exec(tail[0]!)![0]) : 100
+    t.ok(retry >= 100 && retry <= 150, `a last retry: within [100, 150] (${retry})`)
+    t.notMatch(await rawRequest(port, 'GET /stats HTTP/1.1\r\n\r\n', 500).catch((e: Error) => e.message), /^HTTP/, 'nothing listens any more')
+  })
+}
+
+// ------------------------------------------------------------------ the console on a terminal
+
+t.test('on a terminal: a typed line is broadcast, /clients counts per channel, /quit exits 0', async (t) => {
+  const which = spawnSync('which', ['script'], { encoding: 'utf8' })
+  if (which.status !== 0) {
+    t.fail('util-linux `script` is required to run the CLI under a pseudo-terminal, and `which script` found none (apt-get install util-linux / bsdutils)')
+    return
+  }
+  // script -q (quiet) -f (flush) -e (its exit code is the child's) -c CMD; the typescript goes to /dev/null.
+  const child = new Child(t, 'script', ['-qfec', 'node dist/cli.js --port 0 --tick 0', '/dev/null'], 'pipe')
+  const clean = (): string => child.stdout.replace(/\r/g, '')
+  const m = await until(
+    () => {
+      if (child.exit !== null) throw new Error(`script exited ${JSON.stringify(child.exit)}: ${child.stdout} ${child.stderr}`)
+      return /rawsse listening on http:\/\/127\.0\.0\.1:(\d+)\n[^]*#token=(\S+)\n/.exec(clean())
+    },
+    8000,
+    () => `the start-up lines on the terminal; output so far: ${JSON.stringify(child.stdout)}`,
+  )
+  t.ok(clean().startsWith('rawsse listening on http://127.0.0.1:'), 'the first line on the terminal is the listening line')
+  const port = Number(m[1])
+  const token = m[2]!
+  const a = await openStream(port, `/events/${token}`)
+  t.teardown(() => a.close())
+  const b = await openStream(port, `/events/${token}?channel=news&channel=sport`)
+  t.teardown(() => b.close())
+  const c = await openStream(port, `/events/${token}?channel=news`)
+  t.teardown(() => c.close())
+  t.ok(clientId(c) > 0, 'three streams open: default; news and sport; news')
+
+  const stdin = child.proc.stdin!
+  stdin.write('typed on the terminal\r')
+  await a.waitFor(/\r\nid: \d+\ndata: typed on the terminal\n\n\r\n/, 5000)
+  t.pass('a typed line reaches the stream as event message')
+  await b.waitFor('data: typed on the terminal\n', 5000)
+  t.pass('and every channel')
+
+  const before = child.stdout.length
+  stdin.write('/clients\r')
+  const out = await until(
+    () => {
+      const s = child.stdout.slice(before).replace(/\r/g, '')
+      return /\bdefault\b\D*\b1\b/.test(s) && /\bnews\b\D*\b2\b/.test(s) && /\bsport\b\D*\b1\b/.test(s) ? s : null
+    },
+    5000,
+    () => `/clients to print default 1, news 2, sport 1; got ${JSON.stringify(child.stdout.slice(before))}`,
+  )
+  t.pass(`/clients prints the count per channel: ${JSON.stringify(out)}`)
+
+  stdin.write('/quit\r')
+  const exit = await child.waitExit(8000)
+  t.same(exit, { code: 0, signal: null }, '/quit stops the process with exit 0')
+  await a.waitClosed(2000)
+  t.ok(a.received.endsWith('0\r\n\r\n'), 'the open stream was ended with the last chunk')
+})
