@@ -50,6 +50,12 @@ export interface SseServerOptions {
   headTimeoutMs?: number
   /** A stream with unsent bytes that the kernel takes none of for this long is dropped; default 30 s. */
   stallTimeoutMs?: number
+  /**
+   * The first server-assigned event id. Default: boot time in ms × 1000 + 1, so ids keep increasing
+   * across restarts and a Last-Event-ID from before a restart is never mistaken for a new event
+   * (it is not in the new ring, so the stream says `reset`). Set 1 for short ids.
+   */
+  firstEventId?: number
   /** Replace the in-process bus, e.g. with one shared between processes. */
   bus?: Bus
 }
@@ -94,7 +100,7 @@ class Connection {
 export class SseServer extends EventEmitter<SseServerEvents> {
   /** The token generated when no token, user or authenticate hook was given; it has every role. */
   readonly generatedToken: string | null
-  private readonly opts: Required<Omit<SseServerOptions, 'authenticate' | 'bus' | 'publicDir' | 'tokens' | 'publishTokens' | 'users'>>
+  private readonly opts: Required<Omit<SseServerOptions, 'authenticate' | 'bus' | 'publicDir' | 'tokens' | 'publishTokens' | 'users' | 'firstEventId'>>
   private readonly tokens: TokenTable
   private readonly authHook: Authenticate | undefined
   private readonly statics: StaticFiles | null
@@ -109,7 +115,7 @@ export class SseServer extends EventEmitter<SseServerEvents> {
   private heartbeat: NodeJS.Timeout | null = null
   private ticker: NodeJS.Timeout | null = null
   private lastClientId = 0
-  private lastEventId = 0
+  private lastEventId: number
   private stopping: Promise<void> | null = null
 
   constructor(options: SseServerOptions = {}) {
@@ -140,6 +146,8 @@ export class SseServer extends EventEmitter<SseServerEvents> {
       publishTokens: [...(options.publishTokens ?? []), ...(this.generatedToken === null ? [] : [this.generatedToken])],
       users: options.users ?? [],
     })
+    this.lastEventId = (options.firstEventId ?? Date.now() * 1000 + 1) - 1
+    if (!Number.isSafeInteger(this.lastEventId) || this.lastEventId < 0) throw new RangeError('firstEventId must be a whole number >= 1')
     this.authHook = options.authenticate
     const publicDir = options.publicDir === undefined ? PACKAGE_PUBLIC : options.publicDir
     this.statics = publicDir === null ? null : new StaticFiles(publicDir)

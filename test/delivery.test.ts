@@ -843,3 +843,18 @@ t.test('stop() ends every open stream with 0\\r\\n\\r\\n, counts them, and resol
   t.equal(server.stats().drops.shutdown, COUNT, 'drops.shutdown counts every stream')
   t.equal(server.clientCount, 0)
 })
+
+t.test('a Last-Event-ID from before a restart gets reset, even once as many events were published again', async (t) => {
+  // Default ids (no firstEventId): they start at boot time × 1000, so they never repeat across restarts.
+  const first = await startServer(t, { firstEventId: undefined })
+  const before = await publish(first.base, '', 'before the restart')
+  await first.server.stop()
+  t.ok(Number(before.json.id) > Date.now() * 1000 - 60_000_000, 'ids start at boot time × 1000')
+
+  const second = await startServer(t, { firstEventId: undefined })
+  for (let i = 0; i < 3; i++) await publish(second.base, '', `after ${i}`)
+  const s = await openStream(second.port, `/events/tok?lastEventId=${String(before.json.id)}`)
+  t.teardown(() => s.close())
+  await s.waitFor('event: reset\n')
+  t.ok(s.received.includes(chunk('event: reset\ndata: {"reason":"history-gap"}\n\n')), 'the stream says it missed something')
+})
