@@ -286,7 +286,7 @@ t.test('the authenticate option accepts a token no list knows and gives its user
 })
 
 t.test('with no tokens at all, a generated URL-safe token of at least 128 bits opens streams and publishes', async (t) => {
-  const server = new SseServer({ port: 0, host: '127.0.0.1', tickMs: 0, heartbeatMs: 0, publicDir: null })
+  const server = new SseServer({ port: 0, host: '127.0.0.1', tickMs: 0, heartbeatMs: 0, publicDir: null, firstEventId: 1 })
   t.teardown(() => server.stop())
   const { port } = await server.listen()
   const token = server.generatedToken
