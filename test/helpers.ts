@@ -2,6 +2,7 @@
 // Every helper talks real TCP; nothing is mocked.
 
 import * as net from 'node:net'
+import { HttpError } from '../src/errors.js'
 import { SseServer, type SseServerOptions } from '../src/index.js'
 
 export const TOKEN = 'tok' // may open streams
@@ -176,3 +177,60 @@ export const STREAM_HEAD =
   '\r\n'
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
+
+/** One raw HTTP response (latin1) split into status, headers (lower-case names) and body. */
+export interface ParsedResponse {
+  status: number
+  statusLine: string
+  /** Header lines as sent, without Date (it changes every second). */
+  headLines: string[]
+  headers: Record<string, string>
+  body: string
+  raw: string
+}
+
+export function parseResponse(raw: string): ParsedResponse {
+  const end = raw.indexOf('\r\n\r\n')
+  if (end === -1) throw new Error(`no complete head in ${JSON.stringify(raw.slice(0, 300))}`)
+  const lines = raw.slice(0, end).split('\r\n')
+  const statusLine = lines.shift()!
+  const headers: Record<string, string> = {}
+  for (const l of lines) {
+    const i = l.indexOf(':')
+    headers[l.slice(0, i).toLowerCase()] = l.slice(i + 1).trim()
+  }
+  return {
+    status: Number(statusLine.split(' ')[1]),
+    statusLine,
+    headLines: lines.filter((l) => !/^date:/i.test(l)),
+    headers,
+    body: raw.slice(end + 4),
+    raw,
+  }
+}
+
+/** The head and ready chunk at the start of a stream. */
+export const READY_PREFIX = /^HTTP\/1\.1 200 OK\r\n[\s\S]*?\r\n\r\n[0-9a-f]+\r\nretry: \d+\nevent: ready\ndata: [^\n]*\n\n\r\n/
+
+/** What a stream received after its head and ready chunk. */
+export function afterReady(c: RawClient): string {
+  const m = READY_PREFIX.exec(c.received)
+  if (m === null) throw new Error(`no ready chunk in ${JSON.stringify(c.received)}`)
+  return c.received.slice(m[0].length)
+}
+
+/** The chunk of a published event as the contract puts it on the wire. */
+export function ev(id: string, data: string, event?: string): string {
+  return chunk(`id: ${id}\n${event === undefined ? '' : `event: ${event}\n`}data: ${data}\n\n`)
+}
+
+/** The status of the HttpError that `fn` throws, or 'no error'. Any other exception fails the test. */
+export function statusOf(fn: () => unknown): number | string {
+  try {
+    fn()
+  } catch (err) {
+    if (err instanceof HttpError) return err.status
+    throw err
+  }
+  return 'no error'
+}

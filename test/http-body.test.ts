@@ -2,22 +2,13 @@
 // (RFC 9112 §6–§7) fed whole, byte by byte and at every split point; each limit at N and N+1.
 
 import t from 'tap'
+import { statusOf } from './helpers.js'
 import { BodyReader } from '../src/http-body.js'
 import { HttpError } from '../src/errors.js'
 import { MAX_BODY_BYTES, MAX_CHUNK_LINE_BYTES } from '../src/limits.js'
 
 const b = (s: string): Buffer => Buffer.from(s, 'latin1')
 
-/** The status of the HttpError that `fn` throws, or 'no error'. Any other exception fails the test. */
-function statusOf(fn: () => unknown): number | string {
-  try {
-    fn()
-  } catch (err) {
-    if (err instanceof HttpError) return err.status
-    throw err
-  }
-  return 'no error'
-}
 
 /** Bytes of the next pipelined request, which a body must never take. */
 const NEXT = 'GET /next HTTP/1.1\r\nHost: example.com\r\n\r\n'

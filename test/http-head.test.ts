@@ -2,6 +2,7 @@
 // point, each limit at N and N+1, and each refusal with its exact status (RFC 9112, CONTRACT.md).
 
 import t from 'tap'
+import { statusOf } from './helpers.js'
 import { parseHead, type ParsedHead } from '../src/http-head.js'
 import { HttpError } from '../src/errors.js'
 import { MAX_HEAD_BYTES, MAX_HEADER_COUNT, MAX_TARGET_BYTES } from '../src/limits.js'
@@ -9,16 +10,6 @@ import { MAX_HEAD_BYTES, MAX_HEADER_COUNT, MAX_TARGET_BYTES } from '../src/limit
 /** Bytes exactly as written: latin1, so '\x80'..'\xff' stay single bytes. */
 const b = (s: string): Buffer => Buffer.from(s, 'latin1')
 
-/** The status of the HttpError that `fn` throws, or 'no error'. Any other exception fails the test. */
-function statusOf(fn: () => unknown): number | string {
-  try {
-    fn()
-  } catch (err) {
-    if (err instanceof HttpError) return err.status
-    throw err
-  }
-  return 'no error'
-}
 
 const statusOfHead = (s: string | Buffer): number | string => statusOf(() => parseHead(typeof s === 'string' ? b(s) : s))
 

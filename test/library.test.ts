@@ -5,20 +5,8 @@
 import * as net from 'node:net'
 import t from 'tap'
 import { SseServer, type AuthRequest, type ClientView } from '../src/index.js'
-import { chunk, clientId, openStream, PUB, publish, RawClient, rawRequest, startServer, STREAM_HEAD, TOKEN } from './helpers.js'
+import { afterReady, READY_PREFIX, chunk, clientId, ev, openStream, PUB, publish, RawClient, rawRequest, startServer, STREAM_HEAD, TOKEN } from './helpers.js'
 
-const READY_PREFIX = /^HTTP\/1\.1 200 OK\r\n[\s\S]*?\r\n\r\n[0-9a-f]+\r\nretry: \d+\nevent: ready\ndata: [^\n]*\n\n\r\n/
-
-/** What a stream received after its head and ready chunk. */
-function afterReady(c: RawClient): string {
-  const m = READY_PREFIX.exec(c.received)
-  if (m === null) throw new Error(`no ready chunk in ${JSON.stringify(c.received)}`)
-  return c.received.slice(m[0].length)
-}
-
-function ev(id: string, data: string, event?: string): string {
-  return chunk(`id: ${id}\n${event === undefined ? '' : `event: ${event}\n`}data: ${data}\n\n`)
-}
 
 /** Broadcast a last event with a known id and wait for it on every stream. */
 async function fence(server: SseServer, streams: RawClient[]): Promise<string> {

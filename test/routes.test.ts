@@ -3,40 +3,26 @@
 // OPTIONS and 405.
 
 import t from 'tap'
-import { chunk, clientId, openStream, PUB, publish, RawClient, rawRequest, startServer, STREAM_HEAD, TOKEN, type Running } from './helpers.js'
+import {
+  afterReady,
+  chunk,
+  clientId,
+  ev,
+  openStream,
+  parseResponse as parse,
+  PUB,
+  publish,
+  RawClient,
+  READY_PREFIX,
+  rawRequest,
+  startServer,
+  STREAM_HEAD,
+  TOKEN,
+  type ParsedResponse as Parsed,
+  type Running,
+} from './helpers.js'
 
 // ------------------------------------------------------------------ local helpers
-
-interface Parsed {
-  status: number
-  statusLine: string
-  /** Header lines as sent, without the Date line (its value changes every second). */
-  headLines: string[]
-  headers: Record<string, string>
-  body: string
-  raw: string
-}
-
-/** Split one raw HTTP response (latin1) into status, headers and body. */
-function parse(raw: string): Parsed {
-  const end = raw.indexOf('\r\n\r\n')
-  if (end === -1) throw new Error(`no complete head in ${JSON.stringify(raw)}`)
-  const lines = raw.slice(0, end).split('\r\n')
-  const statusLine = lines.shift()!
-  const headers: Record<string, string> = {}
-  for (const l of lines) {
-    const i = l.indexOf(':')
-    headers[l.slice(0, i).toLowerCase()] = l.slice(i + 1).trim()
-  }
-  return {
-    status: Number(statusLine.split(' ')[1]),
-    statusLine,
-    headLines: lines.filter((l) => !/^date:/i.test(l)),
-    headers,
-    body: raw.slice(end + 4),
-    raw,
-  }
-}
 
 /** One request on its own connection, `Connection: close`; the whole answer, parsed. */
 async function request(
@@ -64,20 +50,6 @@ function post(port: number, query: string, body: string, opts: { headers?: Recor
   })
 }
 
-/** The head and ready chunk at the start of a stream. */
-const READY_PREFIX = /^HTTP\/1\.1 200 OK\r\n[\s\S]*?\r\n\r\n[0-9a-f]+\r\nretry: \d+\nevent: ready\ndata: [^\n]*\n\n\r\n/
-
-/** What a stream received after its head and ready chunk. */
-function afterReady(c: RawClient): string {
-  const m = READY_PREFIX.exec(c.received)
-  if (m === null) throw new Error(`no ready chunk in ${JSON.stringify(c.received)}`)
-  return c.received.slice(m[0].length)
-}
-
-/** The chunk of a published event as the contract puts it on the wire. */
-function ev(id: string, data: string, event?: string): string {
-  return chunk(`id: ${id}\n${event === undefined ? '' : `event: ${event}\n`}data: ${data}\n\n`)
-}
 
 /**
  * Broadcast a last event and wait until every given stream has it, so that what each stream

@@ -12,7 +12,7 @@ import * as path from 'node:path'
 import t, { type Test } from 'tap'
 import type { SseServerOptions } from '../src/index.js'
 import { STATIC_CACHE_MAX_FILE_BYTES } from '../src/limits.js'
-import { openStream, publish, RawClient, rawRequest, startServer, TOKEN, chunk, type Running } from './helpers.js'
+import { chunk, openStream, parseResponse, publish, RawClient, rawRequest, startServer, TOKEN, type Running } from './helpers.js'
 
 const SECRET = 'TOP-SECRET-7f3a9c'
 const INDEX = '<!doctype html>\n<title>rawsse</title>\n<p>héllo</p>\n'
@@ -72,16 +72,8 @@ interface Parsed {
 }
 
 function parse(raw: string): Parsed {
-  const end = raw.indexOf('\r\n\r\n')
-  if (end === -1) throw new Error(`no complete head in ${JSON.stringify(raw.slice(0, 300))}`)
-  const lines = raw.slice(0, end).split('\r\n')
-  const statusLine = lines.shift()!
-  const headers: Record<string, string> = {}
-  for (const l of lines) {
-    const i = l.indexOf(':')
-    headers[l.slice(0, i).toLowerCase()] = l.slice(i + 1).trim()
-  }
-  return { status: Number(statusLine.split(' ')[1]), statusLine, headers, body: Buffer.from(raw.slice(end + 4), 'latin1'), raw }
+  const r = parseResponse(raw)
+  return { status: r.status, statusLine: r.statusLine, headers: r.headers, body: Buffer.from(r.body, 'latin1'), raw }
 }
 
 /** One request on its own connection with `Connection: close`; the target is sent as is. */
