@@ -7,6 +7,8 @@ import * as path from 'node:path'
 import * as readline from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { parseUsers, ROLE_PUBLISH, type UserEntry } from './auth.js'
+import { runClientCommand } from './cli-client.js'
+import { attachDemo } from './demo.js'
 import { SseServer, type SseServerOptions } from './index.js'
 import * as L from './limits.js'
 
@@ -76,7 +78,7 @@ function helpText(): string {
     const def = f.def === '' ? '' : ` (default: ${f.def})`
     return `${left.padEnd(28)}${f.help}${def}`
   })
-  return `Usage: rawsse [flags]\n\nA Server-Sent Events server on node:net.\n\n${rows.join('\n')}\n`
+  return `Usage: rawsse [flags]\n\nA Server-Sent Events server on node:net.\n\n${rows.join('\n')}\n\nClient commands: rawsse listen URL [--json], rawsse publish URL --token T [DATA | -] (each with --help).\n`
 }
 
 function packageVersion(): string {
@@ -156,6 +158,7 @@ async function serve(p: Parsed): Promise<void> {
   } catch (err) {
     throw new UsageError((err as Error).message)
   }
+  attachDemo(server) // chat presence, monitor feed and demo task for the pages in public/
   let addr: { host: string; port: number }
   try {
     addr = await server.listen()
@@ -217,6 +220,11 @@ async function serve(p: Parsed): Promise<void> {
 }
 
 async function main(argv: readonly string[]): Promise<void> {
+  // The client commands have their own flags; the server's are parsed only when it is the server.
+  if (argv[0] === 'listen' || argv[0] === 'publish') {
+    process.exitCode = await runClientCommand(argv)
+    return
+  }
   try {
     const p = parseArgs(argv)
     if (p.values.has('help')) {

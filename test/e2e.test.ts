@@ -1,0 +1,579 @@
+// The demo pages in public/ driven end to end in Debian's Chromium (/usr/bin/chromium) through
+// playwright-core: each page against a real server on 127.0.0.1 port 0 with the demo attached
+// (src/demo.ts), and once through the real CLI. Takes a screenshot of each page; with
+// UPDATE_SCREENSHOTS=1 they go to public/screenshots/ for the README (otherwise to a temporary
+// folder, so a plain test run leaves the work tree as it was).
+//
+// The demo's server side is also tested over raw sockets, which runs everywhere. Without
+// Chromium the browser tests say so and pass (a plain `npm test` on a laptop); under CI=true a
+// missing browser fails, so CI can never go green without having run them.
+
+import t from 'tap'
+import { spawn, type ChildProcess } from 'node:child_process'
+import { existsSync, mkdirSync, mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import * as path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import type { Browser, BrowserContext, Page } from 'playwright-core'
+import { attachDemo, type DemoOptions } from '../src/demo.js'
+import type { ClientView, SseServerOptions } from '../src/index.js'
+import { clientId, openStream, PUB, sleep, startServer, TOKEN, type RawClient, type Running } from './helpers.js'
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
+const PUBLIC = path.join(ROOT, 'public')
+const SHOTS = process.env.UPDATE_SCREENSHOTS === '1' ? path.join(PUBLIC, 'screenshots') : mkdtempSync(path.join(tmpdir(), 'rawsse-shots-'))
+const CLI = path.join(ROOT, 'dist', 'cli.js')
+const CHROMIUM = '/usr/bin/chromium'
+const WAIT_MS = 8000 // how long a page may take to show something before the test fails
+
+interface Teardown {
+  teardown(fn: () => unknown): void
+}
+
+/** Why the browser tests cannot run here, or null when they can. */
+async function browserMissing(): Promise<string | null> {
+  if (!existsSync(CHROMIUM)) return `${CHROMIUM} is not installed (Debian: apt-get install chromium)`
+  try {
+    await import('playwright-core')
+  } catch (err) {
+    return `playwright-core cannot be loaded (${(err as Error).message}); run npm install`
+  }
+  return null
+}
+
+/** Polls `probe` until it returns something truthy; throws after `ms` with `what()` in the message. */
+async function until<T>(probe: () => Promise<T | null | undefined | false> | T | null | undefined | false, what: () => string, ms = WAIT_MS): Promise<T> {
+  const deadline = Date.now() + ms
+  for (;;) {
+    const v = await probe()
+    if (v !== null && v !== undefined && v !== false) return v
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what()}`)
+    await sleep(40)
+  }
+}
+
+/** What a page did that a test should know about: dialogs (there must be none) and uncaught errors. */
+interface Watched {
+  page: Page
+  dialogs: string[]
+  errors: string[]
+}
+
+class Pages {
+  readonly all: Watched[] = []
+  constructor(
+    readonly context: BrowserContext,
+    private readonly base: string,
+  ) {}
+
+  /** A new tab on `file` of the server, with the publish token in the fragment, as the CLI prints it. */
+  async open(file: string, token = PUB): Promise<Watched> {
+    const page = await this.context.newPage()
+    const w: Watched = { page, dialogs: [], errors: [] }
+    page.on('dialog', (d) => {
+      w.dialogs.push(`${d.type()}: ${d.message()}`)
+      void d.dismiss().catch(() => {})
+    })
+    page.on('pageerror', (err) => w.errors.push(err.message))
+    page.on('response', (r) => {
+      if (r.status() >= 400) w.errors.push(`${r.status()} ${r.url()}`)
+    })
+    await page.goto(`${this.base}/${file}#token=${encodeURIComponent(token)}`)
+    this.all.push(w)
+    return w
+  }
+}
+
+let browser: Browser | null = null
+
+async function newContext(t: Teardown, base: string): Promise<Pages> {
+  // A phone-to-laptop middle size: what the README screenshots show.
+  const context = await browser!.newContext({ viewport: { width: 1000, height: 760 }, deviceScaleFactor: 1 })
+  t.teardown(() => context.close())
+  return new Pages(context, base)
+}
+
+async function demoServer(t: Teardown, opts: SseServerOptions = {}, demo: DemoOptions = {}): Promise<Running> {
+  const running = await startServer(t, { publicDir: PUBLIC, retryMs: 300, ...opts })
+  const detach = attachDemo(running.server, demo)
+  t.teardown(detach)
+  return running
+}
+
+const texts = (page: Page, selector: string): Promise<string[]> => page.locator(selector).allTextContents()
+const attr = (page: Page, selector: string, name: string): Promise<string | null> => page.locator(selector).getAttribute(name)
+
+async function waitStatus(page: Page, state: string): Promise<void> {
+  await until(async () => (await attr(page, '#status', 'data-state')) === state, () => `#status to be ${state} on ${page.url()}`)
+}
+
+/** Waits until some element matching `selector` has text containing `text`; returns all texts. */
+async function waitText(page: Page, selector: string, text: string): Promise<string[]> {
+  let seen: string[] = []
+  return until(
+    async () => {
+      seen = await texts(page, selector)
+      return seen.some((s) => s.includes(text)) ? seen : null
+    },
+    () => `"${text}" in ${selector} on ${page.url()}; seen: ${JSON.stringify(seen.slice(0, 10))}`,
+  )
+}
+
+async function shot(page: Page, name: string): Promise<void> {
+  mkdirSync(SHOTS, { recursive: true })
+  await page.screenshot({ path: path.join(SHOTS, name), fullPage: true })
+}
+
+/** Join the chat as `name` with the keyboard: type the name, press Enter. */
+async function joinChat(w: Watched, name: string): Promise<void> {
+  await w.page.locator('#name').fill(name)
+  await w.page.locator('#name').press('Enter')
+  await waitStatus(w.page, 'connected')
+  await until(async () => !(await w.page.locator('#text').isDisabled()), () => `${name}'s message box to be enabled (hello posted)`)
+}
+
+async function say(w: Watched, text: string): Promise<void> {
+  await w.page.locator('#text').fill(text)
+  await w.page.locator('#text').press('Enter')
+  await until(async () => (await w.page.locator('#text').inputValue()) === '', () => `"${text}" to be sent (the box clears on 200)`)
+}
+
+const chatMessages = (w: Watched): Promise<string[]> => texts(w.page, '#messages li.msg .text')
+
+interface Asserts {
+  same(found: unknown, wanted: unknown, message: string): unknown
+}
+
+function noTrouble(t: Asserts, pages: Pages): void {
+  for (const w of pages.all) {
+    t.same(w.dialogs, [], `no dialog opened on ${w.page.url()}`)
+    t.same(w.errors, [], `no script error or failed request on ${w.page.url()}`)
+  }
+}
+
+// ------------------------------------------------------------------ the demo's server side
+// Raw sockets, no browser: these run on every machine.
+
+/** The `data:` of every event named `name` a raw stream has received, parsed as JSON. */
+function eventsNamed(c: RawClient, name: string): Array<Record<string, unknown>> {
+  const out: Array<Record<string, unknown>> = []
+  for (const m of c.received.matchAll(new RegExp(`event: ${name}\ndata: (.*)\n`, 'g'))) out.push(JSON.parse(m[1]!) as Record<string, unknown>)
+  return out
+}
+
+t.test('demo: chat streams get presence on join and leave, kept for replay; other channels get nothing', async (t) => {
+  const { server, port } = await demoServer(t)
+  const bystander = await openStream(port, `/events/${TOKEN}`)
+  t.teardown(() => bystander.close())
+  const a = await openStream(port, `/events/${TOKEN}?channel=chat`)
+  t.teardown(() => a.close())
+  const idA = clientId(a)
+  await a.waitFor('event: presence\n')
+  t.same(eventsNamed(a, 'presence'), [{ type: 'join', client: idA, user: null, online: [idA] }], 'a stream sees its own join first')
+
+  const b = await openStream(port, `/events/${TOKEN}?channel=chat`)
+  const idB = clientId(b)
+  await a.waitFor((s) => s.split('event: presence').length === 3)
+  t.same(eventsNamed(a, 'presence')[1], { type: 'join', client: idB, user: null, online: [idA, idB] }, 'then the next join, with who is online')
+  b.close()
+  await a.waitFor((s) => s.split('event: presence').length === 4)
+  t.same(eventsNamed(a, 'presence')[2], { type: 'leave', client: idB, user: null, reason: 'closed', online: [idA] }, 'and the leave, with its reason')
+
+  const late = await openStream(port, `/events/${TOKEN}?channel=chat&lastEventId=0`)
+  t.teardown(() => late.close())
+  await late.waitFor((s) => s.split('event: presence').length === 5)
+  t.same(
+    eventsNamed(late, 'presence').map((p) => `${p.type} ${p.client}`),
+    [`join ${idA}`, `join ${idB}`, `leave ${idB}`, `join ${clientId(late)}`],
+    'presence is kept in history: a replay shows who came and went, then the live join',
+  )
+  t.equal(bystander.received.includes('presence'), false, 'a stream on channel default got no presence')
+  t.equal(server.connections('chat'), 2)
+})
+
+t.test('demo: no leave is published at shutdown', async (t) => {
+  const { server, port } = await demoServer(t)
+  const a = await openStream(port, `/events/${TOKEN}?channel=chat`)
+  const b = await openStream(port, `/events/${TOKEN}?channel=chat`)
+  await a.waitFor((s) => s.split('event: presence').length === 3)
+  await server.stop()
+  await a.waitClosed()
+  await b.waitClosed()
+  t.notMatch(a.received + b.received, /"type":"leave"/, 'closing streams get only their last chunk, no presence')
+})
+
+t.test('demo: a task stream gets progress 0..100 % and complete, and no other stream does', async (t) => {
+  const { server, port } = await demoServer(t, {}, { taskStepMs: 5 })
+  const other = await openStream(port, `/events/${TOKEN}?channel=task&channel=x`)
+  t.teardown(() => other.close())
+  await other.waitFor('event: complete\n')
+  const task = await openStream(port, `/events/${TOKEN}?channel=task`)
+  t.teardown(() => task.close())
+  const bystander = await openStream(port, `/events/${TOKEN}?channel=x`)
+  t.teardown(() => bystander.close())
+  await task.waitFor('event: complete\n')
+  const id = clientId(task)
+  t.same(
+    eventsNamed(task, 'progress'),
+    [0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100].map((percent) => ({ task: id, percent })),
+    'eleven steps, in order, for this task',
+  )
+  t.same(eventsNamed(task, 'complete'), [{ task: id, status: 'done' }])
+  t.equal(eventsNamed(other, 'progress').length, 11, 'the earlier task stream got only its own task')
+  t.equal(bystander.received.includes('progress'), false, 'a stream on another channel got none of it')
+  const replay = await openStream(port, `/events/${TOKEN}?channel=x&lastEventId=0`)
+  t.teardown(() => replay.close())
+  t.equal(replay.received.includes('progress'), false, 'task events are not kept for replay')
+  t.equal(server.connections('task'), 2, 'the server leaves the stream open: the page closes it')
+})
+
+t.test('demo: a task stops when its stream closes', async (t) => {
+  const { server, port } = await demoServer(t, {}, { taskStepMs: 50 })
+  const task = await openStream(port, `/events/${TOKEN}?channel=task`)
+  await task.waitFor('"percent":10}')
+  task.close()
+  await until(() => server.connections('task') === 0, () => 'the task stream to close')
+  const before = server.stats().published
+  await sleep(200)
+  t.equal(server.stats().published, before, 'no progress is sent after the stream is gone')
+})
+
+t.test('demo: monitor streams get stats only while one is open, and samples are not kept', async (t) => {
+  const { server, port } = await demoServer(t, {}, { monitorMs: 20 })
+  const m = await openStream(port, `/events/${TOKEN}?channel=monitor`)
+  await m.waitFor((s) => s.split('event: stats').length >= 4)
+  const sample = eventsNamed(m, 'stats')[0]!
+  t.same(Object.keys(sample).sort(), ['bytesPerSecond', 'channels', 'clients', 'eventsPerSecond', 'heapUsedBytes', 'loopDelayMs', 'rssBytes', 'time'])
+  t.equal(sample.clients, 1)
+  t.same(sample.channels, { monitor: 1 })
+  t.same(Object.keys(sample.loopDelayMs as object).sort(), ['max', 'mean', 'p99'])
+  const replay = await openStream(port, `/events/${TOKEN}?channel=monitor&lastEventId=0`)
+  t.equal(replay.received.includes('event: stats'), false, 'a replay holds no old samples')
+  replay.close()
+  m.close()
+  await until(() => server.connections('monitor') === 0, () => 'the monitor streams to close')
+  const before = server.stats().published
+  await sleep(150)
+  t.equal(server.stats().published, before, 'the feed stops when nobody watches')
+})
+
+t.test('demo: detaching stops listening', async (t) => {
+  const { server, port } = await startServer(t, { publicDir: PUBLIC })
+  const detach = attachDemo(server, { monitorMs: 20 })
+  detach()
+  const s = await openStream(port, `/events/${TOKEN}?channel=chat&channel=monitor&channel=task`)
+  t.teardown(() => s.close())
+  await sleep(100)
+  t.equal(s.received.split('event: ').length, 2, 'only the ready event arrived')
+})
+
+// ------------------------------------------------------------------ in the browser
+
+const missing = await browserMissing()
+if (missing !== null) {
+  // CI=true (GitHub Actions, GitLab and most others); CI=1 on a few.
+  if (process.env.CI !== undefined && !['', '0', 'false'].includes(process.env.CI)) {
+    t.fail(`browser tests cannot run under CI=true: ${missing}`)
+  } else {
+    t.comment(`browser tests skipped: ${missing}`)
+    // tap's terminal reporter hides comments of passing files but shows their standard error.
+    process.stderr.write(`e2e: browser tests skipped: ${missing}\n`)
+    t.pass(`browser tests not run: ${missing}; under CI=true this is a failure`)
+  }
+} else {
+  const { chromium } = await import('playwright-core')
+
+  t.before(async () => {
+    // launch() makes a fresh profile itself (and refuses --user-data-dir).
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    })
+  })
+  t.teardown(() => browser?.close())
+
+  t.test('every page loads, connects, fits a phone screen and works from the keyboard', async (t) => {
+    const { server, base } = await demoServer(t, { tickMs: 200 })
+    const pages = await newContext(t, base)
+
+    const hub = await pages.open('index.html')
+    await waitStatus(hub.page, 'connected')
+    await waitText(hub.page, '#log li', 'ready')
+    await waitText(hub.page, '#client', 'client #')
+    const tick = await waitText(hub.page, '#log li .kind', 'time')
+    t.ok(tick.includes('time'), 'the hub logs the named event time')
+
+    const chat = await pages.open('chat.html')
+    await joinChat(chat, 'kay')
+    const monitor = await pages.open('monitor.html')
+    await waitStatus(monitor.page, 'connected')
+    const progress = await pages.open('progress.html')
+    t.equal(await progress.page.locator('#start').isEnabled(), true, 'the progress page is ready to start a task')
+
+    t.equal(server.connections('default'), 1, 'the hub streams on channel default')
+    t.equal(server.connections('chat'), 1, 'the chat page streams on channel chat')
+    t.equal(server.connections('monitor'), 1, 'the monitor page streams on channel monitor')
+    t.equal(server.connections('task'), 0, 'the progress page opens no stream before a task starts')
+
+    // The hub's connect and disconnect buttons, by keyboard.
+    await hub.page.locator('#disconnect').focus()
+    await hub.page.keyboard.press('Enter')
+    await waitStatus(hub.page, 'disconnected')
+    await until(() => server.connections('default') === 0, () => 'the hub stream to close on the server')
+    t.equal(await hub.page.locator('#connect').isEnabled(), true, 'connect is enabled once disconnected')
+    await hub.page.locator('#connect').focus()
+    await hub.page.keyboard.press('Space')
+    await waitStatus(hub.page, 'connected')
+    t.equal(server.connections('default'), 1, 'connect opens a new stream')
+
+    // A user-typed event name: add "alert", publish one, see it in the log.
+    await hub.page.locator('#event-name').fill('alert')
+    await hub.page.locator('#event-name').press('Enter')
+    await waitText(hub.page, '#listening .chip', 'alert')
+    server.broadcast({ event: 'alert', data: 'disk almost full' })
+    await waitText(hub.page, '#log li', 'disk almost full')
+    t.pass('a named event the user typed is shown')
+
+    // The token came from the fragment and stays in the tab, not in the address bar.
+    t.notMatch(hub.page.url(), /token=/, 'the token is taken out of the address bar')
+    t.match(await attr(hub.page, 'nav a[href^="chat.html"]', 'href'), /#token=pub$/, 'links carry the token for tabs opened from them')
+
+    // Readable on a phone: nothing is wider than a 360 px screen.
+    for (const w of pages.all) {
+      await w.page.setViewportSize({ width: 360, height: 740 })
+      const overflow = (await w.page.evaluate('document.documentElement.scrollWidth - document.documentElement.clientWidth')) as number
+      t.equal(overflow, 0, `no sideways scrolling at 360 px on ${w.page.url()}`)
+    }
+    noTrouble(t, pages)
+  })
+
+  t.test('a broadcast from one page and one from the console reach two open pages', async (t) => {
+    const { server, base } = await demoServer(t, { tickMs: 1000 })
+    const pages = await newContext(t, base)
+    const a = await pages.open('index.html')
+    const b = await pages.open('index.html')
+    await waitStatus(a.page, 'connected')
+    await waitStatus(b.page, 'connected')
+
+    await a.page.locator('#data').fill('hello from page A')
+    await a.page.locator('#data').press('Enter')
+    const result = await waitText(a.page, '#result', 'delivered to')
+    t.same(result, ['delivered to 2 clients'], 'the form shows how many streams the broadcast reached')
+    for (const w of [a, b]) await waitText(w.page, '#log li', 'hello from page A')
+
+    t.equal(server.broadcast({ data: 'hello from the console' }), 2, 'server.broadcast reaches both streams')
+    for (const w of [a, b]) {
+      const lines = await waitText(w.page, '#log li', 'hello from the console')
+      t.equal(lines.filter((l) => l.includes('hello from')).length, 2, 'each page shows each broadcast once')
+    }
+    // Something in the named-event and typed-name parts of the log for the screenshot.
+    await a.page.locator('#event-name').fill('alert')
+    await a.page.locator('#event-name').press('Enter')
+    server.broadcast({ event: 'alert', data: '{"level":"warning","text":"disk 91% full"}' })
+    await waitText(a.page, '#log li', 'disk 91% full')
+    await waitText(a.page, '#log li .kind', 'time')
+    await a.page.locator('#event-name').blur()
+    await shot(a.page, 'index.png')
+    noTrouble(t, pages)
+  })
+
+  t.test('two chat pages see each other in order, with presence, and markup stays text', async (t) => {
+    const { server, base } = await demoServer(t)
+    const pages = await newContext(t, base)
+    const ann = await pages.open('chat.html')
+    await joinChat(ann, 'ann')
+    const bob = await pages.open('chat.html')
+    await joinChat(bob, 'bob')
+
+    await waitText(ann.page, '#messages li', 'bob joined')
+    await waitText(ann.page, '#roster', 'Online (2)')
+    await waitText(bob.page, '#roster', 'ann')
+
+    const XSS = '<img src=x onerror=alert(1)>'
+    await say(ann, 'hi bob')
+    await say(bob, XSS)
+    await say(ann, 'see you')
+    const expected = ['hi bob', XSS, 'see you']
+    for (const w of [ann, bob]) {
+      const got = await until(async () => {
+        const m = await chatMessages(w)
+        return m.length >= 3 ? m : null
+      }, () => 'three messages on both pages')
+      t.same(got, expected, 'every tab shows the messages in the same order')
+      t.equal(await w.page.locator('#messages img').count(), 0, 'the typed <img> did not become an element')
+    }
+    const who = await texts(bob.page, '#messages li.msg .who')
+    t.same(who, ['ann', 'bob', 'ann'], 'each message carries its sender name')
+
+    const annInRoom = await texts(ann.page, '#roster')
+    t.match(annInRoom[0], /ann \(you\), bob|bob, ann \(you\)/, 'the roster lists both names')
+
+    // Presence on leave, from the server's disconnect event.
+    await bob.page.locator('#leave').click()
+    await waitText(ann.page, '#messages li', 'bob left')
+    await waitText(ann.page, '#roster', 'Online (1)')
+    t.equal(server.connections('chat'), 1, 'one chat stream left')
+    await bob.page.locator('#name').fill('bob')
+    await bob.page.locator('#name').press('Enter')
+    await waitText(ann.page, '#messages li', 'bob joined')
+    await say(bob, 'back again')
+    await waitText(ann.page, '#messages li.msg .text', 'back again')
+
+    // Give the dialog handler a moment: onerror would fire as the broken image fails to load.
+    await sleep(300)
+    await shot(ann.page, 'chat.png')
+    noTrouble(t, pages)
+  })
+
+  t.test('the monitor charts move while watched, and the feed stops when nobody watches', async (t) => {
+    const { server, base, port } = await demoServer(t, {}, { monitorMs: 250 })
+    const pages = await newContext(t, base)
+    const hub = await pages.open('index.html')
+    await waitStatus(hub.page, 'connected')
+    const monitor = await pages.open('monitor.html')
+    await waitStatus(monitor.page, 'connected')
+    t.equal(server.connections('monitor'), 1, 'one monitor stream')
+
+    const CHARTS = ['clients', 'events', 'bytes', 'memory', 'heap', 'loop']
+    const pixels = async (): Promise<string[]> =>
+      (await monitor.page.evaluate(`[${CHARTS.map((c) => `document.getElementById('chart-${c}').toDataURL()`).join(',')}]`)) as string[]
+    await waitText(monitor.page, '#updated', 'last sample')
+    const first = await pixels()
+
+    // Traffic between samples: streams come and go, events go out, so the lines have a shape.
+    // The extra streams are raw sockets, not tabs: Chromium opens at most 6 HTTP/1.1
+    // connections per host, and each open EventSource holds one of them.
+    const extra: RawClient[] = []
+    t.teardown(() => extra.forEach((c) => c.close()))
+    for (let i = 0; i < 10; i++) {
+      for (let j = 0; j < 20 * (i % 3); j++) server.broadcast({ data: `burst ${i}.${j} `.repeat(20) })
+      if (i % 6 < 3) extra.push(await openStream(port, `/events/${TOKEN}`))
+      else extra.pop()!.close()
+      await sleep(250)
+    }
+    const later = await pixels()
+    CHARTS.forEach((c, i) => t.not(later[i], first[i], `the ${c} chart changed over time`))
+    const clients = await texts(monitor.page, '#chart-clients')
+    t.equal(clients.length, 1, 'the clients chart exists')
+    t.match(await attr(monitor.page, '#chart-clients', 'aria-label'), /^Clients: \d+$/, 'the chart says its value in words too')
+    await waitText(monitor.page, '#channels td', 'monitor')
+    await shot(monitor.page, 'monitor.png')
+    noTrouble(t, pages)
+
+    // Nobody watching: the samples stop, so published (which counts each sample) stops growing.
+    await monitor.page.close()
+    await until(() => server.connections('monitor') === 0, () => 'the monitor stream to close')
+    const before = server.stats().published
+    await sleep(1000)
+    t.equal(server.stats().published, before, 'no samples are sent while no monitor is open')
+  })
+
+  t.test('the progress bar reaches 100 % on the page that started the task and nowhere else', async (t) => {
+    const { server, base } = await demoServer(t, {}, { taskStepMs: 120 })
+    const pages = await newContext(t, base)
+    const one = await pages.open('progress.html')
+    const two = await pages.open('progress.html')
+    const hub = await pages.open('index.html')
+    await waitStatus(hub.page, 'connected')
+    // The hub listens to the task's event names too: a leak would show in its log.
+    for (const name of ['progress', 'complete']) {
+      await hub.page.locator('#event-name').fill(name)
+      await hub.page.locator('#event-name').press('Enter')
+    }
+    await waitText(hub.page, '#listening .chip', 'complete')
+
+    const started: ClientView[] = []
+    server.on('connect', (c) => c.channels.includes('task') && started.push(c))
+    await one.page.locator('#start').click()
+    await waitText(one.page, '#state', 'done')
+    t.same(await texts(one.page, '#percent'), ['100 %'], 'the bar shows 100 %')
+    t.equal(await attr(one.page, '#bar', 'aria-valuenow'), '100', 'and says so to screen readers')
+    const steps = (await texts(one.page, '#events li .kind')).filter((k) => k === 'progress').length
+    t.equal(steps, 11, 'eleven progress events: 0, 10 ... 100 %')
+    t.equal(started.length, 1, 'one task stream was opened')
+    await until(() => server.connections('task') === 0, () => 'the page to close its task stream on complete')
+
+    t.same(await texts(two.page, '#percent'), ['0 %'], 'the other progress page stays at 0 %')
+    t.equal(await attr(two.page, '#bar', 'aria-valuenow'), '0', 'its bar did not move')
+    t.same(await texts(two.page, '#state'), ['idle'], 'and it never started')
+    const hubKinds = await texts(hub.page, '#log li .kind')
+    t.notOk(hubKinds.includes('progress') || hubKinds.includes('complete'), 'a stream on another channel got none of it')
+    // The bar eases to its width; the screenshot should show where it ends.
+    const filled = "document.getElementById('bar').getBoundingClientRect().width / document.getElementById('bar').parentElement.clientWidth"
+    await until(async () => ((await one.page.evaluate(filled)) as number) > 0.99, () => 'the bar to finish its animation')
+    await shot(one.page, 'progress.png')
+    noTrouble(t, pages)
+  })
+
+  t.test('a chat stream closed by DELETE /clients/ID reconnects and shows what it missed once', async (t) => {
+    // A retry long enough that the messages below are surely published while the page is away.
+    const { server, base } = await demoServer(t, { retryMs: 1500 })
+    const chatIds: number[] = []
+    server.on('connect', (c) => c.channels.includes('chat') && chatIds.push(c.id))
+    const pages = await newContext(t, base)
+    const ann = await pages.open('chat.html')
+    await joinChat(ann, 'ann')
+    const bob = await pages.open('chat.html')
+    await joinChat(bob, 'bob')
+    await say(ann, 'before the cut')
+    await waitText(bob.page, '#messages li.msg .text', 'before the cut')
+
+    const annId = chatIds[0]!
+    const del = await fetch(`${base}/clients/${annId}`, { method: 'DELETE', headers: { authorization: `Bearer ${PUB}` } })
+    t.same(await del.json(), { closed: 1 }, 'DELETE /clients/ID closes ann’s stream')
+    await waitText(ann.page, '#messages li', 'reconnecting')
+    for (const text of ['missed 1', 'missed 2', 'missed 3']) await say(bob, text)
+    t.equal(server.connections('chat'), 1, 'the messages went out while ann was away')
+
+    await until(() => chatIds.length === 3, () => 'ann’s page to reconnect by itself')
+    await waitStatus(ann.page, 'connected')
+    await waitText(ann.page, '#messages li.msg .text', 'missed 3')
+    await until(async () => !(await ann.page.locator('#text').isDisabled()), () => 'ann’s box to be enabled again')
+    await say(ann, 'after the cut')
+    await waitText(bob.page, '#messages li.msg .text', 'after the cut')
+    await waitText(ann.page, '#messages li.msg .text', 'after the cut')
+    t.same(await chatMessages(ann), ['before the cut', 'missed 1', 'missed 2', 'missed 3', 'after the cut'], 'each message once, in order')
+    const lines = await texts(ann.page, '#messages li')
+    const divider = lines.findIndex((l) => l.includes('messages you missed follow'))
+    const firstMissed = lines.findIndex((l) => l.includes('missed 1'))
+    t.ok(divider !== -1 && divider < firstMissed, 'the missed messages follow the "reconnected" line')
+    t.ok(lines.some((l) => l.includes('you were disconnected (closed by the server: admin)')), 'ann learns the server closed her stream')
+    t.notOk(lines.some((l) => l.includes('history gap')), 'no reset: the last id was in history')
+    await waitText(bob.page, '#messages li', 'ann left (closed by the server: admin)')
+    noTrouble(t, pages)
+  })
+
+  t.test('through the CLI: the printed demo URL connects, stdin lines arrive, the demo is attached', async (t) => {
+    if (!existsSync(CLI)) {
+      t.fail(`${CLI} is missing: build first (npm test does)`)
+      return
+    }
+    const child: ChildProcess = spawn(process.execPath, [CLI, '--port', '0', '--stdin', '--tick', '0'], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] })
+    let stdout = ''
+    let exited = false
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d))
+    child.stderr!.resume()
+    child.on('exit', () => (exited = true))
+    t.teardown(() => {
+      if (!exited && child.pid !== undefined) process.kill(child.pid, 'SIGKILL')
+    })
+    const url = await until(() => /^demo page: (\S+)$/m.exec(stdout)?.[1], () => `the demo page line; stdout: ${JSON.stringify(stdout)}`)
+    const base = new URL(url).origin
+    const pages = await newContext(t, base)
+    const page = await pages.context.newPage()
+    await page.goto(url)
+    await waitStatus(page, 'connected')
+    child.stdin!.write('typed at the console\n')
+    await waitText(page, '#log li', 'typed at the console')
+    t.pass('a line on the CLI’s standard input reached the page')
+
+    await page.locator('nav a[href^="monitor.html"]').click()
+    await waitStatus(page, 'connected')
+    await waitText(page, '#updated', 'last sample')
+    t.pass('the CLI feeds the monitor page: attachDemo is wired in')
+    await page.close()
+    child.kill('SIGTERM')
+    await until(() => exited, () => 'the CLI to exit on SIGTERM')
+  })
+}
