@@ -3,65 +3,20 @@
 // node:net server. Exact output lines, standard input, signals and exit codes 0, 1 and 2.
 
 import t from 'tap'
-import { spawn, type ChildProcess } from 'node:child_process'
 import * as net from 'node:net'
-import * as path from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { SseClient, type SseEvent } from '../src/index.js'
-import { PUB, publish, startServer, TOKEN } from './helpers.js'
+import { PUB, publish, sleep, startServer, TOKEN } from './helpers.js'
+import { Child, CLI, until, type Exit, type Teardown } from './process.js'
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
-const CLI = path.join(ROOT, 'dist', 'cli.js')
-
-interface Teardown {
-  teardown(fn: () => unknown): void
-}
-
-interface Exit {
-  code: number | null
-  signal: NodeJS.Signals | null
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
-
-async function until<T>(probe: () => T | null | undefined | false, what: () => string, ms = 5000): Promise<T> {
-  const deadline = Date.now() + ms
-  for (;;) {
-    const v = probe()
-    if (v !== null && v !== undefined && v !== false) return v
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what()}`)
-    await sleep(10)
-  }
-}
 
 // The environment of every child: no token from the developer's shell.
 const ENV = { ...process.env }
 delete ENV.RAWSSE_TOKEN
 
 /** `node dist/cli.js ARGS`, output collected; killed by its own PID at the test's end if still running. */
-class Cli {
-  readonly proc: ChildProcess
-  stdout = ''
-  stderr = ''
-  exit: Exit | null = null
-
+class Cli extends Child {
   constructor(t: Teardown, args: readonly string[], env: NodeJS.ProcessEnv = ENV) {
-    this.proc = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, env, stdio: ['pipe', 'pipe', 'pipe'] })
-    this.proc.stdout!.setEncoding('utf8')
-    this.proc.stderr!.setEncoding('utf8')
-    this.proc.stdout!.on('data', (d: string) => (this.stdout += d))
-    this.proc.stderr!.on('data', (d: string) => (this.stderr += d))
-    this.proc.stdin!.on('error', () => {})
-    this.proc.on('close', (code, signal) => (this.exit = { code, signal }))
-    const pid = this.proc.pid
-    t.teardown(() => {
-      if (this.exit !== null || pid === undefined) return
-      try {
-        process.kill(pid, 'SIGKILL')
-      } catch {
-        // already gone
-      }
-    })
+    super(t, process.execPath, [CLI, ...args], { env })
   }
 
   /** Complete stdout lines so far. */
@@ -81,13 +36,6 @@ class Cli {
     )
   }
 
-  waitExit(): Promise<Exit> {
-    return until(() => this.exit, () => `exit; stdout ${JSON.stringify(this.stdout)}; stderr ${JSON.stringify(this.stderr)}`)
-  }
-
-  kill(signal: NodeJS.Signals): void {
-    process.kill(this.proc.pid!, signal)
-  }
 }
 
 /** Run to the end; stdin gets `input` (then EOF). */

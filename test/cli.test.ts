@@ -3,79 +3,15 @@
 // a pseudo-terminal. Runs the built dist/cli.js (`npm test` builds first).
 
 import t from 'tap'
-import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { execFile, spawnSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { chunk, clientId, openStream, publish, rawRequest, STREAM_HEAD, type RawClient } from './helpers.js'
+import { Child, CLI, ROOT, until, type Exit, type Teardown } from './process.js'
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
-const CLI = path.join(ROOT, 'dist', 'cli.js')
 const VERSION = (JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string }).version
 const PUB = 'cli-publish-secret'
-
-interface Teardown {
-  teardown(fn: () => unknown): void
-}
-
-interface Exit {
-  code: number | null
-  signal: NodeJS.Signals | null
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
-
-/** Polls `probe` until it returns something truthy; throws after `ms` with `what()` in the message. */
-async function until<T>(probe: () => T | null | undefined | false, ms: number, what: () => string): Promise<T> {
-  const deadline = Date.now() + ms
-  for (;;) {
-    const v = probe()
-    if (v !== null && v !== undefined && v !== false) return v
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what()}`)
-    await sleep(20)
-  }
-}
-
-/** A child process whose output is collected; killed by its PID at the test's end if still running. */
-class Child {
-  readonly proc: ChildProcess
-  stdout = ''
-  stderr = ''
-  exit: Exit | null = null
-
-  constructor(t: Teardown, command: string, args: readonly string[], stdin: 'pipe' | 'ignore') {
-    this.proc = spawn(command, args, { cwd: ROOT, stdio: [stdin, 'pipe', 'pipe'] })
-    this.proc.stdout!.setEncoding('utf8')
-    this.proc.stderr!.setEncoding('utf8')
-    this.proc.stdout!.on('data', (d: string) => (this.stdout += d))
-    this.proc.stderr!.on('data', (d: string) => (this.stderr += d))
-    this.proc.stdin?.on('error', () => {})
-    this.proc.on('error', (err) => {
-      this.stderr += `spawn error: ${err.message}\n`
-      this.exit ??= { code: null, signal: null }
-    })
-    // 'close': the process has exited and its stdout and stderr are fully read.
-    this.proc.on('close', (code, signal) => (this.exit = { code, signal }))
-    const pid = this.proc.pid
-    t.teardown(() => {
-      if (this.exit !== null || pid === undefined) return
-      try {
-        process.kill(pid, 'SIGKILL')
-      } catch {
-        // already gone
-      }
-    })
-  }
-
-  waitExit(ms: number): Promise<Exit> {
-    return until(() => this.exit, ms, () => `the process to exit; stdout: ${JSON.stringify(this.stdout)}; stderr: ${JSON.stringify(this.stderr)}`)
-  }
-
-  kill(signal: NodeJS.Signals): void {
-    process.kill(this.proc.pid!, signal)
-  }
-}
 
 interface Cli {
   child: Child
@@ -88,14 +24,13 @@ const FIRST_LINE = /^rawsse listening on http:\/\/127\.0\.0\.1:(\d+)\n/
 
 /** `node dist/cli.js ARGS`; resolves once the start-up lines are out. */
 async function startCli(t: Teardown, args: readonly string[], stdin: 'pipe' | 'ignore' = 'ignore'): Promise<Cli> {
-  const child = new Child(t, process.execPath, [CLI, ...args], stdin)
+  const child = new Child(t, process.execPath, [CLI, ...args], { stdin })
   const m = await until(
     () => {
       if (child.exit !== null) throw new Error(`rawsse ${args.join(' ')} exited ${JSON.stringify(child.exit)}; stderr: ${child.stderr}`)
       // The listening line, then the demo page, the stream URL and the curl line (or why there is none).
       return child.stdout.split('\n').length > 4 ? FIRST_LINE.exec(child.stdout) : null
     },
-    5000,
     () => `the start-up lines; stdout so far: ${JSON.stringify(child.stdout)}`,
   )
   const port = Number(m[1])
@@ -107,10 +42,9 @@ async function startCli(t: Teardown, args: readonly string[], stdin: 'pipe' | 'i
  * `exit` is 'still running' (and the process is killed at the test's end).
  */
 async function runCli(t: Teardown, args: readonly string[]): Promise<{ exit: Exit | 'still running'; stdout: string; stderr: string }> {
-  const child = new Child(t, process.execPath, [CLI, ...args], 'ignore')
+  const child = new Child(t, process.execPath, [CLI, ...args], { stdin: 'ignore' })
   await until(
     () => child.exit !== null || FIRST_LINE.test(child.stdout),
-    5000,
     () => `the process to exit or print; stdout: ${JSON.stringify(child.stdout)}; stderr: ${JSON.stringify(child.stderr)}`,
   )
   return { exit: child.exit ?? 'still running', stdout: child.stdout, stderr: child.stderr }
@@ -484,15 +418,15 @@ t.test('on a terminal: a typed line is broadcast, /clients counts per channel, /
     return
   }
   // script -q (quiet) -f (flush) -e (its exit code is the child's) -c CMD; the typescript goes to /dev/null.
-  const child = new Child(t, 'script', ['-qfec', 'node dist/cli.js --port 0 --tick 0', '/dev/null'], 'pipe')
+  const child = new Child(t, 'script', ['-qfec', 'node dist/cli.js --port 0 --tick 0', '/dev/null'], { stdin: 'pipe' })
   const clean = (): string => child.stdout.replace(/\r/g, '')
   const m = await until(
     () => {
       if (child.exit !== null) throw new Error(`script exited ${JSON.stringify(child.exit)}: ${child.stdout} ${child.stderr}`)
       return /rawsse listening on http:\/\/127\.0\.0\.1:(\d+)\n[^]*#token=(\S+)\n/.exec(clean())
     },
-    8000,
     () => `the start-up lines on the terminal; output so far: ${JSON.stringify(child.stdout)}`,
+    8000,
   )
   t.ok(clean().startsWith('rawsse listening on http://127.0.0.1:'), 'the first line on the terminal is the listening line')
   const port = Number(m[1])
@@ -519,7 +453,6 @@ t.test('on a terminal: a typed line is broadcast, /clients counts per channel, /
       const s = child.stdout.slice(before).replace(/\r/g, '')
       return /\bdefault\b\D*\b1\b/.test(s) && /\bnews\b\D*\b2\b/.test(s) && /\bsport\b\D*\b1\b/.test(s) ? s : null
     },
-    5000,
     () => `/clients to print default 1, news 2, sport 1; got ${JSON.stringify(child.stdout.slice(before))}`,
   )
   t.pass(`/clients prints the count per channel: ${JSON.stringify(out)}`)

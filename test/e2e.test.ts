@@ -18,6 +18,7 @@ import type { Browser, BrowserContext, Page } from 'playwright-core'
 import { attachDemo, type DemoOptions } from '../src/demo.js'
 import type { ClientView, SseServerOptions } from '../src/index.js'
 import { clientId, openStream, PUB, sleep, startServer, TOKEN, type RawClient, type Running } from './helpers.js'
+import { until as untilWithin, type Teardown } from './process.js'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const PUBLIC = path.join(ROOT, 'public')
@@ -26,9 +27,6 @@ const CLI = path.join(ROOT, 'dist', 'cli.js')
 const CHROMIUM = '/usr/bin/chromium'
 const WAIT_MS = 8000 // how long a page may take to show something before the test fails
 
-interface Teardown {
-  teardown(fn: () => unknown): void
-}
 
 /** Why the browser tests cannot run here, or null when they can. */
 async function browserMissing(): Promise<string | null> {
@@ -41,16 +39,8 @@ async function browserMissing(): Promise<string | null> {
   return null
 }
 
-/** Polls `probe` until it returns something truthy; throws after `ms` with `what()` in the message. */
-async function until<T>(probe: () => Promise<T | null | undefined | false> | T | null | undefined | false, what: () => string, ms = WAIT_MS): Promise<T> {
-  const deadline = Date.now() + ms
-  for (;;) {
-    const v = await probe()
-    if (v !== null && v !== undefined && v !== false) return v
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what()}`)
-    await sleep(40)
-  }
-}
+/** Polls `probe` until it returns something truthy, for as long as a page may take. */
+const until = <T>(probe: () => Promise<T | null | undefined | false> | T | null | undefined | false, what: () => string, ms = WAIT_MS): Promise<T> => untilWithin(probe, what, ms)
 
 /** What a page did that a test should know about: dialogs (there must be none) and uncaught errors. */
 interface Watched {
