@@ -277,22 +277,37 @@ export class SseServer extends EventEmitter<SseServerEvents> {
 
   // ---------------------------------------------------------------- publishing
 
-  /** The bus's subscriber: encode once, keep for replay, fan out. */
+  /** The bus's subscriber: encode once, keep for replay, queue for this turn's fan-out. */
   private deliver(e: BusEvent): number {
     const frame = encodeEvent(e.message)
     this.metrics.published++
     if (e.keep) this.history.add({ id: e.message.id, frame, target: e.target })
-    const reached = this.registry.fanOut(frame, e.target)
+    let reached: number
+    if (e.target.client !== undefined) {
+      // One stream, found by id: write at once (after anything queued before it, to keep order)
+      // rather than make every stream of the next batch test a target meant for one.
+      this.registry.flush()
+      reached = this.registry.fanOut(frame, e.target)
+    } else {
+      reached = this.enqueue(frame, e.target)
+    }
     this.metrics.deliveries += reached
     return reached
   }
+
+  private enqueue(frame: Frame, target: Target): number {
+    if (!this.registry.hasQueued) setImmediate(this.flushQueued)
+    return this.registry.queue(frame, target)
+  }
+
+  private readonly flushQueued = (): void => this.registry.flush()
 
   /**
    * The `time` tick: no id, not kept, and local to this process (each process has its own
    * clock and ticks its own streams), so it does not go through the bus.
    */
   private broadcastNow(msg: SseMessage): void {
-    const reached = this.registry.fanOut(encodeEvent(msg), {})
+    const reached = this.enqueue(encodeEvent(msg), {})
     this.metrics.published++
     this.metrics.deliveries += reached
   }
