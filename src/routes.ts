@@ -2,7 +2,7 @@
 // Returns what to answer (a reply, a stream to open, a file to send); no byte framing here.
 
 import { isUtf8 } from 'node:buffer'
-import { bearerToken, hasRole, ROLE_ADMIN, ROLE_PUBLISH, type AuthRequest, type AuthUser } from './auth.js'
+import { bearerToken, hasRole, ROLE_ADMIN, ROLE_PUBLISH, type AuthUser } from './auth.js'
 import type { Target } from './clients.js'
 import { ALLOWED_METHODS, HttpError } from './errors.js'
 import type { RequestHead } from './http-head.js'
@@ -12,9 +12,15 @@ import { json, text, type Reply } from './response.js'
 import { messageProblem, type SseMessage } from './sse-encode.js'
 import type { FileToStream, StaticFiles } from './static.js'
 
-/** What the routes need from the server: the only way they touch state. */
+/** Where a request came from; the server passes its socket, which has this field. */
+export interface Peer {
+  readonly remoteAddress?: string | undefined
+}
+
+/** What the routes need from the server: the only way they touch state. Built once per server. */
 export interface RouteContext {
-  authenticate(token: string, request: AuthRequest): AuthUser | null
+  /** The token lists first; the `authenticate` hook (which sees the request) only for tokens they lack. */
+  authenticate(token: string, req: RequestHead, peer: Peer): AuthUser | null
   /** Publish through the bus; returns the event's id and the streams it reached. */
   publish(message: SseMessage, target: Target): { id: string; delivered: number }
   clientExists(id: number): boolean
@@ -26,7 +32,6 @@ export interface RouteContext {
   readonly maxClients: number
   readonly retryMs: number
   readonly statics: StaticFiles | null
-  remoteAddress(): string | undefined
 }
 
 export interface OpenStream {
@@ -51,28 +56,28 @@ const CORS_PREFLIGHT: Reply = {
   ],
 }
 
-export function route(req: RequestHead, body: Buffer, ctx: RouteContext): Outcome | Promise<Outcome> {
+export function route(req: RequestHead, body: Buffer, ctx: RouteContext, peer: Peer): Outcome | Promise<Outcome> {
   const { method, path } = req
   if (method === 'OPTIONS') return reply(CORS_PREFLIGHT)
 
   if (path.startsWith('/events/')) {
     allow(method, 'GET, HEAD, OPTIONS', method === 'GET' || method === 'HEAD')
-    return openStream(req, ctx)
+    return openStream(req, ctx, peer)
   }
   if (path === '/publish') {
     allow(method, 'POST, OPTIONS', method === 'POST')
-    return reply(publish(req, body, ctx))
+    return reply(publish(req, body, ctx, peer))
   }
   if (path === '/stats' || path === '/metrics') {
     allow(method, 'GET, HEAD, OPTIONS', method === 'GET' || method === 'HEAD')
-    const denied = checkRole(req, ctx, ROLE_ADMIN)
+    const denied = checkRole(req, ctx, peer, ROLE_ADMIN)
     if (denied !== null) return reply(denied)
     const stats = ctx.stats()
     return reply(path === '/stats' ? json(200, stats) : { status: 200, body: prometheusText(stats), contentType: 'text/plain; version=0.0.4; charset=utf-8' })
   }
   if (path === '/clients' || path.startsWith('/clients/')) {
     allow(method, 'DELETE, OPTIONS', method === 'DELETE')
-    return reply(closeClients(req, ctx))
+    return reply(closeClients(req, ctx, peer))
   }
 
   allow(method, 'GET, HEAD, OPTIONS', method === 'GET' || method === 'HEAD')
@@ -85,7 +90,7 @@ function allow(method: string, allowed: string, ok: boolean): void {
 }
 
 /** GET /events/TOKEN[?channel=A&channel=B][&lastEventId=ID] */
-function openStream(req: RequestHead, ctx: RouteContext): Outcome {
+function openStream(req: RequestHead, ctx: RouteContext, peer: Peer): Outcome {
   const raw = req.path.slice('/events/'.length)
   let token: string
   try {
@@ -93,7 +98,7 @@ function openStream(req: RequestHead, ctx: RouteContext): Outcome {
   } catch {
     throw new HttpError(400, 'malformed percent-encoding in path')
   }
-  const who = raw === '' || raw.includes('/') ? null : ctx.authenticate(token, authRequest(req, ctx))
+  const who = raw === '' || raw.includes('/') ? null : ctx.authenticate(token, req, peer)
   if (who === null) throw new HttpError(401, 'unknown token')
 
   const params = new URLSearchParams(req.query)
@@ -119,8 +124,8 @@ function openStream(req: RequestHead, ctx: RouteContext): Outcome {
 }
 
 /** POST /publish?channel=&event=&id=&user=&role=&client= with the data as the body. */
-function publish(req: RequestHead, body: Buffer, ctx: RouteContext): Reply {
-  const denied = checkRole(req, ctx, ROLE_PUBLISH)
+function publish(req: RequestHead, body: Buffer, ctx: RouteContext, peer: Peer): Reply {
+  const denied = checkRole(req, ctx, peer, ROLE_PUBLISH)
   if (denied !== null) return denied
 
   const fields = new URLSearchParams(req.query)
@@ -180,8 +185,8 @@ function publish(req: RequestHead, body: Buffer, ctx: RouteContext): Reply {
 }
 
 /** DELETE /clients/ID closes one stream; DELETE /clients closes all. */
-function closeClients(req: RequestHead, ctx: RouteContext): Reply {
-  const denied = checkRole(req, ctx, ROLE_ADMIN)
+function closeClients(req: RequestHead, ctx: RouteContext, peer: Peer): Reply {
+  const denied = checkRole(req, ctx, peer, ROLE_ADMIN)
   if (denied !== null) return denied
   if (req.path === '/clients') return json(200, { closed: ctx.closeAll() })
   const id = req.path.slice('/clients/'.length)
@@ -190,17 +195,13 @@ function closeClients(req: RequestHead, ctx: RouteContext): Reply {
 }
 
 /** null when the bearer token holds `role`; otherwise the 401 or 403 to answer. */
-function checkRole(req: RequestHead, ctx: RouteContext, role: string): Reply | null {
+function checkRole(req: RequestHead, ctx: RouteContext, peer: Peer, role: string): Reply | null {
   const token = bearerToken(req.headers.authorization)
-  const who = token === null ? null : ctx.authenticate(token, authRequest(req, ctx))
+  const who = token === null ? null : ctx.authenticate(token, req, peer)
   // RFC 6750 §3: a 401 for a bearer-protected resource says which scheme it wants.
   if (who === null) return json(401, { error: 'a valid bearer token is required' }, [['WWW-Authenticate', 'Bearer']])
   if (!hasRole(who, role)) return json(403, { error: `the token lacks the ${role} role` })
   return null
-}
-
-function authRequest(req: RequestHead, ctx: RouteContext): AuthRequest {
-  return { method: req.method, path: req.path, headers: req.headers, remoteAddress: ctx.remoteAddress() }
 }
 
 /** A parameter given at most once: two values for one target is ambiguous, so 400. */
