@@ -8,6 +8,7 @@ import * as readline from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { parseUsers, ROLE_PUBLISH, type UserEntry } from './auth.js'
 import { runClientCommand } from './cli-client.js'
+import { runBench } from './load.js'
 import { attachDemo } from './demo.js'
 import { SseServer, type SseServerOptions } from './index.js'
 import * as L from './limits.js'
@@ -78,7 +79,7 @@ function helpText(): string {
     const def = f.def === '' ? '' : ` (default: ${f.def})`
     return `${left.padEnd(28)}${f.help}${def}`
   })
-  return `Usage: rawsse [flags]\n\nA Server-Sent Events server on node:net.\n\n${rows.join('\n')}\n\nClient commands: rawsse listen URL [--json], rawsse publish URL --token T [DATA | -] (each with --help).\n`
+  return `Usage: rawsse [flags]\n\nA Server-Sent Events server on node:net.\n\n${rows.join('\n')}\n\nClient commands: rawsse listen URL [--json], rawsse publish URL --token T [DATA | -], rawsse bench URL [--streams N] [--publish URL] (each with --help).\n`
 }
 
 function packageVersion(): string {
@@ -223,6 +224,10 @@ async function main(argv: readonly string[]): Promise<void> {
   // The client commands have their own flags; the server's are parsed only when it is the server.
   if (argv[0] === 'listen' || argv[0] === 'publish') {
     process.exitCode = await runClientCommand(argv)
+    return
+  }
+  if (argv[0] === 'bench') {
+    process.exitCode = await runBench(argv)
     return
   }
   try {

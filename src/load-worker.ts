@@ -1,0 +1,461 @@
+// `rawsse bench`'s subscribers: a group of SSE streams held by one process, counting what each
+// receives. The coordinator (load.ts) runs one group in its own process, or forks this module
+// once per group when the streams need more file descriptors than one process may open; then
+// the messages below go over the IPC channel.
+//
+// Hot path (one read of one stream): one monotonic clock reading, the response body decoded as
+// views (BodyDecoder), events found as views (SseParser), seq and ts read out of the bytes
+// (BodyTemplate.extract). Nothing is allocated per event.
+
+import * as net from 'node:net'
+import * as tls from 'node:tls'
+import { BodyDecoder, bodyFraming, mediaType, parseResponseHead, requestHead, ResponseError } from './http-response.js'
+import { BodyTemplate, Histogram, monotonicUs } from './load-stats.js'
+import { DEFAULT_EVENT_TYPE, SseParser } from './sse-parse.js'
+
+/** The environment variable that makes a forked copy of this module a worker. */
+export const WORKER_ENV = 'RAWSSE_BENCH_WORKER'
+/** From dialing to the response head; past it the stream counts as a connect error. */
+const CONNECT_TIMEOUT_MS = 15_000
+/** Connections are dialed in small batches this often, to keep to --connect-rate. */
+const CONNECT_TICK_MS = 10
+/**
+ * A tick dials at most this many batches' worth when behind: when connect() itself is slow (the
+ * kernel searching for a free port), catching up in one burst would starve the event loop, and
+ * the requests of connections already open would reach the server after its head deadline.
+ */
+const MAX_CATCH_UP_TICKS = 2
+/** How often a group reports its delivery count (drain and the progress line read it). */
+const PROGRESS_MS = 50
+/** Streams per source address: under the ~28 000 ephemeral ports of one address, with room to spare. */
+export const STREAMS_PER_SOURCE_ADDRESS = 20_000
+/** The one read buffer of all plain-TCP streams of a group (node:net `onread`): reads are handled at once, so one suffices. */
+const READ_BUFFER_BYTES = 64 * 1024
+/** The smallest ring of per-seq counters (window mode); larger windows get a power of two ≥ 4 W. */
+const MIN_RING = 1024
+
+export interface GroupConfig {
+  /** The stream URL. */
+  url: string
+  /** Request header fields after Host, in order. */
+  fields: Array<[string, string]>
+  /** The index of this group's first stream among all streams (picks source addresses). */
+  firstIndex: number
+  count: number
+  /** Connections per second for this group. */
+  connectRate: number
+  template: string
+  /** The publisher's window W; 0 when it publishes at a rate (no window to report for) or not at all. */
+  window: number
+  /** Bind streams to 127.0.0.1, 127.0.0.2, … (the target is a loopback address). */
+  rotateSources: boolean
+}
+
+/** Coordinator → group. */
+export type ToGroup =
+  | { type: 'init'; config: GroupConfig }
+  /** Publishing starts; deliveries received from `warmupEndUs` on are the measured ones. */
+  | { type: 'start'; warmupEndUs: number }
+  | { type: 'stop' }
+
+export interface GroupFinal {
+  connected: number
+  connectErrors: number
+  /** Streams that ended or failed after they had connected. */
+  streamErrors: number
+  received: number
+  duplicates: number
+  receivedMeasured: number
+  /** Monotonic µs of the last delivery, 0 when none. */
+  lastReceiveUs: number
+  hist: number[]
+  histCount: number
+  histMax: number
+  histMeasured: number[]
+  histMeasuredCount: number
+  histMeasuredMax: number
+  /** This process's CPU time in µs (forked groups only; an in-process group's is the coordinator's). */
+  cpuUserUs: number
+  cpuSystemUs: number
+  firstError: string | null
+}
+
+/** Group → coordinator. */
+export type FromGroup =
+  | { type: 'connected'; connected: number; connectErrors: number; firstError: string | null }
+  /** allUpTo: every open stream of the group has received every seq up to it; -1: no open streams. */
+  | { type: 'progress'; allUpTo: number; received: number; streamErrors: number; connected: number; connectErrors: number }
+  | { type: 'final'; final: GroupFinal }
+
+const enum Phase {
+  Head,
+  Open,
+  Done,
+}
+
+/** One stream: its socket, its readers, the last seq it received. */
+class Stream {
+  phase = Phase.Head
+  socket!: net.Socket
+  /** The unfinished response head. */
+  head: Buffer | null = null
+  decoder: BodyDecoder | null = null
+  readonly parser: SseParser
+  last = 0
+  readonly dialedAt: number
+  error: Error | null = null
+  readonly onBody: (buf: Buffer, start: number, end: number) => void
+
+  constructor(group: StreamGroup) {
+    this.dialedAt = Date.now()
+    this.parser = new SseParser({ onEvent: (type, data, start, end) => group.onEvent(this, type, data, start, end) })
+    this.onBody = (buf, start, end) => this.parser.feed(buf, start, end)
+  }
+}
+
+/**
+ * The source address of stream `index`: none for the first STREAMS_PER_SOURCE_ADDRESS streams
+ * (the kernel picks 127.0.0.1 for a loopback target), then 127.0.0.2, 127.0.0.3, … for each next
+ * block. The first block is left unbound on purpose: bind() with port 0 before connect() makes
+ * the kernel search for a port no other socket has bound (Node cannot set
+ * IP_BIND_ADDRESS_NO_PORT), which costs far more system time than connect()'s own choice.
+ */
+export function sourceAddress(index: number): string | null {
+  const k = 1 + Math.floor(index / STREAMS_PER_SOURCE_ADDRESS)
+  if (k === 1) return null
+  return `127.${(k >> 16) & 255}.${(k >> 8) & 255}.${k & 255}`
+}
+
+export class StreamGroup {
+  private readonly config: GroupConfig
+  private readonly url: URL
+  private readonly emit: (msg: FromGroup) => void
+  private readonly head: Buffer
+  private readonly template: BodyTemplate
+  private readonly streams: Stream[] = []
+  private readonly readBuffer = Buffer.allocUnsafe(READ_BUFFER_BYTES)
+  private dialed = 0
+  private connectStartedAt = 0
+  private connectTimer: NodeJS.Timeout | null = null
+  private timeoutTimer: NodeJS.Timeout | null = null
+  private progressTimer: NodeJS.Timeout | null = null
+  private connectReported = false
+  private stopping = false
+
+  private connected = 0
+  private connectErrors = 0
+  private streamErrors = 0
+  private open = 0
+  private received = 0
+  private duplicates = 0
+  private receivedMeasured = 0
+  private lastReceiveUs = 0
+  private firstError: string | null = null
+  private readonly hist = new Histogram()
+  private readonly histMeasured = new Histogram()
+  /** The clock read once per socket read; every event of that read is stamped with it. */
+  private nowUs = 0
+  private warmupEndUs = Number.POSITIVE_INFINITY
+
+  // Window mode: ring[s & mask] counts the open streams that have received seq s (or skipped
+  // past it). When that reaches the number of open streams, s is delivered everywhere and allUpTo
+  // moves on: O(1) per delivery, whatever the number of streams.
+  private readonly ring: Int32Array | null
+  private readonly mask: number
+  private allUpTo = 0
+  private maxSeq = 0
+  private progressQueued = false
+  private lastSent = { allUpTo: -2, received: -1, streamErrors: -1, connected: -1, connectErrors: -1 }
+
+  constructor(config: GroupConfig, emit: (msg: FromGroup) => void) {
+    this.config = config
+    this.url = new URL(config.url)
+    this.emit = emit
+    this.head = requestHead('GET', this.url, config.fields) // one Buffer, written to every stream
+    this.template = new BodyTemplate(config.template)
+    if (config.window > 0) {
+      let size = MIN_RING
+      while (size < config.window * 4) size *= 2
+      this.ring = new Int32Array(size)
+      this.mask = size - 1
+    } else {
+      this.ring = null
+      this.mask = 0
+    }
+  }
+
+  handle(msg: ToGroup): void {
+    if (msg.type === 'start') {
+      this.warmupEndUs = msg.warmupEndUs
+    } else if (msg.type === 'stop') {
+      this.stop()
+    }
+  }
+
+  /** Dial every stream at the configured rate; 'connected' is emitted when each has opened or failed. */
+  connect(): void {
+    this.connectStartedAt = Date.now()
+    if (this.config.count === 0) return this.maybeConnected()
+    this.connectTimer = setInterval(() => this.dialDue(), CONNECT_TICK_MS)
+    this.timeoutTimer = setInterval(() => this.expireHeads(), 1000)
+    this.progressTimer = setInterval(() => this.sendProgress(), PROGRESS_MS)
+    this.dialDue()
+  }
+
+  private dialDue(): void {
+    const due = Math.min(this.config.count, Math.max(1, Math.floor(((Date.now() - this.connectStartedAt) / 1000) * this.config.connectRate)))
+    const most = this.dialed + Math.max(1, Math.ceil((this.config.connectRate * CONNECT_TICK_MS * MAX_CATCH_UP_TICKS) / 1000))
+    while (this.dialed < due && this.dialed < most) this.dial(this.config.firstIndex + this.dialed++)
+    if (this.dialed === this.config.count && this.connectTimer !== null) {
+      clearInterval(this.connectTimer)
+      this.connectTimer = null
+    }
+  }
+
+  private dial(index: number): void {
+    const host = this.url.hostname.startsWith('[') ? this.url.hostname.slice(1, -1) : this.url.hostname
+    const https = this.url.protocol === 'https:'
+    const port = this.url.port === '' ? (https ? 443 : 80) : Number(this.url.port)
+    const source = this.config.rotateSources ? sourceAddress(index) : null
+    const local = source === null ? {} : { localAddress: source }
+    const st = new Stream(this)
+    let socket: net.Socket
+    if (https) {
+      socket = tls.connect({ host, port, ...local, ...(net.isIP(host) === 0 ? { servername: host } : {}), ALPNProtocols: ['http/1.1'] })
+      socket.on('data', (d: Buffer) => this.onData(st, d, d.length))
+    } else {
+      // Every read lands in the group's one buffer: no Buffer is allocated per read. The parsers
+      // copy what they keep (an unfinished line or head) before the next read can overwrite it.
+      socket = net.connect({
+        host,
+        port,
+        ...local,
+        onread: {
+          buffer: this.readBuffer,
+          callback: (n: number) => {
+            this.onData(st, this.readBuffer, n)
+            return true
+          },
+        },
+      })
+    }
+    st.socket = socket
+    this.streams.push(st)
+    socket.setNoDelay(true)
+    socket.on('error', (err) => (st.error ??= err))
+    socket.on('close', () => this.onClose(st))
+    socket.write(this.head)
+  }
+
+  private expireHeads(): void {
+    const cutoff = Date.now() - CONNECT_TIMEOUT_MS
+    for (const st of this.streams) {
+      if (st.phase === Phase.Head && st.dialedAt < cutoff) {
+        st.error ??= new Error(`no response head within ${CONNECT_TIMEOUT_MS / 1000} s`)
+        st.socket.destroy()
+      }
+    }
+  }
+
+  /** `d[0, n)` was read from the stream (`d` may be the shared read buffer). */
+  private onData(st: Stream, d: Buffer, n: number): void {
+    if (st.phase === Phase.Done) return
+    this.nowUs = monotonicUs()
+    let buf = d
+    let end = n
+    let pos = 0
+    try {
+      if (st.phase === Phase.Head) {
+        buf = st.head === null ? d.subarray(0, n) : Buffer.concat([st.head, d.subarray(0, n)])
+        end = buf.length
+        for (;;) {
+          const parsed = parseResponseHead(buf.subarray(pos))
+          if (parsed === null) {
+            st.head = Buffer.from(buf.subarray(pos)) // a copy: the read buffer is reused
+            return
+          }
+          pos += parsed.length
+          if (parsed.head.status < 200) continue
+          st.head = null
+          const type = parsed.head.headers['content-type']
+          if (parsed.head.status !== 200) return this.refuse(st, `HTTP ${parsed.head.status} ${parsed.head.reason}`.trim())
+          if (mediaType(type) !== 'text/event-stream') return this.refuse(st, `Content-Type ${type ?? 'none'}, not text/event-stream`)
+          st.decoder = new BodyDecoder(bodyFraming(parsed.head))
+          st.phase = Phase.Open
+          this.connected++
+          this.open++
+          this.maybeConnected()
+          break
+        }
+      }
+      const decoder = st.decoder!
+      decoder.feed(buf, pos, end, st.onBody)
+      if (decoder.done) st.socket.destroy() // the server ended the stream: counted in onClose
+    } catch (err) {
+      if (!(err instanceof ResponseError)) throw err
+      st.error ??= err
+      st.socket.destroy()
+    }
+  }
+
+  private refuse(st: Stream, why: string): void {
+    st.error ??= new Error(why)
+    st.socket.destroy()
+  }
+
+  private onClose(st: Stream): void {
+    if (this.stopping) return
+    const was = st.phase
+    st.phase = Phase.Done
+    if (was === Phase.Head) {
+      this.connectErrors++
+      this.firstError ??= st.error?.message ?? 'connection closed before a response'
+      this.maybeConnected()
+    } else if (was === Phase.Open) {
+      this.streamErrors++
+      this.firstError ??= `a stream ended: ${st.error?.message ?? 'closed by the server'}`
+      this.open--
+      this.forget()
+    }
+  }
+
+  /** An open stream went away: the seqs it had counted toward stay counted, and the rest no longer wait for it. */
+  private forget(): void {
+    if (this.ring === null) return
+    this.advance()
+    this.queueProgress()
+  }
+
+  private maybeConnected(): void {
+    if (this.connectReported || this.connected + this.connectErrors < this.config.count) return
+    this.connectReported = true
+    if (this.timeoutTimer !== null) clearInterval(this.timeoutTimer)
+    this.timeoutTimer = null
+    this.emit({ type: 'connected', connected: this.connected, connectErrors: this.connectErrors, firstError: this.firstError })
+  }
+
+  /** The parser's handler: one event of one stream, its data a view. */
+  onEvent(st: Stream, type: string, data: Buffer, start: number, end: number): void {
+    // `ready`, `time` and other events of the server are not ours.
+    if (type !== DEFAULT_EVENT_TYPE) return
+    const t = this.template
+    if (!t.extract(data, start, end)) return
+    const seq = t.seq
+    if (seq <= st.last) {
+      this.duplicates++
+      return
+    }
+    const prev = st.last
+    st.last = seq
+    this.received++
+    const now = this.nowUs
+    const latency = now > t.ts ? now - t.ts : 0
+    this.hist.record(latency)
+    if (now >= this.warmupEndUs) {
+      this.histMeasured.record(latency)
+      this.receivedMeasured++
+    }
+    this.lastReceiveUs = now
+    if (this.ring !== null) {
+      if (seq > this.maxSeq) this.maxSeq = seq
+      // A skipped seq (lost) is counted as passed too, so that one loss does not close the window for good.
+      const from = Math.max(prev, this.allUpTo) + 1
+      for (let s = from; s <= seq; s++) {
+        if (s - this.allUpTo <= this.mask) this.ring[s & this.mask] += 1
+      }
+      if (this.advance()) this.queueProgress()
+    }
+  }
+
+  /** Move allUpTo past every seq all open streams have; true when it moved. */
+  private advance(): boolean {
+    const ring = this.ring!
+    const before = this.allUpTo
+    while (this.allUpTo < this.maxSeq && ring[(this.allUpTo + 1) & this.mask]! >= this.open) {
+      this.allUpTo++
+      ring[this.allUpTo & this.mask] = 0
+    }
+    return this.allUpTo !== before
+  }
+
+  /** One progress message per turn of the event loop, however many reads moved the window in it. */
+  private queueProgress(): void {
+    if (this.progressQueued) return
+    this.progressQueued = true
+    setImmediate(() => {
+      this.progressQueued = false
+      this.sendProgress()
+    })
+  }
+
+  private sendProgress(): void {
+    if (this.stopping) return
+    const allUpTo = this.open === 0 ? -1 : this.ring === null ? 0 : this.allUpTo
+    const s = this.lastSent
+    if (s.allUpTo === allUpTo && s.received === this.received && s.streamErrors === this.streamErrors && s.connected === this.connected && s.connectErrors === this.connectErrors) return
+    s.allUpTo = allUpTo
+    s.received = this.received
+    s.streamErrors = this.streamErrors
+    s.connected = this.connected
+    s.connectErrors = this.connectErrors
+    this.emit({ type: 'progress', allUpTo, received: this.received, streamErrors: this.streamErrors, connected: this.connected, connectErrors: this.connectErrors })
+  }
+
+  /** Close every stream (not counted as errors) and report. */
+  private stop(): void {
+    if (this.stopping) return
+    this.stopping = true
+    for (const timer of [this.connectTimer, this.timeoutTimer, this.progressTimer]) if (timer !== null) clearInterval(timer)
+    // A reset, not a FIN: the side that closes first keeps each port in TIME_WAIT for a minute,
+    // and a run right after this one would then search through 20 000 of them for a free port.
+    const tcp = this.url.protocol === 'http:'
+    for (const st of this.streams) {
+      if (tcp && !st.socket.destroyed) st.socket.resetAndDestroy()
+      else st.socket.destroy()
+    }
+    const forked = process.env[WORKER_ENV] === '1'
+    const cpu = process.cpuUsage()
+    this.emit({
+      type: 'final',
+      final: {
+        connected: this.connected,
+        connectErrors: this.connectErrors,
+        streamErrors: this.streamErrors,
+        received: this.received,
+        duplicates: this.duplicates,
+        receivedMeasured: this.receivedMeasured,
+        lastReceiveUs: this.lastReceiveUs,
+        hist: Array.from(this.hist.counts),
+        histCount: this.hist.count,
+        histMax: this.hist.max,
+        histMeasured: Array.from(this.histMeasured.counts),
+        histMeasuredCount: this.histMeasured.count,
+        histMeasuredMax: this.histMeasured.max,
+        cpuUserUs: forked ? cpu.user : 0,
+        cpuSystemUs: forked ? cpu.system : 0,
+        firstError: this.firstError,
+      },
+    })
+  }
+}
+
+// A forked worker: the coordinator's `init` starts the group; `stop` ends it and the process.
+if (process.env[WORKER_ENV] === '1' && process.send !== undefined) {
+  let group: StreamGroup | null = null
+  const send = (msg: FromGroup): void => {
+    if (msg.type === 'final') process.send!(msg, () => process.exit(0))
+    else process.send!(msg)
+  }
+  process.on('message', (msg: ToGroup) => {
+    if (msg.type === 'init') {
+      group = new StreamGroup(msg.config, send)
+      group.connect()
+    } else {
+      group?.handle(msg)
+    }
+  })
+  // The coordinator died: nobody is left to report to.
+  process.on('disconnect', () => process.exit(0))
+  // Ctrl-C reaches the whole process group; the coordinator decides when to stop, then reports.
+  process.on('SIGINT', () => {})
+}

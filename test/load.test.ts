@@ -1,0 +1,162 @@
+// `rawsse bench` (src/load.ts, src/load-worker.ts) as a child process of the built dist/cli.js
+// (`npx tsc -p .` first), against rawsse on port 0 in this process, or against a raw node:net
+// SSE server that drops and repeats events on purpose. Counts must match exactly; no timings.
+
+import t, { type Test } from 'tap'
+import * as net from 'node:net'
+import { PUB, startServer, TOKEN } from './helpers.js'
+import { Child, CLI, type Exit, type Teardown } from './process.js'
+import type { BenchReport } from '../src/load.js'
+
+/** A bench run is short, but starts node once or thrice (workers). */
+const RUN_MS = 20_000
+
+interface Run {
+  exit: Exit
+  stdout: string
+  stderr: string
+}
+
+async function bench(t: Teardown, args: readonly string[]): Promise<Run> {
+  const child = new Child(t, process.execPath, [CLI, 'bench', ...args], { stdin: 'ignore' })
+  const exit = await child.waitExit(RUN_MS)
+  return { exit, stdout: child.stdout, stderr: child.stderr }
+}
+
+/** The --json report: exactly one line, one object, nothing else on stdout. */
+function report(t: Test, run: Run): BenchReport {
+  t.same(run.exit, { code: 0, signal: null }, `exit 0; stderr: ${run.stderr}`)
+  const lines = run.stdout.split('\n')
+  t.equal(lines.length, 2, 'one line on stdout')
+  t.equal(lines[1], '')
+  return JSON.parse(lines[0]!) as BenchReport
+}
+
+async function rawsse(t: Teardown): Promise<{ stream: string; publish: string[] }> {
+  const { base } = await startServer(t)
+  return { stream: `${base}/events/${TOKEN}`, publish: ['--publish', `${base}/publish`, '--publish-header', `Authorization: Bearer ${PUB}`] }
+}
+
+t.test('counts every delivery of a closed-loop run exactly', async (t) => {
+  const s = await rawsse(t)
+  const r = report(t, await bench(t, [s.stream, '--streams', '50', ...s.publish, '--events', '200', '--window', '4', '--json']))
+  t.match(r, {
+    streams: 50,
+    connected: 50,
+    connectErrors: 0,
+    streamErrors: 0,
+    published: 200,
+    publishErrors: 0,
+    expectedDeliveries: 10_000,
+    received: 10_000,
+    lost: 0,
+    duplicates: 0,
+    workers: 1,
+  })
+  t.ok(r.deliveriesPerSecond > 0)
+  t.ok(r.latencyMs.p50! >= 0 && r.latencyMs.p50! <= r.latencyMs.p90! && r.latencyMs.p90! <= r.latencyMs.p99! && r.latencyMs.p99! <= r.latencyMs.max!, 'percentiles in order')
+  t.ok(r.benchCpu.userMs + r.benchCpu.systemMs > 0, 'reports its own CPU')
+})
+
+t.test('publishes at a fixed rate and stops after --events', async (t) => {
+  const s = await rawsse(t)
+  const r = report(t, await bench(t, [s.stream, '--streams', '20', ...s.publish, '--rate', '1000', '--events', '100', '--json']))
+  t.match(r, { connected: 20, published: 100, expectedDeliveries: 2000, received: 2000, lost: 0, duplicates: 0 })
+})
+
+t.test('reports a lost event as lost and a repeated one as a duplicate', async (t) => {
+  // An SSE server that publishes what is POSTed to it, but never sends seq 7 to its first
+  // stream and sends seq 9 twice to its second. Pipelined POSTs are answered in order.
+  const SKIP = 7
+  const TWICE = 9
+  const streams: net.Socket[] = []
+  const server = net.createServer((socket) => {
+    let buf = Buffer.alloc(0)
+    socket.on('error', () => {})
+    socket.on('data', (d: Buffer) => {
+      buf = Buffer.concat([buf, d])
+      for (;;) {
+        const end = buf.indexOf('\r\n\r\n')
+        if (end === -1) return
+        const head = buf.toString('latin1', 0, end)
+        if (head.startsWith('GET ')) {
+          socket.write('HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n')
+          streams.push(socket)
+          buf = Buffer.alloc(0)
+          return
+        }
+        const length = Number(/content-length: *(\d+)/i.exec(head)?.[1] ?? 0)
+        if (buf.length < end + 4 + length) return
+        const body = buf.toString('utf8', end + 4, end + 4 + length)
+        buf = buf.subarray(end + 4 + length)
+        const seq = Number(body.split(' ')[0])
+        const event = `data: ${body}\n\n`
+        const chunk = `${Buffer.byteLength(event).toString(16)}\r\n${event}\r\n`
+        streams.forEach((s, i) => {
+          if (i === 0 && seq === SKIP) return
+          s.write(i === 1 && seq === TWICE ? chunk + chunk : chunk)
+        })
+        socket.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok')
+      }
+    })
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => {
+    for (const s of streams) s.destroy()
+    server.close()
+  })
+  const base = `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`
+  const r = report(t, await bench(t, [`${base}/sse`, '--streams', '5', '--publish', `${base}/pub`, '--events', '20', '--json']))
+  t.match(r, { connected: 5, published: 20, expectedDeliveries: 100, received: 99, lost: 1, duplicates: 1 })
+})
+
+t.test('splits streams over worker processes and sums their counts exactly', async (t) => {
+  const s = await rawsse(t)
+  const r = report(t, await bench(t, [s.stream, '--streams', '51', '--workers', '2', ...s.publish, '--events', '100', '--window', '8', '--json']))
+  t.match(r, { workers: 2, streams: 51, connected: 51, published: 100, expectedDeliveries: 5100, received: 5100, lost: 0, duplicates: 0 })
+})
+
+t.test('without --publish, connects every stream and holds them', async (t) => {
+  const { server, base } = await startServer(t)
+  const child = new Child(t, process.execPath, [CLI, 'bench', `${base}/events/${TOKEN}`, '--streams', '25', '--duration', '1', '--json'], { stdin: 'ignore' })
+  // While it holds them, the server sees every stream open.
+  const deadline = Date.now() + RUN_MS
+  while (server.clientCount < 25 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10))
+  t.equal(server.clientCount, 25)
+  await child.waitExit(RUN_MS)
+  const r = report(t, { exit: child.exit!, stdout: child.stdout, stderr: child.stderr })
+  t.match(r, { streams: 25, connected: 25, connectErrors: 0, published: 0, received: 0, lost: 0, latencyMs: { p50: null, max: null } })
+})
+
+t.test('counts refused streams as connect errors and exits 1 when none connected', async (t) => {
+  const { base } = await startServer(t)
+  const run = await bench(t, [`${base}/events/wrong`, '--streams', '3', '--duration', '0', '--json'])
+  t.same(run.exit, { code: 1, signal: null })
+  t.match(JSON.parse(run.stdout) as BenchReport, { connected: 0, connectErrors: 3 })
+  t.match(run.stderr, /3 streams failed to connect; first: HTTP 401/)
+})
+
+t.test('a bad command line is one line on standard error and exit 2', async (t) => {
+  const u = 'http://127.0.0.1:1/events/x'
+  const cases: string[][] = [
+    [],
+    [u, '--streams', '0'],
+    [u, '--streams', 'many'],
+    [u, '--bogus'],
+    [u, '--rate', '10'], // needs --publish
+    [u, '--publish', u, '--rate', '10', '--window', '2'],
+    [u, '--publish', u, '--body', 'no placeholders'],
+    [u, '--header', 'no colon'],
+    ['ftp://example.com/'],
+    [u, u],
+  ]
+  for (const args of cases) {
+    const run = await bench(t, args)
+    t.same(run.exit, { code: 2, signal: null }, args.join(' '))
+    t.equal(run.stdout, '')
+    t.match(run.stderr, /^rawsse bench: [^\n]+\n$/)
+  }
+  const help = await bench(t, ['--help'])
+  t.same(help.exit, { code: 0, signal: null })
+  t.match(help.stdout, /^Usage: rawsse bench URL/)
+})
