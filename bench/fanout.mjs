@@ -1,0 +1,864 @@
+// Fan-out benchmark: rawsse against better-sse on node:http, a naive node:http server and nginx + nchan.
+//
+//   npm install && node bench/fanout.mjs [--quick] [--rounds 3] [--peers rawsse,better-sse,node-http,nchan]
+//       [--streams 100,1000,10000,19000] [--windows 1,8] [--duration 8] [--warmup 1]
+//       [--rate 20] [--rate-streams 1000] [--rss-streams 10000,19000] [--idle-only] [--workers K] [--out bench/RESULTS.md]
+//
+// Needs a machine with at least two cores; nchan needs Debian's `nginx` and `libnginx-mod-nchan`
+// (`apt-get install nginx libnginx-mod-nchan`): without them it says so and benches the others.
+// nginx is never run as a system service: it is started in the foreground from bench/peers/nchan.conf
+// with `-p TMPDIR -c TMPDIR/nginx.conf -g 'daemon off;'` and stopped by its PID.
+//
+// Every server runs pinned to core 0 (`taskset -c 0`), the load tool (`rawsse bench`, dist/cli.js)
+// to core 1. Each peer exposes a stream URL and a publish URL (POST, body = the event data, to
+// every stream), so one load tool drives them all. For each round, each N and each peer, a fresh
+// server is started, then the load tool runs closed-loop with W = 1 and W = 8 events in flight
+// (an event is in flight until every stream has it), and at N = --rate-streams also at a fixed
+// rate well below saturation (--rate events/s) for latency. Rounds are interleaved (round 1 of
+// every peer, then round 2, ...), so a slow minute on the machine hits every peer alike; the
+// tables give the median over rounds and the spread (min–max). Then idle memory: a fresh server,
+// its RSS (VmRSS in /proc/PID/status, nginx: master plus worker), N idle streams opened by a helper
+// process on core 1, its RSS again; (RSS_N − RSS_0) / N is the idle cost of one stream.
+// A process may hold at most 20 000 open files on the bench machines (not raisable), hence
+// N ≤ 19 000: the server and the load tool each hold one socket per stream.
+//
+// It writes its section of bench/RESULTS.md (between `<!-- fanout:begin -->` and
+// `<!-- fanout:end -->`; bench/http.mjs owns another): date, machine, command, tables, and each
+// peer's ratio to rawsse. Every process it starts is killed by PID when it is done, on errors and on Ctrl-C.
+//
+// --quick: N = 100 and 1 000, one round, 3 s runs, idle RSS at 1 000; a smoke test, not results.
+// --idle-only: only the idle memory part (it does not need the load tool).
+// Internal: `node bench/fanout.mjs --hold URL N [--header 'K: V']...` opens N idle streams and
+// prints one JSON line when they are all open (used for the idle RSS; stopped with SIGTERM).
+
+import { spawn, spawnSync } from 'node:child_process'
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import * as net from 'node:net'
+import * as os from 'node:os'
+import * as path from 'node:path'
+import { fileURLToPath, pathToFileURL } from 'node:url'
+
+const HERE = path.dirname(fileURLToPath(import.meta.url))
+const ROOT = path.join(HERE, '..')
+const CLI = path.join(ROOT, 'dist', 'cli.js')
+const SERVER_CORE = '0'
+const LOAD_CORE = '1'
+const PUBLISH_TOKEN = 'bench-publish-token'
+const NCHAN_MODULE_PATHS = ['/usr/lib/nginx/modules/ngx_nchan_module.so', '/usr/share/nginx/modules/ngx_nchan_module.so']
+const NCHAN_INSTALL_HINT = 'apt-get install nginx libnginx-mod-nchan'
+const CLK_TCK = 100 // Linux's USER_HZ for /proc/PID/stat times; 100 on every mainstream architecture
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+
+// ---------------------------------------------------------------------------------------------
+// Processes: every child is tracked and killed by PID, also when this script fails or is stopped.
+
+const live = new Set() // { pid, name, extraPids() }
+
+function killTracked(entry, signal) {
+  for (const pid of [entry.pid, ...entry.extraPids()]) {
+    try {
+      process.kill(pid, signal)
+    } catch {}
+  }
+}
+
+export function killAll() {
+  for (const e of live) killTracked(e, 'SIGKILL')
+  live.clear()
+}
+
+process.on('exit', killAll)
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.on(sig, () => {
+    process.stderr.write(`\n${sig}: stopping every process started here\n`)
+    killAll()
+    process.exit(130)
+  })
+}
+
+/** Children of a process, from /proc (nginx: the worker of the master). */
+function childPids(pid) {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number)
+  } catch {
+    return []
+  }
+}
+
+/**
+ * Starts a command; resolves once `ready(stdoutSoFar)` returns a value (or rejects after
+ * timeoutMs or when the process exits first). The result can be stopped with stop().
+ */
+export function startProcess(name, cmd, args, { ready, timeoutMs = 10_000, cwd = ROOT, withChildren = false } = {}) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] })
+    const entry = { pid: child.pid, name, extraPids: () => (withChildren ? childPids(child.pid) : []) }
+    live.add(entry)
+    let out = ''
+    let err = ''
+    let done = false
+    let exited = false
+    const exitP = new Promise((r) => child.once('exit', (code, signal) => ((exited = true), r({ code, signal }))))
+    // 'close' comes after 'exit' once stdout and stderr are drained (and, for nginx, the worker,
+    // which shares them, has gone too).
+    const closedP = new Promise((r) => child.once('close', r))
+    const proc = {
+      name,
+      child,
+      pid: child.pid,
+      get stdout() {
+        return out
+      },
+      get stderr() {
+        return err
+      },
+      exited: exitP,
+      closed: closedP,
+      /** SIGTERM, then SIGKILL after graceMs; also kills the children it had. */
+      async stop(graceMs = 5000) {
+        const kids = withChildren ? childPids(child.pid) : []
+        if (!exited) {
+          try {
+            process.kill(child.pid, 'SIGTERM')
+          } catch {}
+          await Promise.race([exitP, sleep(graceMs)])
+          if (!exited) {
+            try {
+              process.kill(child.pid, 'SIGKILL')
+            } catch {}
+            await Promise.race([exitP, sleep(2000)])
+          }
+        }
+        for (const k of kids) {
+          try {
+            process.kill(k, 'SIGKILL')
+          } catch {}
+        }
+        live.delete(entry)
+      },
+    }
+    const timer = setTimeout(() => {
+      if (done) return
+      done = true
+      void proc.stop(500)
+      reject(new Error(`${name}: not ready within ${timeoutMs} ms\n${tail(err || out)}`))
+    }, timeoutMs)
+    const check = async () => {
+      if (done) return
+      let v
+      try {
+        v = await ready(out, proc)
+      } catch {
+        v = undefined
+      }
+      if (v !== undefined && v !== null && v !== false && !done) {
+        done = true
+        clearTimeout(timer)
+        resolve({ proc, value: v })
+      }
+    }
+    child.stdout.setEncoding('utf8')
+    child.stderr.setEncoding('utf8')
+    child.stdout.on('data', (d) => {
+      out += d
+      if (out.length > 4_000_000) out = out.slice(-2_000_000)
+      void check()
+    })
+    child.stderr.on('data', (d) => {
+      err += d
+      if (err.length > 200_000) err = err.slice(-100_000)
+    })
+    child.once('error', (e) => {
+      if (done) return
+      done = true
+      clearTimeout(timer)
+      live.delete(entry)
+      reject(new Error(`${name}: cannot start ${cmd}: ${e.message}`))
+    })
+    void exitP.then(({ code, signal }) => {
+      live.delete(entry)
+      if (done) return
+      done = true
+      clearTimeout(timer)
+      reject(new Error(`${name}: exited (${signal ?? code}) before it was ready\n${tail(err || out)}`))
+    })
+    // Readiness that does not come from stdout (nginx): poll.
+    const poll = setInterval(() => (done ? clearInterval(poll) : void check()), 100)
+  })
+}
+
+const tail = (s, n = 600) => (s.length > n ? '…' + s.slice(-n) : s).trim()
+
+/**
+ * A free TCP port below the ephemeral range (from /proc/sys/net/ipv4/ip_local_port_range), so
+ * it never competes with the tens of thousands of client-side ports a run uses up: with those in
+ * TIME_WAIT, `listen(0)` can fail with EADDRINUSE.
+ */
+export async function freePort() {
+  let low = 32768
+  try {
+    low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0])
+  } catch {}
+  const from = Math.max(1024, Math.min(20000, low - 2000))
+  for (let i = 0; i < 200; i++) {
+    const port = from + Math.floor(Math.random() * (low - from))
+    const ok = await new Promise((resolve) => {
+      const s = net.createServer()
+      s.once('error', () => resolve(false))
+      s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)))
+    })
+    if (ok) return port
+  }
+  throw new Error(`no free port in ${from}–${low - 1}`)
+}
+
+function canConnect(port) {
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1')
+    s.once('connect', () => (s.destroy(), resolve(true)))
+    s.once('error', () => resolve(false))
+  })
+}
+
+const listeningUrl = (out) => /listening on (http:\/\/\S+)/.exec(out)?.[1]
+
+// ---------------------------------------------------------------------------------------------
+// Memory and CPU of a server process (and its children: nginx's worker).
+
+function rssBytes(pid) {
+  let total = 0
+  for (const p of [pid, ...childPids(pid)]) {
+    try {
+      const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${p}/status`, 'utf8'))
+      if (m) total += Number(m[1]) * 1024
+    } catch {}
+  }
+  return total
+}
+
+function cpuSeconds(pid) {
+  let ticks = 0
+  for (const p of [pid, ...childPids(pid)]) {
+    try {
+      const stat = readFileSync(`/proc/${p}/stat`, 'utf8')
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+      ticks += Number(f[11]) + Number(f[12]) // utime, stime (fields 14 and 15)
+    } catch {}
+  }
+  return ticks / CLK_TCK
+}
+
+/**
+ * The busiest core's use over `ms`, in percent, from /proc/stat: taken just before a run (the
+ * server started and idle), a high figure means another program is running on the bench cores
+ * and the run's numbers are not to be trusted.
+ */
+export async function busiestCorePercent(ms = 500) {
+  const read = () => {
+    try {
+      return readFileSync('/proc/stat', 'utf8')
+        .split('\n')
+        .filter((l) => /^cpu\d+ /.test(l))
+        .map((l) => {
+          const v = l.trim().split(/\s+/).slice(1).map(Number)
+          const idle = v[3] + (v[4] ?? 0) // idle + iowait
+          return { idle, total: v.reduce((a, b) => a + b, 0) }
+        })
+    } catch {
+      return []
+    }
+  }
+  await sleep(1000) // what we started last (a server, a teardown of the previous one) settles
+  const a = read()
+  await sleep(ms)
+  const b = read()
+  let max = 0
+  for (let i = 0; i < Math.min(a.length, b.length); i++) {
+    const total = b[i].total - a[i].total
+    if (total > 0) max = Math.max(max, (100 * (total - (b[i].idle - a[i].idle))) / total)
+  }
+  return max
+}
+
+/**
+ * Waits (at most maxMs) until 127.0.0.1 has `n` ephemeral ports free. The load tool binds its
+ * streams to 127.0.0.1 (then .2, … every 20 000), and a socket bound to an address cannot take a
+ * port still in TIME_WAIT from the previous run there (60 s on Linux): back-to-back runs at
+ * 19 000 streams would otherwise fail to connect thousands of them. Counts /proc/net/tcp entries
+ * with local address 127.0.0.1 and a port in the ephemeral range; returns the seconds waited.
+ */
+export async function waitForPorts(n, maxMs = 75_000) {
+  let low = 32768
+  let high = 60999
+  try {
+    ;[low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number)
+  } catch {}
+  const size = high - low + 1
+  const used = () => {
+    let c = 0
+    try {
+      for (const line of readFileSync('/proc/net/tcp', 'utf8').split('\n')) {
+        const m = /^\s*\d+: 0100007F:([0-9A-F]{4}) /.exec(line)
+        if (m) {
+          const port = parseInt(m[1], 16)
+          if (port >= low && port <= high) c++
+        }
+      }
+    } catch {}
+    return c
+  }
+  const t0 = Date.now()
+  while (size - used() < n + 1000 && Date.now() - t0 < maxMs) await sleep(2000)
+  return (Date.now() - t0) / 1000
+}
+
+export const BUSY_LIMIT = 15 // percent of a core used by others before a run: worth a warning
+
+// ---------------------------------------------------------------------------------------------
+// Machine and the RESULTS.md sections.
+
+function run(cmd, args) {
+  const r = spawnSync(cmd, args, { encoding: 'utf8' })
+  return r.error ? null : `${r.stdout}${r.stderr}`.trim()
+}
+
+export function machine() {
+  const cpuinfo = existsSync('/proc/cpuinfo') ? readFileSync('/proc/cpuinfo', 'utf8') : ''
+  const meminfo = existsSync('/proc/meminfo') ? readFileSync('/proc/meminfo', 'utf8') : ''
+  const model = /model name\s*:\s*(.+)/.exec(cpuinfo)?.[1] ?? os.cpus()[0]?.model ?? 'unknown'
+  const memKb = Number(/MemTotal:\s+(\d+)/.exec(meminfo)?.[1] ?? 0)
+  const version = (p) => {
+    try {
+      return JSON.parse(readFileSync(path.join(ROOT, p), 'utf8')).version
+    } catch {
+      return 'not installed'
+    }
+  }
+  const git = run('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD'])
+  const dirty = run('git', ['-C', ROOT, 'status', '--porcelain', '--', 'src'])
+  return {
+    date: new Date().toISOString(),
+    cpus: os.cpus().length,
+    nproc: run('nproc', ['--all']) ?? String(os.cpus().length), // --all: this process may be pinned
+    cpuModel: model,
+    memory: memKb ? `${(memKb / 1024 / 1024).toFixed(1)} GiB` : `${(os.totalmem() / 2 ** 30).toFixed(1)} GiB`,
+    kernel: `${os.type()} ${os.release()} ${os.arch()}`,
+    node: process.version,
+    nginx: run(nginxBin() ?? 'nginx', ['-v'])?.replace(/^nginx version: nginx\//, '') ?? 'not installed',
+    nchan: run('dpkg-query', ['-W', '-f', '${Version}', 'libnginx-mod-nchan']) || 'not installed',
+    rawsse: `${version('package.json')} (git ${git ?? '?'}${dirty ? ', src/ modified' : ''})`,
+    betterSse: version('node_modules/better-sse/package.json'),
+    autocannon: version('node_modules/autocannon/package.json'),
+    openFiles: run('sh', ['-c', 'ulimit -n']) ?? '?',
+  }
+}
+
+export function machineMarkdown(m) {
+  return [
+    `- Date: ${m.date}`,
+    `- Machine: ${m.nproc} CPUs (nproc), ${m.cpuModel}, ${m.memory} RAM, ${m.kernel}; open files per process: ${m.openFiles}`,
+    `- Software: node ${m.node}, rawsse ${m.rawsse}, better-sse ${m.betterSse}, nginx ${m.nginx}, libnginx-mod-nchan ${m.nchan}, autocannon ${m.autocannon}`,
+  ].join('\n')
+}
+
+const RESULTS_HEAD = `# rawsse benchmark results
+
+Generated; do not edit by hand. \`node bench/fanout.mjs\` writes the fan-out section and
+\`node bench/http.mjs\` the HTTP section; each replaces only its own. Read the commands and the
+machine with the numbers: they are measurements of one machine on one day, not guarantees.
+`
+
+/** Replaces (or appends) the section between `<!-- NAME:begin -->` and `<!-- NAME:end -->`. */
+export function writeSection(file, name, body, order = ['fanout', 'http']) {
+  let text = existsSync(file) ? readFileSync(file, 'utf8') : RESULTS_HEAD
+  const begin = `<!-- ${name}:begin -->`
+  const end = `<!-- ${name}:end -->`
+  const block = `${begin}\n${body.trim()}\n${end}`
+  const a = text.indexOf(begin)
+  const b = text.indexOf(end)
+  if (a !== -1 && b > a) {
+    text = text.slice(0, a) + block + text.slice(b + end.length)
+  } else {
+    // Keep the sections in a fixed order: before the first later section, else at the end.
+    const later = order.slice(order.indexOf(name) + 1).map((n) => text.indexOf(`<!-- ${n}:begin -->`)).filter((i) => i !== -1)
+    const at = later.length ? Math.min(...later) : -1
+    text = at === -1 ? `${text.trimEnd()}\n\n${block}\n` : `${text.slice(0, at)}${block}\n\n${text.slice(at)}`
+  }
+  writeFileSync(file, text)
+}
+
+export function median(xs) {
+  const v = xs.filter((x) => typeof x === 'number' && Number.isFinite(x)).sort((a, b) => a - b)
+  if (v.length === 0) return NaN
+  const m = v.length >> 1
+  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2
+}
+
+export const fmt = (x, digits = 0) =>
+  typeof x !== 'number' || !Number.isFinite(x) ? '–' : x.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits })
+
+export function spread(xs, digits = 0) {
+  const v = xs.filter((x) => typeof x === 'number' && Number.isFinite(x))
+  if (v.length === 0) return '–'
+  if (v.length === 1) return '(1 round)'
+  return `${fmt(Math.min(...v), digits)}–${fmt(Math.max(...v), digits)}`
+}
+
+export const ratio = (x, base) => (Number.isFinite(x) && Number.isFinite(base) && base > 0 ? `${(x / base).toFixed(2)}×` : '–')
+
+export function shellJoin(argv) {
+  return argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ')
+}
+
+// ---------------------------------------------------------------------------------------------
+// The peers. Each start() resolves to { proc, pid, stream, publish, streamHeaders, publishHeaders }.
+
+/** nginx on PATH, else Debian's /usr/sbin/nginx (not on a non-root user's PATH); null if neither runs. */
+function nginxBin() {
+  return ['nginx', '/usr/sbin/nginx'].find((bin) => run(bin, ['-v']) !== null) ?? null
+}
+
+function findNchan() {
+  const nginx = nginxBin()
+  const module = NCHAN_MODULE_PATHS.find((p) => existsSync(p))
+  const missing = []
+  if (nginx === null) missing.push('nginx')
+  if (module === undefined) missing.push('libnginx-mod-nchan')
+  return { ok: missing.length === 0, module, missing, nginx }
+}
+
+const nodePeer = (name, script) => ({
+  name,
+  async start() {
+    const port = await freePort()
+    const { proc, value } = await startProcess(name, 'taskset', ['-c', SERVER_CORE, process.execPath, script, '--port', String(port)], { ready: listeningUrl })
+    return { proc, pid: proc.pid, stream: `${value}/events`, publish: `${value}/publish`, streamHeaders: [], publishHeaders: [] }
+  },
+})
+
+export const PEERS = {
+  rawsse: {
+    name: 'rawsse',
+    async start() {
+      const args = ['--port', String(await freePort()), '--tick', '0', '--heartbeat', '0', '--publish-token', PUBLISH_TOKEN, '--max-clients', '20000', '--history', '1000']
+      const { proc, value } = await startProcess('rawsse', 'taskset', ['-c', SERVER_CORE, process.execPath, CLI, ...args], { ready: listeningUrl })
+      return {
+        proc,
+        pid: proc.pid,
+        stream: `${value}/events/${PUBLISH_TOKEN}`,
+        publish: `${value}/publish`,
+        streamHeaders: [],
+        publishHeaders: [`Authorization: Bearer ${PUBLISH_TOKEN}`],
+      }
+    },
+  },
+  'better-sse': nodePeer('better-sse', path.join(HERE, 'peers', 'better-sse.mjs')),
+  'node-http': nodePeer('node-http', path.join(HERE, 'peers', 'node-http.mjs')),
+  nchan: {
+    name: 'nchan',
+    async start() {
+      const found = findNchan()
+      if (!found.ok) throw new Error(`nchan: missing ${found.missing.join(' and ')}`)
+      const port = await freePort()
+      const prefix = mkdtempSync(path.join(os.tmpdir(), 'rawsse-nchan-'))
+      const conf = readFileSync(path.join(HERE, 'peers', 'nchan.conf'), 'utf8')
+        .replaceAll('@MODULE@', found.module)
+        .replaceAll('@PORT@', String(port))
+        .replaceAll('@PREFIX@', prefix)
+      writeFileSync(path.join(prefix, 'nginx.conf'), conf)
+      const args = ['-c', SERVER_CORE, found.nginx, '-p', prefix, '-c', path.join(prefix, 'nginx.conf'), '-g', 'daemon off;']
+      let started
+      try {
+        started = await startProcess('nchan', 'taskset', args, {
+          withChildren: true,
+          // Ready when the worker is up and the port answers.
+          ready: async (_out, proc) => childPids(proc.pid).length > 0 && (await canConnect(port)),
+        })
+      } catch (err) {
+        rmSync(prefix, { recursive: true, force: true })
+        throw err
+      }
+      const { proc } = started
+      const stop = proc.stop.bind(proc)
+      proc.stop = async (graceMs) => {
+        await stop(graceMs)
+        rmSync(prefix, { recursive: true, force: true })
+      }
+      return {
+        proc,
+        pid: proc.pid,
+        stream: `http://127.0.0.1:${port}/sub`,
+        publish: `http://127.0.0.1:${port}/pub`,
+        streamHeaders: [],
+        publishHeaders: [],
+      }
+    },
+  },
+}
+
+// ---------------------------------------------------------------------------------------------
+// The load tool and the idle-stream holder.
+
+/** One `rawsse bench` run on core 1; resolves to its JSON (plus serverCpuPercent) or { error }. */
+async function loadRun(peer, { streams, window, rate, duration, warmup, workers }) {
+  const args = [CLI, 'bench', peer.stream, '--streams', String(streams)]
+  // nchan only treats a request as EventSource when it asks for text/event-stream, as browsers do.
+  for (const h of ['Accept: text/event-stream', ...peer.streamHeaders]) args.push('--header', h)
+  args.push('--publish', peer.publish)
+  for (const h of peer.publishHeaders) args.push('--publish-header', h)
+  args.push('--body', '{seq} {ts}')
+  if (rate !== undefined) args.push('--rate', String(rate))
+  else args.push('--window', String(window))
+  args.push('--duration', String(duration), '--warmup', String(warmup))
+  if (workers !== undefined) args.push('--workers', String(workers))
+  args.push('--json')
+  const timeoutMs = (duration + warmup + 40 + streams / 400) * 1000
+  const cpu0 = cpuSeconds(peer.pid)
+  const t0 = process.hrtime.bigint()
+  let proc
+  try {
+    ;({ proc } = await startProcess('rawsse bench', 'taskset', ['-c', LOAD_CORE, process.execPath, ...args], {
+      ready: () => true,
+      timeoutMs: 5000,
+    }))
+  } catch (err) {
+    return { error: err.message }
+  }
+  const timer = sleep(timeoutMs).then(() => 'timeout')
+  const outcome = await Promise.race([proc.exited, timer])
+  await Promise.race([proc.closed, sleep(2000)]) // all of its stdout
+  const wallSeconds = Number(process.hrtime.bigint() - t0) / 1e9
+  const serverCpu = cpuSeconds(peer.pid) - cpu0
+  await proc.stop(1000)
+  if (outcome === 'timeout') return { error: `rawsse bench did not finish within ${timeoutMs / 1000} s`, args }
+  const text = proc.stdout.trim()
+  let json
+  try {
+    json = JSON.parse(text)
+  } catch {
+    const line = text.split('\n').reverse().find((l) => l.trim().startsWith('{'))
+    try {
+      json = JSON.parse(line ?? '')
+    } catch {
+      return { error: `rawsse bench exited ${outcome.signal ?? outcome.code} without JSON: ${tail(proc.stderr || text, 300)}`, args }
+    }
+  }
+  // The server's CPU over the whole run (connect, warm-up, measure, close): a saturated server
+  // shows ~100 %; well below that, the load tool or the window was the limit.
+  json.serverCpuPercent = (100 * serverCpu) / wallSeconds
+  json.args = args
+  return json
+}
+
+/** Opens `streams` idle streams from a helper process on core 1; resolves to its handle. */
+async function holdStreams(peer, streams) {
+  const args = [fileURLToPath(import.meta.url), '--hold', peer.stream, String(streams)]
+  for (const h of ['Accept: text/event-stream', ...peer.streamHeaders]) args.push('--header', h)
+  const { proc, value } = await startProcess('holder', 'taskset', ['-c', LOAD_CORE, process.execPath, ...args], {
+    ready: (out) => {
+      const line = out.split('\n').find((l) => l.startsWith('{'))
+      return line ? JSON.parse(line) : undefined
+    },
+    timeoutMs: 60_000 + streams * 5,
+  })
+  return { proc, ...value }
+}
+
+async function holdMain(url, n, headers) {
+  const u = new URL(url)
+  const head = `GET ${u.pathname}${u.search} HTTP/1.1\r\nHost: ${u.host}\r\n${headers.map((h) => h + '\r\n').join('')}\r\n`
+  const sockets = []
+  let ok = 0
+  let failed = 0
+  let next = 0
+  const SOURCE_NET = `127.${1 + Math.floor(Math.random() * 250)}.${Math.floor(Math.random() * 250)}`
+  const IN_FLIGHT = 256 // below the servers' listen backlogs (511), so no SYN is dropped and retried
+  await new Promise((resolve) => {
+    const open = () => {
+      if (next >= n) return
+      next++
+      // On loopback, from a source address of our own (a new one every 20 000 streams): a
+      // socket bound to an address takes its port from the ephemeral range of that address only,
+      // so the holder neither competes with the load tool (127.0.0.x) nor meets the TIME_WAIT
+      // ports of an earlier holder.
+      const local = u.hostname.startsWith('127.') ? { localAddress: `${SOURCE_NET}.${1 + Math.floor(next / 20000)}` } : {}
+      const s = net.connect({ port: Number(u.port), host: u.hostname, ...local })
+      sockets.push(s)
+      let first = true
+      const settle = (good) => {
+        if (!first) return
+        first = false
+        good ? ok++ : failed++
+        if (ok + failed === n) resolve()
+        else open()
+      }
+      s.on('connect', () => s.write(head))
+      s.on('data', (d) => settle(/^HTTP\/1\.[01] 200 /.test(d.toString('latin1', 0, 16)))) // later data: discarded
+      s.on('error', () => settle(false))
+      s.on('close', () => settle(false))
+    }
+    for (let i = 0; i < Math.min(IN_FLIGHT, n); i++) open()
+    if (n === 0) resolve()
+  })
+  process.stdout.write(JSON.stringify({ open: ok, failed }) + '\n')
+  const bye = () => {
+    for (const s of sockets) s.destroy()
+    process.exit(0)
+  }
+  process.on('SIGTERM', bye)
+  process.on('SIGINT', bye)
+  setInterval(() => {}, 1 << 30)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The run.
+
+function parseFlags(argv) {
+  const quick = argv.includes('--quick')
+  const get = (name) => {
+    const i = argv.indexOf(`--${name}`)
+    return i === -1 ? undefined : argv[i + 1]
+  }
+  const list = (name, def) => (get(name) ?? def).split(',').map((s) => s.trim()).filter(Boolean)
+  const num = (name, def) => {
+    const v = get(name)
+    if (v === undefined) return def
+    const n = Number(v)
+    if (!Number.isFinite(n) || n < 0) throw new Error(`--${name} must be a number, not '${v}'`)
+    return n
+  }
+  const o = {
+    quick,
+    peers: list('peers', Object.keys(PEERS).join(',')),
+    streams: argv.includes('--idle-only') ? [] : list('streams', quick ? '100,1000' : '100,1000,10000,19000').map(Number),
+    windows: list('windows', '1,8').map(Number),
+    rounds: num('rounds', quick ? 1 : 3),
+    duration: num('duration', quick ? 3 : 8),
+    warmup: num('warmup', 1),
+    rate: num('rate', 20),
+    rateStreams: num('rate-streams', 1000),
+    rssStreams: list('rss-streams', quick ? '1000' : '10000,19000').map(Number),
+    workers: get('workers') === undefined ? undefined : num('workers', 1),
+    out: path.resolve(get('out') ?? path.join(HERE, 'RESULTS.md')),
+  }
+  for (const p of o.peers) if (!(p in PEERS)) throw new Error(`unknown peer '${p}' (peers: ${Object.keys(PEERS).join(', ')})`)
+  for (const n of [...o.streams, ...o.rssStreams]) {
+    if (!Number.isInteger(n) || n < 1 || n > 19000) throw new Error(`stream counts must be 1 to 19000 (20 000 open files per process), not ${n}`)
+  }
+  return o
+}
+
+async function main() {
+  const argv = process.argv.slice(2)
+  if (argv[0] === '--hold') {
+    const headers = []
+    for (let i = 3; i < argv.length; i++) if (argv[i] === '--header') headers.push(argv[++i])
+    return holdMain(argv[1], Number(argv[2]), headers)
+  }
+  if (argv.includes('--help')) {
+    process.stdout.write(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n\n')[0].replace(/^\/\/ ?/gm, '') + '\n')
+    return
+  }
+  const o = parseFlags(argv)
+  const command = `node bench/fanout.mjs${argv.length ? ' ' + shellJoin(argv) : ''}`
+
+  // Preconditions, said plainly.
+  if (os.cpus().length < 2) throw new Error('needs at least two CPU cores (server on core 0, load tool on core 1)')
+  if (run('taskset', ['-V']) === null) throw new Error('taskset (util-linux) is not installed')
+  const help = o.streams.length ? spawnSync(process.execPath, [CLI, 'bench', '--help'], { encoding: 'utf8', cwd: ROOT }) : { status: 0 }
+  if (help.status !== 0) throw new Error(`the load tool is missing: \`node dist/cli.js bench --help\` failed (run \`npm install\`, which builds dist/).\n${tail(help.stderr || help.stdout, 300)}`)
+  const notes = []
+  if (o.peers.includes('nchan')) {
+    const found = findNchan()
+    if (!found.ok) {
+      const msg = `nchan NOT BENCHED: ${found.missing.join(' and ')} ${found.missing.length > 1 ? 'are' : 'is'} not installed. Install Debian's packages with \`${NCHAN_INSTALL_HINT}\` (as root; nginx is then only started in the foreground by this script, a system service is not needed and may be disabled), then run this again.`
+      process.stderr.write(msg + '\n')
+      notes.push(msg)
+      o.peers = o.peers.filter((p) => p !== 'nchan')
+    }
+  }
+
+  const m = machine()
+  process.stderr.write(`fanout: ${o.peers.join(', ')}; N = ${o.streams.join(', ')}; W = ${o.windows.join(', ')}; ${o.rounds} round(s); ${o.duration} s runs\n`)
+
+  // results[scenario][N][peer] = [run, ...]
+  const results = {}
+  const put = (scenario, n, peer, r) => {
+    results[scenario] ??= {}
+    results[scenario][n] ??= {}
+    ;(results[scenario][n][peer] ??= []).push(r)
+  }
+  const rss = {} // rss[N][peer] = [{ rss0, rssN, open }, ...]
+
+  for (let round = 1; round <= o.rounds; round++) {
+    for (const n of o.streams) {
+      for (const name of o.peers) {
+        let peer
+        try {
+          peer = await PEERS[name].start()
+        } catch (err) {
+          process.stderr.write(`round ${round} N=${n} ${name}: ${err.message}\n`)
+          notes.push(`round ${round}, N = ${n}, ${name}: did not start: ${err.message.split('\n')[0]}`)
+          continue
+        }
+        try {
+          const scenarios = o.windows.map((w) => ({ key: `W${w}`, window: w }))
+          if (n === o.rateStreams && o.rate > 0) scenarios.push({ key: 'rate', rate: o.rate })
+          for (const sc of scenarios) {
+            const waited = await waitForPorts(n)
+            if (waited >= 1) process.stderr.write(`waited ${fmt(waited)} s for ${fmt(n)} free ports on 127.0.0.1 (TIME_WAIT of the last run)\n`)
+            const busy = await busiestCorePercent()
+            if (busy > BUSY_LIMIT) {
+              const msg = `round ${round}, N = ${n}, ${name}, ${sc.key}: a core was ${fmt(busy)} % busy with other work just before the run; its numbers are suspect`
+              process.stderr.write(msg + '\n')
+              notes.push(msg)
+            }
+            const r = await loadRun(peer, { streams: n, window: sc.window, rate: sc.rate, duration: o.duration, warmup: o.warmup, workers: o.workers })
+            put(sc.key, n, name, r)
+            const line = r.error
+              ? `ERROR ${r.error}`
+              : `${fmt(r.deliveriesPerSecond)} deliveries/s, p50 ${fmt(r.latencyMs?.p50, 1)} ms, p99 ${fmt(r.latencyMs?.p99, 1)} ms, connected ${r.connected}/${r.streams}, lost ${r.lost}, dup ${r.duplicates}, server CPU ${fmt(r.serverCpuPercent)} %, bench CPU ${fmt(r.benchCpu?.percentOfOneCore)} %`
+            process.stderr.write(`round ${round} N=${n} ${name} ${sc.key}: ${line}\n`)
+            if (r.error) notes.push(`round ${round}, N = ${n}, ${name}, ${sc.key}: ${r.error.split('\n')[0]}`)
+            // A dead server would fail every later run the same way: start a fresh one.
+            if (peer.proc.child.exitCode !== null || peer.proc.child.signalCode !== null) {
+              notes.push(`round ${round}, N = ${n}, ${name}: the server exited during ${sc.key}: ${tail(peer.proc.stderr, 200)}`)
+              break
+            }
+          }
+        } finally {
+          await peer.proc.stop()
+        }
+      }
+    }
+    // Idle memory per stream.
+    for (const n of o.rssStreams) {
+      for (const name of o.peers) {
+        let peer
+        let holder
+        try {
+          peer = await PEERS[name].start()
+          await sleep(1000)
+          const rss0 = rssBytes(peer.pid)
+          holder = await holdStreams(peer, n)
+          await sleep(2000) // let the server finish its per-connection work
+          const rssN = rssBytes(peer.pid)
+          const row = { rss0, rssN, open: holder.open, failed: holder.failed, perStream: (rssN - rss0) / Math.max(1, holder.open) }
+          ;((rss[n] ??= {})[name] ??= []).push(row)
+          process.stderr.write(`round ${round} idle N=${n} ${name}: RSS ${fmt(rss0 / 2 ** 20, 1)} → ${fmt(rssN / 2 ** 20, 1)} MiB with ${holder.open} open (${holder.failed} failed): ${fmt(row.perStream)} bytes/stream\n`)
+          if (holder.failed) notes.push(`round ${round}, idle N = ${n}, ${name}: ${holder.failed} of ${n} streams failed to open`)
+        } catch (err) {
+          process.stderr.write(`round ${round} idle N=${n} ${name}: ${err.message}\n`)
+          notes.push(`round ${round}, idle N = ${n}, ${name}: ${err.message.split('\n')[0]}`)
+        } finally {
+          // The server first: the side that closes first keeps the TIME_WAIT sockets, and the
+          // server's do not use up the 28 000 or so ephemeral ports the next run connects from.
+          await peer?.proc.stop()
+          await holder?.proc.stop()
+        }
+      }
+    }
+  }
+
+  const md = report(o, m, command, results, rss, notes)
+  writeSection(o.out, 'fanout', md)
+  process.stdout.write(md + '\n')
+  process.stderr.write(`wrote the fan-out section of ${path.relative(process.cwd(), o.out) || o.out}\n`)
+}
+
+function report(o, m, command, results, rss, notes) {
+  const peers = o.peers
+  const ok = (runs) => (runs ?? []).filter((r) => !r.error)
+  const med = (runs, f) => median(ok(runs).map(f))
+  const out = []
+  out.push(`## Fan-out${o.quick ? ' (QUICK SMOKE RUN: one round, short runs; not results)' : ''}`)
+  out.push('')
+  out.push(machineMarkdown(m))
+  out.push(`- Command: \`${command}\``)
+  out.push(
+    `- Servers pinned to core ${SERVER_CORE}, \`rawsse bench\` to core ${LOAD_CORE}; a fresh server per N; ${o.rounds} round(s), interleaved; runs of ${o.duration} s after ${o.warmup} s warm-up; body \`{seq} {ts}\`.`,
+  )
+  out.push(
+    '- Peers: rawsse (`--tick 0 --heartbeat 0 --history 1000 --max-clients 20000`), better-sse on node:http (bench/peers/better-sse.mjs), a naive node:http server (bench/peers/node-http.mjs), nginx + nchan with one worker (bench/peers/nchan.conf).',
+  )
+  out.push('- Figures are medians over rounds; spread is min–max over rounds; × rawsse is the peer\'s median divided by rawsse\'s (for deliveries/s higher is better, for latency and memory lower is better).')
+  out.push('')
+  for (const w of o.windows) {
+    const key = `W${w}`
+    if (!results[key]) continue
+    out.push(`### Closed loop, W = ${w} (${w} event${w > 1 ? 's' : ''} in flight; the next is published when every stream has one)`)
+    out.push('')
+    out.push('| N | peer | deliveries/s | spread | × rawsse | p50 ms | p99 ms | connected | lost | dup | server CPU % | bench CPU % |')
+    out.push('|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
+    for (const n of o.streams) {
+      const base = med(results[key][n]?.rawsse, (r) => r.deliveriesPerSecond)
+      for (const p of peers) {
+        const runs = results[key][n]?.[p]
+        if (!runs) continue
+        const good = ok(runs)
+        const dps = med(runs, (r) => r.deliveriesPerSecond)
+        const errs = runs.length - good.length
+        out.push(
+          `| ${fmt(n)} | ${p} | ${fmt(dps)} | ${spread(good.map((r) => r.deliveriesPerSecond))} | ${p === 'rawsse' ? '1.00×' : ratio(dps, base)} | ${fmt(med(runs, (r) => r.latencyMs?.p50), 1)} | ${fmt(med(runs, (r) => r.latencyMs?.p99), 1)} | ${fmt(med(runs, (r) => r.connected))}/${fmt(n)} | ${fmt(med(runs, (r) => r.lost))} | ${fmt(med(runs, (r) => r.duplicates))} | ${fmt(med(runs, (r) => r.serverCpuPercent))} | ${fmt(med(runs, (r) => r.benchCpu?.percentOfOneCore))}${errs ? ` (${errs} run${errs > 1 ? 's' : ''} failed)` : ''} |`,
+        )
+      }
+    }
+    out.push('')
+  }
+  if (results.rate) {
+    out.push(`### Fixed rate: ${o.rate} events/s to N = ${fmt(o.rateStreams)} streams (latency below saturation)`)
+    out.push('')
+    out.push('| N | peer | p50 ms | p90 ms | p99 ms | p99 spread | × rawsse (p99) | max ms | deliveries/s | lost | dup | server CPU % |')
+    out.push('|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
+    const n = o.rateStreams
+    const base = med(results.rate[n]?.rawsse, (r) => r.latencyMs?.p99)
+    for (const p of peers) {
+      const runs = results.rate[n]?.[p]
+      if (!runs) continue
+      const p99 = med(runs, (r) => r.latencyMs?.p99)
+      out.push(
+        `| ${fmt(n)} | ${p} | ${fmt(med(runs, (r) => r.latencyMs?.p50), 2)} | ${fmt(med(runs, (r) => r.latencyMs?.p90), 2)} | ${fmt(p99, 2)} | ${spread(ok(runs).map((r) => r.latencyMs?.p99), 2)} | ${p === 'rawsse' ? '1.00×' : ratio(p99, base)} | ${fmt(med(runs, (r) => r.latencyMs?.max), 1)} | ${fmt(med(runs, (r) => r.deliveriesPerSecond))} | ${fmt(med(runs, (r) => r.lost))} | ${fmt(med(runs, (r) => r.duplicates))} | ${fmt(med(runs, (r) => r.serverCpuPercent))} |`,
+      )
+    }
+    out.push('')
+  }
+  if (Object.keys(rss).length) {
+    out.push('### Idle memory per stream: (RSS with N idle streams − RSS with none) / N')
+    out.push('')
+    out.push('| N | peer | RSS, 0 streams (MiB) | RSS, N streams (MiB) | bytes per stream | spread | × rawsse | open |')
+    out.push('|---:|---|---:|---:|---:|---:|---:|---:|')
+    for (const n of o.rssStreams) {
+      const base = median((rss[n]?.rawsse ?? []).map((r) => r.perStream))
+      for (const p of peers) {
+        const rows = rss[n]?.[p]
+        if (!rows) continue
+        const per = median(rows.map((r) => r.perStream))
+        out.push(
+          `| ${fmt(n)} | ${p} | ${fmt(median(rows.map((r) => r.rss0)) / 2 ** 20, 1)} | ${fmt(median(rows.map((r) => r.rssN)) / 2 ** 20, 1)} | ${fmt(per)} | ${spread(rows.map((r) => r.perStream))} | ${p === 'rawsse' ? '1.00×' : ratio(per, base)} | ${fmt(median(rows.map((r) => r.open)))}/${fmt(n)} |`,
+        )
+      }
+    }
+    out.push('')
+    out.push('nginx: master plus worker (the master is the same with or without streams).')
+    out.push('')
+  }
+  out.push('### Notes')
+  out.push('')
+  out.push(
+    '- server CPU % is the server\'s CPU time over the whole load-tool run (connect, warm-up, measure, close) as a share of one core; near 100 % the server was the limit, well below it the load tool (bench CPU %) or the window was.',
+  )
+  out.push('- better-sse is used as documented, with its serializer set to write the body as is (its default JSON-quotes it) and keep-alive comments off; it still gives every event a random UUID id. node-http ignores `res.write()`\'s return value, as a first attempt does.')
+  out.push('- nchan treats a subscriber as EventSource only when it sends `Accept: text/event-stream`, so every stream request carries that header; nchan answers 202 to a publish.')
+  if (notes.length === 0) out.push('- Every run completed.')
+  for (const n of notes) out.push(`- ${n}`)
+  return out.join('\n')
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {
+  main().catch((err) => {
+    process.stderr.write(`fanout: ${err.message}\n`)
+    killAll()
+    process.exit(1)
+  })
+}
