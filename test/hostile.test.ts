@@ -12,7 +12,7 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 import type { SseServerOptions } from '../src/index.js'
 import { KEEP_ALIVE_IDLE_MS, MAX_BODY_BYTES, MAX_HEAD_BYTES, MAX_HEADER_COUNT, MAX_TARGET_BYTES } from '../src/limits.js'
-import { chunk, openStream, PUB, publish, RawClient, sleep, STREAM_HEAD, TOKEN, startServer, type Running } from './helpers.js'
+import { chunk, openStream, PUB, publish, RawClient, rng, sleep, STREAM_HEAD, TOKEN, startServer, type Running } from './helpers.js'
 
 // ------------------------------------------------------------------ expected bytes
 
@@ -127,29 +127,12 @@ function req(requestLine: string, ...lines: string[]): string {
   return [requestLine, 'Host: 127.0.0.1', ...lines].join('\r\n') + '\r\n\r\n'
 }
 
-/** Deterministic random bytes (mulberry32), so a failing garbage case can be replayed. */
+/** Deterministic random bytes, so a failing garbage case can be replayed. */
 function randomBytes(seed: number, n: number): Buffer {
-  let a = seed >>> 0
+  const next = rng(seed)
   const out = Buffer.alloc(n)
-  for (let i = 0; i < n; i++) {
-    a = (a + 0x6d2b79f5) >>> 0
-    let x = a
-    x = Math.imul(x ^ (x >>> 15), x | 1)
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
-    out[i] = ((x ^ (x >>> 14)) >>> 0) & 0xff
-  }
+  for (let i = 0; i < n; i++) out[i] = Math.floor(next() * 256)
   return out
-}
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let x = a
-    x = Math.imul(x ^ (x >>> 15), x | 1)
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
 }
 
 async function statsOf(base: string): Promise<Record<string, unknown>> {

@@ -6,6 +6,7 @@
 import t from 'tap'
 import { createParser, type EventSourceMessage } from 'eventsource-parser'
 import { SseParser, type SseParserOptions } from '../src/sse-parse.js'
+import { rng } from './helpers.js'
 
 interface Ev {
   event: string
@@ -323,17 +324,7 @@ t.test('maxEventBytes: event data of N bytes over several lines passes and N+1 s
 
 // ------------------------------------------------------------------ differential
 
-/** mulberry32: a seeded PRNG, so that a failing stream can be rebuilt from its seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let x = a
-    x = Math.imul(x ^ (x >>> 15), x | 1)
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
+
 
 const NAMES = ['data', 'data', 'data', 'event', 'id', 'retry', 'Data', 'dat', 'datas', '', ' data', 'ID', 'x']
 const VALUE_PIECES: Array<string | Buffer> = ['a', 'b', ' ', ':', 'é', '€', '😀', '\0', '1', '0', '9', 'x', '\t', Buffer.from([0xff]), Buffer.from([0xe2, 0x82])]
@@ -422,7 +413,7 @@ function literal(bytes: Buffer): string[] {
 t.test('parses 10 000 random streams, split at random points, as eventsource-parser and the spec do', (t) => {
   const STREAMS = 10_000
   const SEED = 20_240_607
-  const rand = prng(SEED)
+  const rand = rng(SEED)
   let mismatches = 0
   let events = 0
   let first = ''
