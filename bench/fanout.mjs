@@ -2,7 +2,7 @@
 //
 //   npm install && node bench/fanout.mjs [--quick] [--rounds 3] [--peers rawsse,better-sse,node-http,nchan]
 //       [--streams 100,1000,10000,19000] [--windows 1,8] [--duration 8] [--warmup 1]
-//       [--rate 20] [--rate-streams 1000] [--rss-streams 10000,19000] [--idle-only] [--workers K] [--out bench/RESULTS.md]
+//       [--rate 20] [--rate-streams 1000] [--rss-streams 10000,19000] [--settle 30] [--idle-only] [--workers K] [--out bench/RESULTS.md]
 //
 // Needs a machine with at least two cores; nchan needs Debian's `nginx` and `libnginx-mod-nchan`
 // (`apt-get install nginx libnginx-mod-nchan`): without them it says so and benches the others.
@@ -16,9 +16,11 @@
 // (an event is in flight until every stream has it), and at N = --rate-streams also at a fixed
 // rate well below saturation (--rate events/s) for latency. Rounds are interleaved (round 1 of
 // every peer, then round 2, ...), so a slow minute on the machine hits every peer alike; the
-// tables give the median over rounds and the spread (min–max). Then idle memory: a fresh server,
-// its RSS (VmRSS in /proc/PID/status, nginx: master plus worker), N idle streams opened by a helper
-// process on core 1, its RSS again; (RSS_N − RSS_0) / N is the idle cost of one stream.
+// tables give the median over rounds and the spread (min–max). Then idle memory, per N: one fresh
+// server per peer, its RSS (VmRSS in /proc/PID/status, nginx: master plus worker), then one wave
+// per round: N idle streams opened by a helper process on core 1, RSS 2 s later and after --settle
+// seconds, the streams closed, RSS after --settle seconds more; (RSS_N − RSS_0) / N is the idle
+// cost of one stream, and the RSS after each wave left shows whether the server comes back.
 // A process may hold at most 20 000 open files on the bench machines (not raisable), hence
 // N ≤ 19 000: the server and the load tool each hold one socket per stream.
 //
@@ -49,6 +51,13 @@ const NCHAN_INSTALL_HINT = 'apt-get install nginx libnginx-mod-nchan'
 const CLK_TCK = 100 // Linux's USER_HZ for /proc/PID/stat times; 100 on every mainstream architecture
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+
+/** The node flags on dist/cli.js's `#!/usr/bin/env -S node …` line: rawsse runs as its bin runs it. */
+export function binNodeFlags() {
+  const first = readFileSync(CLI, 'utf8').split('\n', 1)[0]
+  const m = /^#!\S*env -S node(.*)$/.exec(first)
+  return m ? m[1].trim().split(/\s+/).filter(Boolean) : []
+}
 
 // ---------------------------------------------------------------------------------------------
 // Processes: every child is tracked and killed by PID, also when this script fails or is stopped.
@@ -442,7 +451,7 @@ export const PEERS = {
     name: 'rawsse',
     async start() {
       const args = ['--port', String(await freePort()), '--tick', '0', '--heartbeat', '0', '--publish-token', PUBLISH_TOKEN, '--max-clients', '20000', '--history', '1000']
-      const { proc, value } = await startProcess('rawsse', 'taskset', ['-c', SERVER_CORE, process.execPath, CLI, ...args], { ready: listeningUrl })
+      const { proc, value } = await startProcess('rawsse', 'taskset', ['-c', SERVER_CORE, process.execPath, ...binNodeFlags(), CLI, ...args], { ready: listeningUrl })
       return {
         proc,
         pid: proc.pid,
@@ -639,6 +648,7 @@ function parseFlags(argv) {
     rate: num('rate', 20),
     rateStreams: num('rate-streams', 1000),
     rssStreams: list('rss-streams', quick ? '1000' : '10000,19000').map(Number),
+    settle: num('settle', quick ? 5 : 30),
     workers: get('workers') === undefined ? undefined : num('workers', 1),
     out: path.resolve(get('out') ?? path.join(HERE, 'RESULTS.md')),
   }
@@ -689,8 +699,6 @@ async function main() {
     results[scenario][n] ??= {}
     ;(results[scenario][n][peer] ??= []).push(r)
   }
-  const rss = {} // rss[N][peer] = [{ rss0, rssN, open }, ...]
-
   for (let round = 1; round <= o.rounds; round++) {
     for (const n of o.streams) {
       for (const name of o.peers) {
@@ -732,39 +740,91 @@ async function main() {
         }
       }
     }
-    // Idle memory per stream.
-    for (const n of o.rssStreams) {
-      for (const name of o.peers) {
-        let peer
-        let holder
-        try {
-          peer = await PEERS[name].start()
-          await sleep(1000)
-          const rss0 = rssBytes(peer.pid)
-          holder = await holdStreams(peer, n)
-          await sleep(2000) // let the server finish its per-connection work
-          const rssN = rssBytes(peer.pid)
-          const row = { rss0, rssN, open: holder.open, failed: holder.failed, perStream: (rssN - rss0) / Math.max(1, holder.open) }
-          ;((rss[n] ??= {})[name] ??= []).push(row)
-          process.stderr.write(`round ${round} idle N=${n} ${name}: RSS ${fmt(rss0 / 2 ** 20, 1)} → ${fmt(rssN / 2 ** 20, 1)} MiB with ${holder.open} open (${holder.failed} failed): ${fmt(row.perStream)} bytes/stream\n`)
-          if (holder.failed) notes.push(`round ${round}, idle N = ${n}, ${name}: ${holder.failed} of ${n} streams failed to open`)
-        } catch (err) {
-          process.stderr.write(`round ${round} idle N=${n} ${name}: ${err.message}\n`)
-          notes.push(`round ${round}, idle N = ${n}, ${name}: ${err.message.split('\n')[0]}`)
-        } finally {
-          // The server first: the side that closes first keeps the TIME_WAIT sockets, and the
-          // server's do not use up the 28 000 or so ephemeral ports the next run connects from.
-          await peer?.proc.stop()
-          await holder?.proc.stop()
-        }
-      }
-    }
   }
+
+  const rss = await idleMemory(o, notes)
 
   const md = report(o, m, command, results, rss, notes)
   writeSection(o.out, 'fanout', md)
   process.stdout.write(md + '\n')
   process.stderr.write(`wrote the fan-out section of ${path.relative(process.cwd(), o.out) || o.out}\n`)
+}
+
+/**
+ * Idle memory per stream, and whether it comes back. Per N, one server per peer, all started
+ * together and idle on core 0. Each wave (one per round) opens N streams to every server in turn
+ * (a holder process per server, on core 1), reads each server's RSS 2 s after its streams opened,
+ * again after --settle s of idling, then closes every stream and reads it after --settle s more.
+ * The settled reading is there because a Node heap shrinks only when V8 decides to collect: the
+ * connection burst grows the young generation and leaves garbage that an idle process may keep
+ * for tens of seconds. The same server sees every wave, so one that kept something per stream
+ * would grow from wave to wave.
+ * Returns rss[N][peer] = [{ rss0, open2s, settled, left, open, failed }, ...] (one row per wave).
+ */
+async function idleMemory(o, notes) {
+  const rss = {}
+  for (const n of o.rssStreams) {
+    const servers = []
+    try {
+      for (const name of o.peers) {
+        try {
+          const peer = await PEERS[name].start()
+          servers.push({ name, peer, holder: null })
+        } catch (err) {
+          process.stderr.write(`idle N=${n} ${name}: ${err.message}
+`)
+          notes.push(`idle N = ${n}, ${name}: did not start: ${err.message.split('\n')[0]}`)
+        }
+      }
+      await sleep(1000)
+      const rss0 = new Map(servers.map((s) => [s.name, rssBytes(s.peer.pid)]))
+      for (let wave = 1; wave <= o.rounds; wave++) {
+        const rows = new Map()
+        for (const s of servers) {
+          try {
+            s.holder = await holdStreams(s.peer, n)
+            await sleep(2000)
+            rows.set(s.name, { rss0: rss0.get(s.name), open2s: rssBytes(s.peer.pid), open: s.holder.open, failed: s.holder.failed })
+            if (s.holder.failed) notes.push(`idle N = ${n}, wave ${wave}, ${s.name}: ${s.holder.failed} of ${n} streams failed to open`)
+          } catch (err) {
+            process.stderr.write(`idle N=${n} wave ${wave} ${s.name}: ${err.message}\n`)
+            notes.push(`idle N = ${n}, wave ${wave}, ${s.name}: ${err.message.split('\n')[0]}`)
+          }
+        }
+        await sleep(o.settle * 1000)
+        for (const s of servers) {
+          const row = rows.get(s.name)
+          if (row) row.settled = rssBytes(s.peer.pid)
+        }
+        for (const s of servers) {
+          await s.holder?.proc.stop()
+          s.holder = null
+        }
+        await sleep(o.settle * 1000)
+        for (const s of servers) {
+          const row = rows.get(s.name)
+          if (!row) continue
+          row.left = rssBytes(s.peer.pid)
+          ;((rss[n] ??= {})[s.name] ??= []).push(row)
+          const mib = (b) => fmt(b / 2 ** 20, 1)
+          process.stderr.write(
+            `idle N=${n} wave ${wave} ${s.name}: RSS ${mib(row.rss0)} MiB → ${mib(row.open2s)} (2 s) → ${mib(row.settled)} (${o.settle} s) with ${row.open} open; ${fmt(perStream(row, 'settled'))} bytes/stream; ${mib(row.left)} MiB after they left\n`,
+          )
+        }
+      }
+    } finally {
+      for (const s of servers) {
+        await s.holder?.proc.stop()
+        await s.peer.proc.stop()
+      }
+    }
+  }
+  return rss
+}
+
+/** (RSS with the streams open − RSS before any) / streams, for one of a row's readings. */
+function perStream(row, key) {
+  return (row[key] - row.rss0) / Math.max(1, row.open)
 }
 
 function report(o, m, command, results, rss, notes) {
@@ -780,7 +840,7 @@ function report(o, m, command, results, rss, notes) {
     `- Servers pinned to core ${SERVER_CORE}, \`rawsse bench\` to core ${LOAD_CORE}; a fresh server per N; ${o.rounds} round(s), interleaved; runs of ${o.duration} s after ${o.warmup} s warm-up; body \`{seq} {ts}\`.`,
   )
   out.push(
-    '- Peers: rawsse (`--tick 0 --heartbeat 0 --history 1000 --max-clients 20000`), better-sse on node:http (bench/peers/better-sse.mjs), a naive node:http server (bench/peers/node-http.mjs), nginx + nchan with one worker (bench/peers/nchan.conf).',
+    `- Peers: rawsse (started as its bin starts it, \`node ${binNodeFlags().join(' ')} dist/cli.js\`, with \`--tick 0 --heartbeat 0 --history 1000 --max-clients 20000\`), better-sse on node:http (bench/peers/better-sse.mjs), a naive node:http server (bench/peers/node-http.mjs), nginx + nchan with one worker (bench/peers/nchan.conf).`,
   )
   out.push('- Figures are medians over rounds; spread is min–max over rounds; × rawsse is the peer\'s median divided by rawsse\'s (for deliveries/s higher is better, for latency and memory lower is better).')
   out.push('')
@@ -824,18 +884,23 @@ function report(o, m, command, results, rss, notes) {
     out.push('')
   }
   if (Object.keys(rss).length) {
+    const mib = (rows, key) => fmt(median(rows.map((r) => r[key])) / 2 ** 20, 1)
     out.push('### Idle memory per stream: (RSS with N idle streams − RSS with none) / N')
     out.push('')
-    out.push('| N | peer | RSS, 0 streams (MiB) | RSS, N streams (MiB) | bytes per stream | spread | × rawsse | open |')
-    out.push('|---:|---|---:|---:|---:|---:|---:|---:|')
+    out.push(
+      `One server per peer holds N idle streams for ${o.rounds} wave(s) (open, wait, close, wait). Bytes per stream 2 s after the last stream opened, and settled: after ${o.settle} s of idling (Node peers: once V8 has collected the connection burst's garbage and shrunk its young generation, if it did). After leaving: RSS ${o.settle} s after every stream closed, wave by wave; a server that kept something per stream would grow from wave to wave.`,
+    )
+    out.push('')
+    out.push('| N | peer | RSS, 0 streams (MiB) | bytes/stream at 2 s | RSS settled (MiB) | bytes/stream settled | spread | × rawsse | RSS after leaving, by wave (MiB) | open |')
+    out.push('|---:|---|---:|---:|---:|---:|---:|---:|---|---:|')
     for (const n of o.rssStreams) {
-      const base = median((rss[n]?.rawsse ?? []).map((r) => r.perStream))
+      const base = median((rss[n]?.rawsse ?? []).map((r) => perStream(r, 'settled')))
       for (const p of peers) {
         const rows = rss[n]?.[p]
         if (!rows) continue
-        const per = median(rows.map((r) => r.perStream))
+        const per = median(rows.map((r) => perStream(r, 'settled')))
         out.push(
-          `| ${fmt(n)} | ${p} | ${fmt(median(rows.map((r) => r.rss0)) / 2 ** 20, 1)} | ${fmt(median(rows.map((r) => r.rssN)) / 2 ** 20, 1)} | ${fmt(per)} | ${spread(rows.map((r) => r.perStream))} | ${p === 'rawsse' ? '1.00×' : ratio(per, base)} | ${fmt(median(rows.map((r) => r.open)))}/${fmt(n)} |`,
+          `| ${fmt(n)} | ${p} | ${mib(rows, 'rss0')} | ${fmt(median(rows.map((r) => perStream(r, 'open2s'))))} | ${mib(rows, 'settled')} | ${fmt(per)} | ${spread(rows.map((r) => perStream(r, 'settled')))} | ${p === 'rawsse' ? '1.00×' : ratio(per, base)} | ${rows.map((r) => fmt(r.left / 2 ** 20, 1)).join(' → ')} | ${fmt(median(rows.map((r) => r.open)))}/${fmt(n)} |`,
         )
       }
     }

@@ -21,7 +21,7 @@ import autocannon from 'autocannon'
 import { spawnSync } from 'node:child_process'
 import * as path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { BUSY_LIMIT, busiestCorePercent, fmt, freePort, killAll, machine, machineMarkdown, median, ratio, shellJoin, spread, startProcess, writeSection } from './fanout.mjs'
+import { binNodeFlags, BUSY_LIMIT, busiestCorePercent, fmt, freePort, killAll, machine, machineMarkdown, median, ratio, shellJoin, spread, startProcess, writeSection } from './fanout.mjs'
 
 const HERE = path.dirname(fileURLToPath(import.meta.url))
 const CLI = path.join(HERE, '..', 'dist', 'cli.js')
@@ -41,7 +41,7 @@ const CONNECTIONS = Number(get('connections', 50))
 const OUT = path.resolve(get('out', path.join(HERE, 'RESULTS.md')))
 
 const SERVERS = {
-  rawsse: ['rawsse', [CLI, '--tick', '0', '--heartbeat', '0', '--publish-token', TOKEN]],
+  rawsse: ['rawsse', [...binNodeFlags(), CLI, '--tick', '0', '--heartbeat', '0', '--publish-token', TOKEN]],
   'node:http': ['node-http', [path.join(HERE, 'peers', 'node-http.mjs'), '--publish-token', TOKEN]],
 }
 const ROUTES = {

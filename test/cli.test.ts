@@ -236,6 +236,22 @@ t.test("--version prints package.json's version and exits 0", async (t) => {
   t.equal(stderr, '', 'nothing on stderr')
 })
 
+t.test('the bin and `npm start` start node the same way, and node takes their flags', async (t) => {
+  const shebang = readFileSync(CLI, 'utf8').split('\n')[0]!
+  const m = /^#!\/usr\/bin\/env -S node((?: --[a-z-]+)*)$/.exec(shebang)
+  t.ok(m, `dist/cli.js starts with an env -S node line: ${shebang}`)
+  const flags = (m?.[1] ?? '').trim().split(' ').filter(Boolean)
+  t.ok(flags.includes('--optimize-for-size'), 'with --optimize-for-size')
+  const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string>; bin: Record<string, string> }
+  t.equal(pkg.scripts['start'], ['node', ...flags, 'dist/cli.js'].join(' '), 'npm start = the shebang line')
+  t.equal(pkg.bin['rawsse'], './dist/cli.js')
+  // What the kernel runs for the bin: env -S splits the line, node must accept every flag.
+  const run = spawnSync('/usr/bin/env', ['-S', `node ${flags.join(' ')}`, CLI, '--version'], { encoding: 'utf8' })
+  t.equal(run.status, 0, `exit 0; stderr: ${run.stderr}`)
+  t.equal(run.stdout.trim(), VERSION)
+  t.equal(run.stderr, '', 'no warning about a flag')
+})
+
 t.test('a bad flag or value: one line on stderr, exit code 2, nothing listening', async (t) => {
   const dir = tempDir(t)
   const notArray = path.join(dir, 'not-array.json')

@@ -4,7 +4,8 @@
 
 import t, { type Test } from 'tap'
 import * as net from 'node:net'
-import { PUB, startServer, TOKEN } from './helpers.js'
+import { PUB, rng, startServer, TOKEN } from './helpers.js'
+import { Histogram } from '../src/load-stats.js'
 import { Child, CLI, type Exit, type Teardown } from './process.js'
 import type { BenchReport } from '../src/load.js'
 
@@ -159,4 +160,37 @@ t.test('a bad command line is one line on standard error and exit 2', async (t) 
   const help = await bench(t, ['--help'])
   t.same(help.exit, { code: 0, signal: null })
   t.match(help.stdout, /^Usage: rawsse bench URL/)
+})
+
+t.test('latency quantiles are within 1/128 of the exact ones', async (t) => {
+  const next = rng(6)
+  for (const scale of [100, 10_000, 5_000_000]) {
+    const h = new Histogram()
+    const samples: number[] = []
+    for (let i = 0; i < 20_000; i++) {
+      // Long-tailed, like latencies: most small, a few far out.
+      const us = Math.floor(scale * -Math.log(1 - next()))
+      samples.push(us)
+      h.record(us)
+    }
+    samples.sort((a, b) => a - b)
+    t.equal(h.count, samples.length)
+    t.equal(h.max, samples[samples.length - 1])
+    for (const q of [0.5, 0.9, 0.99, 0.999, 1]) {
+      const exact = samples[Math.max(1, Math.ceil(q * samples.length)) - 1]!
+      const got = h.quantile(q)
+      t.ok(got >= exact && got <= exact + Math.max(0, Math.floor(exact / 128)), `scale ${scale} q ${q}: ${got} µs for exact ${exact} µs`)
+    }
+  }
+  // Merging another worker's buckets gives the same quantiles as recording into one.
+  const a = new Histogram()
+  const b = new Histogram()
+  const both = new Histogram()
+  for (let i = 0; i < 5_000; i++) {
+    const us = Math.floor(1_000_000 * next())
+    ;(i % 2 ? a : b).record(us)
+    both.record(us)
+  }
+  a.add(Array.from(b.counts), b.count, b.max)
+  for (const q of [0.5, 0.99, 1]) t.equal(a.quantile(q), both.quantile(q), `merged q ${q}`)
 })
