@@ -37,5 +37,7 @@ export const STATIC_CACHE_MAX_FILE_BYTES = 1024 * 1024 // files up to this size 
 // --- wire constants ---
 export const CRLF = '\r\n'
 export const DEFAULT_CHANNEL = 'default'
+/** The channel list of a stream that named none (frozen: every such stream shares it). */
+export const DEFAULT_CHANNELS: readonly string[] = Object.freeze([DEFAULT_CHANNEL])
 export const DEFAULT_EVENT = 'message' // the event name that is omitted on the wire
 export const HISTORY_GAP_REASON = 'history-gap'

@@ -6,7 +6,7 @@ import { bearerToken, hasRole, ROLE_ADMIN, ROLE_PUBLISH, type AuthUser } from '.
 import type { Target } from './clients.js'
 import { ALLOWED_METHODS, HttpError } from './errors.js'
 import type { RequestHead } from './http-head.js'
-import { DEFAULT_CHANNEL, MAX_CHANNELS_PER_STREAM, MAX_ID_BYTES, MAX_NAME_BYTES } from './limits.js'
+import { DEFAULT_CHANNELS, MAX_CHANNELS_PER_STREAM, MAX_ID_BYTES, MAX_NAME_BYTES } from './limits.js'
 import { prometheusText, type Stats } from './metrics.js'
 import { json, text, type Reply } from './response.js'
 import { messageProblem, type SseMessage } from './sse-encode.js'
@@ -37,7 +37,7 @@ export interface RouteContext {
 export interface OpenStream {
   kind: 'stream'
   who: AuthUser
-  channels: string[]
+  channels: readonly string[]
   lastEventId: string | null
 }
 
@@ -108,7 +108,6 @@ function openStream(req: RequestHead, ctx: RouteContext, peer: Peer): Outcome {
     if (!channels.includes(ch)) channels.push(ch)
   }
   if (channels.length > MAX_CHANNELS_PER_STREAM) throw new HttpError(400, `at most ${MAX_CHANNELS_PER_STREAM} channels per stream`)
-  if (channels.length === 0) channels.push(DEFAULT_CHANNEL)
 
   // The header wins over the query: the browser sets the header itself on a reconnect, with the
   // newest id, while the query still holds the one the page was opened with.
@@ -120,7 +119,8 @@ function openStream(req: RequestHead, ctx: RouteContext, peer: Peer): Outcome {
     const seconds = Math.ceil((ctx.retryMs * (1 + Math.random())) / 1000)
     throw new HttpError(503, 'too many streams', [['Retry-After', String(seconds)]])
   }
-  return { kind: 'stream', who, channels, lastEventId }
+  // Most streams take the default: they share one array (a client record is kept per stream).
+  return { kind: 'stream', who, channels: channels.length === 0 ? DEFAULT_CHANNELS : channels, lastEventId }
 }
 
 /** POST /publish?channel=&event=&id=&user=&role=&client= with the data as the body. */

@@ -6,6 +6,7 @@ import t, { type Test } from 'tap'
 import * as net from 'node:net'
 import { PUB, rng, startServer, TOKEN } from './helpers.js'
 import { Histogram } from '../src/load-stats.js'
+import { sourceAddress, STREAMS_PER_SOURCE_ADDRESS } from '../src/load-worker.js'
 import { Child, CLI, type Exit, type Teardown } from './process.js'
 import type { BenchReport } from '../src/load.js'
 
@@ -193,4 +194,27 @@ t.test('latency quantiles are within 1/128 of the exact ones', async (t) => {
   }
   a.add(Array.from(b.counts), b.count, b.max)
   for (const q of [0.5, 0.99, 1]) t.equal(a.quantile(q), both.quantile(q), `merged q ${q}`)
+})
+
+t.test('streams past 20 000 come from the next loopback source address', async (t) => {
+  t.equal(sourceAddress(0), null, 'the first block: the kernel picks 127.0.0.1')
+  t.equal(sourceAddress(STREAMS_PER_SOURCE_ADDRESS - 1), null)
+  t.equal(sourceAddress(STREAMS_PER_SOURCE_ADDRESS), '127.0.0.2')
+  t.equal(sourceAddress(2 * STREAMS_PER_SOURCE_ADDRESS - 1), '127.0.0.2')
+  t.equal(sourceAddress(2 * STREAMS_PER_SOURCE_ADDRESS), '127.0.0.3')
+  t.equal(sourceAddress(255 * STREAMS_PER_SOURCE_ADDRESS), '127.0.1.0')
+  t.ok(STREAMS_PER_SOURCE_ADDRESS < 28_000, 'a block fits in the default ephemeral port range (32768–60999)')
+  // The kernel takes such an address as a source for a 127.0.0.1 server: the server sees it.
+  const seen = new Promise<string | undefined>((resolve) => {
+    const server = net.createServer((s) => {
+      resolve(s.remoteAddress)
+      s.destroy()
+      server.close()
+    })
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo
+      net.connect({ port, host: '127.0.0.1', localAddress: sourceAddress(STREAMS_PER_SOURCE_ADDRESS)! }).on('error', () => {})
+    })
+  })
+  t.equal(await seen, '127.0.0.2')
 })
