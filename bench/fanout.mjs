@@ -373,9 +373,10 @@ export function machineMarkdown(m) {
 
 const RESULTS_HEAD = `# rawsse benchmark results
 
-Generated; do not edit by hand. \`node bench/fanout.mjs\` writes the fan-out section and
-\`node bench/http.mjs\` the HTTP section; each replaces only its own. Read the commands and the
-machine with the numbers: they are measurements of one machine on one day, not guarantees.
+\`node bench/fanout.mjs\` writes the fan-out section and \`node bench/http.mjs\` the HTTP section;
+each replaces only its own (do not edit them by hand). The last section, "Reading these numbers",
+is written by hand from them and dated. Read the commands and the machine with the numbers: they
+are measurements of one machine on one day, not guarantees.
 `
 
 /** Replaces (or appends) the section between `<!-- NAME:begin -->` and `<!-- NAME:end -->`. */

@@ -10,7 +10,8 @@
 // The node:http peer is bench/peers/node-http.mjs with --publish-token: its /publish checks the
 // bearer in constant time, reads the body and answers the same JSON; its static handler does
 // what rawsse's static.ts does (realpath, stat on every request, weak ETag from size and mtime,
-// body cached until the file changes). rawsse runs with --tick 0 --heartbeat 0; it also keeps
+// body cached until the file changes). rawsse runs as its bin starts it (the node flags on
+// dist/cli.js's first line) with --tick 0 --heartbeat 0; it also keeps
 // each published event in its history ring (node-http keeps nothing), which is part of its work.
 // Each server is started fresh per route; a 2 s warm-up run is discarded, then --rounds runs of
 // --duration seconds; the table gives the median requests/s, the spread (min–max) and node:http's
@@ -117,6 +118,7 @@ async function main() {
   out.push(
     `- autocannon ${m.autocannon}, ${CONNECTIONS} connections, no pipelining, keep-alive; servers on core 0, autocannon on core 1; per server and route a 2 s warm-up, then ${ROUNDS} run(s) of ${DURATION} s; median and min–max over runs.`,
   )
+  out.push(`- rawsse: \`node ${binNodeFlags().join(' ')} dist/cli.js --tick 0 --heartbeat 0\` (as its bin starts it).`)
   out.push('- node:http is bench/peers/node-http.mjs doing the same work (bearer check, body read, the same JSON; realpath + stat + ETag + cached body).')
   out.push('')
   out.push('| route | server | requests/s | spread | × rawsse | p50 ms | p99 ms | non-2xx | errors | autocannon CPU % |')
