@@ -772,8 +772,7 @@ async function idleMemory(o, notes) {
           const peer = await PEERS[name].start()
           servers.push({ name, peer, holder: null })
         } catch (err) {
-          process.stderr.write(`idle N=${n} ${name}: ${err.message}
-`)
+          process.stderr.write(`idle N=${n} ${name}: ${err.message}\n`)
           notes.push(`idle N = ${n}, ${name}: did not start: ${err.message.split('\n')[0]}`)
         }
       }

@@ -5,8 +5,9 @@
 // Why --optimize-for-size (here and in `npm start`): a burst of connections grows V8's young
 // generation to its 16 MiB semi-spaces and leaves garbage that an idle server does not collect,
 // so 10 000 idle streams cost ~6 KB each in RSS where their live objects need ~2.3 KB. With the
-// flag V8 keeps the young generation small and shrinks the heap within seconds; deliveries/s
-// were unchanged in the same runs (bench/RESULTS.md).
+// flag V8 keeps the young generation small and shrinks the heap within seconds. Fan-out
+// deliveries/s were unchanged in the same runs; `POST /publish` requests/s dropped ~15 % (more
+// scavenges), a price taken for memory (bench/RESULTS.md).
 
 import { readFileSync, statSync } from 'node:fs'
 import * as path from 'node:path'
