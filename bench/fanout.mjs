@@ -52,12 +52,19 @@ const CLK_TCK = 100 // Linux's USER_HZ for /proc/PID/stat times; 100 on every ma
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 
-/** The node flags on dist/cli.js's `#!/usr/bin/env -S node …` line: rawsse runs as its bin runs it. */
+/** The node flags on dist/cli.js's `#!/usr/bin/env -S node …` line: rawsse runs as its bin runs it. Read once. */
+let nodeFlags = null
 export function binNodeFlags() {
-  const first = readFileSync(CLI, 'utf8').split('\n', 1)[0]
-  const m = /^#!\S*env -S node(.*)$/.exec(first)
-  return m ? m[1].trim().split(/\s+/).filter(Boolean) : []
+  if (nodeFlags === null) {
+    const first = readFileSync(CLI, 'utf8').split('\n', 1)[0]
+    const m = /^#!\S*env -S node(.*)$/.exec(first)
+    nodeFlags = m ? m[1].trim().split(/\s+/).filter(Boolean) : []
+  }
+  return nodeFlags
 }
+
+/** Bytes as MiB with one decimal. */
+const mib = (bytes) => fmt(bytes / 2 ** 20, 1)
 
 // ---------------------------------------------------------------------------------------------
 // Processes: every child is tracked and killed by PID, also when this script fails or is stopped.
@@ -806,7 +813,6 @@ async function idleMemory(o, notes) {
           if (!row) continue
           row.left = rssBytes(s.peer.pid)
           ;((rss[n] ??= {})[s.name] ??= []).push(row)
-          const mib = (b) => fmt(b / 2 ** 20, 1)
           process.stderr.write(
             `idle N=${n} wave ${wave} ${s.name}: RSS ${mib(row.rss0)} MiB → ${mib(row.open2s)} (2 s) → ${mib(row.settled)} (${o.settle} s) with ${row.open} open; ${fmt(perStream(row, 'settled'))} bytes/stream; ${mib(row.left)} MiB after they left\n`,
           )
@@ -884,7 +890,6 @@ function report(o, m, command, results, rss, notes) {
     out.push('')
   }
   if (Object.keys(rss).length) {
-    const mib = (rows, key) => fmt(median(rows.map((r) => r[key])) / 2 ** 20, 1)
     out.push('### Idle memory per stream: (RSS with N idle streams − RSS with none) / N')
     out.push('')
     out.push(
@@ -900,7 +905,7 @@ function report(o, m, command, results, rss, notes) {
         if (!rows) continue
         const per = median(rows.map((r) => perStream(r, 'settled')))
         out.push(
-          `| ${fmt(n)} | ${p} | ${mib(rows, 'rss0')} | ${fmt(median(rows.map((r) => perStream(r, 'open2s'))))} | ${mib(rows, 'settled')} | ${fmt(per)} | ${spread(rows.map((r) => perStream(r, 'settled')))} | ${p === 'rawsse' ? '1.00×' : ratio(per, base)} | ${rows.map((r) => fmt(r.left / 2 ** 20, 1)).join(' → ')} | ${fmt(median(rows.map((r) => r.open)))}/${fmt(n)} |`,
+          `| ${fmt(n)} | ${p} | ${mib(median(rows.map((r) => r.rss0)))} | ${fmt(median(rows.map((r) => perStream(r, 'open2s'))))} | ${mib(median(rows.map((r) => r.settled)))} | ${fmt(per)} | ${spread(rows.map((r) => perStream(r, 'settled')))} | ${p === 'rawsse' ? '1.00×' : ratio(per, base)} | ${rows.map((r) => mib(r.left)).join(' → ')} | ${fmt(median(rows.map((r) => r.open)))}/${fmt(n)} |`,
         )
       }
     }
