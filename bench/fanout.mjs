@@ -33,211 +33,48 @@
 // Internal: `node bench/fanout.mjs --hold URL N [--header 'K: V']...` opens N idle streams and
 // prints one JSON line when they are all open (used for the idle RSS; stopped with SIGTERM).
 
-import { spawn, spawnSync } from 'node:child_process'
+import { spawnSync } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import * as net from 'node:net'
 import * as os from 'node:os'
 import * as path from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
+import {
+  BENCH,
+  binNodeFlags,
+  BUSY_LIMIT,
+  busiestCorePercent,
+  childPids,
+  CLI,
+  ephemeralPorts,
+  fmt,
+  freePort,
+  killAll,
+  listeningUrl,
+  machine,
+  machineMarkdown,
+  median,
+  nginxBin,
+  PUBLISH_TOKEN,
+  ratio,
+  ROOT,
+  run,
+  shellJoin,
+  sleep,
+  spread,
+  startProcess,
+  tail,
+  writeSection,
+} from './lib.mjs'
 
-const HERE = path.dirname(fileURLToPath(import.meta.url))
-const ROOT = path.join(HERE, '..')
-const CLI = path.join(ROOT, 'dist', 'cli.js')
 const SERVER_CORE = '0'
 const LOAD_CORE = '1'
-const PUBLISH_TOKEN = 'bench-publish-token'
 const NCHAN_MODULE_PATHS = ['/usr/lib/nginx/modules/ngx_nchan_module.so', '/usr/share/nginx/modules/ngx_nchan_module.so']
 const NCHAN_INSTALL_HINT = 'apt-get install nginx libnginx-mod-nchan'
 const CLK_TCK = 100 // Linux's USER_HZ for /proc/PID/stat times; 100 on every mainstream architecture
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
-
-/** The node flags on dist/cli.js's `#!/usr/bin/env -S node …` line: rawsse runs as its bin runs it. Read once. */
-let nodeFlags = null
-export function binNodeFlags() {
-  if (nodeFlags === null) {
-    const first = readFileSync(CLI, 'utf8').split('\n', 1)[0]
-    const m = /^#!\S*env -S node(.*)$/.exec(first)
-    nodeFlags = m ? m[1].trim().split(/\s+/).filter(Boolean) : []
-  }
-  return nodeFlags
-}
-
 /** Bytes as MiB with one decimal. */
 const mib = (bytes) => fmt(bytes / 2 ** 20, 1)
-
-// ---------------------------------------------------------------------------------------------
-// Processes: every child is tracked and killed by PID, also when this script fails or is stopped.
-
-const live = new Set() // { pid, name, extraPids() }
-
-function killTracked(entry, signal) {
-  for (const pid of [entry.pid, ...entry.extraPids()]) {
-    try {
-      process.kill(pid, signal)
-    } catch {}
-  }
-}
-
-export function killAll() {
-  for (const e of live) killTracked(e, 'SIGKILL')
-  live.clear()
-}
-
-process.on('exit', killAll)
-for (const sig of ['SIGINT', 'SIGTERM']) {
-  process.on(sig, () => {
-    process.stderr.write(`\n${sig}: stopping every process started here\n`)
-    killAll()
-    process.exit(130)
-  })
-}
-
-/** Children of a process, from /proc (nginx: the worker of the master). */
-function childPids(pid) {
-  try {
-    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number)
-  } catch {
-    return []
-  }
-}
-
-/**
- * Starts a command; resolves once `ready(stdoutSoFar)` returns a value (or rejects after
- * timeoutMs or when the process exits first). The result can be stopped with stop().
- */
-export function startProcess(name, cmd, args, { ready, timeoutMs = 10_000, cwd = ROOT, withChildren = false } = {}) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] })
-    const entry = { pid: child.pid, name, extraPids: () => (withChildren ? childPids(child.pid) : []) }
-    live.add(entry)
-    let out = ''
-    let err = ''
-    let done = false
-    let exited = false
-    const exitP = new Promise((r) => child.once('exit', (code, signal) => ((exited = true), r({ code, signal }))))
-    // 'close' comes after 'exit' once stdout and stderr are drained (and, for nginx, the worker,
-    // which shares them, has gone too).
-    const closedP = new Promise((r) => child.once('close', r))
-    const proc = {
-      name,
-      child,
-      pid: child.pid,
-      get stdout() {
-        return out
-      },
-      get stderr() {
-        return err
-      },
-      exited: exitP,
-      closed: closedP,
-      /** SIGTERM, then SIGKILL after graceMs; also kills the children it had. */
-      async stop(graceMs = 5000) {
-        const kids = withChildren ? childPids(child.pid) : []
-        if (!exited) {
-          try {
-            process.kill(child.pid, 'SIGTERM')
-          } catch {}
-          await Promise.race([exitP, sleep(graceMs)])
-          if (!exited) {
-            try {
-              process.kill(child.pid, 'SIGKILL')
-            } catch {}
-            await Promise.race([exitP, sleep(2000)])
-          }
-        }
-        for (const k of kids) {
-          try {
-            process.kill(k, 'SIGKILL')
-          } catch {}
-        }
-        live.delete(entry)
-      },
-    }
-    const timer = setTimeout(() => {
-      if (done) return
-      done = true
-      void proc.stop(500)
-      reject(new Error(`${name}: not ready within ${timeoutMs} ms\n${tail(err || out)}`))
-    }, timeoutMs)
-    const check = async () => {
-      if (done) return
-      let v
-      try {
-        v = await ready(out, proc)
-      } catch {
-        v = undefined
-      }
-      if (v !== undefined && v !== null && v !== false && !done) {
-        done = true
-        clearTimeout(timer)
-        resolve({ proc, value: v })
-      }
-    }
-    child.stdout.setEncoding('utf8')
-    child.stderr.setEncoding('utf8')
-    child.stdout.on('data', (d) => {
-      out += d
-      if (out.length > 4_000_000) out = out.slice(-2_000_000)
-      void check()
-    })
-    child.stderr.on('data', (d) => {
-      err += d
-      if (err.length > 200_000) err = err.slice(-100_000)
-    })
-    child.once('error', (e) => {
-      if (done) return
-      done = true
-      clearTimeout(timer)
-      live.delete(entry)
-      reject(new Error(`${name}: cannot start ${cmd}: ${e.message}`))
-    })
-    void exitP.then(({ code, signal }) => {
-      live.delete(entry)
-      if (done) return
-      done = true
-      clearTimeout(timer)
-      reject(new Error(`${name}: exited (${signal ?? code}) before it was ready\n${tail(err || out)}`))
-    })
-    // Readiness that does not come from stdout (nginx): poll.
-    const poll = setInterval(() => (done ? clearInterval(poll) : void check()), 100)
-  })
-}
-
-const tail = (s, n = 600) => (s.length > n ? '…' + s.slice(-n) : s).trim()
-
-/**
- * A free TCP port below the ephemeral range (from /proc/sys/net/ipv4/ip_local_port_range), so
- * it never competes with the tens of thousands of client-side ports a run uses up: with those in
- * TIME_WAIT, `listen(0)` can fail with EADDRINUSE.
- */
-export async function freePort() {
-  let low = 32768
-  try {
-    low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0])
-  } catch {}
-  const from = Math.max(1024, Math.min(20000, low - 2000))
-  for (let i = 0; i < 200; i++) {
-    const port = from + Math.floor(Math.random() * (low - from))
-    const ok = await new Promise((resolve) => {
-      const s = net.createServer()
-      s.once('error', () => resolve(false))
-      s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)))
-    })
-    if (ok) return port
-  }
-  throw new Error(`no free port in ${from}–${low - 1}`)
-}
-
-function canConnect(port) {
-  return new Promise((resolve) => {
-    const s = net.connect(port, '127.0.0.1')
-    s.once('connect', () => (s.destroy(), resolve(true)))
-    s.once('error', () => resolve(false))
-  })
-}
-
-const listeningUrl = (out) => /listening on (http:\/\/\S+)/.exec(out)?.[1]
 
 // ---------------------------------------------------------------------------------------------
 // Memory and CPU of a server process (and its children: nginx's worker).
@@ -266,38 +103,6 @@ function cpuSeconds(pid) {
 }
 
 /**
- * The busiest core's use over `ms`, in percent, from /proc/stat: taken just before a run (the
- * server started and idle), a high figure means another program is running on the bench cores
- * and the run's numbers are not to be trusted.
- */
-export async function busiestCorePercent(ms = 500) {
-  const read = () => {
-    try {
-      return readFileSync('/proc/stat', 'utf8')
-        .split('\n')
-        .filter((l) => /^cpu\d+ /.test(l))
-        .map((l) => {
-          const v = l.trim().split(/\s+/).slice(1).map(Number)
-          const idle = v[3] + (v[4] ?? 0) // idle + iowait
-          return { idle, total: v.reduce((a, b) => a + b, 0) }
-        })
-    } catch {
-      return []
-    }
-  }
-  await sleep(1000) // what we started last (a server, a teardown of the previous one) settles
-  const a = read()
-  await sleep(ms)
-  const b = read()
-  let max = 0
-  for (let i = 0; i < Math.min(a.length, b.length); i++) {
-    const total = b[i].total - a[i].total
-    if (total > 0) max = Math.max(max, (100 * (total - (b[i].idle - a[i].idle))) / total)
-  }
-  return max
-}
-
-/**
  * Waits (at most maxMs) until 127.0.0.1 has `n` ephemeral ports free. The load tool binds its
  * streams to 127.0.0.1 (then .2, … every 20 000), and a socket bound to an address cannot take a
  * port still in TIME_WAIT from the previous run there (60 s on Linux): back-to-back runs at
@@ -305,11 +110,7 @@ export async function busiestCorePercent(ms = 500) {
  * with local address 127.0.0.1 and a port in the ephemeral range; returns the seconds waited.
  */
 export async function waitForPorts(n, maxMs = 75_000) {
-  let low = 32768
-  let high = 60999
-  try {
-    ;[low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number)
-  } catch {}
+  const [low, high] = ephemeralPorts()
   const size = high - low + 1
   const used = () => {
     let c = 0
@@ -329,112 +130,8 @@ export async function waitForPorts(n, maxMs = 75_000) {
   return (Date.now() - t0) / 1000
 }
 
-export const BUSY_LIMIT = 15 // percent of a core used by others before a run: worth a warning
-
-// ---------------------------------------------------------------------------------------------
-// Machine and the RESULTS.md sections.
-
-function run(cmd, args) {
-  const r = spawnSync(cmd, args, { encoding: 'utf8' })
-  return r.error ? null : `${r.stdout}${r.stderr}`.trim()
-}
-
-export function machine() {
-  const cpuinfo = existsSync('/proc/cpuinfo') ? readFileSync('/proc/cpuinfo', 'utf8') : ''
-  const meminfo = existsSync('/proc/meminfo') ? readFileSync('/proc/meminfo', 'utf8') : ''
-  const model = /model name\s*:\s*(.+)/.exec(cpuinfo)?.[1] ?? os.cpus()[0]?.model ?? 'unknown'
-  const memKb = Number(/MemTotal:\s+(\d+)/.exec(meminfo)?.[1] ?? 0)
-  const version = (p) => {
-    try {
-      return JSON.parse(readFileSync(path.join(ROOT, p), 'utf8')).version
-    } catch {
-      return 'not installed'
-    }
-  }
-  const git = run('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD'])
-  const dirty = run('git', ['-C', ROOT, 'status', '--porcelain', '--', 'src'])
-  return {
-    date: new Date().toISOString(),
-    cpus: os.cpus().length,
-    nproc: run('nproc', ['--all']) ?? String(os.cpus().length), // --all: this process may be pinned
-    cpuModel: model,
-    memory: memKb ? `${(memKb / 1024 / 1024).toFixed(1)} GiB` : `${(os.totalmem() / 2 ** 30).toFixed(1)} GiB`,
-    kernel: `${os.type()} ${os.release()} ${os.arch()}`,
-    node: process.version,
-    nginx: run(nginxBin() ?? 'nginx', ['-v'])?.replace(/^nginx version: nginx\//, '') ?? 'not installed',
-    nchan: run('dpkg-query', ['-W', '-f', '${Version}', 'libnginx-mod-nchan']) || 'not installed',
-    rawsse: `${version('package.json')} (git ${git ?? '?'}${dirty ? ', src/ modified' : ''})`,
-    betterSse: version('node_modules/better-sse/package.json'),
-    autocannon: version('node_modules/autocannon/package.json'),
-    openFiles: run('sh', ['-c', 'ulimit -n']) ?? '?',
-  }
-}
-
-export function machineMarkdown(m) {
-  return [
-    `- Date: ${m.date}`,
-    `- Machine: ${m.nproc} CPUs (nproc), ${m.cpuModel}, ${m.memory} RAM, ${m.kernel}; open files per process: ${m.openFiles}`,
-    `- Software: node ${m.node}, rawsse ${m.rawsse}, better-sse ${m.betterSse}, nginx ${m.nginx}, libnginx-mod-nchan ${m.nchan}, autocannon ${m.autocannon}`,
-  ].join('\n')
-}
-
-const RESULTS_HEAD = `# rawsse benchmark results
-
-\`node bench/fanout.mjs\` writes the fan-out section and \`node bench/http.mjs\` the HTTP section;
-each replaces only its own (do not edit them by hand). The last section, "Reading these numbers",
-is written by hand from them and dated. Read the commands and the machine with the numbers: they
-are measurements of one machine on one day, not guarantees.
-`
-
-/** Replaces (or appends) the section between `<!-- NAME:begin -->` and `<!-- NAME:end -->`. */
-export function writeSection(file, name, body, order = ['fanout', 'http']) {
-  let text = existsSync(file) ? readFileSync(file, 'utf8') : RESULTS_HEAD
-  const begin = `<!-- ${name}:begin -->`
-  const end = `<!-- ${name}:end -->`
-  const block = `${begin}\n${body.trim()}\n${end}`
-  const a = text.indexOf(begin)
-  const b = text.indexOf(end)
-  if (a !== -1 && b > a) {
-    text = text.slice(0, a) + block + text.slice(b + end.length)
-  } else {
-    // Keep the sections in a fixed order: before the first later section, else at the end.
-    const later = order.slice(order.indexOf(name) + 1).map((n) => text.indexOf(`<!-- ${n}:begin -->`)).filter((i) => i !== -1)
-    const at = later.length ? Math.min(...later) : -1
-    text = at === -1 ? `${text.trimEnd()}\n\n${block}\n` : `${text.slice(0, at)}${block}\n\n${text.slice(at)}`
-  }
-  writeFileSync(file, text)
-}
-
-export function median(xs) {
-  const v = xs.filter((x) => typeof x === 'number' && Number.isFinite(x)).sort((a, b) => a - b)
-  if (v.length === 0) return NaN
-  const m = v.length >> 1
-  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2
-}
-
-export const fmt = (x, digits = 0) =>
-  typeof x !== 'number' || !Number.isFinite(x) ? '–' : x.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits })
-
-export function spread(xs, digits = 0) {
-  const v = xs.filter((x) => typeof x === 'number' && Number.isFinite(x))
-  if (v.length === 0) return '–'
-  if (v.length === 1) return '(1 round)'
-  return `${fmt(Math.min(...v), digits)}–${fmt(Math.max(...v), digits)}`
-}
-
-export const ratio = (x, base) => (Number.isFinite(x) && Number.isFinite(base) && base > 0 ? `${(x / base).toFixed(2)}×` : '–')
-
-export function shellJoin(argv) {
-  return argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ')
-}
-
 // ---------------------------------------------------------------------------------------------
 // The peers. Each start() resolves to { proc, pid, stream, publish, streamHeaders, publishHeaders }.
-
-/** nginx on PATH, else Debian's /usr/sbin/nginx (not on a non-root user's PATH); null if neither runs. */
-function nginxBin() {
-  return ['nginx', '/usr/sbin/nginx'].find((bin) => run(bin, ['-v']) !== null) ?? null
-}
 
 function findNchan() {
   const nginx = nginxBin()
@@ -443,6 +140,14 @@ function findNchan() {
   if (nginx === null) missing.push('nginx')
   if (module === undefined) missing.push('libnginx-mod-nchan')
   return { ok: missing.length === 0, module, missing, nginx }
+}
+
+function canConnect(port) {
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1')
+    s.once('connect', () => (s.destroy(), resolve(true)))
+    s.once('error', () => resolve(false))
+  })
 }
 
 const nodePeer = (name, script) => ({
@@ -470,8 +175,8 @@ export const PEERS = {
       }
     },
   },
-  'better-sse': nodePeer('better-sse', path.join(HERE, 'peers', 'better-sse.mjs')),
-  'node-http': nodePeer('node-http', path.join(HERE, 'peers', 'node-http.mjs')),
+  'better-sse': nodePeer('better-sse', path.join(BENCH, 'peers', 'better-sse.mjs')),
+  'node-http': nodePeer('node-http', path.join(BENCH, 'peers', 'node-http.mjs')),
   nchan: {
     name: 'nchan',
     async start() {
@@ -479,7 +184,7 @@ export const PEERS = {
       if (!found.ok) throw new Error(`nchan: missing ${found.missing.join(' and ')}`)
       const port = await freePort()
       const prefix = mkdtempSync(path.join(os.tmpdir(), 'rawsse-nchan-'))
-      const conf = readFileSync(path.join(HERE, 'peers', 'nchan.conf'), 'utf8')
+      const conf = readFileSync(path.join(BENCH, 'peers', 'nchan.conf'), 'utf8')
         .replaceAll('@MODULE@', found.module)
         .replaceAll('@PORT@', String(port))
         .replaceAll('@PREFIX@', prefix)
@@ -658,7 +363,7 @@ function parseFlags(argv) {
     rssStreams: list('rss-streams', quick ? '1000' : '10000,19000').map(Number),
     settle: num('settle', quick ? 5 : 30),
     workers: get('workers') === undefined ? undefined : num('workers', 1),
-    out: path.resolve(get('out') ?? path.join(HERE, 'RESULTS.md')),
+    out: path.resolve(get('out') ?? path.join(BENCH, 'RESULTS.md')),
   }
   for (const p of o.peers) if (!(p in PEERS)) throw new Error(`unknown peer '${p}' (peers: ${Object.keys(PEERS).join(', ')})`)
   for (const n of [...o.streams, ...o.rssStreams]) {

@@ -12,26 +12,15 @@
 // or the canary misses an event. It ends by itself after the cases; prints a JSON summary.
 
 import * as net from 'node:net'
-import { parseHead } from '../dist/http-head.js'
-import { HttpError } from '../dist/errors.js'
+import { parseHead } from '../dist/server/http-head.js'
+import { HttpError } from '../dist/server/errors.js'
 import { SseServer } from '../dist/index.js'
+import { rng } from './lib.mjs'
 
 const args = process.argv.slice(2)
 const arg = (name, def) => {
   const i = args.indexOf(`--${name}`)
   return i === -1 ? def : Number(args[i + 1])
-}
-
-// A small deterministic PRNG (mulberry32), so a failing case can be reproduced with its seed.
-export function rng(seed) {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
 }
 
 const SEEDS = [
@@ -109,6 +98,7 @@ function parseOutcome(buf) {
 /** Part 1: the parser alone. Returns { cases, crashes, outcomes, firstCrash }. */
 export function fuzzParser(cases, seed = 1) {
   const rand = rng(seed)
+  /** @type {Record<string, number>} */
   const outcomes = {}
   let crashes = 0
   let firstCrash = null
@@ -193,6 +183,7 @@ export async function fuzzServer(cases, seed = 2, concurrency = 16) {
   await new Promise((r) => setTimeout(r, 100))
 
   const rand = rng(seed)
+  /** @type {Record<string, number>} */
   const statuses = {}
   let crashes = 0
   let firstCrash = null

@@ -21,14 +21,9 @@
 import autocannon from 'autocannon'
 import { spawnSync } from 'node:child_process'
 import * as path from 'node:path'
-import { fileURLToPath } from 'node:url'
-import { binNodeFlags, BUSY_LIMIT, busiestCorePercent, fmt, freePort, killAll, machine, machineMarkdown, median, ratio, shellJoin, spread, startProcess, writeSection } from './fanout.mjs'
+import { BENCH, binNodeFlags, BUSY_LIMIT, busiestCorePercent, CLI, fmt, freePort, killAll, listeningUrl, machine, machineMarkdown, median, PUBLISH_TOKEN, ratio, shellJoin, spread, startProcess, writeSection } from './lib.mjs'
 
-const HERE = path.dirname(fileURLToPath(import.meta.url))
-const CLI = path.join(HERE, '..', 'dist', 'cli.js')
-const TOKEN = 'bench-publish-token'
 const BODY = '{"n":1,"x":"ab"}' // 16 bytes
-const listeningUrl = (out) => /listening on (http:\/\/\S+)/.exec(out)?.[1]
 
 const argv = process.argv.slice(2)
 const quick = argv.includes('--quick')
@@ -39,14 +34,14 @@ const get = (name, def) => {
 const ROUNDS = Number(get('rounds', quick ? 1 : 3))
 const DURATION = Number(get('duration', quick ? 3 : 10))
 const CONNECTIONS = Number(get('connections', 50))
-const OUT = path.resolve(get('out', path.join(HERE, 'RESULTS.md')))
+const OUT = path.resolve(get('out', path.join(BENCH, 'RESULTS.md')))
 
 const SERVERS = {
-  rawsse: ['rawsse', [...binNodeFlags(), CLI, '--tick', '0', '--heartbeat', '0', '--publish-token', TOKEN]],
-  'node:http': ['node-http', [path.join(HERE, 'peers', 'node-http.mjs'), '--publish-token', TOKEN]],
+  rawsse: ['rawsse', [...binNodeFlags(), CLI, '--tick', '0', '--heartbeat', '0', '--publish-token', PUBLISH_TOKEN]],
+  'node:http': ['node-http', [path.join(BENCH, 'peers', 'node-http.mjs'), '--publish-token', PUBLISH_TOKEN]],
 }
 const ROUTES = {
-  'POST /publish (0 streams)': { path: '/publish', method: 'POST', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'text/plain' }, body: BODY, expect: /"delivered":0/ },
+  'POST /publish (0 streams)': { path: '/publish', method: 'POST', headers: { authorization: `Bearer ${PUBLISH_TOKEN}`, 'content-type': 'text/plain' }, body: BODY, expect: /"delivered":0/ },
   'GET /index.html': { path: '/index.html', method: 'GET', headers: {}, expect: /<html|<!doctype/i },
 }
 

@@ -13,16 +13,17 @@ import { readFileSync, statSync } from 'node:fs'
 import * as path from 'node:path'
 import * as readline from 'node:readline'
 import { fileURLToPath } from 'node:url'
-import { parseUsers, ROLE_PUBLISH, type UserEntry } from './auth.js'
-import { runClientCommand } from './cli-client.js'
-import { runBench } from './load.js'
+import { Args, parseArgs, UsageError, type FlagSpec } from './commands/args.js'
+import { listen } from './commands/listen.js'
+import { publish } from './commands/publish.js'
 import { attachDemo } from './demo.js'
 import { SseServer, type SseServerOptions } from './index.js'
-import * as L from './limits.js'
+import { runBench } from './load/bench.js'
+import { parseUsers, ROLE_PUBLISH, type UserEntry } from './server/auth.js'
+import * as L from './server/limits.js'
+import { DEFAULT_RETRY_MS } from './wire.js'
 
-interface Flag {
-  name: string
-  arg: string // '' for a switch
+interface Flag extends FlagSpec {
   def: string
   help: string
 }
@@ -36,7 +37,7 @@ const FLAGS: readonly Flag[] = [
   { name: 'public', arg: 'DIR', def: "the package's public/", help: 'static files served beside the stream' },
   { name: 'cors-origin', arg: 'ORIGIN', def: L.DEFAULT_CORS_ORIGIN, help: 'Access-Control-Allow-Origin' },
   { name: 'heartbeat', arg: 'MS', def: String(L.DEFAULT_HEARTBEAT_MS), help: 'comment line to every stream; 0 = off' },
-  { name: 'retry', arg: 'MS', def: String(L.DEFAULT_RETRY_MS), help: 'retry: sent at stream start' },
+  { name: 'retry', arg: 'MS', def: String(DEFAULT_RETRY_MS), help: 'retry: sent at stream start' },
   { name: 'history', arg: 'N', def: String(L.DEFAULT_HISTORY), help: 'events kept for Last-Event-ID replay' },
   { name: 'max-clients', arg: 'N', def: String(L.DEFAULT_MAX_CLIENTS), help: 'open streams before 503' },
   { name: 'max-buffer', arg: 'BYTES', def: String(L.DEFAULT_MAX_BUFFER_BYTES), help: 'unsent bytes before a slow stream is dropped' },
@@ -45,40 +46,6 @@ const FLAGS: readonly Flag[] = [
   { name: 'help', arg: '', def: '', help: 'print this help and exit' },
   { name: 'version', arg: '', def: '', help: 'print the version and exit' },
 ]
-
-/** A bad command line: one line on standard error, exit code 2. */
-class UsageError extends Error {}
-
-interface Parsed {
-  values: Map<string, string[]>
-}
-
-function parseArgs(argv: readonly string[]): Parsed {
-  const values = new Map<string, string[]>()
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!
-    if (!arg.startsWith('--')) throw new UsageError(`unexpected argument: ${arg}`)
-    const eq = arg.indexOf('=')
-    const name = arg.slice(2, eq === -1 ? undefined : eq)
-    const flag = FLAGS.find((f) => f.name === name)
-    if (flag === undefined) throw new UsageError(`unknown flag: --${name} (see --help)`)
-    let value: string
-    if (flag.arg === '') {
-      if (eq !== -1) throw new UsageError(`--${name} takes no value`)
-      value = ''
-    } else if (eq !== -1) {
-      value = arg.slice(eq + 1)
-    } else {
-      // `--cors-origin --stdin` is a forgotten value, not an origin named "--stdin".
-      if (i + 1 >= argv.length || argv[i + 1]!.startsWith('--')) throw new UsageError(`--${name} needs a value (${flag.arg})`)
-      value = argv[++i]!
-    }
-    const list = values.get(name) ?? []
-    list.push(value)
-    values.set(name, list)
-  }
-  return { values }
-}
 
 function helpText(): string {
   const rows = FLAGS.map((f) => {
@@ -94,32 +61,19 @@ function packageVersion(): string {
   return (JSON.parse(readFileSync(pkg, 'utf8')) as { version: string }).version
 }
 
-/** A flag's value; when a single-valued flag is repeated, the last one wins, as in most tools. */
-function last(p: Parsed, name: string): string | undefined {
-  const all = p.values.get(name)
-  return all?.[all.length - 1]
-}
-
-function wholeNumber(p: Parsed, name: string, max = Number.MAX_SAFE_INTEGER): number | undefined {
-  const v = last(p, name)
-  if (v === undefined) return undefined
-  if (!/^\d+$/.test(v) || Number(v) > max) throw new UsageError(`--${name} must be a whole number from 0 to ${max}, not '${v}'`)
-  return Number(v)
-}
-
-function optionsFrom(p: Parsed): SseServerOptions {
+function optionsFrom(p: Args): SseServerOptions {
   const opts: SseServerOptions = {}
   const set = <K extends keyof SseServerOptions>(key: K, v: SseServerOptions[K] | undefined): void => {
     if (v !== undefined) opts[key] = v
   }
-  set('port', wholeNumber(p, 'port', 65535))
-  set('host', last(p, 'host'))
-  set('tokens', p.values.get('token'))
-  set('publishTokens', p.values.get('publish-token'))
+  set('port', p.wholeNumber('port', 0, 65535))
+  set('host', p.last('host'))
+  if (p.has('token')) opts.tokens = p.all('token')
+  if (p.has('publish-token')) opts.publishTokens = p.all('publish-token')
   for (const t of [...(opts.tokens ?? []), ...(opts.publishTokens ?? [])]) {
     if (t === '') throw new UsageError('a token must not be empty')
   }
-  const usersFile = last(p, 'users')
+  const usersFile = p.last('users')
   if (usersFile !== undefined) {
     let json: unknown
     try {
@@ -133,18 +87,18 @@ function optionsFrom(p: Parsed): SseServerOptions {
       throw new UsageError(`--users ${usersFile}: ${(err as Error).message}`)
     }
   }
-  const publicDir = last(p, 'public')
+  const publicDir = p.last('public')
   if (publicDir !== undefined && !statSync(publicDir, { throwIfNoEntry: false })?.isDirectory()) {
     throw new UsageError(`--public ${publicDir}: not a folder`)
   }
   set('publicDir', publicDir)
-  set('corsOrigin', last(p, 'cors-origin'))
-  set('heartbeatMs', wholeNumber(p, 'heartbeat'))
-  set('retryMs', wholeNumber(p, 'retry'))
-  set('history', wholeNumber(p, 'history'))
-  set('maxClients', wholeNumber(p, 'max-clients'))
-  set('maxBufferBytes', wholeNumber(p, 'max-buffer'))
-  set('tickMs', wholeNumber(p, 'tick'))
+  set('corsOrigin', p.last('cors-origin'))
+  set('heartbeatMs', p.wholeNumber('heartbeat'))
+  set('retryMs', p.wholeNumber('retry'))
+  set('history', p.wholeNumber('history'))
+  set('maxClients', p.wholeNumber('max-clients'))
+  set('maxBufferBytes', p.wholeNumber('max-buffer'))
+  set('tickMs', p.wholeNumber('tick'))
   return opts
 }
 
@@ -158,7 +112,7 @@ function showcaseToken(opts: SseServerOptions, server: SseServer): { token: stri
 
 const shellQuote = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`
 
-async function serve(p: Parsed): Promise<void> {
+async function serve(p: Args): Promise<void> {
   const opts = optionsFrom(p)
   let server: SseServer
   try {
@@ -221,36 +175,35 @@ async function serve(p: Parsed): Promise<void> {
     })
     rl.on('close', stop) // Ctrl-D
     rl.on('SIGINT', stop) // readline takes Ctrl-C away from the process
-  } else if (p.values.has('stdin')) {
+  } else if (p.has('stdin')) {
     const rl = readline.createInterface({ input: process.stdin, terminal: false })
     rl.on('line', (line) => server.broadcast({ data: line }))
   }
 }
 
+/** The sub-commands, each with its own flags; anything else is the server's command line. */
+const COMMANDS: Readonly<Record<string, (argv: readonly string[]) => Promise<number>>> = { listen, publish, bench: runBench }
+
 async function main(argv: readonly string[]): Promise<void> {
-  // The client commands have their own flags; the server's are parsed only when it is the server.
-  if (argv[0] === 'listen' || argv[0] === 'publish') {
-    process.exitCode = await runClientCommand(argv)
-    return
-  }
-  if (argv[0] === 'bench') {
-    process.exitCode = await runBench(argv)
-    return
-  }
+  const command = Object.hasOwn(COMMANDS, argv[0] ?? '') ? argv[0]! : null
   try {
-    const p = parseArgs(argv)
-    if (p.values.has('help')) {
+    if (command !== null) {
+      process.exitCode = await COMMANDS[command]!(argv.slice(1))
+      return
+    }
+    const p = parseArgs(argv, FLAGS, false)
+    if (p.has('help')) {
       process.stdout.write(helpText())
       return
     }
-    if (p.values.has('version')) {
+    if (p.has('version')) {
       process.stdout.write(packageVersion() + '\n')
       return
     }
     await serve(p)
   } catch (err) {
     if (err instanceof UsageError) {
-      process.stderr.write(`rawsse: ${err.message}\n`)
+      process.stderr.write(`rawsse${command === null ? '' : ' ' + command}: ${err.message}\n`)
       process.exit(2)
     }
     throw err

@@ -1,11 +1,12 @@
-// The public API of rawsse: the server, its options and the types a caller sees. Nothing else.
+// The public API of rawsse: the server, its options and the types a caller sees; the client and
+// its parser. Nothing else.
 
-export { SseServer, type SseServerOptions, type SseServerEvents } from './server.js'
-export type { SseMessage } from './sse-encode.js'
-export type { ClientView, Target } from './clients.js'
-export type { AuthUser, AuthRequest, Authenticate, UserEntry } from './auth.js'
-export type { Bus, BusEvent, BusSubscriber } from './bus.js'
-export { LocalBus } from './bus.js'
-export type { Stats, DropReason } from './metrics.js'
-export { SseClient, SseClientError, type SseClientOptions, type SseClientEvents, type SseClientErrorKind, type SseEvent, type SseReadyState } from './sse-client.js'
-export { SseParser, SseParseError, type SseParserHandler, type SseParserOptions, type SseParseErrorType } from './sse-parse.js'
+export { SseServer, type SseServerOptions, type SseServerEvents } from './server/server.js'
+export type { SseMessage } from './server/sse-encode.js'
+export type { ClientView, Target } from './server/streams.js'
+export type { AuthUser, AuthRequest, Authenticate, UserEntry } from './server/auth.js'
+export type { Bus, BusEvent, BusSubscriber } from './server/bus/bus.js'
+export { LocalBus } from './server/bus/local.js'
+export type { Stats, DropReason } from './server/metrics.js'
+export { SseClient, SseClientError, type SseClientOptions, type SseClientEvents, type SseClientErrorKind, type SseEvent, type SseReadyState } from './client/sse-client.js'
+export { SseParser, SseParseError, type SseParserHandler, type SseParserOptions, type SseParseErrorType } from './client/sse-parse.js'

@@ -2,7 +2,7 @@
 // Every helper talks real TCP; nothing is mocked.
 
 import * as net from 'node:net'
-import { HttpError } from '../src/errors.js'
+import { HttpError } from '../src/server/errors.js'
 import { SseServer, type SseServerOptions } from '../src/index.js'
 
 export const TOKEN = 'tok' // may open streams
@@ -236,13 +236,4 @@ export function statusOf(fn: () => unknown): number | string {
 }
 
 /** mulberry32: a seeded PRNG in [0, 1), so a failing random case can be rebuilt from its seed. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let x = a
-    x = Math.imul(x ^ (x >>> 15), x | 1)
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
+export { rng } from '../bench/lib.mjs'

@@ -11,7 +11,7 @@ import * as net from 'node:net'
 import * as os from 'node:os'
 import * as path from 'node:path'
 import type { SseServerOptions } from '../src/index.js'
-import { KEEP_ALIVE_IDLE_MS, MAX_BODY_BYTES, MAX_HEAD_BYTES, MAX_HEADER_COUNT, MAX_TARGET_BYTES } from '../src/limits.js'
+import { KEEP_ALIVE_IDLE_MS, MAX_BODY_BYTES, MAX_HEAD_BYTES, MAX_HEADER_COUNT, MAX_TARGET_BYTES } from '../src/server/limits.js'
 import { chunk, openStream, PUB, publish, RawClient, rng, sleep, STREAM_HEAD, TOKEN, startServer, type Running } from './helpers.js'
 
 // ------------------------------------------------------------------ expected bytes

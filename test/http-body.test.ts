@@ -3,9 +3,9 @@
 
 import t from 'tap'
 import { statusOf } from './helpers.js'
-import { BodyReader } from '../src/http-body.js'
-import { HttpError } from '../src/errors.js'
-import { MAX_BODY_BYTES, MAX_CHUNK_LINE_BYTES } from '../src/limits.js'
+import { BodyReader } from '../src/server/http-body.js'
+import { HttpError } from '../src/server/errors.js'
+import { MAX_BODY_BYTES, MAX_REQUEST_CHUNK_LINE_BYTES } from '../src/server/limits.js'
 
 const b = (s: string): Buffer => Buffer.from(s, 'latin1')
 
@@ -217,13 +217,13 @@ function readChunked(wire: Buffer, byteByByte: boolean): string | number {
   return r.done ? r.body().toString('latin1') : 'not done'
 }
 
-t.test('accepts a chunk-size line of MAX_CHUNK_LINE_BYTES and refuses one byte more with 400', (t) => {
+t.test('accepts a chunk-size line of MAX_REQUEST_CHUNK_LINE_BYTES and refuses one byte more with 400', (t) => {
   // The line's length without its line end (CRLF or LF), as for every other line limit.
   const sizeLine = (n: number): string => '5;x=' + 'e'.repeat(n - 4)
-  t.equal(sizeLine(MAX_CHUNK_LINE_BYTES).length, MAX_CHUNK_LINE_BYTES)
+  t.equal(sizeLine(MAX_REQUEST_CHUNK_LINE_BYTES).length, MAX_REQUEST_CHUNK_LINE_BYTES)
   for (const eol of ['\r\n', '\n']) {
-    const at = b(`${sizeLine(MAX_CHUNK_LINE_BYTES)}${eol}hello${eol}0${eol}${eol}`)
-    const over = b(`${sizeLine(MAX_CHUNK_LINE_BYTES + 1)}${eol}hello${eol}0${eol}${eol}`)
+    const at = b(`${sizeLine(MAX_REQUEST_CHUNK_LINE_BYTES)}${eol}hello${eol}0${eol}${eol}`)
+    const over = b(`${sizeLine(MAX_REQUEST_CHUNK_LINE_BYTES + 1)}${eol}hello${eol}0${eol}${eol}`)
     const tag = JSON.stringify(eol)
     t.equal(readChunked(at, false), 'hello', `at the limit, ${tag}`)
     t.equal(readChunked(at, true), 'hello', `at the limit, ${tag}, byte by byte`)
@@ -233,12 +233,12 @@ t.test('accepts a chunk-size line of MAX_CHUNK_LINE_BYTES and refuses one byte m
   t.end()
 })
 
-t.test('accepts a trailer line of MAX_CHUNK_LINE_BYTES and refuses one byte more with 400', (t) => {
+t.test('accepts a trailer line of MAX_REQUEST_CHUNK_LINE_BYTES and refuses one byte more with 400', (t) => {
   const trailer = (n: number): string => 'X-T: ' + 'v'.repeat(n - 5)
-  t.equal(trailer(MAX_CHUNK_LINE_BYTES).length, MAX_CHUNK_LINE_BYTES)
+  t.equal(trailer(MAX_REQUEST_CHUNK_LINE_BYTES).length, MAX_REQUEST_CHUNK_LINE_BYTES)
   for (const eol of ['\r\n', '\n']) {
-    const at = b(`5${eol}hello${eol}0${eol}${trailer(MAX_CHUNK_LINE_BYTES)}${eol}${eol}`)
-    const over = b(`5${eol}hello${eol}0${eol}${trailer(MAX_CHUNK_LINE_BYTES + 1)}${eol}${eol}`)
+    const at = b(`5${eol}hello${eol}0${eol}${trailer(MAX_REQUEST_CHUNK_LINE_BYTES)}${eol}${eol}`)
+    const over = b(`5${eol}hello${eol}0${eol}${trailer(MAX_REQUEST_CHUNK_LINE_BYTES + 1)}${eol}${eol}`)
     const tag = JSON.stringify(eol)
     t.equal(readChunked(at, false), 'hello', `at the limit, ${tag}`)
     t.equal(readChunked(at, true), 'hello', `at the limit, ${tag}, byte by byte`)
@@ -248,8 +248,8 @@ t.test('accepts a trailer line of MAX_CHUNK_LINE_BYTES and refuses one byte more
   t.end()
 })
 
-t.test('refuses an unfinished chunk line already over MAX_CHUNK_LINE_BYTES with 400', (t) => {
-  const long = b('5;x=' + 'e'.repeat(MAX_CHUNK_LINE_BYTES))
+t.test('refuses an unfinished chunk line already over MAX_REQUEST_CHUNK_LINE_BYTES with 400', (t) => {
+  const long = b('5;x=' + 'e'.repeat(MAX_REQUEST_CHUNK_LINE_BYTES))
   t.equal(statusOf(() => chunkedReader().feed(long)), 400, 'in one read')
   t.equal(
     statusOf(() => {

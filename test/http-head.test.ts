@@ -3,9 +3,9 @@
 
 import t from 'tap'
 import { statusOf } from './helpers.js'
-import { parseHead, type ParsedHead } from '../src/http-head.js'
-import { HttpError } from '../src/errors.js'
-import { MAX_HEAD_BYTES, MAX_HEADER_COUNT, MAX_TARGET_BYTES } from '../src/limits.js'
+import { parseHead, type ParsedHead } from '../src/server/http-head.js'
+import { HttpError } from '../src/server/errors.js'
+import { MAX_HEAD_BYTES, MAX_HEADER_COUNT, MAX_TARGET_BYTES } from '../src/server/limits.js'
 
 /** Bytes exactly as written: latin1, so '\x80'..'\xff' stay single bytes. */
 const b = (s: string): Buffer => Buffer.from(s, 'latin1')

@@ -5,10 +5,11 @@
 import t, { type Test } from 'tap'
 import * as net from 'node:net'
 import { PUB, rng, startServer, TOKEN } from './helpers.js'
-import { Histogram } from '../src/load-stats.js'
-import { sourceAddress, STREAMS_PER_SOURCE_ADDRESS } from '../src/load-worker.js'
+import { Histogram } from '../src/load/stats.js'
+import { STREAMS_PER_SOURCE_ADDRESS } from '../src/load/limits.js'
+import { sourceAddress } from '../src/load/worker.js'
 import { Child, CLI, type Exit, type Teardown } from './process.js'
-import type { BenchReport } from '../src/load.js'
+import type { BenchReport } from '../src/load/bench.js'
 
 /** A bench run is short, but starts node once or thrice (workers). */
 const RUN_MS = 20_000

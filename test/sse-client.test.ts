@@ -7,7 +7,7 @@ import t from 'tap'
 import * as net from 'node:net'
 import * as tls from 'node:tls'
 import { SseClient, SseClientError, type SseClientOptions, type SseEvent } from '../src/index.js'
-import { MAX_RESPONSE_HEAD_BYTES } from '../src/http-response.js'
+import { MAX_RESPONSE_HEAD_BYTES } from '../src/client/limits.js'
 import { chunk, PUB, publish, startServer } from './helpers.js'
 
 interface Teardown {

@@ -5,7 +5,7 @@
 
 import t from 'tap'
 import { createParser, type EventSourceMessage } from 'eventsource-parser'
-import { SseParser, type SseParserOptions } from '../src/sse-parse.js'
+import { SseParser, type SseParserOptions } from '../src/client/sse-parse.js'
 import { rng } from './helpers.js'
 
 interface Ev {

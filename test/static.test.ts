@@ -11,7 +11,7 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 import t, { type Test } from 'tap'
 import type { SseServerOptions } from '../src/index.js'
-import { STATIC_CACHE_MAX_FILE_BYTES } from '../src/limits.js'
+import { STATIC_CACHE_MAX_FILE_BYTES } from '../src/server/limits.js'
 import { chunk, openStream, parseResponse, publish, RawClient, rawRequest, startServer, TOKEN, type Running } from './helpers.js'
 
 const SECRET = 'TOP-SECRET-7f3a9c'

@@ -1,11 +1,9 @@
 // Request bodies: Content-Length and chunked (RFC 9112 §6–§7), capped at MAX_BODY_BYTES.
 // Bytes in, "consumed N, done or not" out; throws HttpError(400 / 413). No sockets, no routing.
 
+import { CR, LF } from '../wire.js'
 import { HttpError } from './errors.js'
-import { MAX_BODY_BYTES, MAX_CHUNK_LINE_BYTES } from './limits.js'
-
-const LF = 10
-const CR = 13
+import { MAX_BODY_BYTES, MAX_REQUEST_CHUNK_LINE_BYTES } from './limits.js'
 
 const enum State {
   Size, // reading `<hex>[;ext]\r\n`
@@ -22,7 +20,7 @@ export class BodyReader {
   private state: State
   private remaining: number
   private readonly chunked: boolean
-  // The current chunk-size or trailer line, kept across reads; never longer than MAX_CHUNK_LINE_BYTES.
+  // The current chunk-size or trailer line, kept across reads; never longer than MAX_REQUEST_CHUNK_LINE_BYTES.
   private line = ''
 
   /** `contentLength` is ignored when `chunked`. */
@@ -84,13 +82,13 @@ export class BodyReader {
     const lf = buf.indexOf(LF, pos)
     const stop = lf === -1 ? buf.length : lf
     // +1: the CR of a CRLF is still in `line` until the LF arrives.
-    if (this.line.length + (stop - pos) > MAX_CHUNK_LINE_BYTES + 1) throw new HttpError(400, 'chunk line too long')
+    if (this.line.length + (stop - pos) > MAX_REQUEST_CHUNK_LINE_BYTES + 1) throw new HttpError(400, 'chunk line too long')
     this.line += buf.toString('latin1', pos, stop)
     if (lf === -1) return buf.length
     let line = this.line
     this.line = ''
     if (line.endsWith('\r')) line = line.slice(0, -1)
-    if (line.length > MAX_CHUNK_LINE_BYTES) throw new HttpError(400, 'chunk line too long')
+    if (line.length > MAX_REQUEST_CHUNK_LINE_BYTES) throw new HttpError(400, 'chunk line too long')
     if (this.state === State.Size) this.onSizeLine(line)
     else if (line === '') this.state = State.Done // trailer fields are read and ignored
     return lf + 1

@@ -1,6 +1,6 @@
-// The open streams: one plain array, channel counts, the fan-out, and dropping slow or closed
-// streams. This is the U++ example's `WriteChunk`: encode once, write the same Buffer to every
-// recipient, prune the dead. Never parses.
+// The open streams: one plain array, channel and user counts, the fan-out, and dropping slow or
+// closed streams. This is the U++ example's `WriteChunk`: encode once, write the same Buffer to
+// every recipient, prune the dead. Never parses.
 
 import type { Socket } from 'node:net'
 import type { DropReason, Metrics } from './metrics.js'
@@ -23,8 +23,8 @@ export interface Target {
 }
 
 /** One open stream. Kept small: 10 000 of these must fit in a few MiB. */
-export class Client implements ClientView {
-  /** Position in ClientRegistry.list, so a closed stream leaves the array in O(1). */
+export class Stream implements ClientView {
+  /** Position in Streams.list, so a closed stream leaves the array in O(1). */
   index = -1
   /** What the kernel had taken at the last stall check (see dropStalled), and when it last moved. */
   flushed = 0
@@ -46,12 +46,12 @@ export class Client implements ClientView {
 // written as several batches, still one write per stream per batch.
 const BATCH_MAX = 30
 
-export type RemoveListener = (client: Client, reason: DropReason | 'closed') => void
+export type RemoveListener = (client: Stream, reason: DropReason | 'closed') => void
 
-export class ClientRegistry {
+export class Streams {
   /** Every open stream, in no particular order: removal swaps the last one into the hole. */
-  readonly list: Client[] = []
-  private readonly byId = new Map<number, Client>()
+  readonly list: Stream[] = []
+  private readonly byId = new Map<number, Stream>()
   private readonly channelCounts = new Map<string, number>()
   private readonly userCounts = new Map<string, number>()
   // Events queued for the next flush(), in publish order.
@@ -68,11 +68,11 @@ export class ClientRegistry {
     return this.list.length
   }
 
-  get(id: number): Client | undefined {
+  get(id: number): Stream | undefined {
     return this.byId.get(id)
   }
 
-  add(c: Client): void {
+  add(c: Stream): void {
     // A new stream has had its replay (which already holds every queued event, from history),
     // or joins live from now on: either way, what is queued belongs to the streams before it.
     this.flush()
@@ -84,7 +84,7 @@ export class ClientRegistry {
   }
 
   /** Take a stream out of the array; idempotent, so a drop and the socket's 'close' can both call it. */
-  remove(c: Client, reason: DropReason | 'closed'): void {
+  remove(c: Stream, reason: DropReason | 'closed'): void {
     if (c.index === -1) return
     const last = this.list.pop()!
     if (last !== c) {
@@ -150,7 +150,7 @@ export class ClientRegistry {
   private writeBatch(frames: readonly Frame[], targets: readonly Target[], from: number, to: number): void {
     const shared = new Map<number, Buffer>()
     let bytes = 0
-    let slow: Client[] | null = null
+    let slow: Stream[] | null = null
     for (let i = 0; i < this.list.length; i++) {
       const c = this.list[i]!
       if (c.socket.destroyed) continue
@@ -203,10 +203,10 @@ export class ClientRegistry {
     return this.writeEach(this.list, frame, target)
   }
 
-  private writeEach(list: readonly Client[], frame: Frame, target: Target): number {
+  private writeEach(list: readonly Stream[], frame: Frame, target: Target): number {
     let reached = 0
     let bytes = 0
-    let slow: Client[] | null = null
+    let slow: Stream[] | null = null
     for (let i = 0; i < list.length; i++) {
       const c = list[i]!
       if (!matches(c, target) || c.socket.destroyed) continue
@@ -226,7 +226,7 @@ export class ClientRegistry {
    * will never be read, and freeing them is the point. Otherwise it gets the last chunk first
    * (`before`, e.g. a last `retry:`, then `0\r\n\r\n`) and a FIN.
    */
-  drop(c: Client, reason: DropReason, before?: Frame): void {
+  drop(c: Stream, reason: DropReason, before?: Frame): void {
     if (c.index === -1) return
     // Events published before an admin close or shutdown still reach the stream, before its end.
     if (reason === 'admin' || reason === 'shutdown') this.flush()
@@ -252,7 +252,7 @@ export class ClientRegistry {
    * alone would never notice, because writes to a half-open socket succeed until buffers fill.
    */
   dropStalled(now: number, stallMs: number): void {
-    let stalled: Client[] | null = null
+    let stalled: Stream[] | null = null
     for (const c of this.list) {
       const pending = c.socket.writableLength
       const flushed = c.socket.bytesWritten - pending
@@ -272,7 +272,7 @@ export class ClientRegistry {
 }
 
 /** Does a stream match a target? Cheapest tests first; the filter, user code, last. */
-export function matches(c: Client, t: Target): boolean {
+export function matches(c: Stream, t: Target): boolean {
   if (t.client !== undefined && c.id !== t.client) return false
   if (t.channel !== undefined && !c.channels.includes(t.channel)) return false
   if (t.user !== undefined && c.user !== t.user) return false

@@ -1,11 +1,11 @@
-// The bytes of the stream: an event in the text/event-stream format (WHATWG HTML §9.2,
-// "Server-sent events"), framed as one HTTP/1.1 chunk (RFC 9112 §7.1). Pure: no sockets.
+// The bytes of the stream: its response head, and an event in the text/event-stream format
+// (WHATWG HTML §9.2, "Server-sent events") framed as one HTTP/1.1 chunk (RFC 9112 §7.1). Pure: no sockets.
 //
 // Every event is encoded once into one Buffer, `<hex size>\r\n<event text>\r\n`, and that same
 // Buffer is written to every stream, kept in history and replayed as is. An HTTP/1.0 stream
 // (no chunked coding) gets `body`, a view of the same memory without the framing.
 
-import { DEFAULT_EVENT } from './limits.js'
+import { DEFAULT_EVENT } from '../wire.js'
 
 /** What a publisher sends: data (may hold line breaks), an optional event name and id. */
 export interface SseMessage {
@@ -74,4 +74,19 @@ export function encodeEvent(msg: SseMessage, retryMs?: number): Frame {
 /** A chunk holding only `retry:`: it sets the reconnection time and dispatches no event. */
 export function retryFrame(retryMs: number): Frame {
   return new Frame(`retry: ${retryMs}\n\n`)
+}
+
+/** The stream's response head (README "The wire, byte by byte"). HTTP/1.0 gets no chunked coding. */
+export function streamHead(chunked: boolean, corsOrigin: string): Buffer {
+  return Buffer.from(
+    'HTTP/1.1 200 OK\r\n' +
+      'Content-Type: text/event-stream; charset=utf-8\r\n' +
+      (chunked ? 'Transfer-Encoding: chunked\r\n' : '') +
+      'Cache-Control: no-cache, no-transform\r\n' +
+      (chunked ? 'Connection: keep-alive\r\n' : 'Connection: close\r\n') +
+      'X-Accel-Buffering: no\r\n' +
+      `Access-Control-Allow-Origin: ${corsOrigin}\r\n` +
+      '\r\n',
+    'latin1',
+  )
 }

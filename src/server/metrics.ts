@@ -5,7 +5,7 @@
 export type DropReason = 'buffer' | 'stall' | 'admin' | 'shutdown'
 export const DROP_REASONS: readonly DropReason[] = ['buffer', 'stall', 'admin', 'shutdown']
 
-/** The `/stats` JSON, key for key (../CONTRACT.md). */
+/** The `/stats` JSON, key for key (README "Routes", `GET /stats`). */
 export interface Stats {
   clients: number
   channels: Record<string, number>

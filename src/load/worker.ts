@@ -1,38 +1,22 @@
 // `rawsse bench`'s subscribers: a group of SSE streams held by one process, counting what each
-// receives. The coordinator (load.ts) runs one group in its own process, or forks this module
+// receives. The coordinator (bench.ts) runs one group in its own process, or forks this module
 // once per group when the streams need more file descriptors than one process may open; then
 // the messages below go over the IPC channel.
 //
 // Hot path (one read of one stream): one monotonic clock reading, the response body decoded as
-// views (BodyDecoder), events found as views (SseParser), seq and ts read out of the bytes
+// views (ResponseReader), events found as views (SseParser), seq and ts read out of the bytes
 // (BodyTemplate.extract). Nothing is allocated per event.
 
-import * as net from 'node:net'
-import * as tls from 'node:tls'
-import { BodyDecoder, bodyFraming, mediaType, parseResponseHead, requestHead, ResponseError } from './http-response.js'
-import { BodyTemplate, Histogram, monotonicUs } from './load-stats.js'
-import { DEFAULT_EVENT_TYPE, SseParser } from './sse-parse.js'
+import type * as net from 'node:net'
+import { dial } from '../client/dial.js'
+import { mediaType, requestHead, ResponseError, ResponseReader, type ResponseHandler, type ResponseHead } from '../client/http.js'
+import { SseParser } from '../client/sse-parse.js'
+import { DEFAULT_EVENT } from '../wire.js'
+import { CONNECT_TICK_MS, CONNECT_TIMEOUT_MS, MAX_CATCH_UP_TICKS, MIN_RING, PROGRESS_MS, READ_BUFFER_BYTES, STREAMS_PER_SOURCE_ADDRESS } from './limits.js'
+import { BodyTemplate, Histogram, monotonicUs } from './stats.js'
 
 /** The environment variable that makes a forked copy of this module a worker. */
 export const WORKER_ENV = 'RAWSSE_BENCH_WORKER'
-/** From dialing to the response head; past it the stream counts as a connect error. */
-const CONNECT_TIMEOUT_MS = 15_000
-/** Connections are dialed in small batches this often, to keep to --connect-rate. */
-const CONNECT_TICK_MS = 10
-/**
- * A tick dials at most this many batches' worth when behind: when connect() itself is slow (the
- * kernel searching for a free port), catching up in one burst would starve the event loop, and
- * the requests of connections already open would reach the server after its head deadline.
- */
-const MAX_CATCH_UP_TICKS = 2
-/** How often a group reports its delivery count (drain and the progress line read it). */
-const PROGRESS_MS = 50
-/** Streams per source address: under the ~28 000 ephemeral ports of one address, with room to spare. */
-export const STREAMS_PER_SOURCE_ADDRESS = 20_000
-/** The one read buffer of all plain-TCP streams of a group (node:net `onread`): reads are handled at once, so one suffices. */
-const READ_BUFFER_BYTES = 64 * 1024
-/** The smallest ring of per-seq counters (window mode); larger windows get a power of two ≥ 4 W. */
-const MIN_RING = 1024
 
 export interface GroupConfig {
   /** The stream URL. */
@@ -94,22 +78,40 @@ const enum Phase {
 }
 
 /** One stream: its socket, its readers, the last seq it received. */
-class Stream {
+class Stream implements ResponseHandler {
   phase = Phase.Head
   socket!: net.Socket
-  /** The unfinished response head. */
-  head: Buffer | null = null
-  decoder: BodyDecoder | null = null
+  readonly reader = new ResponseReader(this)
   readonly parser: SseParser
   last = 0
-  readonly dialedAt: number
+  readonly dialedAt = Date.now()
   error: Error | null = null
-  readonly onBody: (buf: Buffer, start: number, end: number) => void
 
-  constructor(group: StreamGroup) {
-    this.dialedAt = Date.now()
+  constructor(private readonly group: StreamGroup) {
     this.parser = new SseParser({ onEvent: (type, data, start, end) => group.onEvent(this, type, data, start, end) })
-    this.onBody = (buf, start, end) => this.parser.feed(buf, start, end)
+  }
+
+  onHead(head: ResponseHead): void {
+    const type = head.headers['content-type']
+    if (head.status !== 200) return this.refuse(`HTTP ${head.status} ${head.reason}`.trim())
+    if (mediaType(type) !== 'text/event-stream') return this.refuse(`Content-Type ${type ?? 'none'}, not text/event-stream`)
+    this.phase = Phase.Open
+    this.group.opened()
+  }
+
+  onBody(buf: Buffer, start: number, end: number): void {
+    this.parser.feed(buf, start, end)
+  }
+
+  /** The server ended the stream: counted when the socket closes. */
+  onEnd(): void {
+    this.socket.destroy()
+  }
+
+  refuse(why: string): void {
+    this.error ??= new Error(why)
+    this.reader.stop()
+    this.socket.destroy()
   }
 }
 
@@ -213,32 +215,16 @@ export class StreamGroup {
   }
 
   private dial(index: number): void {
-    const host = this.url.hostname.startsWith('[') ? this.url.hostname.slice(1, -1) : this.url.hostname
-    const https = this.url.protocol === 'https:'
-    const port = this.url.port === '' ? (https ? 443 : 80) : Number(this.url.port)
     const source = this.config.rotateSources ? sourceAddress(index) : null
-    const local = source === null ? {} : { localAddress: source }
     const st = new Stream(this)
-    let socket: net.Socket
-    if (https) {
-      socket = tls.connect({ host, port, ...local, ...(net.isIP(host) === 0 ? { servername: host } : {}), ALPNProtocols: ['http/1.1'] })
-      socket.on('data', (d: Buffer) => this.onData(st, d, d.length))
-    } else {
-      // Every read lands in the group's one buffer: no Buffer is allocated per read. The parsers
-      // copy what they keep (an unfinished line or head) before the next read can overwrite it.
-      socket = net.connect({
-        host,
-        port,
-        ...local,
-        onread: {
-          buffer: this.readBuffer,
-          callback: (n: number) => {
-            this.onData(st, this.readBuffer, n)
-            return true
-          },
-        },
-      })
-    }
+    const https = this.url.protocol === 'https:'
+    // Every plain-TCP read lands in the group's one buffer: no Buffer is allocated per read. The
+    // readers copy what they keep (an unfinished line or head) before the next read overwrites it.
+    const socket = dial(this.url, {
+      ...(source === null ? {} : { localAddress: source }),
+      ...(https ? {} : { onread: { buffer: this.readBuffer, callback: (n: number) => (this.onData(st, this.readBuffer, n), true) } }),
+    })
+    if (https) socket.on('data', (d: Buffer) => this.onData(st, d, d.length))
     st.socket = socket
     this.streams.push(st)
     socket.setNoDelay(true)
@@ -261,46 +247,19 @@ export class StreamGroup {
   private onData(st: Stream, d: Buffer, n: number): void {
     if (st.phase === Phase.Done) return
     this.nowUs = monotonicUs()
-    let buf = d
-    let end = n
-    let pos = 0
     try {
-      if (st.phase === Phase.Head) {
-        buf = st.head === null ? d.subarray(0, n) : Buffer.concat([st.head, d.subarray(0, n)])
-        end = buf.length
-        for (;;) {
-          const parsed = parseResponseHead(buf.subarray(pos))
-          if (parsed === null) {
-            st.head = Buffer.from(buf.subarray(pos)) // a copy: the read buffer is reused
-            return
-          }
-          pos += parsed.length
-          if (parsed.head.status < 200) continue
-          st.head = null
-          const type = parsed.head.headers['content-type']
-          if (parsed.head.status !== 200) return this.refuse(st, `HTTP ${parsed.head.status} ${parsed.head.reason}`.trim())
-          if (mediaType(type) !== 'text/event-stream') return this.refuse(st, `Content-Type ${type ?? 'none'}, not text/event-stream`)
-          st.decoder = new BodyDecoder(bodyFraming(parsed.head))
-          st.phase = Phase.Open
-          this.connected++
-          this.open++
-          this.maybeConnected()
-          break
-        }
-      }
-      const decoder = st.decoder!
-      decoder.feed(buf, pos, end, st.onBody)
-      if (decoder.done) st.socket.destroy() // the server ended the stream: counted in onClose
+      st.reader.feed(d, 0, n)
     } catch (err) {
       if (!(err instanceof ResponseError)) throw err
-      st.error ??= err
-      st.socket.destroy()
+      st.refuse(err.message)
     }
   }
 
-  private refuse(st: Stream, why: string): void {
-    st.error ??= new Error(why)
-    st.socket.destroy()
+  /** A stream's response was a 200 text/event-stream. */
+  opened(): void {
+    this.connected++
+    this.open++
+    this.maybeConnected()
   }
 
   private onClose(st: Stream): void {
@@ -337,7 +296,7 @@ export class StreamGroup {
   /** The parser's handler: one event of one stream, its data a view. */
   onEvent(st: Stream, type: string, data: Buffer, start: number, end: number): void {
     // `ready`, `time` and other events of the server are not ours.
-    if (type !== DEFAULT_EVENT_TYPE) return
+    if (type !== DEFAULT_EVENT) return
     const t = this.template
     if (!t.extract(data, start, end)) return
     const seq = t.seq

@@ -1,7 +1,7 @@
 // The one reader of event streams in rawsse: bytes in, events out. WHATWG HTML §9.2.5 "Parsing an
 // event stream" and §9.2.6 "Interpreting an event stream":
 // https://html.spec.whatwg.org/multipage/server-sent-events.html#parsing-an-event-stream
-// Pure: no sockets, no timers. SseClient and (later) `rawsse bench` both feed it.
+// Pure: no sockets, no timers. SseClient and `rawsse bench` both feed it.
 //
 // A push parser over Buffers: feed() any slice of the body as it arrives, split anywhere, and the
 // handler is called once per dispatched event. It keeps state between calls instead of waiting
@@ -13,10 +13,10 @@
 // is reused), and strings are made only when asked for (`lastEventId`) or when the event type
 // changes. So a bench scanning thousands of streams pays for bytes, not for objects.
 
-const LF = 10
-const CR = 13
-const SPACE = 32
-const COLON = 58
+import { COLON, CR, DEFAULT_EVENT, LF, SP } from '../wire.js'
+import { equalBytes, Held, Scratch } from './held-bytes.js'
+import { DEFAULT_MAX_EVENT_BYTES } from './limits.js'
+
 const NUL = 0
 const DIGIT_0 = 48
 const DIGIT_9 = 57
@@ -25,8 +25,6 @@ const DIGIT_9 = 57
 const BOM = Buffer.from([0xef, 0xbb, 0xbf])
 /** `bomMatched` once the start of the stream is decided: the BOM was stripped, or there was none. */
 const BOM_DONE = -1
-/** What a view points at when there is none, so that no chunk is kept alive by a stale view. */
-const EMPTY = Buffer.alloc(0)
 
 // The letters of the field names, compared byte by byte (§9.2.6 compares names literally: no
 // case folding, no trimming). Cheaper than a compare call on the hottest line of all, `data:`.
@@ -40,19 +38,6 @@ const LC_T = 116
 const LC_V = 118
 const LC_Y = 121
 
-/** The event type when the stream set none, or set it to the empty string. */
-export const DEFAULT_EVENT_TYPE = 'message'
-
-/**
- * The longest line, and the longest event data (its lines joined), in bytes. A server that never
- * ends a line or an event cannot make us buffer without bound: one byte more and the parser stops
- * with a `too-large` error, whatever the split of the reads. Far above anything rawsse sends
- * (publish bodies are at most 1 MiB).
- */
-export const DEFAULT_MAX_EVENT_BYTES = 16 * 1024 * 1024
-
-/** Scratch buffers start this small and double as needed, up to the limit above. */
-const INITIAL_SCRATCH_BYTES = 256
 /** Distinct event type strings remembered, so that a stream alternating a few types makes no new strings. */
 const TYPE_CACHE_SIZE = 8
 
@@ -89,50 +74,8 @@ export interface SseParserHandler {
 export interface SseParserOptions {
   /** The last event ID to start from, e.g. one saved from an earlier run. Default: '' (none). */
   lastEventId?: string
-  /** See DEFAULT_MAX_EVENT_BYTES. */
+  /** The longest line or event data in bytes; default 16 MiB (client/limits.ts DEFAULT_MAX_EVENT_BYTES). */
   maxEventBytes?: number
-}
-
-/** One growable byte buffer, reused for the life of the parser. */
-class Scratch {
-  buf: Buffer = Buffer.alloc(0)
-  length = 0
-
-  /** Append `src[start, end)`; false when that would pass `max` bytes. */
-  append(src: Buffer, start: number, end: number, max: number): boolean {
-    const need = this.length + (end - start)
-    if (need > max) return false
-    if (need > this.buf.length) {
-      let size = Math.max(INITIAL_SCRATCH_BYTES, this.buf.length * 2)
-      while (size < need) size *= 2
-      const grown = Buffer.allocUnsafe(Math.min(size, max))
-      this.buf.copy(grown, 0, 0, this.length)
-      this.buf = grown
-    }
-    this.length += src.copy(this.buf, this.length, start, end)
-    return true
-  }
-
-  appendByte(byte: number, max: number): boolean {
-    if (this.length + 1 > max) return false
-    if (this.length === this.buf.length) {
-      const one = Buffer.of(byte)
-      return this.append(one, 0, 1, max)
-    }
-    this.buf[this.length++] = byte
-    return true
-  }
-
-  set(src: Buffer, start: number, end: number, max: number): boolean {
-    this.length = 0
-    return this.append(src, start, end, max)
-  }
-}
-
-function equalBytes(a: Buffer, as: number, ae: number, b: Buffer, bs: number, be: number): boolean {
-  if (ae - as !== be - bs) return false
-  for (let i = 0; i < ae - as; i++) if (a[as + i] !== b[bs + i]) return false
-  return true
 }
 
 export class SseParser {
@@ -150,18 +93,9 @@ export class SseParser {
   // --- the event being built (§9.2.6: the data buffer and the event type buffer) ---
   /** `data` fields seen in this block. The data is dispatched when this is > 0, even if empty. */
   private dataLines = 0
-  /** The first data line as a view of the chunk being fed (dataInView), else the data is in `data`. */
-  private dataInView = false
-  private viewBuf: Buffer = EMPTY
-  private viewStart = 0
-  private viewEnd = 0
-  private readonly data = new Scratch()
-  /** The event type, like the data: a view of the current chunk or a copy in `type`. */
-  private typeInView = false
-  private typeBuf: Buffer = EMPTY
-  private typeStart = 0
-  private typeEnd = 0
-  private readonly type = new Scratch()
+  /** The data: its first line as a view of the chunk being fed, more lines joined in a copy. */
+  private readonly data = new Held()
+  private readonly type = new Held()
   private readonly typeCache: Array<{ bytes: Buffer; text: string }> = []
   private typeCacheNext = 0
 
@@ -170,17 +104,9 @@ export class SseParser {
   // id on every event, only the last one of a read is ever copied.
   /** The last event ID buffer: set by an `id` field, committed by the next blank line (idDirty: not yet). */
   private idDirty = false
-  private idInView = false
-  private idBuf: Buffer = EMPTY
-  private idStart = 0
-  private idEnd = 0
-  private readonly idCopy = new Scratch()
+  private readonly id = new Held()
   /** The last event ID string, committed. */
-  private lastInView = false
-  private lastBuf: Buffer = EMPTY
-  private lastStart = 0
-  private lastEnd = 0
-  private readonly lastCopy = new Scratch()
+  private readonly last = new Held()
   /** The last event ID decoded, made only when someone reads `lastEventId`. */
   private lastIdText: string | null
 
@@ -195,7 +121,7 @@ export class SseParser {
     const initial = options.lastEventId ?? ''
     if (initial.includes('\0') || /[\r\n]/.test(initial)) throw new RangeError('lastEventId must not contain NUL, CR or LF')
     const bytes = Buffer.from(initial)
-    this.lastCopy.set(bytes, 0, bytes.length, Number.MAX_SAFE_INTEGER)
+    this.last.set(bytes, 0, bytes.length, Number.MAX_SAFE_INTEGER)
     this.lastIdText = initial
   }
 
@@ -205,7 +131,7 @@ export class SseParser {
    * sends it as `Last-Event-ID` and later events without an `id` still carry it.
    */
   get lastEventId(): string {
-    this.lastIdText ??= this.lastInView ? this.lastBuf.toString('utf8', this.lastStart, this.lastEnd) : this.lastCopy.buf.toString('utf8', 0, this.lastCopy.length)
+    this.lastIdText ??= this.last.toString()
     return this.lastIdText
   }
 
@@ -280,30 +206,11 @@ export class SseParser {
     if (pos < end && !this.line.append(chunk, pos, end, this.max)) return this.fail()
 
     // Views of `chunk` must not outlive this call: the caller may reuse or free its memory.
-    if (this.dataInView) {
-      this.dataInView = false
-      if (!this.data.set(this.viewBuf, this.viewStart, this.viewEnd, this.max)) return this.fail()
-      this.viewBuf = EMPTY
-    }
-    if (this.typeInView) {
-      this.typeInView = false
-      if (!this.type.set(this.typeBuf, this.typeStart, this.typeEnd, this.max)) return this.fail()
-      this.typeBuf = EMPTY
-    }
-    if (this.idInView) {
-      this.idInView = false
-      if (this.idDirty && !this.idCopy.set(this.idBuf, this.idStart, this.idEnd, this.max)) return this.fail()
-      this.idBuf = EMPTY
-    }
-    this.keepLastId()
-  }
-
-  /** Copy the committed last event ID out of the chunk being fed, which may be reused after feed(). */
-  private keepLastId(): void {
-    if (!this.lastInView) return
-    this.lastInView = false
-    this.lastCopy.set(this.lastBuf, this.lastStart, this.lastEnd, Number.MAX_SAFE_INTEGER)
-    this.lastBuf = EMPTY
+    // (An id not yet committed is kept; one that was is in `last`, and its buffer is done.)
+    if (!this.data.keep(this.max) || !this.type.keep(this.max)) return this.fail()
+    if (!this.idDirty) this.id.clear()
+    else if (!this.id.keep(this.max)) return this.fail()
+    this.last.keep(Number.MAX_SAFE_INTEGER)
   }
 
   /**
@@ -336,23 +243,18 @@ export class SseParser {
 
   /** Forget the event being built (a feed() in progress stops; its chunk is not looked at again). */
   private clearEvent(): void {
-    this.keepLastId()
+    this.last.keep(Number.MAX_SAFE_INTEGER)
     // The uncommitted id goes: the next stream starts from the last event ID string.
     this.idDirty = false
-    this.idInView = false
-    this.idBuf = EMPTY
+    this.id.clear()
     this.clearBlock()
   }
 
   /** The data and event type buffers, emptied after each blank line. */
   private clearBlock(): void {
     this.dataLines = 0
-    this.dataInView = false
-    this.viewBuf = EMPTY
-    this.data.length = 0
-    this.typeInView = false
-    this.typeBuf = EMPTY
-    this.type.length = 0
+    this.data.clear()
+    this.type.clear()
   }
 
   /** One line without its line end, in `buf[s, e)`. `inChunk`: `buf` is the chunk being fed. */
@@ -360,7 +262,7 @@ export class SseParser {
     if (s === e) return this.dispatch()
     if (buf[s] === COLON) {
       // A comment: ignored by the spec; heartbeats are comments.
-      if (this.handler.onComment !== undefined) this.handler.onComment(buf, buf[s + 1] === SPACE ? s + 2 : s + 1, e)
+      if (this.handler.onComment !== undefined) this.handler.onComment(buf, buf[s + 1] === SP ? s + 2 : s + 1, e)
       return
     }
     // The field name runs to the first colon; a line without one is a name with an empty value.
@@ -369,7 +271,7 @@ export class SseParser {
     let vs = colon
     if (colon < e) {
       vs = colon + 1
-      if (vs < e && buf[vs] === SPACE) vs++ // one space after the colon is removed, only one
+      if (vs < e && buf[vs] === SP) vs++ // one space after the colon is removed, only one
     }
     switch (colon - s) {
       case 4:
@@ -389,36 +291,21 @@ export class SseParser {
   private addData(buf: Buffer, vs: number, e: number, inChunk: boolean): void {
     if (this.dataLines === 0 && inChunk) {
       // The common case: keep a view; copied only if the event is still open when the chunk ends.
-      this.dataInView = true
-      this.viewBuf = buf
-      this.viewStart = vs
-      this.viewEnd = e
+      this.data.view(buf, vs, e)
       this.dataLines = 1
       return
     }
-    if (this.dataInView) {
-      this.dataInView = false
-      if (!this.data.set(this.viewBuf, this.viewStart, this.viewEnd, this.max)) return this.fail()
-      this.viewBuf = EMPTY
-    }
+    if (!this.data.keep(this.max)) return this.fail()
     // The spec appends the value and an LF, and removes the last LF at dispatch: the same as
     // joining the lines with LF.
-    if (this.dataLines > 0 && !this.data.appendByte(LF, this.max)) return this.fail()
-    if (!this.data.append(buf, vs, e, this.max)) return this.fail()
+    if (this.dataLines > 0 && !this.data.copy.appendByte(LF, this.max)) return this.fail()
+    if (!this.data.copy.append(buf, vs, e, this.max)) return this.fail()
     this.dataLines++
   }
 
   private setType(buf: Buffer, vs: number, e: number, inChunk: boolean): void {
-    if (inChunk) {
-      this.typeInView = true
-      this.typeBuf = buf
-      this.typeStart = vs
-      this.typeEnd = e
-    } else {
-      this.typeInView = false
-      this.typeBuf = EMPTY
-      if (!this.type.set(buf, vs, e, this.max)) this.fail()
-    }
+    if (inChunk) this.type.view(buf, vs, e)
+    else if (!this.type.set(buf, vs, e, this.max)) this.fail()
   }
 
   private setId(buf: Buffer, vs: number, e: number, inChunk: boolean): void {
@@ -426,16 +313,8 @@ export class SseParser {
     // field value. Otherwise, ignore the field." (A NUL byte in UTF-8 is only ever U+0000.)
     for (let i = vs; i < e; i++) if (buf[i] === NUL) return
     this.idDirty = true
-    if (inChunk) {
-      this.idInView = true
-      this.idBuf = buf
-      this.idStart = vs
-      this.idEnd = e
-    } else {
-      this.idInView = false
-      this.idBuf = EMPTY
-      if (!this.idCopy.set(buf, vs, e, this.max)) this.fail()
-    }
+    if (inChunk) this.id.view(buf, vs, e)
+    else if (!this.id.set(buf, vs, e, this.max)) this.fail()
   }
 
   private setRetry(buf: Buffer, vs: number, e: number): void {
@@ -458,16 +337,7 @@ export class SseParser {
     if (this.idDirty) {
       this.idDirty = false
       this.lastIdText = null
-      if (this.idInView) {
-        this.lastInView = true
-        this.lastBuf = this.idBuf
-        this.lastStart = this.idStart
-        this.lastEnd = this.idEnd
-      } else {
-        this.lastInView = false
-        this.lastBuf = EMPTY
-        this.lastCopy.set(this.idCopy.buf, 0, this.idCopy.length, Number.MAX_SAFE_INTEGER)
-      }
+      this.last.assign(this.id, Number.MAX_SAFE_INTEGER)
     }
     if (this.dataLines === 0) {
       // "If the data buffer is an empty string, set the data buffer and the event type buffer to
@@ -476,18 +346,7 @@ export class SseParser {
       return
     }
     const type = this.eventType()
-    let buf: Buffer
-    let start: number
-    let end: number
-    if (this.dataInView) {
-      buf = this.viewBuf
-      start = this.viewStart
-      end = this.viewEnd
-    } else {
-      buf = this.data.buf
-      start = 0
-      end = this.data.length
-    }
+    const { buf, start, end } = this.data
     // Cleared before the call: a handler may feed or reset. (The scratch memory itself is only
     // overwritten by the next data line, so `buf` stays valid during the call.)
     this.clearBlock()
@@ -496,19 +355,8 @@ export class SseParser {
 
   /** The type as a string, made once per distinct type and reused after (TYPE_CACHE_SIZE of them). */
   private eventType(): string {
-    let buf: Buffer
-    let s: number
-    let e: number
-    if (this.typeInView) {
-      buf = this.typeBuf
-      s = this.typeStart
-      e = this.typeEnd
-    } else {
-      buf = this.type.buf
-      s = 0
-      e = this.type.length
-    }
-    if (s === e) return DEFAULT_EVENT_TYPE
+    const { buf, start: s, end: e } = this.type
+    if (s === e) return DEFAULT_EVENT
     for (const entry of this.typeCache) {
       if (equalBytes(entry.bytes, 0, entry.bytes.length, buf, s, e)) return entry.text
     }

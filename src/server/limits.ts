@@ -1,11 +1,11 @@
-// Every limit, default and wire constant of rawsse, with its unit and what happens past it.
-// Imports nothing, so any file can read it and a reader finds every number in one place.
+// Every limit and default of the server wing, with its unit and what happens past it. The
+// defaults both ends of the wire share (event name, retry, jitter) are in ../wire.ts; this file
+// imports nothing else, so any server file can read it and a reader finds every number here.
 
-// --- defaults of the CLI flags and library options (../CONTRACT.md) ---
+// --- defaults of the CLI flags and library options (README "Flags") ---
 export const DEFAULT_PORT = 6500
 export const DEFAULT_HOST = '127.0.0.1'
 export const DEFAULT_HEARTBEAT_MS = 15_000 // comment line `:\n\n` to every stream; 0 = off
-export const DEFAULT_RETRY_MS = 3_000 // `retry:` sent at stream start
 export const DEFAULT_HISTORY = 1_000 // events kept for Last-Event-ID replay
 export const DEFAULT_MAX_CLIENTS = 10_000 // open streams; one more gets 503
 export const DEFAULT_MAX_BUFFER_BYTES = 1024 * 1024 // unsent bytes before a stream is dropped as slow
@@ -17,7 +17,7 @@ export const MAX_TARGET_BYTES = 8 * 1024 // request target longer than this: 414
 export const MAX_HEAD_BYTES = 16 * 1024 // request line + headers longer than this: 431
 export const MAX_HEADER_COUNT = 100 // more header fields than this: 431 (a header flood)
 export const MAX_BODY_BYTES = 1024 * 1024 // request body longer than this: 413
-export const MAX_CHUNK_LINE_BYTES = 1024 // chunk-size line (with extensions) or trailer line: 400 past this
+export const MAX_REQUEST_CHUNK_LINE_BYTES = 1024 // chunk-size line (with extensions) or trailer line of a request body: 400 past this
 export const HEAD_TIMEOUT_MS = 10_000 // head (and then body) not complete this long after its first byte was awaited: 408
 export const KEEP_ALIVE_IDLE_MS = 5_000 // idle keep-alive connection with no new request: closed silently
 export const LINGER_MS = 2_000 // after an error reply, how long we keep reading (and discarding) before reset
@@ -27,17 +27,14 @@ export const MAX_CHANNELS_PER_STREAM = 32 // more `channel` parameters than this
 export const MAX_NAME_BYTES = 256 // channel, event name, user or role longer than this: 400
 export const MAX_ID_BYTES = 256 // event id longer than this: 400
 export const STALL_TIMEOUT_MS = 30_000 // unsent bytes that have not shrunk this long: the stream is dropped
-export const RETRY_JITTER = 0.5 // `retry:` is drawn from [retry, retry * (1 + RETRY_JITTER)]
 export const SHUTDOWN_GRACE_MS = 5_000 // stop(): sockets still open after this are destroyed
 export const HOUSEKEEPING_MS = 1_000 // one shared sweep: heartbeats and stall checks, never a timer per stream
 
 // --- static files ---
 export const STATIC_CACHE_MAX_FILE_BYTES = 1024 * 1024 // files up to this size are kept in memory, bigger ones streamed
 
-// --- wire constants ---
-export const CRLF = '\r\n'
+// --- stream constants ---
 export const DEFAULT_CHANNEL = 'default'
 /** The channel list of a stream that named none (frozen: every such stream shares it). */
 export const DEFAULT_CHANNELS: readonly string[] = Object.freeze([DEFAULT_CHANNEL])
-export const DEFAULT_EVENT = 'message' // the event name that is omitted on the wire
 export const HISTORY_GAP_REASON = 'history-gap'

@@ -1,9 +1,10 @@
-// Request to handler and status: what each route of ../CONTRACT.md does with a parsed request.
+// Request to handler and status: what each route of the README's "Routes" does with a parsed request.
 // Returns what to answer (a reply, a stream to open, a file to send); no byte framing here.
 
 import { isUtf8 } from 'node:buffer'
+import { jittered } from '../wire.js'
 import { bearerToken, hasRole, ROLE_ADMIN, ROLE_PUBLISH, type AuthUser } from './auth.js'
-import type { Target } from './clients.js'
+import type { Target } from './streams.js'
 import { ALLOWED_METHODS, HttpError } from './errors.js'
 import type { RequestHead } from './http-head.js'
 import { DEFAULT_CHANNELS, MAX_CHANNELS_PER_STREAM, MAX_ID_BYTES, MAX_NAME_BYTES } from './limits.js'
@@ -116,7 +117,7 @@ function openStream(req: RequestHead, ctx: RouteContext, peer: Peer): Outcome {
   const lastEventId = header !== undefined ? Buffer.from(header, 'latin1').toString('utf8') : params.get('lastEventId')
 
   if (req.method === 'GET' && ctx.clientCount >= ctx.maxClients) {
-    const seconds = Math.ceil((ctx.retryMs * (1 + Math.random())) / 1000)
+    const seconds = Math.ceil(jittered(ctx.retryMs) / 1000)
     throw new HttpError(503, 'too many streams', [['Retry-After', String(seconds)]])
   }
   // Most streams take the default: they share one array (a client record is kept per stream).

@@ -5,14 +5,10 @@
 // We first look for the blank line that ends the head with indexOf (native, fast), and only
 // then walk the lines once, so a head trickling in byte by byte costs no repeated parsing.
 
+import { COLON, CR, findHeadEnd, HTAB, LF, SP } from '../wire.js'
 import { ALLOWED_METHODS, HttpError } from './errors.js'
 import { MAX_HEAD_BYTES, MAX_HEADER_COUNT, MAX_TARGET_BYTES } from './limits.js'
 
-const HTAB = 9
-const LF = 10
-const CR = 13
-const SP = 32
-const COLON = 58
 const DEL = 127
 
 // tchar (RFC 9110 §5.6.2): the bytes allowed in a method and a field name.
@@ -79,19 +75,6 @@ export function parseHead(buf: Buffer, seen = 0): ParsedHead | null {
   }
   if (end - start > MAX_HEAD_BYTES) throw new HttpError(431, 'request head too large')
   return { head: parseComplete(buf, start), length: end }
-}
-
-/** Index just past the blank line that ends the head, or -1. LF alone is accepted as a line end (RFC 9112 §2.2). */
-function findHeadEnd(buf: Buffer, from: number): number {
-  let i = from
-  for (;;) {
-    i = buf.indexOf(LF, i)
-    if (i === -1) return -1
-    const next = i + 1
-    if (buf[next] === LF) return next + 1
-    if (buf[next] === CR && buf[next + 1] === LF) return next + 2
-    i = next
-  }
 }
 
 /**

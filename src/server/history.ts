@@ -1,7 +1,7 @@
 // The last N published events, already encoded, for Last-Event-ID replay (WHATWG HTML §9.2.4:
 // a reconnecting client sends the id of the last event it saw). No sockets.
 
-import type { Target } from './clients.js'
+import type { Target } from './streams.js'
 import type { Frame } from './sse-encode.js'
 
 export interface HistoryEntry {

@@ -1,0 +1,376 @@
+// What the bench scripts share. bench/fanout.mjs and bench/http.mjs run servers and load tools as
+// child processes and write their sections of bench/RESULTS.md; this module owns the parts they
+// have in common: where things are (ROOT, CLI, the bench folder), how rawsse's bin runs node
+// (binNodeFlags), child processes tracked and killed by PID (startProcess, killAll, childPids),
+// free ports, the busy-core check before a run, the machine description, the RESULTS.md sections,
+// and the number formatting of the tables. It also holds the seeded PRNG (rng) that bench/fuzz.mjs
+// and the tests (through test/helpers.ts) use.
+//
+// Importing it starts nothing: no process, no timer, no signal handler. The handlers that kill the
+// tracked children on exit, SIGINT and SIGTERM are installed the first time startProcess starts a
+// child, so a test process that imports this module for rng keeps its own signal behaviour.
+
+import { spawn, spawnSync } from 'node:child_process'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import * as net from 'node:net'
+import * as os from 'node:os'
+import * as path from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+/** The bench/ folder. */
+export const BENCH = path.dirname(fileURLToPath(import.meta.url))
+export const ROOT = path.join(BENCH, '..')
+export const CLI = path.join(ROOT, 'dist', 'cli.js')
+/** The publish token every bench server is started with. */
+export const PUBLISH_TOKEN = 'bench-publish-token'
+export const BUSY_LIMIT = 15 // percent of a core used by others before a run: worth a warning
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+
+/** The node flags on dist/cli.js's `#!/usr/bin/env -S node …` line: rawsse runs as its bin runs it. Read once. */
+let nodeFlags = null
+export function binNodeFlags() {
+  if (nodeFlags === null) {
+    const first = readFileSync(CLI, 'utf8').split('\n', 1)[0]
+    const m = /^#!\S*env -S node(.*)$/.exec(first)
+    nodeFlags = m ? m[1].trim().split(/\s+/).filter(Boolean) : []
+  }
+  return nodeFlags
+}
+
+/**
+ * A small deterministic PRNG (mulberry32) in [0, 1), so a failing random case can be rebuilt from its seed.
+ * @param {number} seed
+ * @returns {() => number}
+ */
+export function rng(seed) {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes: every child is tracked and killed by PID, also when this script fails or is stopped.
+
+const live = new Set() // { pid, name, extraPids() }
+
+/** process.kill, for a process that may be gone already. */
+function signal(pid, sig) {
+  try {
+    process.kill(pid, sig)
+  } catch {}
+}
+
+function killTracked(entry, sig) {
+  for (const pid of [entry.pid, ...entry.extraPids()]) signal(pid, sig)
+}
+
+export function killAll() {
+  for (const e of live) killTracked(e, 'SIGKILL')
+  live.clear()
+}
+
+/**
+ * On exit, SIGINT and SIGTERM, kill every tracked child. Installed once, by the first
+ * startProcess, not on import: a process that only borrows a helper (a test importing rng) keeps
+ * its own signal behaviour.
+ */
+let handlersInstalled = false
+function installKillHandlers() {
+  if (handlersInstalled) return
+  handlersInstalled = true
+  process.on('exit', killAll)
+  for (const sig of ['SIGINT', 'SIGTERM']) {
+    process.on(sig, () => {
+      process.stderr.write(`\n${sig}: stopping every process started here\n`)
+      killAll()
+      process.exit(130)
+    })
+  }
+}
+
+/** Children of a process, from /proc (nginx: the worker of the master). */
+export function childPids(pid) {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number)
+  } catch {
+    return []
+  }
+}
+
+/**
+ * Starts a command; resolves once `ready(stdoutSoFar)` returns a value (or rejects after
+ * timeoutMs or when the process exits first). The result can be stopped with stop().
+ */
+export function startProcess(name, cmd, args, { ready, timeoutMs = 10_000, cwd = ROOT, withChildren = false } = {}) {
+  installKillHandlers()
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] })
+    const entry = { pid: child.pid, name, extraPids: () => (withChildren ? childPids(child.pid) : []) }
+    live.add(entry)
+    let out = ''
+    let err = ''
+    let done = false
+    let exited = false
+    const exitP = new Promise((r) => child.once('exit', (code, signal) => ((exited = true), r({ code, signal }))))
+    // 'close' comes after 'exit' once stdout and stderr are drained (and, for nginx, the worker,
+    // which shares them, has gone too).
+    const closedP = new Promise((r) => child.once('close', r))
+    const proc = {
+      name,
+      child,
+      pid: child.pid,
+      get stdout() {
+        return out
+      },
+      get stderr() {
+        return err
+      },
+      exited: exitP,
+      closed: closedP,
+      /** SIGTERM, then SIGKILL after graceMs; also kills the children it had. */
+      async stop(graceMs = 5000) {
+        const kids = withChildren ? childPids(child.pid) : []
+        if (!exited) {
+          signal(child.pid, 'SIGTERM')
+          await Promise.race([exitP, sleep(graceMs)])
+          if (!exited) {
+            signal(child.pid, 'SIGKILL')
+            await Promise.race([exitP, sleep(2000)])
+          }
+        }
+        for (const k of kids) signal(k, 'SIGKILL')
+        live.delete(entry)
+      },
+    }
+    const timer = setTimeout(() => {
+      if (done) return
+      done = true
+      void proc.stop(500)
+      reject(new Error(`${name}: not ready within ${timeoutMs} ms\n${tail(err || out)}`))
+    }, timeoutMs)
+    const check = async () => {
+      if (done) return
+      let v
+      try {
+        v = await ready(out, proc)
+      } catch {
+        v = undefined
+      }
+      if (v !== undefined && v !== null && v !== false && !done) {
+        done = true
+        clearTimeout(timer)
+        resolve({ proc, value: v })
+      }
+    }
+    child.stdout.setEncoding('utf8')
+    child.stderr.setEncoding('utf8')
+    child.stdout.on('data', (d) => {
+      out += d
+      if (out.length > 4_000_000) out = out.slice(-2_000_000)
+      void check()
+    })
+    child.stderr.on('data', (d) => {
+      err += d
+      if (err.length > 200_000) err = err.slice(-100_000)
+    })
+    child.once('error', (e) => {
+      if (done) return
+      done = true
+      clearTimeout(timer)
+      live.delete(entry)
+      reject(new Error(`${name}: cannot start ${cmd}: ${e.message}`))
+    })
+    void exitP.then(({ code, signal }) => {
+      live.delete(entry)
+      if (done) return
+      done = true
+      clearTimeout(timer)
+      reject(new Error(`${name}: exited (${signal ?? code}) before it was ready\n${tail(err || out)}`))
+    })
+    // Readiness that does not come from stdout (nginx): poll.
+    const poll = setInterval(() => (done ? clearInterval(poll) : void check()), 100)
+  })
+}
+
+/** The last n characters of a process's output, for an error message. */
+export const tail = (s, n = 600) => (s.length > n ? '…' + s.slice(-n) : s).trim()
+
+// ---------------------------------------------------------------------------------------------
+// Ports, servers' ready lines and the cores before a run.
+
+/**
+ * A free TCP port below the ephemeral range (from /proc/sys/net/ipv4/ip_local_port_range), so
+ * it never competes with the tens of thousands of client-side ports a run uses up: with those in
+ * TIME_WAIT, `listen(0)` can fail with EADDRINUSE.
+ */
+export async function freePort() {
+  const [low] = ephemeralPorts()
+  const from = Math.max(1024, Math.min(20000, low - 2000))
+  for (let i = 0; i < 200; i++) {
+    const port = from + Math.floor(Math.random() * (low - from))
+    const ok = await new Promise((resolve) => {
+      const s = net.createServer()
+      s.once('error', () => resolve(false))
+      s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)))
+    })
+    if (ok) return port
+  }
+  throw new Error(`no free port in ${from}–${low - 1}`)
+}
+
+/** The ephemeral port range [low, high], from /proc/sys/net/ipv4/ip_local_port_range (Linux's default if unreadable). */
+export function ephemeralPorts() {
+  try {
+    const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number)
+    return [low, high]
+  } catch {
+    return [32768, 60999]
+  }
+}
+
+/** The URL a server prints when it listens (rawsse and the node peers print the same line). */
+export const listeningUrl = (out) => /listening on (http:\/\/\S+)/.exec(out)?.[1]
+
+/**
+ * The busiest core's use over `ms`, in percent, from /proc/stat: taken just before a run (the
+ * server started and idle), a high figure means another program is running on the bench cores
+ * and the run's numbers are not to be trusted.
+ */
+export async function busiestCorePercent(ms = 500) {
+  const read = () => {
+    try {
+      return readFileSync('/proc/stat', 'utf8')
+        .split('\n')
+        .filter((l) => /^cpu\d+ /.test(l))
+        .map((l) => {
+          const v = l.trim().split(/\s+/).slice(1).map(Number)
+          const idle = v[3] + (v[4] ?? 0) // idle + iowait
+          return { idle, total: v.reduce((a, b) => a + b, 0) }
+        })
+    } catch {
+      return []
+    }
+  }
+  await sleep(1000) // what we started last (a server, a teardown of the previous one) settles
+  const a = read()
+  await sleep(ms)
+  const b = read()
+  let max = 0
+  for (let i = 0; i < Math.min(a.length, b.length); i++) {
+    const total = b[i].total - a[i].total
+    if (total > 0) max = Math.max(max, (100 * (total - (b[i].idle - a[i].idle))) / total)
+  }
+  return max
+}
+
+// ---------------------------------------------------------------------------------------------
+// Machine and the RESULTS.md sections.
+
+/** A command's stdout and stderr, trimmed; null if it cannot be run. */
+export function run(cmd, args) {
+  const r = spawnSync(cmd, args, { encoding: 'utf8' })
+  return r.error ? null : `${r.stdout}${r.stderr}`.trim()
+}
+
+export function machine() {
+  const cpuinfo = existsSync('/proc/cpuinfo') ? readFileSync('/proc/cpuinfo', 'utf8') : ''
+  const meminfo = existsSync('/proc/meminfo') ? readFileSync('/proc/meminfo', 'utf8') : ''
+  const model = /model name\s*:\s*(.+)/.exec(cpuinfo)?.[1] ?? os.cpus()[0]?.model ?? 'unknown'
+  const memKb = Number(/MemTotal:\s+(\d+)/.exec(meminfo)?.[1] ?? 0)
+  const version = (p) => {
+    try {
+      return JSON.parse(readFileSync(path.join(ROOT, p), 'utf8')).version
+    } catch {
+      return 'not installed'
+    }
+  }
+  const git = run('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD'])
+  const dirty = run('git', ['-C', ROOT, 'status', '--porcelain', '--', 'src'])
+  return {
+    date: new Date().toISOString(),
+    cpus: os.cpus().length,
+    nproc: run('nproc', ['--all']) ?? String(os.cpus().length), // --all: this process may be pinned
+    cpuModel: model,
+    memory: memKb ? `${(memKb / 1024 / 1024).toFixed(1)} GiB` : `${(os.totalmem() / 2 ** 30).toFixed(1)} GiB`,
+    kernel: `${os.type()} ${os.release()} ${os.arch()}`,
+    node: process.version,
+    nginx: run(nginxBin() ?? 'nginx', ['-v'])?.replace(/^nginx version: nginx\//, '') ?? 'not installed',
+    nchan: run('dpkg-query', ['-W', '-f', '${Version}', 'libnginx-mod-nchan']) || 'not installed',
+    rawsse: `${version('package.json')} (git ${git ?? '?'}${dirty ? ', src/ modified' : ''})`,
+    betterSse: version('node_modules/better-sse/package.json'),
+    autocannon: version('node_modules/autocannon/package.json'),
+    openFiles: run('sh', ['-c', 'ulimit -n']) ?? '?',
+  }
+}
+
+export function machineMarkdown(m) {
+  return [
+    `- Date: ${m.date}`,
+    `- Machine: ${m.nproc} CPUs (nproc), ${m.cpuModel}, ${m.memory} RAM, ${m.kernel}; open files per process: ${m.openFiles}`,
+    `- Software: node ${m.node}, rawsse ${m.rawsse}, better-sse ${m.betterSse}, nginx ${m.nginx}, libnginx-mod-nchan ${m.nchan}, autocannon ${m.autocannon}`,
+  ].join('\n')
+}
+
+const RESULTS_HEAD = `# rawsse benchmark results
+
+\`node bench/fanout.mjs\` writes the fan-out section and \`node bench/http.mjs\` the HTTP section;
+each replaces only its own (do not edit them by hand). The last section, "Reading these numbers",
+is written by hand from them and dated. Read the commands and the machine with the numbers: they
+are measurements of one machine on one day, not guarantees.
+`
+
+/** Replaces (or appends) the section between `<!-- NAME:begin -->` and `<!-- NAME:end -->`. */
+export function writeSection(file, name, body, order = ['fanout', 'http']) {
+  let text = existsSync(file) ? readFileSync(file, 'utf8') : RESULTS_HEAD
+  const begin = `<!-- ${name}:begin -->`
+  const end = `<!-- ${name}:end -->`
+  const block = `${begin}\n${body.trim()}\n${end}`
+  const a = text.indexOf(begin)
+  const b = text.indexOf(end)
+  if (a !== -1 && b > a) {
+    text = text.slice(0, a) + block + text.slice(b + end.length)
+  } else {
+    // Keep the sections in a fixed order: before the first later section, else at the end.
+    const later = order.slice(order.indexOf(name) + 1).map((n) => text.indexOf(`<!-- ${n}:begin -->`)).filter((i) => i !== -1)
+    const at = later.length ? Math.min(...later) : -1
+    text = at === -1 ? `${text.trimEnd()}\n\n${block}\n` : `${text.slice(0, at)}${block}\n\n${text.slice(at)}`
+  }
+  writeFileSync(file, text)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Figures in the tables.
+
+export function median(xs) {
+  const v = xs.filter((x) => typeof x === 'number' && Number.isFinite(x)).sort((a, b) => a - b)
+  if (v.length === 0) return NaN
+  const m = v.length >> 1
+  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2
+}
+
+export const fmt = (x, digits = 0) =>
+  typeof x !== 'number' || !Number.isFinite(x) ? '–' : x.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits })
+
+export function spread(xs, digits = 0) {
+  const v = xs.filter((x) => typeof x === 'number' && Number.isFinite(x))
+  if (v.length === 0) return '–'
+  if (v.length === 1) return '(1 round)'
+  return `${fmt(Math.min(...v), digits)}–${fmt(Math.max(...v), digits)}`
+}
+
+export const ratio = (x, base) => (Number.isFinite(x) && Number.isFinite(base) && base > 0 ? `${(x / base).toFixed(2)}×` : '–')
+
+export function shellJoin(argv) {
+  return argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ')
+}
+
+/** nginx on PATH, else Debian's /usr/sbin/nginx (not on a non-root user's PATH); null if neither runs. */
+export function nginxBin() {
+  return ['nginx', '/usr/sbin/nginx'].find((bin) => run(bin, ['-v']) !== null) ?? null
+}

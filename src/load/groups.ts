@@ -1,0 +1,86 @@
+// The groups of streams of one `rawsse bench` run, as the coordinator sees them: a Link to each
+// (in this process, or a forked worker over IPC), what each has reported, and how many
+// processes the streams need (one per open-file limit).
+
+import { fork, type ChildProcess } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { FALLBACK_FD_LIMIT, FD_MARGIN } from './limits.js'
+import { StreamGroup, WORKER_ENV, type FromGroup, type GroupConfig, type GroupFinal, type ToGroup } from './worker.js'
+
+/** A group of streams, in this process or in a forked worker; the coordinator sees only messages. */
+export interface Link {
+  send(msg: ToGroup): void
+  /** Set by the coordinator. */
+  onMessage: (msg: FromGroup) => void
+  /** The worker is gone without a final report. */
+  onDeath: (why: string) => void
+}
+
+export function localLink(config: GroupConfig): Link {
+  const link: Link = { send: (msg) => group.handle(msg), onMessage: () => {}, onDeath: () => {} }
+  // Deferred a turn: the coordinator sets onMessage before the first report arrives.
+  const group = new StreamGroup(config, (msg) => link.onMessage(msg))
+  setImmediate(() => group.connect())
+  return link
+}
+
+export function forkedLink(config: GroupConfig): Link {
+  const child: ChildProcess = fork(fileURLToPath(new URL('./worker.js', import.meta.url)), [], {
+    // Workers never write to stdout: the report (and --json) must be alone there.
+    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+    env: { ...process.env, [WORKER_ENV]: '1' },
+  })
+  let finished = false
+  const link: Link = {
+    send: (msg) => {
+      if (child.connected) child.send(msg)
+    },
+    onMessage: () => {},
+    onDeath: () => {},
+  }
+  child.on('message', (msg: FromGroup) => {
+    if (msg.type === 'final') finished = true
+    link.onMessage(msg)
+  })
+  child.on('error', (err) => {
+    if (!finished) link.onDeath(`a worker failed: ${err.message}`)
+    finished = true
+  })
+  child.on('exit', (code, signal) => {
+    if (!finished) link.onDeath(`a worker exited (${signal ?? `code ${code}`}) before its report`)
+  })
+  child.send({ type: 'init', config } satisfies ToGroup)
+  return link
+}
+
+export interface GroupState {
+  link: Link
+  count: number
+  connected: boolean
+  allUpTo: number
+  received: number
+  streamErrors: number
+  /** So far, for the progress line (the totals come with 'connected'). */
+  connectedSoFar: number
+  connectErrorsSoFar: number
+  final: GroupFinal | null
+  dead: string | null
+}
+
+/** Processes needed to hold `streams` streams: each may open its open-file limit less FD_MARGIN. */
+export function processesFor(streams: number): number {
+  const perProcess = Math.max(1, openFileLimit() - FD_MARGIN)
+  return Math.max(1, Math.ceil(streams / perProcess))
+}
+
+/** This process's soft limit on open files (Linux: /proc/self/limits). */
+function openFileLimit(): number {
+  try {
+    const m = /^Max open files\s+(\d+|unlimited)/m.exec(readFileSync('/proc/self/limits', 'utf8'))
+    if (m !== null) return m[1] === 'unlimited' ? Number.MAX_SAFE_INTEGER : Number(m[1])
+  } catch {
+    // not Linux
+  }
+  return FALLBACK_FD_LIMIT
+}

@@ -1,0 +1,296 @@
+// One TCP connection's life, from accept to close (RFC 9112 §9: persistence, pipelining, tear-
+// down): read a request head and body, ask the server what to answer, write it, then wait for
+// the next request, become an event stream, or close. The server is reached only through the
+// small ConnectionHost interface below; this file knows no routes, streams or history.
+
+import { createReadStream } from 'node:fs'
+import type * as net from 'node:net'
+import { errorResponse, HttpError } from './errors.js'
+import { BodyReader } from './http-body.js'
+import { parseHead, type RequestHead } from './http-head.js'
+import { KEEP_ALIVE_IDLE_MS, LINGER_MS } from './limits.js'
+import { formatHead, formatResponse, type FrameOptions } from './response.js'
+import type { OpenStream, Outcome } from './routes.js'
+import type { Stream } from './streams.js'
+
+/** What a connection needs from its server. */
+export interface ConnectionHost {
+  /** Head deadline, and then body deadline (408). */
+  readonly headTimeoutMs: number
+  /** Unsent bytes of answers before a pipelining client is no longer read from. */
+  readonly maxBufferBytes: number
+  readonly corsOrigin: string
+  /** stop() has begun: answer what is pending, then close; open no stream. */
+  readonly stopping: boolean
+  /** What to answer (routes.ts with the server's state). */
+  route(req: RequestHead, body: Buffer, socket: net.Socket): Outcome | Promise<Outcome>
+  /**
+   * Write the stream's head (and, for GET, its first chunk and replay) and register it; null for
+   * HEAD, which gets the head only. Throws HttpError when no stream may open (e.g. 503 while stopping).
+   */
+  openStream(socket: net.Socket, req: RequestHead, o: OpenStream): Stream | null
+  /** The client went away from an open stream. */
+  streamClosed(stream: Stream): void
+  /** The socket is closed: forget the connection. */
+  closed(conn: Connection): void
+}
+
+const EMPTY = Buffer.alloc(0)
+const CONTINUE = Buffer.from('HTTP/1.1 100 Continue\r\n\r\n')
+
+const enum State {
+  Head, // waiting for (the rest of) a request head
+  Body, // reading a request body
+  Busy, // a request is being answered; later pipelined bytes wait
+  Stream, // an open event stream; bytes from the client are read and ignored
+  Closing, // we have sent our last bytes; waiting for the client to close
+}
+
+const CONN = Symbol('rawsse.connection')
+type OwnedSocket = net.Socket & { [CONN]: Connection }
+
+// Shared listeners (`this` is the socket), not four closures per connection: at 19 000 streams
+// every byte per connection counts.
+function onSocketData(this: OwnedSocket, data: Buffer): void {
+  this[CONN].onData(data)
+}
+function onSocketEnd(this: OwnedSocket): void {
+  this[CONN].onEnd()
+}
+function onSocketClose(this: OwnedSocket): void {
+  this[CONN].onClose()
+}
+// A reset or any other socket error is followed by 'close'; it must never throw here.
+function ignoreError(): void {}
+
+export class Connection {
+  private state = State.Head
+  /** Received bytes not parsed yet: the unfinished head, or pipelined requests. */
+  private buffered: Buffer | null = null
+  /** How much of `buffered` the head parser has already said "need more" for. */
+  private seen = 0
+  private request: RequestHead | null = null
+  private body: BodyReader | null = null
+  /** The head or body deadline. One per connection; Node keeps timers of one duration in one list. */
+  private timer: NodeJS.Timeout | null = null
+  /** Keep-alive wait with nothing received yet: its timeout closes silently instead of 408. */
+  private idle = false
+  /** The client sent FIN: answer what is pending, then close. */
+  private peerEnded = false
+  /** The stream this connection became, once it did. */
+  private stream: Stream | null = null
+
+  constructor(
+    readonly socket: net.Socket,
+    private readonly host: ConnectionHost,
+  ) {
+    ;(socket as OwnedSocket)[CONN] = this
+    socket.on('data', onSocketData)
+    socket.on('end', onSocketEnd)
+    socket.on('error', ignoreError)
+    socket.on('close', onSocketClose)
+    if (host.stopping) this.close()
+    else this.arm(host.headTimeoutMs)
+  }
+
+  /** The server is stopping: a connection still waiting for (the rest of) a request closes now. */
+  stop(): void {
+    if (this.state === State.Head || this.state === State.Body) this.close()
+  }
+
+  onData(data: Buffer): void {
+    if (this.state === State.Stream || this.state === State.Closing) return // read and ignored
+    if (this.idle) {
+      // The first byte of a new request starts its head deadline; later bytes never extend it.
+      this.idle = false
+      this.arm(this.host.headTimeoutMs)
+    }
+    // Copy only when a head (or body) is split across reads; the parsers cap what this can hold.
+    this.buffered = this.buffered === null ? data : Buffer.concat([this.buffered, data])
+    this.process()
+  }
+
+  onEnd(): void {
+    this.peerEnded = true
+    if (this.state === State.Stream) {
+      // An EventSource never half-closes: a FIN on a stream means the client is gone.
+      if (this.stream !== null) this.host.streamClosed(this.stream)
+      this.socket.destroy()
+    } else if (this.state === State.Closing) {
+      this.socket.destroy()
+    } else if (this.state === State.Body || (this.state === State.Head && this.buffered !== null)) {
+      // The client will send no more, so this request can never complete: say so, like Node does.
+      this.refuse(new HttpError(400, this.state === State.Body ? 'incomplete request body' : 'incomplete request head'))
+    } else if (this.state === State.Head) {
+      this.close()
+    }
+  }
+
+  onClose(): void {
+    this.disarm()
+    if (this.stream !== null) this.host.streamClosed(this.stream)
+    this.host.closed(this)
+  }
+
+  /** Parse and answer every complete request in `buffered`, in order, until one is pending. */
+  private process(): void {
+    try {
+      while (this.buffered !== null && (this.state === State.Head || this.state === State.Body)) {
+        if (this.state === State.Head) {
+          const parsed = parseHead(this.buffered, this.seen)
+          if (parsed === null) {
+            this.seen = this.buffered.length
+            break
+          }
+          this.seen = 0
+          const req = parsed.head
+          this.request = req
+          this.buffered = parsed.length < this.buffered.length ? this.buffered.subarray(parsed.length) : null
+          if (req.chunked || req.contentLength > 0) {
+            this.body = new BodyReader(req.chunked, req.contentLength)
+            this.state = State.Body
+            this.arm(this.host.headTimeoutMs) // the body gets as long again: trickling never extends it
+            // curl and others wait for this before sending a body (RFC 9110 §10.1.1).
+            if (req.expectContinue && this.buffered === null) this.socket.write(CONTINUE)
+          } else {
+            this.dispatch(req, EMPTY)
+          }
+        } else {
+          const body = this.body!
+          const used = body.feed(this.buffered)
+          this.buffered = used < this.buffered.length ? this.buffered.subarray(used) : null
+          if (body.done) {
+            this.body = null
+            this.dispatch(this.request!, body.body())
+          }
+        }
+      }
+    } catch (err) {
+      this.refuse(err)
+      return
+    }
+    if (this.peerEnded && this.state === State.Head) this.close()
+  }
+
+  private dispatch(req: RequestHead, body: Buffer): void {
+    this.disarm()
+    this.state = State.Busy
+    const outcome = this.host.route(req, body, this.socket)
+    if (!(outcome instanceof Promise)) return this.answer(req, outcome)
+    // Answers go out in request order, so later pipelined requests wait, unread, meanwhile.
+    this.socket.pause()
+    outcome.then(
+      (o) => {
+        if (this.socket.destroyed) return
+        this.answer(req, o)
+        this.process()
+      },
+      (err: unknown) => this.refuse(err),
+    )
+  }
+
+  private answer(req: RequestHead, outcome: Outcome): void {
+    if (outcome.kind === 'stream') return this.openStream(req, outcome)
+    const opts: FrameOptions = {
+      head: req.method === 'HEAD',
+      keepAlive: req.keepAlive && !this.peerEnded && !this.host.stopping,
+      http10: req.version === '1.0',
+      corsOrigin: this.host.corsOrigin,
+    }
+    if (outcome.kind === 'file' && !opts.head) {
+      const { reply, file, size } = outcome
+      this.socket.write(formatHead(reply, size, opts), 'latin1')
+      const stream = createReadStream(file, { start: 0, end: size - 1 })
+      stream.on('error', () => this.socket.destroy()) // the head is sent: no status can say it now
+      stream.on('end', () => {
+        this.replied(opts.keepAlive)
+        this.process() // a request pipelined behind the file
+      })
+      // A client that goes away mid-file must not leave the file open.
+      this.socket.once('close', () => stream.destroy())
+      stream.pipe(this.socket, { end: false })
+      return
+    }
+    const reply = outcome.reply
+    this.socket.write(formatResponse(reply, opts))
+    this.replied(opts.keepAlive && reply.close !== true)
+  }
+
+  /** A plain reply is written: wait for the next request, or close. */
+  private replied(keepAlive: boolean): void {
+    if (!keepAlive) return this.close()
+    this.request = null
+    // A client that pipelines requests but reads no answers is not read from either (TCP backpressure).
+    if (this.socket.writableLength > this.host.maxBufferBytes) {
+      this.socket.pause()
+      this.socket.once('drain', () => {
+        this.replied(true)
+        this.process()
+      })
+      return
+    }
+    this.state = State.Head
+    this.socket.resume() // paused while an answer was pending
+    this.idle = this.buffered === null
+    this.arm(this.idle ? KEEP_ALIVE_IDLE_MS : this.host.headTimeoutMs)
+    if (this.peerEnded && this.buffered === null) this.close()
+  }
+
+  private openStream(req: RequestHead, o: OpenStream): void {
+    let stream: Stream | null
+    try {
+      stream = this.host.openStream(this.socket, req, o)
+    } catch (err) {
+      return this.refuse(err)
+    }
+    // HEAD: the head alone, and the connection goes on as after any reply (HTTP/1.0 closes).
+    if (stream === null) return this.replied(req.keepAlive && req.version === '1.1')
+    this.state = State.Stream
+    this.stream = stream
+    this.request = null // the stream keeps what it needs; the parsed head can go
+    this.buffered = null // anything pipelined after a stream request can never be answered
+  }
+
+  /** Answer a refused request with its status and close (no status once a stream has begun). */
+  private refuse(err: unknown): void {
+    if (this.state === State.Stream || this.state === State.Closing || this.socket.destroyed) return
+    const httpErr = err instanceof HttpError ? err : new HttpError(500, 'internal error')
+    if (!(err instanceof HttpError)) process.emitWarning(`rawsse: ${err instanceof Error ? err.stack : String(err)}`)
+    this.socket.resume()
+    this.socket.write(errorResponse(httpErr))
+    this.close()
+  }
+
+  /**
+   * Send FIN and keep reading (discarding) until the client closes, at most LINGER_MS. Closing at
+   * once could reset the connection while the client is still sending, and a reset can destroy
+   * the error response before the client reads it (Go's closeWriteAndWait does the same).
+   */
+  private close(): void {
+    if (this.state === State.Closing) return
+    this.state = State.Closing
+    this.buffered = null
+    this.seen = 0
+    this.socket.resume()
+    this.socket.end()
+    this.arm(LINGER_MS)
+  }
+
+  /** Set the connection's one deadline; on expiry: 408 while a request is coming in, else close. */
+  private arm(ms: number): void {
+    this.disarm()
+    this.timer = setTimeout(() => {
+      this.timer = null
+      if (this.state === State.Closing || (this.idle && this.state === State.Head)) this.socket.destroy()
+      else if (this.state === State.Head || this.state === State.Body) this.refuse(new HttpError(408, 'request head or body not received in time'))
+    }, ms)
+    this.timer.unref()
+  }
+
+  private disarm(): void {
+    if (this.timer !== null) {
+      clearTimeout(this.timer)
+      this.timer = null
+    }
+  }
+}

@@ -1,0 +1,100 @@
+// SseServer's options (README "Library"), their defaults and their checks: the only place that
+// turns what a caller gave into the settings the server runs with.
+
+import * as path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { DEFAULT_RETRY_MS } from '../wire.js'
+import type { Authenticate, UserEntry } from './auth.js'
+import type { Bus } from './bus/bus.js'
+import * as L from './limits.js'
+
+export interface SseServerOptions {
+  /** Default 6500; 0 picks a free port. */
+  port?: number
+  /** Default 127.0.0.1. */
+  host?: string
+  /** Tokens that may open streams. */
+  tokens?: readonly string[]
+  /** Tokens that may open streams, publish and administer. */
+  publishTokens?: readonly string[]
+  /** Named users with roles (the `--users` file). */
+  users?: readonly UserEntry[]
+  /** Asked for every token the token lists do not know. */
+  authenticate?: Authenticate
+  /** Static files beside the stream; default the package's `public/`; null serves none. */
+  publicDir?: string | null
+  /** `Access-Control-Allow-Origin`; default `*`. */
+  corsOrigin?: string
+  heartbeatMs?: number
+  retryMs?: number
+  /** Events kept for Last-Event-ID replay. */
+  history?: number
+  maxClients?: number
+  maxBufferBytes?: number
+  /** Period of the `time` event; 0 = off. */
+  tickMs?: number
+  /** Head deadline, and then body deadline (408); default 10 s. */
+  headTimeoutMs?: number
+  /** A stream with unsent bytes that the kernel takes none of for this long is dropped; default 30 s. */
+  stallTimeoutMs?: number
+  /**
+   * The first server-assigned event id. Default: boot time in ms × 1000 + 1, so ids keep increasing
+   * across restarts and a Last-Event-ID from before a restart is never mistaken for a new event
+   * (it is not in the new ring, so the stream says `reset`). Set 1 for short ids.
+   */
+  firstEventId?: number
+  /** Replace the in-process bus, e.g. with one shared between processes. */
+  bus?: Bus
+}
+
+/** The numbers and strings the server runs with: every option that has a default, resolved. */
+export interface Settings {
+  readonly port: number
+  readonly host: string
+  readonly corsOrigin: string
+  readonly heartbeatMs: number
+  readonly retryMs: number
+  readonly history: number
+  readonly maxClients: number
+  readonly maxBufferBytes: number
+  readonly tickMs: number
+  readonly headTimeoutMs: number
+  readonly stallTimeoutMs: number
+  /** Where static files come from; null: none. */
+  readonly publicDir: string | null
+  /** The id before the first server-assigned one. */
+  readonly lastEventId: number
+}
+
+// dist/server/options.js → the package root's public/.
+const PACKAGE_PUBLIC = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'public')
+
+/** Defaults applied and every value checked; throws RangeError naming the bad option. */
+export function resolveSettings(options: SseServerOptions): Settings {
+  const numbers = {
+    port: options.port ?? L.DEFAULT_PORT,
+    heartbeatMs: options.heartbeatMs ?? L.DEFAULT_HEARTBEAT_MS,
+    retryMs: options.retryMs ?? DEFAULT_RETRY_MS,
+    history: options.history ?? L.DEFAULT_HISTORY,
+    maxClients: options.maxClients ?? L.DEFAULT_MAX_CLIENTS,
+    maxBufferBytes: options.maxBufferBytes ?? L.DEFAULT_MAX_BUFFER_BYTES,
+    tickMs: options.tickMs ?? L.DEFAULT_TICK_MS,
+    headTimeoutMs: options.headTimeoutMs ?? L.HEAD_TIMEOUT_MS,
+    stallTimeoutMs: options.stallTimeoutMs ?? L.STALL_TIMEOUT_MS,
+  }
+  for (const [name, v] of Object.entries(numbers)) {
+    if (!(Number.isInteger(v) && v >= 0)) throw new RangeError(`${name} must be a whole number >= 0`)
+  }
+  const corsOrigin = options.corsOrigin ?? L.DEFAULT_CORS_ORIGIN
+  // RFC 9110 §5.5: a field value is visible ASCII, space and tab; CR or LF would inject headers.
+  if (!/^[\x20-\x7e\t]*$/.test(corsOrigin)) throw new RangeError('corsOrigin must be a valid header value (no CR, LF or control bytes)')
+  const lastEventId = (options.firstEventId ?? Date.now() * 1000 + 1) - 1
+  if (!Number.isSafeInteger(lastEventId) || lastEventId < 0) throw new RangeError('firstEventId must be a whole number >= 1')
+  return {
+    ...numbers,
+    host: options.host ?? L.DEFAULT_HOST,
+    corsOrigin,
+    publicDir: options.publicDir === undefined ? PACKAGE_PUBLIC : options.publicDir,
+    lastEventId,
+  }
+}

@@ -1,0 +1,326 @@
+// SseServer: the owner of the listening socket, the timers and stop; the public API that sends
+// events; publishing through the bus into history and the open streams. Each accepted socket
+// becomes a Connection (connection.ts), which asks back through a ConnectionHost for routes
+// (routes.ts) and for a stream to open (streams.ts).
+
+import { EventEmitter } from 'node:events'
+import * as net from 'node:net'
+import { jittered } from '../wire.js'
+import { generateToken, TokenTable, type AuthRequest, type AuthUser, type Authenticate } from './auth.js'
+import type { Bus, BusEvent } from './bus/bus.js'
+import { LocalBus } from './bus/local.js'
+import { Connection, type ConnectionHost } from './connection.js'
+import { HttpError } from './errors.js'
+import type { RequestHead } from './http-head.js'
+import { History } from './history.js'
+import * as L from './limits.js'
+import { Metrics, type DropReason, type Stats } from './metrics.js'
+import { resolveSettings, type Settings, type SseServerOptions } from './options.js'
+import { route, type OpenStream, type RouteContext } from './routes.js'
+import { encodeEvent, HEARTBEAT, messageProblem, retryFrame, streamHead, type Frame, type SseMessage } from './sse-encode.js'
+import { StaticFiles } from './static.js'
+import { matches, Stream, Streams, type ClientView, type Target } from './streams.js'
+
+export type { SseServerOptions } from './options.js'
+
+export interface SseServerEvents {
+  connect: [client: ClientView]
+  disconnect: [client: ClientView, reason: DropReason | 'closed']
+}
+
+export class SseServer extends EventEmitter<SseServerEvents> {
+  /** The token generated when no token, user or authenticate hook was given; it has every role. */
+  readonly generatedToken: string | null
+  private readonly settings: Settings
+  private readonly tokens: TokenTable
+  private readonly authHook: Authenticate | undefined
+  private readonly statics: StaticFiles | null
+  private readonly bus: Bus
+  private readonly metrics = new Metrics()
+  private readonly streams: Streams
+  private readonly history: History
+  private readonly conns = new Set<Connection>()
+  private readonly streamHeads: { chunked: Buffer; closeDelimited: Buffer }
+  private readonly routes: RouteContext
+  private readonly host: ConnectionHost
+  private server: net.Server | null = null
+  private housekeeping: NodeJS.Timeout | null = null
+  private heartbeat: NodeJS.Timeout | null = null
+  private ticker: NodeJS.Timeout | null = null
+  private lastClientId = 0
+  private lastEventId: number
+  private stopping: Promise<void> | null = null
+
+  constructor(options: SseServerOptions = {}) {
+    super()
+    this.settings = resolveSettings(options)
+    // Any token list given, even an empty one, means the caller chose who may connect.
+    const noAuth = !options.tokens?.length && !options.publishTokens?.length && options.users === undefined && !options.authenticate
+    this.generatedToken = noAuth ? generateToken() : null
+    this.tokens = new TokenTable({
+      tokens: options.tokens ?? [],
+      publishTokens: [...(options.publishTokens ?? []), ...(this.generatedToken === null ? [] : [this.generatedToken])],
+      users: options.users ?? [],
+    })
+    this.lastEventId = this.settings.lastEventId
+    this.authHook = options.authenticate
+    this.statics = this.settings.publicDir === null ? null : new StaticFiles(this.settings.publicDir)
+    this.history = new History(this.settings.history)
+    this.streams = new Streams(this.metrics, this.settings.maxBufferBytes, (c, reason) => this.onRemove(c, reason))
+    this.bus = options.bus ?? new LocalBus()
+    this.bus.subscribe((e) => this.deliver(e))
+    this.routes = this.routeContext()
+    this.host = this.connectionHost()
+    const cors = this.settings.corsOrigin
+    this.streamHeads = { chunked: streamHead(true, cors), closeDelimited: streamHead(false, cors) }
+  }
+
+  // ---------------------------------------------------------------- public API
+
+  /** Start accepting; resolves to the address really bound (the real port when `port` is 0). */
+  async listen(): Promise<{ host: string; port: number }> {
+    if (this.server !== null) throw new Error('listen() was called twice')
+    const { port, host, stallTimeoutMs, heartbeatMs, tickMs } = this.settings
+    // allowHalfOpen: a client's FIN must not close our side before we have answered it.
+    const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (s) => this.conns.add(new Connection(s, this.host)))
+    this.server = server
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(port, host, () => {
+        server.off('error', reject)
+        resolve()
+      })
+    })
+    // After listening, an error such as EMFILE on accept must not end the process: the
+    // connections already open keep being served.
+    server.on('error', (err) => process.emitWarning(`rawsse: ${err.message}`))
+
+    // Shared timers, never one per stream: the stall check, the heartbeat, the tick.
+    const sweepMs = Math.max(1, Math.min(L.HOUSEKEEPING_MS, stallTimeoutMs))
+    this.housekeeping = setInterval(() => this.streams.dropStalled(Date.now(), stallTimeoutMs), sweepMs)
+    if (heartbeatMs > 0) this.heartbeat = setInterval(() => this.streams.fanOut(HEARTBEAT, {}), heartbeatMs)
+    if (tickMs > 0) this.ticker = setInterval(() => this.broadcastNow({ event: 'time', data: new Date().toISOString() }), tickMs)
+    const addr = server.address() as net.AddressInfo
+    return { host, port: addr.port }
+  }
+
+  /**
+   * Stop: no new connections; every open stream gets a last jittered `retry:` and `0\r\n\r\n`;
+   * other connections close once answered. Resolves when every socket is closed (at most
+   * SHUTDOWN_GRACE_MS, after which the rest are destroyed).
+   */
+  stop(): Promise<void> {
+    this.stopping ??= new Promise<void>((resolve) => {
+      for (const timer of [this.housekeeping, this.heartbeat, this.ticker]) if (timer !== null) clearInterval(timer)
+      const server = this.server
+      if (server === null) return resolve()
+      const grace = setTimeout(() => {
+        for (const conn of this.conns) conn.socket.destroy()
+      }, L.SHUTDOWN_GRACE_MS)
+      server.close(() => {
+        clearTimeout(grace)
+        this.bus.close()
+        resolve()
+      })
+      for (const c of [...this.streams.list]) this.streams.drop(c, 'shutdown', retryFrame(this.jitteredRetry()))
+      for (const conn of this.conns) conn.stop()
+    })
+    return this.stopping
+  }
+
+  /** Send to every stream (that `filter` accepts); returns the streams reached. */
+  broadcast(msg: SseMessage, filter?: (client: ClientView) => boolean): number {
+    return this.publishEvent(msg, filter === undefined ? {} : { filter }).delivered
+  }
+
+  /** Send to the streams subscribed to `channel`. */
+  publish(channel: string, msg: SseMessage): number {
+    return this.publishEvent(msg, { channel }).delivered
+  }
+
+  /** Send to one stream; its id does not survive a reconnect, so it is not kept for replay. */
+  send(clientId: number, msg: SseMessage): number {
+    return this.publishEvent(msg, { client: clientId }).delivered
+  }
+
+  /** Send to every stream of one user (from `--users` or `authenticate`). */
+  sendToUser(user: string, msg: SseMessage): number {
+    return this.publishEvent(msg, { user }).delivered
+  }
+
+  /** Publish to any combination of targets; returns the event id and the streams reached. */
+  publishEvent(msg: SseMessage, target: Target): { id: string; delivered: number } {
+    const problem = messageProblem(msg)
+    if (problem !== null) throw new TypeError(problem)
+    const id = msg.id ?? String(++this.lastEventId)
+    const message: BusEvent['message'] = { data: msg.data, id }
+    if (msg.event !== undefined) message.event = msg.event
+    return { id, delivered: this.bus.publish({ message, target, keep: target.client === undefined }) }
+  }
+
+  get clientCount(): number {
+    return this.streams.size
+  }
+
+  /** Open streams on a channel. */
+  connections(channel: string): number {
+    return this.streams.connections(channel)
+  }
+
+  /** Close one stream (it gets `0\r\n\r\n` first); false when there is no such stream. */
+  closeClient(id: number): boolean {
+    const c = this.streams.get(id)
+    if (c === undefined) return false
+    this.streams.drop(c, 'admin')
+    return true
+  }
+
+  /** Close every stream; returns how many. */
+  closeAll(): number {
+    const all = [...this.streams.list]
+    for (const c of all) this.streams.drop(c, 'admin')
+    return all.length
+  }
+
+  /** The `/stats` figures. */
+  stats(): Stats {
+    return this.metrics.snapshot(this.streams.size, this.streams.channels())
+  }
+
+  // ---------------------------------------------------------------- publishing
+
+  /** The bus's subscriber: encode once, keep for replay, queue for this turn's fan-out. */
+  private deliver(e: BusEvent): number {
+    const frame = encodeEvent(e.message)
+    this.metrics.published++
+    if (e.keep) this.history.add({ id: e.message.id, frame, target: e.target })
+    let reached: number
+    if (e.target.client !== undefined) {
+      // One stream, found by id: write at once (after anything queued before it, to keep order)
+      // rather than make every stream of the next batch test a target meant for one.
+      this.streams.flush()
+      reached = this.streams.fanOut(frame, e.target)
+    } else {
+      reached = this.enqueue(frame, e.target)
+    }
+    this.metrics.deliveries += reached
+    return reached
+  }
+
+  private enqueue(frame: Frame, target: Target): number {
+    if (!this.streams.hasQueued) setImmediate(this.flushQueued)
+    return this.streams.queue(frame, target)
+  }
+
+  private readonly flushQueued = (): void => this.streams.flush()
+
+  /**
+   * The `time` tick: no id, not kept, and local to this process (each process has its own
+   * clock and ticks its own streams), so it does not go through the bus.
+   */
+  private broadcastNow(msg: SseMessage): void {
+    const reached = this.enqueue(encodeEvent(msg), {})
+    this.metrics.published++
+    this.metrics.deliveries += reached
+  }
+
+  private jitteredRetry(): number {
+    return jittered(this.settings.retryMs)
+  }
+
+  // ---------------------------------------------------------------- streams
+
+  /** A stream request was accepted by the routes: head, `ready`, replay, then live events. */
+  private openStream(socket: net.Socket, req: RequestHead, o: OpenStream): Stream | null {
+    if (this.stopping !== null) {
+      throw new HttpError(503, 'shutting down', [['Retry-After', String(Math.ceil(this.jitteredRetry() / 1000))]])
+    }
+    const chunked = req.version === '1.1'
+    const head = chunked ? this.streamHeads.chunked : this.streamHeads.closeDelimited
+    if (req.method === 'HEAD') {
+      socket.write(head)
+      return null
+    }
+    const stream = new Stream(++this.lastClientId, socket, o.who.user, o.who.roles, o.channels, chunked)
+    const ready = encodeEvent({ event: 'ready', data: JSON.stringify({ client: stream.id, user: stream.user, channels: stream.channels }) }, this.jitteredRetry())
+
+    // Head, ready, reset or replay: corked into one write. Nothing can be published between
+    // here and streams.add (one thread), so the replay and the live events meet with no gap.
+    socket.cork()
+    socket.write(head)
+    let bytes = head.length + write(socket, ready, chunked)
+    if (o.lastEventId !== null) {
+      const placed = this.history.since(o.lastEventId, (e) => {
+        if (matches(stream, e.target)) bytes += write(socket, e.frame, chunked)
+      })
+      if (!placed) bytes += write(socket, encodeEvent({ event: 'reset', data: `{"reason":"${L.HISTORY_GAP_REASON}"}` }), chunked)
+    }
+    socket.uncork()
+    this.metrics.bytesOut += bytes
+    this.streams.add(stream)
+    this.emit('connect', stream)
+    return stream
+  }
+
+  private onRemove(c: Stream, reason: DropReason | 'closed'): void {
+    if (reason === 'admin' || reason === 'shutdown') {
+      // streams.drop() is about to write the last chunk and FIN. Once those bytes are with the
+      // kernel the socket is done; a client that reads nothing is cut off after LINGER_MS.
+      const s = c.socket
+      s.once('finish', () => s.destroy())
+      const t = setTimeout(() => s.destroy(), L.LINGER_MS).unref()
+      s.once('close', () => clearTimeout(t))
+    }
+    this.emit('disconnect', c, reason)
+  }
+
+  /** What each Connection may ask of the server; built once. */
+  private connectionHost(): ConnectionHost {
+    const server = this
+    const { headTimeoutMs, maxBufferBytes, corsOrigin } = this.settings
+    return {
+      headTimeoutMs,
+      maxBufferBytes,
+      corsOrigin,
+      get stopping() {
+        return server.stopping !== null
+      },
+      route: (req, body, socket) => route(req, body, this.routes, socket),
+      openStream: (socket, req, o) => this.openStream(socket, req, o),
+      streamClosed: (stream) => this.streams.remove(stream, 'closed'),
+      closed: (conn) => this.conns.delete(conn),
+    }
+  }
+
+  /** What the routes may ask of the server; built once. */
+  private routeContext(): RouteContext {
+    const streams = this.streams
+    return {
+      authenticate: (token, req, peer): AuthUser | null => {
+        const known = this.tokens.lookup(token)
+        if (known !== null || this.authHook === undefined) return known
+        const request: AuthRequest = { method: req.method, path: req.path, headers: req.headers, remoteAddress: peer.remoteAddress }
+        return this.authHook(token, request)
+      },
+      publish: (message, target) => this.publishEvent(message, target),
+      clientExists: (id) => streams.get(id) !== undefined,
+      userOnline: (user) => streams.userOnline(user),
+      closeClient: (id) => this.closeClient(id),
+      closeAll: () => this.closeAll(),
+      stats: () => this.stats(),
+      get clientCount() {
+        return streams.size
+      },
+      maxClients: this.settings.maxClients,
+      retryMs: this.settings.retryMs,
+      statics: this.statics,
+    }
+  }
+}
+
+/** Write a frame in the stream's framing; returns the bytes written. */
+function write(socket: net.Socket, frame: Frame, chunked: boolean): number {
+  const buf = frame.bytesFor(chunked)
+  socket.write(buf)
+  return buf.length
+}
