@@ -1,4 +1,4 @@
-// `rawsse listen` and `rawsse publish` (src/cli-client.ts) as real child processes of the built
+// `rawsse listen` and `rawsse publish` (src/commands/listen.ts, publish.ts) as real child processes of the built
 // dist/cli.js (`npx tsc -p .` first), against a rawsse server on port 0 in this process, or a raw
 // node:net server. Exact output lines, standard input, signals and exit codes 0, 1 and 2.
 

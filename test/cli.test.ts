@@ -377,14 +377,51 @@ t.test('flags take effect', (t) => {
     t.equal(missing.status, 404, 'a file not in that folder: 404')
   })
 
-  t.test('--host 127.0.0.1 and --max-buffer are accepted', async (t) => {
-    const { port, base, lines } = await startCli(t, ['--port', '0', '--tick', '0', '--host', '127.0.0.1', '--max-buffer', '65536', '--publish-token', PUB])
+  t.test('--host 127.0.0.1: the server listens there and serves', async (t) => {
+    const { port, base, lines } = await startCli(t, ['--port', '0', '--tick', '0', '--host', '127.0.0.1', '--publish-token', PUB])
     t.equal(lines[0], `rawsse listening on http://127.0.0.1:${port}`, 'listening on 127.0.0.1')
     const s = await openStream(port, `/events/${PUB}`)
     t.teardown(() => s.close())
     const r = await publish(base, '', 'still served', PUB)
     t.match(r, { status: 200, json: { id: /^\d+$/, delivered: 1 } }, 'a stream is served and reached')
     await s.waitFor(chunk(`id: ${String(r.json.id)}\ndata: still served\n\n`))
+  })
+
+  t.test('--max-buffer: a stream that reads nothing is dropped once that many bytes are unsent, not before', async (t) => {
+    // How much the kernel takes for a socket that reads nothing is its own business (several MiB on
+    // loopback), so two servers are compared on the same work: each has one stream that never reads
+    // and one that does. The one at --max-buffer 65536 must drop its stalled stream while the one at
+    // 16 MiB keeps its own through 3 MiB more; with the flag ignored both would drop alike at 1 MiB.
+    const small = await startCli(t, ['--port', '0', '--tick', '0', '--heartbeat', '0', '--max-buffer', '65536', '--publish-token', PUB])
+    const large = await startCli(t, ['--port', '0', '--tick', '0', '--heartbeat', '0', '--max-buffer', String(16 * 2 ** 20), '--publish-token', PUB])
+    const readers: RawClient[] = []
+    for (const c of [small, large]) {
+      const stalled = await openStream(c.port, `/events/${PUB}?channel=big`)
+      stalled.socket.pause()
+      t.teardown(() => stalled.close())
+      const reader = await openStream(c.port, `/events/${PUB}?channel=big`)
+      t.teardown(() => reader.close())
+      readers.push(reader)
+    }
+    const stats = async (base: string): Promise<{ clients: number; drops: { buffer: number } }> => {
+      const res = await fetch(`${base}/stats`, { headers: { authorization: `Bearer ${PUB}` } })
+      return (await res.json()) as { clients: number; drops: { buffer: number } }
+    }
+    const EVENT = 256 * 1024
+    const data = 'x'.repeat(EVENT)
+    let published = 0
+    const step = async (): Promise<void> => {
+      for (const c of [small, large]) t.equal((await publish(c.base, 'channel=big', data, PUB)).status, 200)
+      published += EVENT
+    }
+    // Until the small server drops (bounded: far past any kernel's buffers).
+    while ((await stats(small.base)).drops.buffer === 0 && published < 64 * 2 ** 20) await step()
+    t.match(await stats(small.base), { clients: 1, drops: { buffer: 1 } }, `--max-buffer 65536 dropped the stalled stream after ${published} bytes`)
+    const droppedAt = published
+    while (published < droppedAt + 3 * 2 ** 20) await step()
+    t.match(await stats(large.base), { clients: 2, drops: { buffer: 0 } }, '--max-buffer 16 MiB kept its stalled stream through 3 MiB more')
+    for (const r of readers) await r.waitFor(() => r.received.split(`data: ${data}\n\n`).length - 1 === published / EVENT, 10_000)
+    t.pass('each reader got every event')
   })
   t.end()
 })

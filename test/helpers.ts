@@ -28,7 +28,7 @@ export async function startServer(t: Teardown, opts: SseServerOptions = {}): Pro
     tickMs: 0,
     heartbeatMs: 0,
     publicDir: null,
-    firstEventId: 1, // readable bytes in assertions; the default starts at boot time (see server.ts)
+    firstEventId: 1, // readable bytes in assertions; the default starts at boot time (see src/server/options.ts)
     ...opts,
   })
   const { port } = await server.listen()

@@ -181,7 +181,7 @@ async function stillServes(t: Test, srv: Running, before: RawClient): Promise<vo
 async function guarded(t: Test, opts: SseServerOptions, fn: (srv: Running, before: RawClient) => Promise<void>): Promise<void> {
   const srv = await startServer(t, opts)
   const before = await openStream(srv.port, `/events/${TOKEN}`)
-  // server.ts reports an unexpected exception (answered 500) as a process warning.
+  // connection.ts reports an unexpected exception (answered 500) as a process warning.
   const warnings: string[] = []
   const onWarning = (w: Error): void => {
     if (w.message.startsWith('rawsse:')) warnings.push(w.message)

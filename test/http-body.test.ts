@@ -1,4 +1,4 @@
-// Unit tests of the request body reader (src/http-body.ts): Content-Length and chunked bodies
+// Unit tests of the request body reader (src/server/http-body.ts): Content-Length and chunked bodies
 // (RFC 9112 §6–§7) fed whole, byte by byte and at every split point; each limit at N and N+1.
 
 import t from 'tap'

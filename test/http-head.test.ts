@@ -1,4 +1,4 @@
-// Unit tests of the request head parser (src/http-head.ts): fields, "need more" at every split
+// Unit tests of the request head parser (src/server/http-head.ts): fields, "need more" at every split
 // point, each limit at N and N+1, and each refusal with its exact status (RFC 9112, CONTRACT.md).
 
 import t from 'tap'

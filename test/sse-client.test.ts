@@ -1,4 +1,4 @@
-// SseClient (src/sse-client.ts) over real sockets on 127.0.0.1: against rawsse itself (events,
+// SseClient (src/client/sse-client.ts) over real sockets on 127.0.0.1: against rawsse itself (events,
 // reconnection with Last-Event-ID after DELETE /clients/ID), and against a raw node:net server
 // that sends tricky streams: every split point of a set of events, chunked, Content-Length and
 // close-delimited bodies, statuses, wrong Content-Types, 204, broken framing, TLS.

@@ -1,4 +1,4 @@
-// SseParser (src/sse-parse.ts) against the WHATWG "Parsing an event stream" rules, fed whole, at
+// SseParser (src/client/sse-parse.ts) against the WHATWG "Parsing an event stream" rules, fed whole, at
 // every split point, in three pieces and byte by byte, through a buffer the caller reuses (so a
 // view kept past feed() shows up as garbage); then a differential run against eventsource-parser
 // and a literal reading of the spec, on 10 000 random streams split at random points.

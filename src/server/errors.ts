@@ -1,5 +1,5 @@
 // HttpError, the one path from "this request is bad" to the bytes a client reads, and the
-// prewritten error responses (RFC 9110 §15 reason phrases). No I/O here: server.ts writes them.
+// prewritten error responses (RFC 9110 §15 reason phrases). No I/O here: connection.ts writes them.
 
 export const REASONS: Readonly<Record<number, string>> = {
   100: 'Continue',

@@ -1,5 +1,5 @@
 // Counters of what the server did, the `/stats` JSON and the Prometheus text of `/metrics`.
-// No sockets: server.ts and clients.ts bump the counters, routes.ts renders them.
+// No sockets: server.ts and streams.ts bump the counters, routes.ts renders them.
 
 /** Why a stream was closed by us: too many unsent bytes, no progress, an admin, or shutdown. */
 export type DropReason = 'buffer' | 'stall' | 'admin' | 'shutdown'
