@@ -75,12 +75,12 @@ class Bench {
 
   private get allUpTo(): number {
     let min = Number.POSITIVE_INFINITY
-    for (const g of this.groups) if (g.dead === null && g.allUpTo >= 0 && g.allUpTo < min) min = g.allUpTo
+    for (const g of this.groups) if (g.dead === null && g.progress.allUpTo >= 0 && g.progress.allUpTo < min) min = g.progress.allUpTo
     return min === Number.POSITIVE_INFINITY ? (this.publisher?.seq ?? 0) : min
   }
 
   private get received(): number {
-    return this.groups.reduce((n, g) => n + (g.final?.received ?? g.received), 0)
+    return this.groups.reduce((n, g) => n + (g.final?.received ?? g.progress.received), 0)
   }
 
   private get connected(): number {
@@ -110,7 +110,8 @@ class Bench {
       }
       first += count
       const link = k === 1 ? localLink(config) : forkedLink(config)
-      const g: GroupState = { link, count, connected: false, allUpTo: 0, received: 0, streamErrors: 0, connectedSoFar: 0, connectErrorsSoFar: 0, final: null, dead: null }
+      const progress = { allUpTo: 0, received: 0, streamErrors: 0, connected: 0, connectErrors: 0 }
+      const g: GroupState = { link, count, connected: false, progress, final: null, dead: null }
       link.onMessage = (msg) => this.onMessage(g, msg)
       link.onDeath = (why) => {
         g.dead = why
@@ -180,11 +181,7 @@ class Bench {
         this.firstConnectError ??= msg.firstError
         break
       case 'progress':
-        g.allUpTo = msg.allUpTo
-        g.received = msg.received
-        g.streamErrors = msg.streamErrors
-        g.connectedSoFar = msg.connected
-        g.connectErrorsSoFar = msg.connectErrors
+        g.progress = msg
         break
       case 'final':
         g.final = msg.final
@@ -302,7 +299,7 @@ class Bench {
         last = received
         quietSince = Date.now()
       }
-      const open = this.connectedCount - this.groups.reduce((n, g) => n + g.streamErrors, 0)
+      const open = this.connectedCount - this.groups.reduce((n, g) => n + g.progress.streamErrors, 0)
       if (p.outstanding === 0 && received >= p.published * open) return true
       // Not cut short by Ctrl-C: events still on their way would be reported lost.
       return Date.now() - quietSince >= DRAIN_QUIET_MS || Date.now() - started >= DRAIN_MAX_MS
@@ -316,8 +313,8 @@ class Bench {
     const received = this.received
     const perSecond = Math.round(((received - this.lastLineReceived) * 1000) / PROGRESS_LINE_MS)
     this.lastLineReceived = received
-    const connected = this.groups.reduce((n, g) => n + g.connectedSoFar, 0)
-    const errors = this.groups.reduce((n, g) => n + g.connectErrorsSoFar, 0)
+    const connected = this.groups.reduce((n, g) => n + g.progress.connected, 0)
+    const errors = this.groups.reduce((n, g) => n + g.progress.connectErrors, 0)
     const line =
       `rawsse bench: ${this.phase}  connected ${connected}/${this.opts.streams}  connect errors ${errors}` +
       (p === null ? '' : `  published ${p.published}  received ${received} (${perSecond}/s)  publish errors ${p.errors}`)

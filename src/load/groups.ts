@@ -6,7 +6,7 @@ import { fork, type ChildProcess } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { FALLBACK_FD_LIMIT, FD_MARGIN } from './limits.js'
-import { StreamGroup, WORKER_ENV, type FromGroup, type GroupConfig, type GroupFinal, type ToGroup } from './worker.js'
+import { StreamGroup, WORKER_ENV, type FromGroup, type GroupConfig, type GroupFinal, type Progress, type ToGroup } from './worker.js'
 
 /** A group of streams, in this process or in a forked worker; the coordinator sees only messages. */
 export interface Link {
@@ -57,13 +57,10 @@ export function forkedLink(config: GroupConfig): Link {
 export interface GroupState {
   link: Link
   count: number
+  /** The group said 'connected': every stream of it opened or failed. */
   connected: boolean
-  allUpTo: number
-  received: number
-  streamErrors: number
-  /** So far, for the progress line (the totals come with 'connected'). */
-  connectedSoFar: number
-  connectErrorsSoFar: number
+  /** Its last 'progress' (the totals come with 'connected' and 'final'). */
+  progress: Progress
   final: GroupFinal | null
   dead: string | null
 }

@@ -64,11 +64,20 @@ export interface GroupFinal {
   firstError: string | null
 }
 
+/** What a group has seen so far: the coordinator's window, drain and progress line read it. */
+export interface Progress {
+  /** Every open stream of the group has received every seq up to this; -1: no open streams. */
+  allUpTo: number
+  received: number
+  streamErrors: number
+  connected: number
+  connectErrors: number
+}
+
 /** Group → coordinator. */
 export type FromGroup =
   | { type: 'connected'; connected: number; connectErrors: number; firstError: string | null }
-  /** allUpTo: every open stream of the group has received every seq up to it; -1: no open streams. */
-  | { type: 'progress'; allUpTo: number; received: number; streamErrors: number; connected: number; connectErrors: number }
+  | ({ type: 'progress' } & Progress)
   | { type: 'final'; final: GroupFinal }
 
 const enum Phase {
@@ -167,7 +176,7 @@ export class StreamGroup {
   private allUpTo = 0
   private maxSeq = 0
   private progressQueued = false
-  private lastSent = { allUpTo: -2, received: -1, streamErrors: -1, connected: -1, connectErrors: -1 }
+  private lastSent: Progress | null = null
 
   constructor(config: GroupConfig, emit: (msg: FromGroup) => void) {
     this.config = config
@@ -350,14 +359,11 @@ export class StreamGroup {
   private sendProgress(): void {
     if (this.stopping) return
     const allUpTo = this.open === 0 ? -1 : this.ring === null ? 0 : this.allUpTo
+    const p: Progress = { allUpTo, received: this.received, streamErrors: this.streamErrors, connected: this.connected, connectErrors: this.connectErrors }
     const s = this.lastSent
-    if (s.allUpTo === allUpTo && s.received === this.received && s.streamErrors === this.streamErrors && s.connected === this.connected && s.connectErrors === this.connectErrors) return
-    s.allUpTo = allUpTo
-    s.received = this.received
-    s.streamErrors = this.streamErrors
-    s.connected = this.connected
-    s.connectErrors = this.connectErrors
-    this.emit({ type: 'progress', allUpTo, received: this.received, streamErrors: this.streamErrors, connected: this.connected, connectErrors: this.connectErrors })
+    if (s !== null && s.allUpTo === p.allUpTo && s.received === p.received && s.streamErrors === p.streamErrors && s.connected === p.connected && s.connectErrors === p.connectErrors) return
+    this.lastSent = p
+    this.emit({ type: 'progress', ...p })
   }
 
   /** Close every stream (not counted as errors) and report. */
