@@ -326,7 +326,7 @@ are measurements of one machine on one day, not guarantees.
 `
 
 /** Replaces (or appends) the section between `<!-- NAME:begin -->` and `<!-- NAME:end -->`. */
-export function writeSection(file, name, body, order = ['fanout', 'http']) {
+export function writeSection(file, name, body, order = ['fanout', 'http', 'hostile']) {
   let text = existsSync(file) ? readFileSync(file, 'utf8') : RESULTS_HEAD
   const begin = `<!-- ${name}:begin -->`
   const end = `<!-- ${name}:end -->`
@@ -342,6 +342,36 @@ export function writeSection(file, name, body, order = ['fanout', 'http']) {
     text = at === -1 ? `${text.trimEnd()}\n\n${block}\n` : `${text.slice(0, at)}${block}\n\n${text.slice(at)}`
   }
   writeFileSync(file, text)
+}
+
+/**
+ * The body of the section `name` in `file` (between its markers), or null if it is not there:
+ * for a script that keeps parts of its own section from run to run (bench/hostile.mjs keeps one
+ * block per label).
+ */
+export function readSection(file, name) {
+  if (!existsSync(file)) return null
+  const text = readFileSync(file, 'utf8')
+  const begin = `<!-- ${name}:begin -->`
+  const a = text.indexOf(begin)
+  const b = text.indexOf(`<!-- ${name}:end -->`)
+  return a !== -1 && b > a ? text.slice(a + begin.length, b).trim() : null
+}
+
+/**
+ * Puts an empty section `name` right after the section `after` if `name` is not in the file yet,
+ * so writeSection fills it there rather than at the end, below the hand-written part. No-op when
+ * `name` is already there or `after` is not.
+ */
+export function placeSectionAfter(file, name, after) {
+  if (!existsSync(file)) return
+  const text = readFileSync(file, 'utf8')
+  if (text.includes(`<!-- ${name}:begin -->`)) return
+  const end = `<!-- ${after}:end -->`
+  const at = text.indexOf(end)
+  if (at === -1) return
+  const cut = at + end.length
+  writeFileSync(file, `${text.slice(0, cut)}\n\n<!-- ${name}:begin -->\n<!-- ${name}:end -->${text.slice(cut)}`)
 }
 
 // ---------------------------------------------------------------------------------------------

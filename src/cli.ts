@@ -39,8 +39,10 @@ const FLAGS: readonly Flag[] = [
   { name: 'heartbeat', arg: 'MS', def: String(L.DEFAULT_HEARTBEAT_MS), help: 'comment line to every stream; 0 = off' },
   { name: 'retry', arg: 'MS', def: String(DEFAULT_RETRY_MS), help: 'retry: sent at stream start' },
   { name: 'history', arg: 'N', def: String(L.DEFAULT_HISTORY), help: 'events kept for Last-Event-ID replay' },
+  { name: 'history-bytes', arg: 'BYTES', def: String(L.DEFAULT_HISTORY_BYTES), help: 'and at most this many bytes of them' },
   { name: 'max-clients', arg: 'N', def: String(L.DEFAULT_MAX_CLIENTS), help: 'open streams before 503' },
   { name: 'max-buffer', arg: 'BYTES', def: String(L.DEFAULT_MAX_BUFFER_BYTES), help: 'unsent bytes before a slow stream is dropped' },
+  { name: 'max-event-bytes', arg: 'BYTES', def: String(L.DEFAULT_MAX_EVENT_BYTES), help: 'largest event, encoded; a bigger publish gets 413 (at most --max-buffer)' },
   { name: 'tick', arg: 'MS', def: String(L.DEFAULT_TICK_MS), help: 'broadcast event time (server ISO time); 0 = off' },
   { name: 'stdin', arg: '', def: '', help: 'broadcast each line of standard input as event message' },
   { name: 'help', arg: '', def: '', help: 'print this help and exit' },
@@ -96,8 +98,10 @@ function optionsFrom(p: Args): SseServerOptions {
   set('heartbeatMs', p.wholeNumber('heartbeat'))
   set('retryMs', p.wholeNumber('retry'))
   set('history', p.wholeNumber('history'))
+  set('historyBytes', p.wholeNumber('history-bytes'))
   set('maxClients', p.wholeNumber('max-clients'))
   set('maxBufferBytes', p.wholeNumber('max-buffer'))
+  set('maxEventBytes', p.wholeNumber('max-event-bytes'))
   set('tickMs', p.wholeNumber('tick'))
   return opts
 }
@@ -111,6 +115,22 @@ function showcaseToken(opts: SseServerOptions, server: SseServer): { token: stri
 }
 
 const shellQuote = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`
+
+/**
+ * Broadcast a typed or piped line; null when refused. It is a publish like any other, so it obeys
+ * the limits of `POST /publish` (body, event size): one over them is refused with one line on
+ * standard error, never sent to every reader.
+ */
+function broadcastLine(server: SseServer, line: string): number | null {
+  const bytes = Buffer.byteLength(line)
+  try {
+    if (bytes > L.MAX_BODY_BYTES) throw new Error(`over the ${L.MAX_BODY_BYTES}-byte limit of a publish`)
+    return server.broadcast({ data: line })
+  } catch (err) {
+    process.stderr.write(`rawsse: a line of ${bytes} bytes was not broadcast: ${(err as Error).message}\n`)
+    return null
+  }
+}
 
 async function serve(p: Args): Promise<void> {
   const opts = optionsFrom(p)
@@ -170,14 +190,15 @@ async function serve(p: Args): Promise<void> {
         return
       }
       if (line === '') return
-      const n = server.broadcast({ data: line })
+      const n = broadcastLine(server, line)
+      if (n === null) return
       process.stdout.write(`delivered to ${n} streams\n`)
     })
     rl.on('close', stop) // Ctrl-D
     rl.on('SIGINT', stop) // readline takes Ctrl-C away from the process
   } else if (p.has('stdin')) {
     const rl = readline.createInterface({ input: process.stdin, terminal: false })
-    rl.on('line', (line) => server.broadcast({ data: line }))
+    rl.on('line', (line) => void broadcastLine(server, line))
   }
 }
 

@@ -9,9 +9,15 @@ import { errorResponse, HttpError } from './errors.js'
 import { BodyReader } from './http-body.js'
 import { parseHead, type RequestHead } from './http-head.js'
 import { KEEP_ALIVE_IDLE_MS, LINGER_MS } from './limits.js'
-import { formatHead, formatResponse, type FrameOptions } from './response.js'
+import { formatHead, formatResponse, type FrameOptions, type Reply } from './response.js'
 import type { OpenStream, Outcome } from './routes.js'
-import type { Stream } from './streams.js'
+import type { Stream } from './stream.js'
+
+/** Request bytes held in memory by every connection together, and the most they may be. */
+export class ByteBudget {
+  held = 0
+  constructor(readonly max: number) {}
+}
 
 /** What a connection needs from its server. */
 export interface ConnectionHost {
@@ -22,6 +28,13 @@ export interface ConnectionHost {
   readonly corsOrigin: string
   /** stop() has begun: answer what is pending, then close; open no stream. */
   readonly stopping: boolean
+  /** Unparsed request bytes and bodies being read, of all connections: over the max, 503. */
+  readonly requestBytes: ByteBudget
+  /**
+   * Asked when a head announces a body, before any of it is read: a reply to send instead (and
+   * close), e.g. 401 for a publish without a valid bearer, whose body we then never buffer.
+   */
+  beforeBody(req: RequestHead, socket: net.Socket): Reply | null
   /** What to answer (routes.ts with the server's state). */
   route(req: RequestHead, body: Buffer, socket: net.Socket): Outcome | Promise<Outcome>
   /**
@@ -79,6 +92,8 @@ export class Connection {
   private peerEnded = false
   /** The stream this connection became, once it did. */
   private stream: Stream | null = null
+  /** Request bytes this connection holds (its part of host.requestBytes). */
+  private held = 0
 
   constructor(
     readonly socket: net.Socket,
@@ -107,7 +122,19 @@ export class Connection {
     }
     // Copy only when a head (or body) is split across reads; the parsers cap what this can hold.
     this.buffered = this.buffered === null ? data : Buffer.concat([this.buffered, data])
+    if (!this.account()) {
+      return this.refuse(new HttpError(503, 'too many request bytes in flight; try again', [['Retry-After', '1']]))
+    }
     this.process()
+  }
+
+  /** Bring this connection's share of host.requestBytes up to date; false when the total is over its max. */
+  private account(): boolean {
+    const now = (this.buffered?.length ?? 0) + (this.body?.received ?? 0)
+    const budget = this.host.requestBytes
+    budget.held += now - this.held
+    this.held = now
+    return budget.held <= budget.max
   }
 
   onEnd(): void {
@@ -128,6 +155,9 @@ export class Connection {
 
   onClose(): void {
     this.disarm()
+    this.buffered = null
+    this.body = null
+    this.account()
     if (this.stream !== null) this.host.streamClosed(this.stream)
     this.host.closed(this)
   }
@@ -147,6 +177,15 @@ export class Connection {
           this.request = req
           this.buffered = parsed.length < this.buffered.length ? this.buffered.subarray(parsed.length) : null
           if (req.chunked || req.contentLength > 0) {
+            const instead = this.host.beforeBody(req, this.socket)
+            if (instead !== null) {
+              // The body is never read: the connection cannot find the next request, so it closes.
+              this.buffered = null
+              this.disarm()
+              this.state = State.Busy
+              this.answer(req, { kind: 'reply', reply: { ...instead, close: true } })
+              break
+            }
             this.body = new BodyReader(req.chunked, req.contentLength)
             this.state = State.Body
             this.arm(this.host.headTimeoutMs) // the body gets as long again: trickling never extends it
@@ -169,6 +208,7 @@ export class Connection {
       this.refuse(err)
       return
     }
+    this.account()
     if (this.peerEnded && this.state === State.Head) this.close()
   }
 
@@ -270,7 +310,9 @@ export class Connection {
     if (this.state === State.Closing) return
     this.state = State.Closing
     this.buffered = null
+    this.body = null
     this.seen = 0
+    this.account()
     this.socket.resume()
     this.socket.end()
     this.arm(LINGER_MS)

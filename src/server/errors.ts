@@ -11,6 +11,7 @@ export const REASONS: Readonly<Record<number, string>> = {
   403: 'Forbidden',
   404: 'Not Found',
   405: 'Method Not Allowed',
+  409: 'Conflict',
   408: 'Request Timeout',
   411: 'Length Required',
   413: 'Content Too Large',

@@ -1,8 +1,10 @@
-// The last N published events, already encoded, for Last-Event-ID replay (WHATWG HTML §9.2.4:
-// a reconnecting client sends the id of the last event it saw). No sockets.
+// The last published events, already encoded, for Last-Event-ID replay (WHATWG HTML §9.2.4:
+// a reconnecting client sends the id of the last event it saw). Bounded twice: at most
+// `capacity` events and at most `maxBytes` of their frames (or the newest event alone, if it is
+// bigger), the oldest forgotten first. No sockets.
 
-import type { Target } from './streams.js'
 import type { Frame } from './sse-encode.js'
+import type { Target } from './streams.js'
 
 export interface HistoryEntry {
   readonly id: string
@@ -11,15 +13,19 @@ export interface HistoryEntry {
   readonly target: Target
 }
 
-/** A fixed ring: adding past capacity forgets the oldest. Positions are absolute sequence numbers. */
+/** A fixed ring: adding past a bound forgets the oldest. Positions are absolute sequence numbers. */
 export class History {
   private readonly ring: Array<HistoryEntry | undefined>
   private next = 0 // sequence number the next entry gets
   private count = 0
-  // id → sequence number of its newest entry. A publisher may repeat an id; the newest wins.
+  private bytesHeld = 0
+  // id → sequence number of its entry. Ids are unique while retained (the server refuses a repeat).
   private readonly seqById = new Map<string, number>()
 
-  constructor(readonly capacity: number) {
+  constructor(
+    readonly capacity: number,
+    readonly maxBytes: number,
+  ) {
     this.ring = new Array<HistoryEntry | undefined>(capacity)
   }
 
@@ -27,15 +33,26 @@ export class History {
     return this.count
   }
 
+  /** Bytes of the retained frames (chunked form, as written to streams). */
+  get bytes(): number {
+    return this.bytesHeld
+  }
+
+  has(id: string): boolean {
+    return this.seqById.has(id)
+  }
+
   add(entry: HistoryEntry): void {
+    const size = entry.frame.chunk.length
     if (this.capacity === 0) return
-    const slot = this.next % this.capacity
-    const old = this.ring[slot]
-    if (old !== undefined && this.seqById.get(old.id) === this.next - this.capacity) this.seqById.delete(old.id)
-    this.ring[slot] = entry
+    // Never skipped, even when bigger than the whole byte bound (then it is kept alone): a
+    // replay that silently left out one event would be a gap nobody is told about.
+    while (this.count > 0 && (this.count === this.capacity || this.bytesHeld + size > this.maxBytes)) this.dropOldest()
+    this.ring[this.next % this.capacity] = entry
     this.seqById.set(entry.id, this.next)
     this.next++
-    if (this.count < this.capacity) this.count++
+    this.count++
+    this.bytesHeld += size
   }
 
   /**
@@ -54,5 +71,15 @@ export class History {
     }
     for (let seq = from; seq < this.next; seq++) visit(this.ring[seq % this.capacity]!)
     return true
+  }
+
+  private dropOldest(): void {
+    const seq = this.next - this.count
+    const slot = seq % this.capacity
+    const old = this.ring[slot]!
+    if (this.seqById.get(old.id) === seq) this.seqById.delete(old.id)
+    this.ring[slot] = undefined
+    this.bytesHeld -= old.frame.chunk.length
+    this.count--
   }
 }

@@ -40,6 +40,11 @@ export class BodyReader {
     return this.state === State.Done
   }
 
+  /** Body bytes received so far (held in memory until the request is answered). */
+  get received(): number {
+    return this.total
+  }
+
   /** The whole body, once done. One copy, only when it came in several reads. */
   body(): Buffer {
     return this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, this.total)

@@ -7,6 +7,8 @@ export const DEFAULT_PORT = 6500
 export const DEFAULT_HOST = '127.0.0.1'
 export const DEFAULT_HEARTBEAT_MS = 15_000 // comment line `:\n\n` to every stream; 0 = off
 export const DEFAULT_HISTORY = 1_000 // events kept for Last-Event-ID replay
+export const DEFAULT_HISTORY_BYTES = 64 * 1024 * 1024 // and at most this many bytes of them
+export const DEFAULT_MAX_EVENT_BYTES = 1024 * 1024 // one event, encoded; a bigger publish: 413
 export const DEFAULT_MAX_CLIENTS = 10_000 // open streams; one more gets 503
 export const DEFAULT_MAX_BUFFER_BYTES = 1024 * 1024 // unsent bytes before a stream is dropped as slow
 export const DEFAULT_TICK_MS = 1_000 // `time` event period; 0 = off
@@ -17,6 +19,7 @@ export const MAX_TARGET_BYTES = 8 * 1024 // request target longer than this: 414
 export const MAX_HEAD_BYTES = 16 * 1024 // request line + headers longer than this: 431
 export const MAX_HEADER_COUNT = 100 // more header fields than this: 431 (a header flood)
 export const MAX_BODY_BYTES = 1024 * 1024 // request body longer than this: 413
+export const MAX_REQUEST_BYTES_IN_FLIGHT = 64 * 1024 * 1024 // unparsed request bytes and bodies of all connections together; past it: 503
 export const MAX_REQUEST_CHUNK_LINE_BYTES = 1024 // chunk-size line (with extensions) or trailer line of a request body: 400 past this
 export const HEAD_TIMEOUT_MS = 10_000 // head (and then body) not complete this long after its first byte was awaited: 408
 export const KEEP_ALIVE_IDLE_MS = 5_000 // idle keep-alive connection with no new request: closed silently
@@ -29,6 +32,7 @@ export const MAX_ID_BYTES = 256 // event id longer than this: 400
 export const STALL_TIMEOUT_MS = 30_000 // unsent bytes that have not shrunk this long: the stream is dropped
 export const SHUTDOWN_GRACE_MS = 5_000 // stop(): sockets still open after this are destroyed
 export const HOUSEKEEPING_MS = 1_000 // one shared sweep: heartbeats and stall checks, never a timer per stream
+export const REPLAY_WRITE_BYTES = 64 * 1024 // a replay is written in slices of about this size, the next one when the socket drains
 
 // --- static files ---
 export const STATIC_CACHE_MAX_FILE_BYTES = 1024 * 1024 // files up to this size are kept in memory, bigger ones streamed

@@ -13,6 +13,8 @@ export interface Stats {
   deliveries: number
   drops: Record<DropReason, number>
   bytesOut: number
+  /** What Last-Event-ID replay can draw on: events retained and their bytes. */
+  history: { events: number; bytes: number }
   uptimeSeconds: number
   rssBytes: number
 }
@@ -24,7 +26,7 @@ export class Metrics {
   readonly drops: Record<DropReason, number> = { buffer: 0, stall: 0, admin: 0, shutdown: 0 }
   private readonly startedAt = process.hrtime.bigint()
 
-  snapshot(clients: number, channels: Record<string, number>): Stats {
+  snapshot(clients: number, channels: Record<string, number>, history: Stats['history']): Stats {
     return {
       clients,
       channels,
@@ -32,6 +34,7 @@ export class Metrics {
       deliveries: this.deliveries,
       drops: { ...this.drops },
       bytesOut: this.bytesOut,
+      history,
       uptimeSeconds: Math.floor(Number(process.hrtime.bigint() - this.startedAt) / 1e9),
       rssBytes: process.memoryUsage.rss(),
     }
@@ -60,6 +63,8 @@ export function prometheusText(s: Stats): string {
     Object.entries(s.drops).map(([reason, n]) => [`{reason="${reason}"}`, n]),
   )
   metric('rawsse_bytes_out_total', 'counter', 'Bytes written to streams.', [['', s.bytesOut]])
+  metric('rawsse_history_events', 'gauge', 'Events retained for Last-Event-ID replay.', [['', s.history.events]])
+  metric('rawsse_history_bytes', 'gauge', 'Bytes of the events retained for replay.', [['', s.history.bytes]])
   metric('rawsse_uptime_seconds', 'gauge', 'Seconds since the server started.', [['', s.uptimeSeconds]])
   metric('process_resident_memory_bytes', 'gauge', 'Resident memory size in bytes.', [['', s.rssBytes]])
   return lines.join('\n') + '\n'

@@ -29,8 +29,16 @@ export interface SseServerOptions {
   retryMs?: number
   /** Events kept for Last-Event-ID replay. */
   history?: number
+  /** Bytes of encoded events kept for replay, beside `history`; default 64 MiB. */
+  historyBytes?: number
   maxClients?: number
   maxBufferBytes?: number
+  /**
+   * The largest event, encoded, in bytes; a bigger publish is refused (`413`, or an Error with
+   * `status` 413 from the library). Default 1 MiB, or maxBufferBytes when that is smaller: one
+   * event must never be enough to drop every reader as slow.
+   */
+  maxEventBytes?: number
   /** Period of the `time` event; 0 = off. */
   tickMs?: number
   /** Head deadline, and then body deadline (408); default 10 s. */
@@ -55,8 +63,10 @@ export interface Settings {
   readonly heartbeatMs: number
   readonly retryMs: number
   readonly history: number
+  readonly historyBytes: number
   readonly maxClients: number
   readonly maxBufferBytes: number
+  readonly maxEventBytes: number
   readonly tickMs: number
   readonly headTimeoutMs: number
   readonly stallTimeoutMs: number
@@ -71,13 +81,16 @@ const PACKAGE_PUBLIC = path.join(path.dirname(fileURLToPath(import.meta.url)), '
 
 /** Defaults applied and every value checked; throws RangeError naming the bad option. */
 export function resolveSettings(options: SseServerOptions): Settings {
+  const maxBufferBytes = options.maxBufferBytes ?? L.DEFAULT_MAX_BUFFER_BYTES
   const numbers = {
     port: options.port ?? L.DEFAULT_PORT,
     heartbeatMs: options.heartbeatMs ?? L.DEFAULT_HEARTBEAT_MS,
     retryMs: options.retryMs ?? DEFAULT_RETRY_MS,
     history: options.history ?? L.DEFAULT_HISTORY,
+    historyBytes: options.historyBytes ?? L.DEFAULT_HISTORY_BYTES,
     maxClients: options.maxClients ?? L.DEFAULT_MAX_CLIENTS,
-    maxBufferBytes: options.maxBufferBytes ?? L.DEFAULT_MAX_BUFFER_BYTES,
+    maxBufferBytes,
+    maxEventBytes: options.maxEventBytes ?? Math.min(L.DEFAULT_MAX_EVENT_BYTES, maxBufferBytes),
     tickMs: options.tickMs ?? L.DEFAULT_TICK_MS,
     headTimeoutMs: options.headTimeoutMs ?? L.HEAD_TIMEOUT_MS,
     stallTimeoutMs: options.stallTimeoutMs ?? L.STALL_TIMEOUT_MS,
@@ -85,6 +98,7 @@ export function resolveSettings(options: SseServerOptions): Settings {
   for (const [name, v] of Object.entries(numbers)) {
     if (!(Number.isInteger(v) && v >= 0)) throw new RangeError(`${name} must be a whole number >= 0`)
   }
+  if (numbers.maxEventBytes > numbers.maxBufferBytes) throw new RangeError('maxEventBytes must not be above maxBufferBytes: one event would drop every reader')
   const corsOrigin = options.corsOrigin ?? L.DEFAULT_CORS_ORIGIN
   // RFC 9110 §5.5: a field value is visible ASCII, space and tab; CR or LF would inject headers.
   if (!/^[\x20-\x7e\t]*$/.test(corsOrigin)) throw new RangeError('corsOrigin must be a valid header value (no CR, LF or control bytes)')

@@ -182,7 +182,13 @@ function publish(req: RequestHead, body: Buffer, ctx: RouteContext, peer: Peer):
   if ((target.user !== undefined && !ctx.userOnline(target.user)) || (target.client !== undefined && !ctx.clientExists(target.client))) {
     return json(404, { delivered: 0, error: 'offline' })
   }
-  return json(200, ctx.publish(message, target))
+  try {
+    return json(200, ctx.publish(message, target))
+  } catch (err) {
+    // 413: over maxEventBytes encoded; 409: an id the history still holds.
+    if (err instanceof HttpError) return json(err.status, { error: err.message })
+    throw err
+  }
 }
 
 /** DELETE /clients/ID closes one stream; DELETE /clients closes all. */
@@ -195,10 +201,28 @@ function closeClients(req: RequestHead, ctx: RouteContext, peer: Peer): Reply {
   return json(404, { closed: 0, error: 'unknown client' })
 }
 
+/**
+ * A request that announces a body, before any of it is read: the reply to send instead, or null
+ * to read the body. A publish without a valid bearer is refused here, so a client without a
+ * token can never make us buffer a body.
+ */
+export function beforeBody(req: RequestHead, ctx: RouteContext, peer: Peer): Reply | null {
+  if (req.path === '/publish' && req.method === 'POST') return checkRole(req, ctx, peer, ROLE_PUBLISH)
+  return null
+}
+
+// The bearer's identity, once looked up for a request: beforeBody() and the route ask the same
+// question of the same request, and an `authenticate` hook is asked it once.
+const bearers = new WeakMap<RequestHead, AuthUser | null>()
+
 /** null when the bearer token holds `role`; otherwise the 401 or 403 to answer. */
 function checkRole(req: RequestHead, ctx: RouteContext, peer: Peer, role: string): Reply | null {
-  const token = bearerToken(req.headers.authorization)
-  const who = token === null ? null : ctx.authenticate(token, req, peer)
+  let who = bearers.get(req)
+  if (who === undefined) {
+    const token = bearerToken(req.headers.authorization)
+    who = token === null ? null : ctx.authenticate(token, req, peer)
+    bearers.set(req, who)
+  }
   // RFC 6750 §3: a 401 for a bearer-protected resource says which scheme it wants.
   if (who === null) return json(401, { error: 'a valid bearer token is required' }, [['WWW-Authenticate', 'Bearer']])
   if (!hasRole(who, role)) return json(403, { error: `the token lacks the ${role} role` })

@@ -9,17 +9,18 @@ import { jittered } from '../wire.js'
 import { generateToken, TokenTable, type AuthRequest, type AuthUser, type Authenticate } from './auth.js'
 import type { Bus, BusEvent } from './bus/bus.js'
 import { LocalBus } from './bus/local.js'
-import { Connection, type ConnectionHost } from './connection.js'
+import { ByteBudget, Connection, type ConnectionHost } from './connection.js'
 import { HttpError } from './errors.js'
 import type { RequestHead } from './http-head.js'
 import { History } from './history.js'
 import * as L from './limits.js'
 import { Metrics, type DropReason, type Stats } from './metrics.js'
 import { resolveSettings, type Settings, type SseServerOptions } from './options.js'
-import { route, type OpenStream, type RouteContext } from './routes.js'
-import { encodeEvent, HEARTBEAT, messageProblem, retryFrame, streamHead, type Frame, type SseMessage } from './sse-encode.js'
+import { beforeBody, route, type OpenStream, type RouteContext } from './routes.js'
+import { encodeEvent, eventSize, messageProblem, retryFrame, streamHead, type Frame, type SseMessage } from './sse-encode.js'
 import { StaticFiles } from './static.js'
-import { matches, Stream, Streams, type ClientView, type Target } from './streams.js'
+import { Stream, type ClientView } from './stream.js'
+import { matches, Streams, type Target } from './streams.js'
 
 export type { SseServerOptions } from './options.js'
 
@@ -65,7 +66,7 @@ export class SseServer extends EventEmitter<SseServerEvents> {
     this.lastEventId = this.settings.lastEventId
     this.authHook = options.authenticate
     this.statics = this.settings.publicDir === null ? null : new StaticFiles(this.settings.publicDir)
-    this.history = new History(this.settings.history)
+    this.history = new History(this.settings.history, this.settings.historyBytes)
     this.streams = new Streams(this.metrics, this.settings.maxBufferBytes, (c, reason) => this.onRemove(c, reason))
     this.bus = options.bus ?? new LocalBus()
     this.bus.subscribe((e) => this.deliver(e))
@@ -82,7 +83,9 @@ export class SseServer extends EventEmitter<SseServerEvents> {
     if (this.server !== null) throw new Error('listen() was called twice')
     const { port, host, stallTimeoutMs, heartbeatMs, tickMs } = this.settings
     // allowHalfOpen: a client's FIN must not close our side before we have answered it.
-    const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (s) => this.conns.add(new Connection(s, this.host)))
+    // highWaterMark 1: write() says false whenever a byte is left unsent, and 'drain' comes when
+    // the socket has sent everything, which is what a Stream's own output queue waits for.
+    const server = net.createServer({ allowHalfOpen: true, noDelay: true, highWaterMark: 1 }, (s) => this.conns.add(new Connection(s, this.host)))
     this.server = server
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject)
@@ -98,7 +101,7 @@ export class SseServer extends EventEmitter<SseServerEvents> {
     // Shared timers, never one per stream: the stall check, the heartbeat, the tick.
     const sweepMs = Math.max(1, Math.min(L.HOUSEKEEPING_MS, stallTimeoutMs))
     this.housekeeping = setInterval(() => this.streams.dropStalled(Date.now(), stallTimeoutMs), sweepMs)
-    if (heartbeatMs > 0) this.heartbeat = setInterval(() => this.streams.fanOut(HEARTBEAT, {}), heartbeatMs)
+    if (heartbeatMs > 0) this.heartbeat = setInterval(() => this.streams.heartbeat(), heartbeatMs)
     if (tickMs > 0) this.ticker = setInterval(() => this.broadcastNow({ event: 'time', data: new Date().toISOString() }), tickMs)
     const addr = server.address() as net.AddressInfo
     return { host, port: addr.port }
@@ -148,10 +151,18 @@ export class SseServer extends EventEmitter<SseServerEvents> {
     return this.publishEvent(msg, { user }).delivered
   }
 
-  /** Publish to any combination of targets; returns the event id and the streams reached. */
+  /**
+   * Publish to any combination of targets; returns the event id and the streams reached. Throws
+   * TypeError for a message that cannot go on the wire, and an Error with `status` 413 (over
+   * maxEventBytes encoded) or 409 (its id is one that history still holds).
+   */
   publishEvent(msg: SseMessage, target: Target): { id: string; delivered: number } {
     const problem = messageProblem(msg)
     if (problem !== null) throw new TypeError(problem)
+    const size = eventSize(msg)
+    if (size > this.settings.maxEventBytes) throw new HttpError(413, `event is ${size} bytes encoded; the limit is ${this.settings.maxEventBytes}`)
+    // A repeated id would make Last-Event-ID ambiguous: a client resuming from it would skip or repeat events.
+    if (msg.id !== undefined && this.history.has(msg.id)) throw new HttpError(409, `id ${msg.id} is already in the history`)
     const id = msg.id ?? String(++this.lastEventId)
     const message: BusEvent['message'] = { data: msg.data, id }
     if (msg.event !== undefined) message.event = msg.event
@@ -184,7 +195,7 @@ export class SseServer extends EventEmitter<SseServerEvents> {
 
   /** The `/stats` figures. */
   stats(): Stats {
-    return this.metrics.snapshot(this.streams.size, this.streams.channels())
+    return this.metrics.snapshot(this.streams.size, this.streams.channels(), { events: this.history.size, bytes: this.history.bytes })
   }
 
   // ---------------------------------------------------------------- publishing
@@ -195,9 +206,10 @@ export class SseServer extends EventEmitter<SseServerEvents> {
     this.metrics.published++
     if (e.keep) this.history.add({ id: e.message.id, frame, target: e.target })
     let reached: number
-    if (e.target.client !== undefined) {
+    if (e.target.client !== undefined || e.target.filter !== undefined) {
       // One stream, found by id: write at once (after anything queued before it, to keep order)
-      // rather than make every stream of the next batch test a target meant for one.
+      // rather than make every stream of the next batch test a target meant for one. A filter
+      // (user code) too: counted and written in one pass, it runs once per stream, not twice.
       this.streams.flush()
       reached = this.streams.fanOut(frame, e.target)
     } else {
@@ -244,19 +256,22 @@ export class SseServer extends EventEmitter<SseServerEvents> {
     const stream = new Stream(++this.lastClientId, socket, o.who.user, o.who.roles, o.channels, chunked)
     const ready = encodeEvent({ event: 'ready', data: JSON.stringify({ client: stream.id, user: stream.user, channels: stream.channels }) }, this.jitteredRetry())
 
-    // Head, ready, reset or replay: corked into one write. Nothing can be published between
-    // here and streams.add (one thread), so the replay and the live events meet with no gap.
-    socket.cork()
-    socket.write(head)
-    let bytes = head.length + write(socket, ready, chunked)
+    // Head, ready and reset in one write; the replay after them, paced by the socket. Nothing can
+    // be published between here and streams.add (one thread), so the replay and the live events
+    // meet with no gap: live events wait behind the replay.
+    const first = [head, ready.bytesFor(chunked)]
+    const replay: Buffer[] = []
     if (o.lastEventId !== null) {
       const placed = this.history.since(o.lastEventId, (e) => {
-        if (matches(stream, e.target)) bytes += write(socket, e.frame, chunked)
+        if (matches(stream, e.target)) replay.push(e.frame.bytesFor(chunked))
       })
-      if (!placed) bytes += write(socket, encodeEvent({ event: 'reset', data: `{"reason":"${L.HISTORY_GAP_REASON}"}` }), chunked)
+      if (!placed) first.push(RESET.bytesFor(chunked))
     }
-    socket.uncork()
+    let bytes = 0
+    for (const b of first) bytes += b.length
+    for (const b of replay) bytes += b.length
     this.metrics.bytesOut += bytes
+    stream.begin(first, replay)
     this.streams.add(stream)
     this.emit('connect', stream)
     return stream
@@ -285,6 +300,8 @@ export class SseServer extends EventEmitter<SseServerEvents> {
       get stopping() {
         return server.stopping !== null
       },
+      requestBytes: new ByteBudget(L.MAX_REQUEST_BYTES_IN_FLIGHT),
+      beforeBody: (req, socket) => beforeBody(req, this.routes, socket),
       route: (req, body, socket) => route(req, body, this.routes, socket),
       openStream: (socket, req, o) => this.openStream(socket, req, o),
       streamClosed: (stream) => this.streams.remove(stream, 'closed'),
@@ -318,9 +335,5 @@ export class SseServer extends EventEmitter<SseServerEvents> {
   }
 }
 
-/** Write a frame in the stream's framing; returns the bytes written. */
-function write(socket: net.Socket, frame: Frame, chunked: boolean): number {
-  const buf = frame.bytesFor(chunked)
-  socket.write(buf)
-  return buf.length
-}
+/** The event a stream starts with when its Last-Event-ID cannot be placed. */
+const RESET = encodeEvent({ event: 'reset', data: `{"reason":"${L.HISTORY_GAP_REASON}"}` })

@@ -5,7 +5,7 @@
 // Buffer is written to every stream, kept in history and replayed as is. An HTTP/1.0 stream
 // (no chunked coding) gets `body`, a view of the same memory without the framing.
 
-import { DEFAULT_EVENT } from '../wire.js'
+import { CR, DEFAULT_EVENT, LF } from '../wire.js'
 
 /** What a publisher sends: data (may hold line breaks), an optional event name and id. */
 export interface SseMessage {
@@ -16,16 +16,32 @@ export interface SseMessage {
 
 /** One encoded piece of the stream, in both framings. */
 export class Frame {
-  /** `<hex size>\r\n<text>\r\n`, for chunked (HTTP/1.1) streams. */
-  readonly chunk: Buffer
   /** `<text>` alone, a view into `chunk`, for close-delimited (HTTP/1.0) streams. */
   readonly body: Buffer
 
-  constructor(text: string) {
-    const size = Buffer.byteLength(text)
+  private constructor(
+    /** `<hex size>\r\n<text>\r\n`, for chunked (HTTP/1.1) streams. */
+    readonly chunk: Buffer,
+    prefix: number,
+    size: number,
+  ) {
+    this.body = chunk.subarray(prefix, prefix + size)
+  }
+
+  static of(text: string): Frame {
+    const frame = Frame.alloc(Buffer.byteLength(text))
+    frame.body.write(text)
+    return frame
+  }
+
+  /** A frame for a text of `size` bytes: size line and final CRLF written, `body` left to fill. */
+  static alloc(size: number): Frame {
     const prefix = size.toString(16) + '\r\n'
-    this.chunk = Buffer.from(prefix + text + '\r\n')
-    this.body = this.chunk.subarray(prefix.length, prefix.length + size)
+    const chunk = Buffer.allocUnsafe(prefix.length + size + 2)
+    chunk.write(prefix, 0, 'latin1')
+    chunk[prefix.length + size] = CR
+    chunk[prefix.length + size + 1] = LF
+    return new Frame(chunk, prefix.length, size)
   }
 
   /** The bytes for a stream of this framing. */
@@ -39,41 +55,96 @@ export const LAST_CHUNK = Buffer.from('0\r\n\r\n')
 
 /** A comment line keeps proxies from timing the stream out; `:\n\n` rather than a bare newline,
  *  so that a client never sees half an event (nchan does the same). */
-export const HEARTBEAT = new Frame(':\n\n')
+export const HEARTBEAT = Frame.of(':\n\n')
 
-const LINE_BREAK = /\r\n|\r|\n/
+const DATA_FIELD = Buffer.from('data: ')
+/** `data: ` and the LF after a line: what each line of data adds to the event text. */
+const PER_LINE = DATA_FIELD.length + 1
 
 /** Why a message cannot go on the wire, or null. Event names and ids are single lines. */
 export function messageProblem(msg: SseMessage): string | null {
   if (typeof msg.data !== 'string') return 'data must be a string'
   if (msg.event !== undefined && /[\r\n]/.test(msg.event)) return 'event name contains CR or LF'
-  // A NUL in an id makes a WHATWG client ignore the whole id field.
-  if (msg.id !== undefined && /[\r\n\0]/.test(msg.id)) return 'id contains CR, LF or NUL'
+  if (msg.id !== undefined) {
+    // A NUL in an id makes a WHATWG client ignore the whole id field.
+    if (/[\r\n\0]/.test(msg.id)) return 'id contains CR, LF or NUL'
+    // `0` is what a client sends to get every retained event, so an event with that id could
+    // never be resumed after; and HTTP trims a Last-Event-ID header, so an id with space or tab
+    // at either end could never be resumed through it.
+    if (msg.id === '0') return 'id 0 is reserved (lastEventId=0 asks for every retained event)'
+    if (/^[ \t]|[ \t]$/.test(msg.id)) return 'id starts or ends with a space or tab'
+  }
   return null
 }
 
-/** The event text: `id:`, `event:` (omitted for the default `message`), one `data:` per line, blank line. */
-export function eventText(msg: SseMessage, retryMs?: number): string {
+/** The lines before the data: `retry:`, `id:`, `event:` (omitted for the default `message`). */
+function fieldsText(msg: SseMessage, retryMs: number | undefined): string {
   let text = retryMs === undefined ? '' : `retry: ${retryMs}\n`
   if (msg.id !== undefined) text += `id: ${msg.id}\n`
   if (msg.event !== undefined && msg.event !== '' && msg.event !== DEFAULT_EVENT) text += `event: ${msg.event}\n`
-  const data = msg.data
-  if (data.indexOf('\n') === -1 && data.indexOf('\r') === -1) {
-    text += `data: ${data}\n`
-  } else {
-    // The client joins data lines with LF, so CRLF, CR and LF all come back as LF.
-    for (const line of data.split(LINE_BREAK)) text += `data: ${line}\n`
-  }
-  return text + '\n'
+  return text
 }
 
+function hasLineBreak(data: string): boolean {
+  return data.indexOf('\n') !== -1 || data.indexOf('\r') !== -1
+}
+
+/**
+ * The bytes of the event text encodeEvent() makes, counted without making it, so that a publish
+ * over the limit is refused before anything is built. Linear in the data, whatever it holds.
+ */
+export function eventSize(msg: SseMessage, retryMs?: number): number {
+  const data = msg.data
+  const fixed = Buffer.byteLength(fieldsText(msg, retryMs)) + 1 // + the blank line
+  if (!hasLineBreak(data)) return fixed + PER_LINE + Buffer.byteLength(data)
+  // CR and LF are single UTF-16 units and single UTF-8 bytes, so they can be counted on the string.
+  let lines = 1
+  let breakBytes = 0
+  for (let i = 0; i < data.length; i++) {
+    const c = data.charCodeAt(i)
+    if (c !== LF && c !== CR) continue
+    lines++
+    breakBytes++
+    if (c === CR && data.charCodeAt(i + 1) === LF) {
+      i++
+      breakBytes++
+    }
+  }
+  return fixed + lines * PER_LINE + Buffer.byteLength(data) - breakBytes
+}
+
+/**
+ * The event as one frame: fields, one `data:` line per line of data (split on CRLF, CR and LF,
+ * which the client joins back with LF), blank line. Written straight into the frame's Buffer:
+ * one copy of the data, however many lines it has (a megabyte of line feeds included).
+ */
 export function encodeEvent(msg: SseMessage, retryMs?: number): Frame {
-  return new Frame(eventText(msg, retryMs))
+  const fields = fieldsText(msg, retryMs)
+  const data = msg.data
+  if (!hasLineBreak(data)) return Frame.of(`${fields}data: ${data}\n\n`)
+  const src = Buffer.from(data)
+  const frame = Frame.alloc(eventSize(msg, retryMs))
+  const out = frame.body
+  let off = out.write(fields, 0)
+  let lineStart = 0
+  for (let i = 0; i <= src.length; i++) {
+    const c = i === src.length ? LF : src[i]!
+    if (c !== LF && c !== CR) continue
+    // Byte by byte for the field name and short lines: a native copy call costs more than that.
+    for (let k = 0; k < DATA_FIELD.length; k++) out[off++] = DATA_FIELD[k]!
+    if (i - lineStart > 64) off += src.copy(out, off, lineStart, i)
+    else for (let k = lineStart; k < i; k++) out[off++] = src[k]!
+    out[off++] = LF
+    if (c === CR && src[i + 1] === LF) i++
+    lineStart = i + 1
+  }
+  out[off] = LF
+  return frame
 }
 
 /** A chunk holding only `retry:`: it sets the reconnection time and dispatches no event. */
 export function retryFrame(retryMs: number): Frame {
-  return new Frame(`retry: ${retryMs}\n\n`)
+  return Frame.of(`retry: ${retryMs}\n\n`)
 }
 
 /** The stream's response head (README "The wire, byte by byte"). HTTP/1.0 gets no chunked coding. */

@@ -1,6 +1,8 @@
 // Static files under one root folder (`--public`): Content-Type, Content-Length, ETag and 304
 // (RFC 9110 §8.8.3, §13.1.2). Nothing outside the root is ever served: `..` in any spelling,
-// encoded slashes and backslashes, NUL, and symlinks that point out are all a plain 404.
+// encoded slashes and backslashes, NUL, and symlinks that point out are all a plain 404. Nor is
+// anything whose path has a segment starting with `.` (`/.env`, `/.git/config`), asked for or
+// reached through a symlink: such files are a deploy's secrets, never its pages.
 
 import { promises as fs } from 'node:fs'
 import * as path from 'node:path'
@@ -97,7 +99,7 @@ function notFound(): Reply {
 /**
  * The path relative to the root, or null when it could leave the root or is not a clean path.
  * Like Go's `http.Dir.Open`, we decode each segment and refuse rather than normalise: a segment
- * that decodes to `.`, `..`, or holds `/`, `\` or NUL has no business in a file name.
+ * that decodes to `.`, `..` or any other dot-name, or holds `/`, `\` or NUL, is not served.
  */
 function safeRelative(urlPath: string): string | null {
   const segments: string[] = []
@@ -110,7 +112,7 @@ function safeRelative(urlPath: string): string | null {
       throw new HttpError(400, 'malformed percent-encoding in path')
     }
     if (seg === '' && i === raw.length - 1) break // a trailing slash: the folder's index.html
-    if (seg === '' || seg === '.' || seg === '..' || /[/\\\0]/.test(seg)) return null
+    if (seg === '' || seg.startsWith('.') || /[/\\\0]/.test(seg)) return null
     segments.push(seg)
   }
   return segments.join(path.sep)
@@ -121,6 +123,7 @@ async function statInside(root: string, file: string): Promise<{ real: string; s
   try {
     const real = await fs.realpath(file)
     if (real !== root && !real.startsWith(root + path.sep)) return null
+    if (real.slice(root.length).split(path.sep).some((seg) => seg.startsWith('.'))) return null
     return { real, stat: await fs.stat(real) }
   } catch {
     return null

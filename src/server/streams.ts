@@ -4,14 +4,10 @@
 
 import type { Socket } from 'node:net'
 import type { DropReason, Metrics } from './metrics.js'
-import { LAST_CHUNK, type Frame } from './sse-encode.js'
+import { HEARTBEAT, type Frame } from './sse-encode.js'
+import type { ClientView, Stream } from './stream.js'
 
-/** What a `broadcast` filter and the `connect` / `disconnect` listeners see of a stream. */
-export interface ClientView {
-  readonly id: number
-  readonly user: string | null
-  readonly channels: readonly string[]
-}
+export type { ClientView } from './stream.js'
 
 /** Who an event goes to. Every given field must match; none given means every stream. */
 export interface Target {
@@ -20,26 +16,6 @@ export interface Target {
   role?: string
   client?: number
   filter?: (client: ClientView) => boolean
-}
-
-/** One open stream. Kept small: 10 000 of these must fit in a few MiB. */
-export class Stream implements ClientView {
-  /** Position in Streams.list, so a closed stream leaves the array in O(1). */
-  index = -1
-  /** What the kernel had taken at the last stall check (see dropStalled), and when it last moved. */
-  flushed = 0
-  queued = 0
-  progressAt = Date.now()
-
-  constructor(
-    readonly id: number,
-    readonly socket: Socket,
-    readonly user: string | null,
-    readonly roles: readonly string[],
-    readonly channels: readonly string[],
-    /** HTTP/1.1 streams are chunked; HTTP/1.0 streams are close-delimited and get `Frame.body`. */
-    readonly chunked: boolean,
-  ) {}
 }
 
 // Events of one batch are told apart by the bits of a 31-bit positive int; a longer burst is
@@ -165,9 +141,9 @@ export class Streams {
         buf = parts.length === 1 ? parts[0]! : Buffer.concat(parts)
         shared.set(key, buf)
       }
-      c.socket.write(buf)
+      c.send(buf)
       bytes += buf.length
-      if (c.socket.writableLength > this.maxBufferBytes) (slow ??= []).push(c)
+      if (c.unsent > this.maxBufferBytes) (slow ??= []).push(c)
     }
     this.metrics.bytesOut += bytes
     if (slow !== null) for (const c of slow) this.drop(c, 'buffer')
@@ -211,9 +187,9 @@ export class Streams {
       const c = list[i]!
       if (!matches(c, target) || c.socket.destroyed) continue
       const buf = c.chunked ? frame.chunk : frame.body
-      c.socket.write(buf)
+      c.send(buf)
       bytes += buf.length
-      if (c.socket.writableLength > this.maxBufferBytes) (slow ??= []).push(c)
+      if (c.unsent > this.maxBufferBytes) (slow ??= []).push(c)
       else reached++
     }
     this.metrics.bytesOut += bytes
@@ -222,9 +198,25 @@ export class Streams {
   }
 
   /**
+   * The keep-alive comment, to streams with nothing unsent only: one that is still sending has
+   * bytes on the way already, and a stalled one would only queue more.
+   */
+  heartbeat(): void {
+    let bytes = 0
+    for (let i = 0; i < this.list.length; i++) {
+      const c = this.list[i]!
+      if (c.blocked || c.socket.destroyed) continue
+      const buf = HEARTBEAT.bytesFor(c.chunked)
+      c.send(buf)
+      bytes += buf.length
+    }
+    this.metrics.bytesOut += bytes
+  }
+
+  /**
    * Close a stream on our side. A slow or stalled one is destroyed at once: its queued bytes
-   * will never be read, and freeing them is the point. Otherwise it gets the last chunk first
-   * (`before`, e.g. a last `retry:`, then `0\r\n\r\n`) and a FIN.
+   * will never be read, and freeing them is the point. Otherwise it gets what is queued for it,
+   * then `before` (e.g. a last `retry:`), `0\r\n\r\n` and a FIN.
    */
   drop(c: Stream, reason: DropReason, before?: Frame): void {
     if (c.index === -1) return
@@ -232,36 +224,26 @@ export class Streams {
     if (reason === 'admin' || reason === 'shutdown') this.flush()
     this.metrics.drops[reason]++
     this.remove(c, reason)
-    const s = c.socket
-    if (reason === 'buffer' || reason === 'stall') {
-      s.destroy()
-      return
-    }
-    if (!s.destroyed) {
-      s.cork()
-      if (before !== undefined) s.write(before.bytesFor(c.chunked))
-      if (c.chunked) s.write(LAST_CHUNK)
-      s.end()
-      s.uncork()
-    }
+    if (reason === 'buffer' || reason === 'stall') c.socket.destroy()
+    else c.end(before)
   }
 
   /**
    * The shared stall check (one sweep for all streams, never a timer each): a stream with unsent
    * bytes of which the kernel has taken none for `stallMs` is reading nothing, and a heartbeat
    * alone would never notice, because writes to a half-open socket succeed until buffers fill.
+   * Reads two counters per stream: never a walk of a write queue.
    */
   dropStalled(now: number, stallMs: number): void {
     let stalled: Stream[] | null = null
-    for (const c of this.list) {
-      const pending = c.socket.writableLength
-      const flushed = c.socket.bytesWritten - pending
-      // Node joins queued writes into one big write that completes only when its last byte is
-      // taken; the handle's own queue shows the kernel taking bytes in between.
+    for (let i = 0; i < this.list.length; i++) {
+      const c = this.list[i]!
+      if (!c.blocked) continue
+      // A big write in progress completes only when its last byte is taken; libuv's count of its
+      // unsent bytes shows the kernel taking bytes in between.
       const queued = writeQueueSize(c.socket)
-      if (pending === 0 || flushed !== c.flushed || queued !== c.queued) {
-        c.flushed = flushed
-        c.queued = queued
+      if (queued !== c.queueSeen) {
+        c.queueSeen = queued
         c.progressAt = now
       } else if (now - c.progressAt >= stallMs) {
         ;(stalled ??= []).push(c)
