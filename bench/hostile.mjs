@@ -3,58 +3,68 @@
 //   node bench/hostile.mjs [--cli PATH] [--label NAME] [--server-arg ARG]... [--quick] [--cases 1,2,3]
 //       [--stalled 3000,10000] [--publish-seconds 35] [--recover-bound 120]
 //       [--flood 20000] [--flood-procs 4] [--flood-seconds 30] [--floods keepalive,idle,loris]
-//       [--storm 10000] [--storm-bound 90] [--commit SHA] [--out bench/RESULTS.md]
+//       [--storm 10000] [--storm-bound 90] [--storm-drop server,client] [--storm-missed 5]
+//       [--storm-live-ms 500] [--commit SHA] [--out bench/RESULTS.md]
 //
-// e.g. `node bench/hostile.mjs --cli /tmp/before/dist/cli.js --label before` and, once the fix
-// is built, `node bench/hostile.mjs --label after --server-arg --listen-backlog --server-arg 4096`.
+// e.g. `node bench/hostile.mjs --cli /tmp/before/dist/cli.js --label before`, and once the fix is
+// built, `node bench/hostile.mjs --label after [--server-arg --some-flag --server-arg VALUE]`.
 //
-// What it measures (the server is PATH, default this repo's dist/cli.js, run as its bin runs it:
-// the node flags on its first line; pinned to core 0 with `taskset`; this script and every load
-// process on core 1; a fresh server per case and per flood; the server's RSS (VmRSS) and open
-// file count (/proc/PID/fd) sampled every 250 ms from /proc, which answers while it is frozen):
+// The server is PATH (default: this repo's dist/cli.js), run as its bin runs it (the node flags on
+// its first line), pinned to core 0 with `taskset`; this script and every load process it starts
+// run on core 1. A fresh server per case, per N and per flood, with `--tick 0 --max-clients 20000`
+// (so the stream cap never answers instead of the attack), --token and --publish-token, then each
+// --server-arg. Its RSS (VmRSS) and open files (/proc/PID/fd) are sampled every 250 ms from /proc,
+// which answers while its event loop is blocked. Clients bind source addresses 127.A.B.C of this
+// run's own (one per 1 000 connections: bind() with port 0 slows down as an address fills), so no
+// earlier run's TIME_WAIT is met and ports never run out; only 127.x addresses are ever targets.
 //
-//  1. Dropping stalled streams. N streams (--stalled, each N in turn) are opened by a python3
-//     process that never reads: every socket gets SO_RCVBUF 4096 and TCP_MAXSEG 536 before
-//     connect (a stalled mobile client on a small MSS), so the server's writes block after a few
-//     KiB. Then, for --publish-seconds (longer than the server's fixed 30 s stall timeout), one
-//     keep-alive connection publishes 100-byte events back to back (the next when the last is
-//     answered), while a canary, one reading subscriber, gets them too and a probe publishes
-//     one `probe` event every 100 ms and times each round trip. Reported: the worst probe
-//     round trip (how long the event loop was blocked), the longest time the canary got no probe
-//     event, how long after the drop began (the server's open files fell) the canary's events
-//     flowed again, RSS before / peak / after, and drops.stall / drops.buffer from /stats. A case
-//     that has not recovered --recover-bound seconds after publishing ended is stopped: that is
-//     its figure. A larger N runs only if the smaller one recovered within the bound.
-//  2. Connection floods at the file-descriptor limit (20 000 per process, server included). For
-//     each flood (--floods), --flood connections from --flood-procs helper processes (each its
-//     own source address 127.x.y.z, so ports never run out) try to hold every descriptor the
-//     server has, reconnecting whenever the server closes one: `keepalive` sends
-//     `OPTIONS * HTTP/1.1` on each every 4 s (under the 5 s keep-alive idle close), `idle` sends
-//     nothing, `loris` trickles a request head one byte every 3 s. Once the flood is up, every
-//     second for --flood-seconds a new subscriber with a valid token sends
-//     `GET /events/TOKEN`: attempts, how many got `ready` within 2 s, the time to `ready` of those
-//     that got it (each attempt waits at most 10 s), and what happened to the others.
-//  3. Reconnect storm. --storm streams are opened (256 at a time), 20 events published, then
-//     `DELETE /clients` (admin) closes them all at once; 5 events are published while they are
-//     away; when every stream has seen its end, all of them reconnect in one loop with
-//     `Last-Event-ID` = the last id each got, while an event is published every 500 ms. A
-//     connection closed before `ready` retries after 1 s (as EventSource would). Reported: how
-//     many got `ready` within 10 s and within --storm-bound s of the storm's start, p50 / p99 /
-//     max time to `ready` (those not ready count as beyond the bound), whether each stream ended
-//     with exactly the published ids (no gap, no duplicate, in order), and the kernel's
-//     TcpExtListenOverflows / ListenDrops delta over the storm (/proc/net/netstat: the whole
-//     machine, so another program's overflows would count too).
+//  1. Dropping stalled streams. N streams (--stalled, each N in turn, smallest first; a larger N
+//     only if the smaller recovered within the bound) are opened by one python3 process that
+//     never reads: each socket gets SO_RCVBUF 4096 and TCP_MAXSEG 536 before connect (a stalled
+//     mobile client on a small MSS; Node can set neither), so the server's writes block after a
+//     few KiB; the answer is checked with MSG_PEEK, which leaves it unread. Then for
+//     --publish-seconds (longer than the server's fixed 30 s stall timeout) one keep-alive
+//     connection publishes 100-byte events back to back (the next when the last is answered),
+//     while a canary, one reading subscriber, gets them too and a probe publishes a `probe` event
+//     every 100 ms and times each round trip. Reported: the worst probe round trip (the event
+//     loop blocked), the longest time the canary got no probe event, how many streams were
+//     dropped in that gap (the fall of the server's open files) and how long after the drop the
+//     canary's events flowed again, RSS before / peak / after, drops.stall / drops.buffer from
+//     /stats. A case not recovered --recover-bound s after publishing ended is stopped: that is
+//     its figure.
+//  2. Floods at the file-descriptor limit (20 000 open files per process, the server's too). For
+//     each flood (--floods), --flood connections from --flood-procs helper processes try to hold
+//     every descriptor the server has, each reopened when the server closes it (after 0.5 s if it
+//     lived under 1 s): `keepalive` sends `OPTIONS * HTTP/1.1` on each every 4 s (under the 5 s
+//     keep-alive idle close), `idle` sends nothing, `loris` trickles a request head a byte every
+//     3 s. Once the flood is up, every second for --flood-seconds a new subscriber with a valid
+//     token sends `GET /events/TOKEN` and waits at most 10 s: attempts, how many got `ready`
+//     within 2 s, p50 / max time to `ready` of those that got it, and what happened to the others.
+//  3. Reconnect storm. --storm streams (opened 256 at a time) get 20 events; then, for each
+//     --storm-drop: `server`, `DELETE /clients` (admin) closes them all at once and the reconnects
+//     start when every stream has seen its end; `client`, this side closes every socket in the
+//     same turn as the reconnects (a network blip, a killed client process: the server meets the
+//     closes and the new connections together while it still holds the old streams).
+//     --storm-missed events are published while they are away; all reconnect in one loop, from
+//     127.0.0.1 without bind() (10 000 bind() calls would take this process seconds of system
+//     time and spread the storm out), each with `Last-Event-ID` = the last id it got, while an
+//     event is published every --storm-live-ms; a connection closed before `ready` retries after
+//     1 s (as EventSource would). Reported: `ready` within 10 s and within --storm-bound s of the
+//     loop's start, p50 / p99 / max time to `ready` (streams never ready count as beyond the
+//     bound), whether each stream ended with exactly the published ids (no gap, no duplicate, in
+//     order), and the kernel's TcpExtListenOverflows / ListenDrops delta over the storm
+//     (/proc/net/netstat: the whole machine, so another program's overflows would count too).
 //
-// Every server gets `--tick 0 --max-clients 20000` (so the count cap never answers instead of the
-// attack), --token and --publish-token, then each --server-arg. It writes its section of
-// bench/RESULTS.md (between `<!-- hostile:begin -->` and `<!-- hostile:end -->`) with one block
-// per label: a run replaces only its own label's block; a table at the top puts the labels side
-// by side (each block keeps its figures as JSON in an HTML comment for that). Every process it
-// starts is killed by PID when done, on errors and on Ctrl-C; the whole run is bounded
-// (--quick: ~2 min, else ~20 min at most; about 12 min when the cases take their normal time).
+// It writes its section of bench/RESULTS.md (between `<!-- hostile:begin -->` and
+// `<!-- hostile:end -->`, right after the HTTP section) with one block per label: a run replaces
+// only its own label's block (each block keeps its figures as JSON in an HTML comment), and a
+// table at the top puts every label side by side. Every process it starts is killed by PID when
+// done, on errors and on Ctrl-C; the whole run is bounded (30 min; --quick 5 min) and takes about
+// 10 min at full size when the cases take their normal time.
 //
 // --quick: 1 000 stalled (33 s of publishing: the stall timeout is fixed at 30 s), 2 000 flood
-// connections for 8 s, 1 000 reconnecting; a check of the script, not results.
+// connections for 8 s, 1 000 reconnecting: about 1.5 min; a check of the script, not results,
+// written nowhere unless --out is given.
 // Internal: `node bench/hostile.mjs --helper canary|flood|storm JSON` are its load processes.
 
 import { spawnSync } from 'node:child_process'
@@ -99,6 +109,7 @@ const SUBSCRIBE_WAIT_MS = 10_000 // case 2: how long one new subscriber waits fo
 const READY_GOAL_MS = 2_000 // case 2 goal
 const STORM_GOAL_MS = 10_000 // case 3 goal
 const STALL_TIMEOUT_S = 30 // the server's (not a flag)
+const STORM_BEFORE = 20 // case 3: events every stream gets before the drop
 
 const mib = (bytes) => fmt(bytes / 2 ** 20, 0)
 const secs = (ms, d = 1) => (Number.isFinite(ms) ? `${fmt(ms / 1000, d)} s` : '–')
@@ -488,7 +499,7 @@ async function floodHelper(cfg) {
 // Helper: the reconnect storm of case 3, start to finish; prints one JSON line.
 
 async function stormHelper(cfg) {
-  const { port, n, sources, before = 20, missed = 5, livePeriodMs = 500, boundMs, inFlight = 256 } = cfg
+  const { port, n, sources, before = STORM_BEFORE, missed = 5, livePeriodMs = 500, boundMs, inFlight = 256, drop = 'server' } = cfg
   const auth = { Authorization: `Bearer ${PUBLISH_TOKEN}` }
   const log = (s) => process.stderr.write(`storm: ${s}\n`)
   const api = new Http(port)
@@ -551,18 +562,34 @@ async function stormHelper(cfg) {
   const t2 = Date.now()
   while (streams.some((st) => st.ready && !st.ended && st.ids.at(-1) !== lastBefore) && Date.now() - t2 < 30_000) await sleep(100)
 
-  // Phase 2: every stream closed at once by the server; they notice, then events they miss.
-  const del = await api.request('DELETE', '/clients', { headers: auth })
-  const t3 = Date.now()
-  while (streams.some((st) => st.phase === 1 && st.ready && !st.ended) && Date.now() - t3 < 15_000) await sleep(50)
-  const notEnded = streams.filter((st) => st.ready && !st.ended).length
-  for (const st of streams) st.socket?.destroy()
-  for (let k = 0; k < missed; k++) await publish('missed')
+  // Phase 2, drop 'server': every stream closed at once by the server (DELETE /clients); they
+  // notice, then events are published that they miss. Drop 'client': below, in phase 3.
+  let del = { status: '–', body: 'not asked (client drop)' }
+  let notEnded = 0
+  if (drop === 'server') {
+    del = await api.request('DELETE', '/clients', { headers: auth })
+    const t3 = Date.now()
+    while (streams.some((st) => st.phase === 1 && st.ready && !st.ended) && Date.now() - t3 < 15_000) await sleep(50)
+    notEnded = streams.filter((st) => st.ready && !st.ended).length
+    for (const st of streams) st.socket?.destroy()
+    for (let k = 0; k < missed; k++) await publish('missed')
+    await sleep(200)
+  }
 
-  // Phase 3: all reconnect in one loop, with Last-Event-ID; live events meanwhile.
-  await sleep(200)
+  // Phase 3: all reconnect in one loop, with Last-Event-ID; live events meanwhile. Drop 'client':
+  // first every socket is closed from this side (a network blip, a killed client process), in the
+  // same turn as the reconnects, and the missed events are published without waiting, so the
+  // server meets 10 000 closes, 10 000 connections and the publishes at once, while it still
+  // holds the old streams.
   const counters0 = listenCounters()
   const fireAt = performance.now()
+  let missedP = null
+  if (drop === 'client') {
+    for (const st of streams) st.socket?.destroy()
+    missedP = (async () => {
+      for (let k = 0; k < missed; k++) await publish('missed')
+    })()
+  }
   const connectOne = (st) => {
     st.phase = 2
     st.ready = false
@@ -591,6 +618,7 @@ async function stormHelper(cfg) {
   }
   for (const st of streams) connectOne(st)
   const fireLoopMs = performance.now() - fireAt
+  await missedP
   let live = 0
   let liveBusy = false
   const liveTimer = setInterval(() => {
@@ -663,6 +691,7 @@ async function stormHelper(cfg) {
   }
   const res = {
     n,
+    drop,
     initialReady,
     initialFailed,
     deleteStatus: del.status,
@@ -845,7 +874,7 @@ const sourcesFor = (count) => Array.from({ length: Math.max(1, Math.ceil(count /
 async function busyNote(what, notes) {
   const busy = await busiestCorePercent()
   if (busy > BUSY_LIMIT) {
-    const msg = `${what}: a core was ${fmt(busy)} % busy with other work just before it`
+    const msg = `${what}: a core was ${fmt(busy)} % busy with other work just before it (the other engineer's tests)`
     process.stderr.write(msg + '\n')
     notes.push(msg)
   }
@@ -1058,18 +1087,20 @@ async function caseFlood(o, mode, notes) {
 // ---------------------------------------------------------------------------------------------
 // Case 3.
 
-async function caseStorm(o, notes) {
+const DROP_NAMES = { server: 'server drops all (`DELETE /clients`)', client: 'clients drop all (closed from their side)' }
+
+async function caseStorm(o, drop, notes) {
   const server = await startServer(o)
   const smp = sampler(server.pid)
   let helper = null
   let r
   try {
-    await busyNote('case 3', notes)
+    await busyNote(`case 3, ${drop} drop`, notes)
     const waited = await waitForPorts(o.storm)
     if (waited >= 1) notes.push(`case 3: waited ${fmt(waited)} s for ${fmt(o.storm)} free ports on 127.0.0.1 first (TIME_WAIT of earlier connections)`)
     const boundMs = o.stormBound * 1000
     const limitMs = 120_000 + 30_000 + 15_000 + boundMs + 30_000 + o.storm * 5
-    helper = (await startHelper('storm', 'storm', { port: server.port, n: o.storm, sources: sourcesFor(o.storm), boundMs, missed: o.stormMissed, livePeriodMs: o.stormLiveMs }, () => true)).proc
+    helper = (await startHelper('storm', 'storm', { port: server.port, n: o.storm, sources: sourcesFor(o.storm), boundMs, missed: o.stormMissed, livePeriodMs: o.stormLiveMs, drop }, () => true)).proc
     const outcome = await Promise.race([helper.exited, sleep(limitMs).then(() => 'timeout')])
     await Promise.race([helper.closed, sleep(2000)])
     if (outcome === 'timeout') throw new Error(`the storm helper did not finish within ${limitMs / 1000} s`)
@@ -1179,13 +1210,14 @@ function summaryTable(blocks) {
       }),
     ])
   }
-  if (data.some((d) => d.storm)) {
+  const drops = [...new Set(data.flatMap((d) => (d.storm ?? []).map((s) => s.drop)))]
+  for (const drop of drops) {
     rows.push([
-      `3: ${fmt(data.find((d) => d.storm)?.storm?.n)} reconnect at once`,
+      `3: all reconnect at once; ${DROP_NAMES[drop] ?? drop}`,
       '`ready` within 10 s; p99; exact replay; listen overflows',
       'all within 10 s',
       ...data.map((d) => {
-        const s = d.storm
+        const s = d.storm?.find((x) => x.drop === drop)
         if (!s) return '–'
         if (s.error) return `failed: ${s.error}`
         return `${fmt(s.readyWithinGoal)} of ${fmt(s.n)}; p99 ${s.p99 === null ? `> ${secs(s.boundMs, 0)}` : secs(s.p99)}; ${fmt(s.exact)} exact; ${fmt(s.listenOverflows)} overflows`
@@ -1260,27 +1292,33 @@ function labelReport(o, m, command, build, res, notes) {
     out.push('')
   }
   if (res.storm) {
-    const s = res.storm
-    out.push(`**Case 3: reconnect storm.** ${fmt(o.storm)} streams, ${s.before ?? 20} events, \`DELETE /clients\`, ${s.missed ?? 5} events while away, then all reconnect in one loop with \`Last-Event-ID\` (an event every 500 ms meanwhile; a connection closed before \`ready\` retries after 1 s). Bound: ${o.stormBound} s.`)
+    out.push(
+      `**Case 3: reconnect storm.** ${fmt(o.storm)} streams get ${STORM_BEFORE} events; then all are dropped at once, either by the server (\`DELETE /clients\`; the reconnects start when every stream has seen its end) or from the clients' side (every socket closed in the same turn as the reconnects, so the server meets the closes and the new connections together while it still holds the old streams); ${o.stormMissed} events are published while they are away; all reconnect in one loop with \`Last-Event-ID\`, an event is published every ${o.stormLiveMs} ms meanwhile, and a connection closed before \`ready\` retries after 1 s. Bound: ${o.stormBound} s.`,
+    )
     out.push('')
-    if (s.error) out.push(`Failed: ${s.error}`)
-    else {
-      out.push('| N | `ready` ≤ 10 s | `ready` ≤ bound | p50 / p99 / max to `ready` | exact events | with a gap / a duplicate / out of order | retries | listen overflows / drops (Δ) | server RSS peak |')
-      out.push('|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
+    out.push('| drop | N | `ready` ≤ 10 s | `ready` ≤ bound | p50 / p99 / max to `ready` | exact events | with a gap / a duplicate / out of order | retries | listen overflows / drops (Δ) | server RSS peak |')
+    out.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
+    const more = []
+    for (const s of res.storm) {
+      if (s.error) {
+        out.push(`| ${DROP_NAMES[s.drop] ?? s.drop} | ${fmt(s.n)} | failed: ${s.error} | | | | | | | |`)
+        continue
+      }
       const q = (x) => (x === null ? `> ${secs(s.boundMs, 0)}` : secs(x, 2))
       out.push(
-        `| ${fmt(s.n)} | ${fmt(s.readyWithinGoal)} | ${fmt(s.readyWithinBound)} | ${q(s.p50)} / ${q(s.p99)} / ${q(s.max)} | ${fmt(s.exact)} of ${fmt(s.readyWithinBound)} served | ${fmt(s.withGap)} / ${fmt(s.withDup)} / ${fmt(s.outOfOrder)} | ${fmt(s.retries)} | ${fmt(s.listenOverflows)} / ${fmt(s.listenDrops)} | ${mib(s.rssPeak)} MiB |`,
+        `| ${DROP_NAMES[s.drop] ?? s.drop} | ${fmt(s.n)} | ${fmt(s.readyWithinGoal)} | ${fmt(s.readyWithinBound)} | ${q(s.p50)} / ${q(s.p99)} / ${q(s.max)} | ${fmt(s.exact)} of ${fmt(s.readyWithinBound)} served | ${fmt(s.withGap)} / ${fmt(s.withDup)} / ${fmt(s.outOfOrder)} | ${fmt(s.retries)} | ${fmt(s.listenOverflows)} / ${fmt(s.listenDrops)} | ${mib(s.rssPeak)} MiB |`,
       )
-      out.push('')
-      out.push(
-        `${fmt(s.published)} events published in all (each stream should end with every one, in order: "exact"). ${fmt(s.initialReady)} of ${fmt(s.n)} streams opened before the storm; \`DELETE /clients\` answered ${s.deleteStatus} \`${s.deleteBody}\`. The ${fmt(s.n)} connect() calls took ${fmt(s.fireLoopMs)} ms of this process. Closes before \`ready\`: ${JSON.stringify(s.reasons)}; statuses: ${JSON.stringify(s.statuses)}.`,
+      more.push(
+        `- ${s.drop} drop: ${fmt(s.published)} events published in all (each stream should end with every one, in order: "exact"); ${fmt(s.initialReady)} of ${fmt(s.n)} streams open before the storm; \`DELETE /clients\`: ${s.deleteStatus} \`${s.deleteBody}\`; the ${fmt(s.n)} connect() calls took ${fmt(s.fireLoopMs)} ms of the client process; closes before \`ready\`: ${JSON.stringify(s.reasons)}; statuses: ${JSON.stringify(s.statuses)}; server open files at most ${fmt(s.fdsPeak)}.`,
       )
     }
+    out.push('')
+    out.push(...more)
     out.push('')
   }
   out.push('Notes:')
   out.push('')
-  if (notes.length === 0) out.push('- Before every case no core was more than 15 % busy with other work.')
+  if (!notes.some((n) => n.includes('% busy'))) out.push(`- Before every case no core was more than ${BUSY_LIMIT} % busy with other work.`)
   for (const n of notes) out.push(`- ${n}`)
   out.push('')
   const json = JSON.stringify(res).replace(/--/g, '-\\u002d')
@@ -1303,7 +1341,7 @@ function sectionText(o, blocks) {
     '- Case 2: 4 node processes, with source addresses of their own (one per 1 000 connections), hold the flood connections and reopen any the server closes (after 0.5 s if it lived under 1 s, else at once); the new subscribers come from this script, one a second.',
   )
   out.push(
-    '- Case 3: one node process opens all the streams (from source addresses of its own), asks `DELETE /clients`, and reconnects them all in one loop from 127.0.0.1 without bind() (10 000 bind() calls would cost it seconds of system time and spread the storm out); `ready` time is from the start of that loop. Listen overflows are read from /proc/net/netstat, which counts the whole machine.',
+    '- Case 3: one node process opens all the streams (from source addresses of its own), drops them all (by `DELETE /clients`, or by closing every socket itself in the same turn as the reconnects), and reconnects them all in one loop from 127.0.0.1 without bind() (10 000 bind() calls would cost it seconds of system time and spread the storm out); `ready` time is from the start of that loop. Listen overflows are read from /proc/net/netstat, which counts the whole machine.',
   )
   out.push('')
   out.push(summaryTable(blocks))
@@ -1353,8 +1391,10 @@ function parseFlags(argv) {
     stormBound: num('storm-bound', 90),
     stormMissed: num('storm-missed', 5),
     stormLiveMs: num('storm-live-ms', 500),
+    stormDrops: list('storm-drop', 'server,client'),
     commit: get('commit'),
-    out: path.resolve(get('out') ?? path.join(BENCH, 'RESULTS.md')),
+    // A quick run checks the script: it writes nowhere unless told where.
+    out: get('out') !== undefined ? path.resolve(get('out')) : quick ? null : path.join(BENCH, 'RESULTS.md'),
   }
   if (!/^[\w.-]+$/.test(o.label)) throw new Error(`--label must be letters, digits, . _ or -, not '${o.label}'`)
   if (!existsSync(o.cli)) throw new Error(`--cli ${o.cli}: no such file`)
@@ -1362,6 +1402,7 @@ function parseFlags(argv) {
   if (o.storm < 1 || o.storm > FD_LIMIT - 1000) throw new Error(`--storm: 1 to ${FD_LIMIT - 1000}`)
   if (o.flood / Math.max(1, o.floodProcs) > FD_LIMIT - 1000) throw new Error('--flood / --flood-procs must stay under 19 000 connections per process')
   if (o.publishSeconds <= STALL_TIMEOUT_S) process.stderr.write(`warning: --publish-seconds ${o.publishSeconds} is not longer than the ${STALL_TIMEOUT_S} s stall timeout\n`)
+  for (const d of o.stormDrops) if (!(d in DROP_NAMES)) throw new Error(`--storm-drop: server, client or both, not '${d}'`)
   for (const f of o.floods) if (!(f in FLOOD_NAMES)) throw new Error(`--floods: keepalive, idle, loris; not '${f}'`)
   return o
 }
@@ -1443,26 +1484,35 @@ async function main() {
     }
   }
   if (o.cases.includes(3)) {
-    try {
-      res.storm = await caseStorm(o, notes)
-      const s = res.storm
-      process.stderr.write(`case 3: ${s.readyWithinGoal} of ${s.n} ready within 10 s, ${s.readyWithinBound} within ${o.stormBound} s; p50 ${s.p50} p99 ${s.p99} max ${s.max} ms; exact ${s.exact}; overflows ${s.listenOverflows}\n`)
-      if (!s.serverAlive) notes.push('case 3: the server exited during the storm')
-    } catch (err) {
-      process.stderr.write(`case 3: ${err.stack}\n`)
-      res.storm = { n: o.storm, error: err.message.split('\n')[0] }
+    res.storm = []
+    for (const drop of o.stormDrops) {
+      try {
+        const s = await caseStorm(o, drop, notes)
+        res.storm.push(s)
+        process.stderr.write(
+          `case 3, ${drop} drop: ${s.readyWithinGoal} of ${s.n} ready within 10 s, ${s.readyWithinBound} within ${o.stormBound} s; p50 ${msOrS(s.p50)} p99 ${msOrS(s.p99)} max ${msOrS(s.max)}; exact ${s.exact}; overflows ${s.listenOverflows}\n`,
+        )
+        if (!s.serverAlive) notes.push(`case 3, ${drop} drop: the server exited during the storm`)
+      } catch (err) {
+        process.stderr.write(`case 3, ${drop} drop: ${err.stack}\n`)
+        res.storm.push({ n: o.storm, drop, error: err.message.split('\n')[0] })
+      }
     }
   }
   res.runSeconds = Math.round((Date.now() - t0) / 1000)
   notes.push(`The whole run took ${fmt(res.runSeconds / 60, 1)} min.`)
 
   const block = labelReport(o, m, command, build, res, notes)
-  placeSectionAfter(o.out, 'hostile', 'http')
-  const blocks = labelBlocks(readSection(o.out, 'hostile'))
-  blocks.set(o.label, labelBlocks(block).get(o.label))
-  writeSection(o.out, 'hostile', sectionText(o, blocks))
   process.stdout.write(block + '\n')
-  process.stderr.write(`wrote the ${o.label} block of the hostile section of ${path.relative(process.cwd(), o.out) || o.out}\n`)
+  if (o.out === null) {
+    process.stderr.write('--quick without --out: nothing written\n')
+  } else {
+    placeSectionAfter(o.out, 'hostile', 'http')
+    const blocks = labelBlocks(readSection(o.out, 'hostile'))
+    blocks.set(o.label, labelBlocks(block).get(o.label))
+    writeSection(o.out, 'hostile', sectionText(o, blocks))
+    process.stderr.write(`wrote the ${o.label} block of the hostile section of ${path.relative(process.cwd(), o.out) || o.out}\n`)
+  }
   killAll()
   process.exit(0)
 }

@@ -41,6 +41,8 @@ const FLAGS: readonly Flag[] = [
   { name: 'history', arg: 'N', def: String(L.DEFAULT_HISTORY), help: 'events kept for Last-Event-ID replay' },
   { name: 'history-bytes', arg: 'BYTES', def: String(L.DEFAULT_HISTORY_BYTES), help: 'and at most this many bytes of them' },
   { name: 'max-clients', arg: 'N', def: String(L.DEFAULT_MAX_CLIENTS), help: 'open streams before 503' },
+  { name: 'max-connections', arg: 'N', def: `open-file limit − ${L.FD_RESERVE}`, help: 'TCP connections and files; at the limit the oldest waiting for a request head is closed' },
+  { name: 'backlog', arg: 'N', def: String(L.DEFAULT_BACKLOG), help: 'listen queue, for reconnect storms (capped by net.core.somaxconn)' },
   { name: 'max-buffer', arg: 'BYTES', def: String(L.DEFAULT_MAX_BUFFER_BYTES), help: 'unsent bytes before a slow stream is dropped' },
   { name: 'max-event-bytes', arg: 'BYTES', def: String(L.DEFAULT_MAX_EVENT_BYTES), help: 'largest event, encoded; a bigger publish gets 413 (at most --max-buffer)' },
   { name: 'tick', arg: 'MS', def: String(L.DEFAULT_TICK_MS), help: 'broadcast event time (server ISO time); 0 = off' },
@@ -100,6 +102,8 @@ function optionsFrom(p: Args): SseServerOptions {
   set('history', p.wholeNumber('history'))
   set('historyBytes', p.wholeNumber('history-bytes'))
   set('maxClients', p.wholeNumber('max-clients'))
+  set('maxConnections', p.wholeNumber('max-connections', 1))
+  set('backlog', p.wholeNumber('backlog', 1))
   set('maxBufferBytes', p.wholeNumber('max-buffer'))
   set('maxEventBytes', p.wholeNumber('max-event-bytes'))
   set('tickMs', p.wholeNumber('tick'))

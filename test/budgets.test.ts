@@ -1,11 +1,16 @@
 // What one hostile or unlucky client may cost the server, at small size over real sockets on
 // 127.0.0.1 (bench/hostile.mjs runs the same cases at full size): stalled streams hold at most a
 // couple of entries in Node's write queue and are dropped whole; a replay larger than
-// maxBufferBytes is paced, not dropped. Each case also checks that a reading stream lost nothing.
+// maxBufferBytes is paced, not dropped; floods of idle, slow or keep-alive connections at the
+// connection limit make room for subscribers; an answer nobody reads is not kept for ever. Each case also checks that a reading stream lost nothing.
 
-import t from 'tap'
+import t, { type Test } from 'tap'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import * as net from 'node:net'
+import * as os from 'node:os'
+import * as path from 'node:path'
 import type { ClientView } from '../src/index.js'
-import { openStream, PUB, startServer, type RawClient } from './helpers.js'
+import { openStream, PUB, rawRequest, startServer, type RawClient } from './helpers.js'
 import { until } from './process.js'
 
 /** Node's own write queue of the server-side socket behind a stream (a ClientView is the server's Stream). */
@@ -81,4 +86,107 @@ t.test('a replay larger than maxBufferBytes reaches a slow reader whole, paced b
   t.equal(countEvents(c, data), EVENTS, 'every replayed event arrived')
   t.ok(c.received.indexOf('data: live\n') > c.received.lastIndexOf(`data: ${data}\n`), 'the live event after the whole replay')
   t.same(server.stats().drops, { buffer: 0, stall: 0, admin: 0, shutdown: 0 }, 'not dropped')
+})
+
+// ------------------------------------------------------------------ the connection budget
+
+/** `n` connections that do `what` to the server, kept in `into`; resolves once all are connected. */
+async function flood(t: Test, port: number, n: number, what: (s: net.Socket) => void): Promise<net.Socket[]> {
+  const sockets: net.Socket[] = []
+  await Promise.all(
+    Array.from({ length: n }, () => new Promise<void>((resolve) => {
+      const s = net.connect(port, '127.0.0.1', () => {
+        what(s)
+        resolve()
+      })
+      s.on('error', () => resolve())
+      sockets.push(s)
+    })),
+  )
+  t.teardown(() => {
+    for (const s of sockets) s.destroy()
+  })
+  return sockets
+}
+
+/** Try `attempts` new subscribers one after another; how many got `ready`. */
+async function subscribers(t: Test, port: number, attempts: number): Promise<number> {
+  let ready = 0
+  for (let i = 0; i < attempts; i++) {
+    try {
+      const s = await openStream(port, `/events/${PUB}`)
+      t.teardown(() => s.close())
+      ready++
+    } catch {
+      // counted as not ready
+    }
+  }
+  return ready
+}
+
+const FLOOD = 60
+
+for (const [name, act] of [
+  ['idle connections that send nothing', (_s: net.Socket): void => {}],
+  ['slow-loris heads, a byte at a time', (s: net.Socket): void => {
+    s.write('GET /index.html HTTP/1.1\r\nHost: x\r\n')
+    const drip = setInterval(() => s.write('X'), 100)
+    s.on('close', () => clearInterval(drip))
+  }],
+  ['keep-alive connections asking OPTIONS * again and again', (s: net.Socket): void => {
+    const ask = (): boolean => s.write('OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n')
+    ask()
+    const again = setInterval(ask, 200)
+    s.on('data', () => {})
+    s.on('close', () => clearInterval(again))
+  }],
+] as const) {
+  t.test(`at the connection limit, ${name} make room for subscribers with a token`, async (t) => {
+    const { server, port } = await startServer(t, { maxConnections: FLOOD })
+    const reader = await openStream(port, `/events/${PUB}`)
+    t.teardown(() => reader.close())
+    await flood(t, port, FLOOD, act)
+    await until(() => server.stats().connections.open >= FLOOD, () => 'the flood to fill the budget')
+    t.equal(await subscribers(t, port, 10), 10, '10 of 10 new subscribers got ready')
+    const st = server.stats()
+    t.ok(st.connections.shed >= 10, `flood connections were closed to make room (${st.connections.shed})`)
+    t.ok(st.connections.open <= FLOOD, `never more than the limit open (${st.connections.open})`)
+    t.equal(server.clientCount, 11, 'the reader and the 10 new streams')
+    server.broadcast({ data: 'after the flood' })
+    await reader.waitFor('data: after the flood\n')
+  })
+}
+
+t.test('when every connection is a stream, one more is refused with 503 and counted', async (t) => {
+  const { server, port } = await startServer(t, { maxConnections: 3 })
+  for (let i = 0; i < 3; i++) {
+    const s = await openStream(port, `/events/${PUB}`)
+    t.teardown(() => s.close())
+  }
+  const reply = await rawRequest(port, `GET /events/${PUB} HTTP/1.1\r\nHost: x\r\n\r\n`, 3000)
+  t.equal(reply, 'HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 30\r\nConnection: close\r\n\r\nno connection free; try again\n')
+  t.match(server.stats().connections, { shed: 0, refused: 1 })
+})
+
+// ------------------------------------------------------------------ answers the client does not take
+
+t.test('an answer the client takes nothing of closes the connection after sendTimeoutMs, file included', async (t) => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'rawsse-budget-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  writeFileSync(path.join(dir, 'big.bin'), Buffer.alloc(32 * 1024 * 1024, 7)) // streamed, not cached
+  writeFileSync(path.join(dir, 'small.txt'), 'y'.repeat(100_000))
+  const { server, port } = await startServer(t, { publicDir: dir, sendTimeoutMs: 500 })
+  const reader = await openStream(port, `/events/${PUB}`)
+  t.teardown(() => reader.close())
+
+  // A download never read, and a pipeline of small answers never read.
+  const stuck = await flood(t, port, 2, () => {})
+  stuck[0]!.write('GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n')
+  stuck[0]!.pause()
+  stuck[1]!.write('GET /small.txt HTTP/1.1\r\nHost: x\r\n\r\n'.repeat(200))
+  stuck[1]!.pause()
+  await until(() => server.stats().connections.open === 1, () => 'both stuck connections to be closed', 15_000)
+  t.pass('the server closed both; only the stream is left')
+  server.broadcast({ data: 'still here' })
+  await reader.waitFor('data: still here\n')
 })

@@ -220,8 +220,12 @@ t.test('--help prints every flag with its default and exits 0', async (t) => {
     ['heartbeat', '15000'],
     ['retry', '3000'],
     ['history', '1000'],
+    ['history-bytes', '67108864'],
     ['max-clients', '10000'],
+    ['max-connections', 'open-file limit'],
+    ['backlog', '4096'],
     ['max-buffer', '1048576'],
+    ['max-event-bytes', '1048576'],
     ['tick', '1000'],
     ['stdin', null],
   ]

@@ -462,7 +462,8 @@ t.test('GET /stats has exactly the contract keys with the right counts', async (
   t.equal(res.status, 200)
   t.match(res.headers['content-type'], /^application\/json/)
   const stats = JSON.parse(res.body) as Record<string, unknown>
-  t.same(Object.keys(stats).sort(), ['bytesOut', 'channels', 'clients', 'deliveries', 'drops', 'history', 'published', 'rssBytes', 'uptimeSeconds'])
+  t.same(Object.keys(stats).sort(), ['bytesOut', 'channels', 'clients', 'connections', 'deliveries', 'drops', 'history', 'published', 'rssBytes', 'uptimeSeconds'])
+  t.match(stats.connections, { open: Number, shed: 0, refused: 0 }, 'connections: none shed or refused')
   t.match(stats.history, { events: 4, bytes: Number }, 'history: the 4 published events and their bytes')
   t.equal(stats.clients, 2)
   t.same(stats.channels, { default: 2, x: 1 }, 'open streams per channel, closed one gone')

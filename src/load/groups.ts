@@ -3,9 +3,9 @@
 // processes the streams need (one per open-file limit).
 
 import { fork, type ChildProcess } from 'node:child_process'
-import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
-import { FALLBACK_FD_LIMIT, FD_MARGIN } from './limits.js'
+import { openFileLimit } from '../process-limits.js'
+import { FD_MARGIN } from './limits.js'
 import { StreamGroup, WORKER_ENV, type FromGroup, type GroupConfig, type GroupFinal, type Progress, type ToGroup } from './worker.js'
 
 /** A group of streams, in this process or in a forked worker; the coordinator sees only messages. */
@@ -69,15 +69,4 @@ export interface GroupState {
 export function processesFor(streams: number): number {
   const perProcess = Math.max(1, openFileLimit() - FD_MARGIN)
   return Math.max(1, Math.ceil(streams / perProcess))
-}
-
-/** This process's soft limit on open files (Linux: /proc/self/limits). */
-function openFileLimit(): number {
-  try {
-    const m = /^Max open files\s+(\d+|unlimited)/m.exec(readFileSync('/proc/self/limits', 'utf8'))
-    if (m !== null) return m[1] === 'unlimited' ? Number.MAX_SAFE_INTEGER : Number(m[1])
-  } catch {
-    // not Linux
-  }
-  return FALLBACK_FD_LIMIT
 }

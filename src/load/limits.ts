@@ -12,8 +12,6 @@ export const DEFAULT_WINDOW = 1
 // --- processes and file descriptors ---
 /** File descriptors kept free in each process besides its streams (stdio, IPC, publisher, DNS, …). */
 export const FD_MARGIN = 500
-/** When the open-file limit cannot be read (not Linux): the common default. */
-export const FALLBACK_FD_LIMIT = 1024
 /** Streams per source address: under the ~28 000 ephemeral ports of one address, with room to spare. */
 export const STREAMS_PER_SOURCE_ADDRESS = 20_000
 

@@ -23,6 +23,8 @@ export class ByteBudget {
 export interface ConnectionHost {
   /** Head deadline, and then body deadline (408). */
   readonly headTimeoutMs: number
+  /** An answer the client takes nothing of for this long: closed. */
+  readonly sendTimeoutMs: number
   /** Unsent bytes of answers before a pipelining client is no longer read from. */
   readonly maxBufferBytes: number
   readonly corsOrigin: string
@@ -46,6 +48,13 @@ export interface ConnectionHost {
   streamClosed(stream: Stream): void
   /** The socket is closed: forget the connection. */
   closed(conn: Connection): void
+  /**
+   * Connections waiting for a request head (fresh, idle keep-alive, or a head still arriving),
+   * oldest first: when connections run short, the server closes these first, from the front.
+   */
+  readonly waiting: Set<Connection>
+  /** Files being sent: each holds a descriptor too, so it counts against the connection budget. */
+  filesOpen: number
 }
 
 const EMPTY = Buffer.alloc(0)
@@ -104,8 +113,19 @@ export class Connection {
     socket.on('end', onSocketEnd)
     socket.on('error', ignoreError)
     socket.on('close', onSocketClose)
-    if (host.stopping) this.close()
-    else this.arm(host.headTimeoutMs)
+    if (host.stopping) {
+      this.close()
+      return
+    }
+    host.waiting.add(this)
+    this.arm(host.headTimeoutMs)
+  }
+
+  /** Connections ran short: close this one now, without a word (it has not asked anything yet). */
+  shed(): void {
+    this.host.waiting.delete(this)
+    this.host.closed(this)
+    this.socket.destroy()
   }
 
   /** The server is stopping: a connection still waiting for (the rest of) a request closes now. */
@@ -155,6 +175,7 @@ export class Connection {
 
   onClose(): void {
     this.disarm()
+    this.host.waiting.delete(this)
     this.buffered = null
     this.body = null
     this.account()
@@ -182,11 +203,13 @@ export class Connection {
               // The body is never read: the connection cannot find the next request, so it closes.
               this.buffered = null
               this.disarm()
+              this.host.waiting.delete(this)
               this.state = State.Busy
               this.answer(req, { kind: 'reply', reply: { ...instead, close: true } })
               break
             }
             this.body = new BodyReader(req.chunked, req.contentLength)
+            this.host.waiting.delete(this) // a complete head, and for a publish an authorized one
             this.state = State.Body
             this.arm(this.host.headTimeoutMs) // the body gets as long again: trickling never extends it
             // curl and others wait for this before sending a body (RFC 9110 §10.1.1).
@@ -214,6 +237,7 @@ export class Connection {
 
   private dispatch(req: RequestHead, body: Buffer): void {
     this.disarm()
+    this.host.waiting.delete(this)
     this.state = State.Busy
     const outcome = this.host.route(req, body, this.socket)
     if (!(outcome instanceof Promise)) return this.answer(req, outcome)
@@ -241,8 +265,15 @@ export class Connection {
       const { reply, file, size } = outcome
       this.socket.write(formatHead(reply, size, opts), 'latin1')
       const stream = createReadStream(file, { start: 0, end: size - 1 })
+      this.host.filesOpen++
+      stream.once('close', () => this.host.filesOpen--)
+      // The send deadline: each time the client has taken what was written, it starts again.
+      const progress = (): void => this.arm(this.host.sendTimeoutMs)
+      this.socket.on('drain', progress)
+      this.arm(this.host.sendTimeoutMs)
       stream.on('error', () => this.socket.destroy()) // the head is sent: no status can say it now
       stream.on('end', () => {
+        this.socket.off('drain', progress)
         this.replied(opts.keepAlive)
         this.process() // a request pipelined behind the file
       })
@@ -260,9 +291,12 @@ export class Connection {
   private replied(keepAlive: boolean): void {
     if (!keepAlive) return this.close()
     this.request = null
-    // A client that pipelines requests but reads no answers is not read from either (TCP backpressure).
-    if (this.socket.writableLength > this.host.maxBufferBytes) {
+    // No next request is read while this answer is unsent: a client that pipelines requests but
+    // reads no answers is not read from either, and one that takes nothing for sendTimeoutMs
+    // is closed, so an answer can never hold memory and a descriptor for ever.
+    if (this.socket.writableLength > 0) {
       this.socket.pause()
+      this.arm(this.host.sendTimeoutMs)
       this.socket.once('drain', () => {
         this.replied(true)
         this.process()
@@ -270,6 +304,7 @@ export class Connection {
       return
     }
     this.state = State.Head
+    this.host.waiting.add(this)
     this.socket.resume() // paused while an answer was pending
     this.idle = this.buffered === null
     this.arm(this.idle ? KEEP_ALIVE_IDLE_MS : this.host.headTimeoutMs)
@@ -308,6 +343,7 @@ export class Connection {
    */
   private close(): void {
     if (this.state === State.Closing) return
+    this.host.waiting.delete(this)
     this.state = State.Closing
     this.buffered = null
     this.body = null
@@ -318,12 +354,15 @@ export class Connection {
     this.arm(LINGER_MS)
   }
 
-  /** Set the connection's one deadline; on expiry: 408 while a request is coming in, else close. */
+  /**
+   * Set the connection's one deadline; on expiry: 408 while a request is coming in, else close
+   * (lingering after our last bytes, idle keep-alive, or an answer the client did not take).
+   */
   private arm(ms: number): void {
     this.disarm()
     this.timer = setTimeout(() => {
       this.timer = null
-      if (this.state === State.Closing || (this.idle && this.state === State.Head)) this.socket.destroy()
+      if (this.state === State.Closing || this.state === State.Busy || (this.idle && this.state === State.Head)) this.socket.destroy()
       else if (this.state === State.Head || this.state === State.Body) this.refuse(new HttpError(408, 'request head or body not received in time'))
     }, ms)
     this.timer.unref()

@@ -13,6 +13,8 @@ export const DEFAULT_MAX_CLIENTS = 10_000 // open streams; one more gets 503
 export const DEFAULT_MAX_BUFFER_BYTES = 1024 * 1024 // unsent bytes before a stream is dropped as slow
 export const DEFAULT_TICK_MS = 1_000 // `time` event period; 0 = off
 export const DEFAULT_CORS_ORIGIN = '*'
+export const DEFAULT_BACKLOG = 4096 // listen queue for connections not yet accepted; the kernel caps it at net.core.somaxconn
+export const FD_RESERVE = 256 // descriptors kept free of connections (log, DNS, files being opened): the budget is the open-file limit less this
 
 // --- request limits: each one answers with the status beside it ---
 export const MAX_TARGET_BYTES = 8 * 1024 // request target longer than this: 414
@@ -24,6 +26,7 @@ export const MAX_REQUEST_CHUNK_LINE_BYTES = 1024 // chunk-size line (with extens
 export const HEAD_TIMEOUT_MS = 10_000 // head (and then body) not complete this long after its first byte was awaited: 408
 export const KEEP_ALIVE_IDLE_MS = 5_000 // idle keep-alive connection with no new request: closed silently
 export const LINGER_MS = 2_000 // after an error reply, how long we keep reading (and discarding) before reset
+export const SEND_TIMEOUT_MS = 30_000 // an answer (or a file) the client takes nothing of for this long: the connection is closed
 
 // --- stream limits ---
 export const MAX_CHANNELS_PER_STREAM = 32 // more `channel` parameters than this: 400

@@ -15,6 +15,11 @@ export interface Stats {
   bytesOut: number
   /** What Last-Event-ID replay can draw on: events retained and their bytes. */
   history: { events: number; bytes: number }
+  /**
+   * TCP connections open (streams included); those closed to make room for new ones while they
+   * still waited for a request head; those refused because every connection was busy.
+   */
+  connections: { open: number; shed: number; refused: number }
   uptimeSeconds: number
   rssBytes: number
 }
@@ -23,10 +28,13 @@ export class Metrics {
   published = 0
   deliveries = 0
   bytesOut = 0
+  /** Connections closed to make room, and refused for lack of it (see SseServer's accept). */
+  shed = 0
+  refused = 0
   readonly drops: Record<DropReason, number> = { buffer: 0, stall: 0, admin: 0, shutdown: 0 }
   private readonly startedAt = process.hrtime.bigint()
 
-  snapshot(clients: number, channels: Record<string, number>, history: Stats['history']): Stats {
+  snapshot(clients: number, channels: Record<string, number>, history: Stats['history'], open: number): Stats {
     return {
       clients,
       channels,
@@ -35,6 +43,7 @@ export class Metrics {
       drops: { ...this.drops },
       bytesOut: this.bytesOut,
       history,
+      connections: { open, shed: this.shed, refused: this.refused },
       uptimeSeconds: Math.floor(Number(process.hrtime.bigint() - this.startedAt) / 1e9),
       rssBytes: process.memoryUsage.rss(),
     }
@@ -65,6 +74,9 @@ export function prometheusText(s: Stats): string {
   metric('rawsse_bytes_out_total', 'counter', 'Bytes written to streams.', [['', s.bytesOut]])
   metric('rawsse_history_events', 'gauge', 'Events retained for Last-Event-ID replay.', [['', s.history.events]])
   metric('rawsse_history_bytes', 'gauge', 'Bytes of the events retained for replay.', [['', s.history.bytes]])
+  metric('rawsse_connections', 'gauge', 'TCP connections open, streams included.', [['', s.connections.open]])
+  metric('rawsse_connections_shed_total', 'counter', 'Connections closed while waiting for a request head, to make room.', [['', s.connections.shed]])
+  metric('rawsse_connections_refused_total', 'counter', 'Connections refused because every connection was busy.', [['', s.connections.refused]])
   metric('rawsse_uptime_seconds', 'gauge', 'Seconds since the server started.', [['', s.uptimeSeconds]])
   metric('process_resident_memory_bytes', 'gauge', 'Resident memory size in bytes.', [['', s.rssBytes]])
   return lines.join('\n') + '\n'

@@ -3,6 +3,7 @@
 
 import * as path from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { openFileLimit } from '../process-limits.js'
 import { DEFAULT_RETRY_MS } from '../wire.js'
 import type { Authenticate, UserEntry } from './auth.js'
 import type { Bus } from './bus/bus.js'
@@ -32,6 +33,14 @@ export interface SseServerOptions {
   /** Bytes of encoded events kept for replay, beside `history`; default 64 MiB. */
   historyBytes?: number
   maxClients?: number
+  /**
+   * Every TCP connection and file being sent, streams included. At the limit, a new connection
+   * makes the server close the oldest connection still waiting for a request head; with none,
+   * the new one is refused. Default: the process's open-file limit less 256.
+   */
+  maxConnections?: number
+  /** The listen queue (connections the kernel accepted that we have not yet); capped by net.core.somaxconn. Default 4096. */
+  backlog?: number
   maxBufferBytes?: number
   /**
    * The largest event, encoded, in bytes; a bigger publish is refused (`413`, or an Error with
@@ -45,6 +54,8 @@ export interface SseServerOptions {
   headTimeoutMs?: number
   /** A stream with unsent bytes that the kernel takes none of for this long is dropped; default 30 s. */
   stallTimeoutMs?: number
+  /** An answer or file the client takes nothing of for this long closes its connection; default 30 s. */
+  sendTimeoutMs?: number
   /**
    * The first server-assigned event id. Default: boot time in ms × 1000 + 1, so ids keep increasing
    * across restarts and a Last-Event-ID from before a restart is never mistaken for a new event
@@ -65,11 +76,14 @@ export interface Settings {
   readonly history: number
   readonly historyBytes: number
   readonly maxClients: number
+  readonly maxConnections: number
+  readonly backlog: number
   readonly maxBufferBytes: number
   readonly maxEventBytes: number
   readonly tickMs: number
   readonly headTimeoutMs: number
   readonly stallTimeoutMs: number
+  readonly sendTimeoutMs: number
   /** Where static files come from; null: none. */
   readonly publicDir: string | null
   /** The id before the first server-assigned one. */
@@ -89,11 +103,14 @@ export function resolveSettings(options: SseServerOptions): Settings {
     history: options.history ?? L.DEFAULT_HISTORY,
     historyBytes: options.historyBytes ?? L.DEFAULT_HISTORY_BYTES,
     maxClients: options.maxClients ?? L.DEFAULT_MAX_CLIENTS,
+    maxConnections: options.maxConnections ?? Math.max(1, openFileLimit() - L.FD_RESERVE),
+    backlog: options.backlog ?? L.DEFAULT_BACKLOG,
     maxBufferBytes,
     maxEventBytes: options.maxEventBytes ?? Math.min(L.DEFAULT_MAX_EVENT_BYTES, maxBufferBytes),
     tickMs: options.tickMs ?? L.DEFAULT_TICK_MS,
     headTimeoutMs: options.headTimeoutMs ?? L.HEAD_TIMEOUT_MS,
     stallTimeoutMs: options.stallTimeoutMs ?? L.STALL_TIMEOUT_MS,
+    sendTimeoutMs: options.sendTimeoutMs ?? L.SEND_TIMEOUT_MS,
   }
   for (const [name, v] of Object.entries(numbers)) {
     if (!(Number.isInteger(v) && v >= 0)) throw new RangeError(`${name} must be a whole number >= 0`)

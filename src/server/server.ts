@@ -10,7 +10,7 @@ import { generateToken, TokenTable, type AuthRequest, type AuthUser, type Authen
 import type { Bus, BusEvent } from './bus/bus.js'
 import { LocalBus } from './bus/local.js'
 import { ByteBudget, Connection, type ConnectionHost } from './connection.js'
-import { HttpError } from './errors.js'
+import { errorResponse, HttpError } from './errors.js'
 import type { RequestHead } from './http-head.js'
 import { History } from './history.js'
 import * as L from './limits.js'
@@ -81,15 +81,15 @@ export class SseServer extends EventEmitter<SseServerEvents> {
   /** Start accepting; resolves to the address really bound (the real port when `port` is 0). */
   async listen(): Promise<{ host: string; port: number }> {
     if (this.server !== null) throw new Error('listen() was called twice')
-    const { port, host, stallTimeoutMs, heartbeatMs, tickMs } = this.settings
+    const { port, host, backlog, stallTimeoutMs, heartbeatMs, tickMs } = this.settings
     // allowHalfOpen: a client's FIN must not close our side before we have answered it.
     // highWaterMark 1: write() says false whenever a byte is left unsent, and 'drain' comes when
     // the socket has sent everything, which is what a Stream's own output queue waits for.
-    const server = net.createServer({ allowHalfOpen: true, noDelay: true, highWaterMark: 1 }, (s) => this.conns.add(new Connection(s, this.host)))
+    const server = net.createServer({ allowHalfOpen: true, noDelay: true, highWaterMark: 1 }, (s) => this.accept(s))
     this.server = server
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject)
-      server.listen(port, host, () => {
+      server.listen({ port, host, backlog }, () => {
         server.off('error', reject)
         resolve()
       })
@@ -195,7 +195,7 @@ export class SseServer extends EventEmitter<SseServerEvents> {
 
   /** The `/stats` figures. */
   stats(): Stats {
-    return this.metrics.snapshot(this.streams.size, this.streams.channels(), { events: this.history.size, bytes: this.history.bytes })
+    return this.metrics.snapshot(this.streams.size, this.streams.channels(), { events: this.history.size, bytes: this.history.bytes }, this.conns.size)
   }
 
   // ---------------------------------------------------------------- publishing
@@ -238,6 +238,30 @@ export class SseServer extends EventEmitter<SseServerEvents> {
 
   private jitteredRetry(): number {
     return jittered(this.settings.retryMs)
+  }
+
+  // ---------------------------------------------------------------- connections
+
+  /**
+   * A new connection, within the budget: at the limit, the oldest connection still waiting for a
+   * request head (fresh, idle keep-alive, or slow-loris) makes room, so that a client with a
+   * request and a valid token always gets in while floods of idle or unfinished ones go on.
+   */
+  private accept(socket: net.Socket): void {
+    if (this.conns.size + this.host.filesOpen >= this.settings.maxConnections) {
+      const oldest = this.host.waiting.values().next()
+      if (oldest.done === true) {
+        // Everything open is doing something (streams, bodies, answers): no room.
+        this.metrics.refused++
+        socket.on('error', () => {})
+        socket.end(BUSY)
+        setTimeout(() => socket.destroy(), L.LINGER_MS).unref()
+        return
+      }
+      this.metrics.shed++
+      oldest.value.shed()
+    }
+    this.conns.add(new Connection(socket, this.host))
   }
 
   // ---------------------------------------------------------------- streams
@@ -292,9 +316,10 @@ export class SseServer extends EventEmitter<SseServerEvents> {
   /** What each Connection may ask of the server; built once. */
   private connectionHost(): ConnectionHost {
     const server = this
-    const { headTimeoutMs, maxBufferBytes, corsOrigin } = this.settings
+    const { headTimeoutMs, sendTimeoutMs, maxBufferBytes, corsOrigin } = this.settings
     return {
       headTimeoutMs,
+      sendTimeoutMs,
       maxBufferBytes,
       corsOrigin,
       get stopping() {
@@ -306,6 +331,8 @@ export class SseServer extends EventEmitter<SseServerEvents> {
       openStream: (socket, req, o) => this.openStream(socket, req, o),
       streamClosed: (stream) => this.streams.remove(stream, 'closed'),
       closed: (conn) => this.conns.delete(conn),
+      waiting: new Set(),
+      filesOpen: 0,
     }
   }
 
@@ -334,6 +361,9 @@ export class SseServer extends EventEmitter<SseServerEvents> {
     }
   }
 }
+
+/** The answer to a connection that finds every other one busy. */
+const BUSY = errorResponse(new HttpError(503, 'no connection free; try again', [['Retry-After', '1']]))
 
 /** The event a stream starts with when its Last-Event-ID cannot be placed. */
 const RESET = encodeEvent({ event: 'reset', data: `{"reason":"${L.HISTORY_GAP_REASON}"}` })

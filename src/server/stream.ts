@@ -13,6 +13,8 @@ import { LAST_CHUNK, type Frame } from './sse-encode.js'
 export interface ClientView {
   readonly id: number
   readonly user: string | null
+  /** The roles of the stream's token (`publish`, `admin`, or labels), e.g. to decide what it may see. */
+  readonly roles: readonly string[]
   readonly channels: readonly string[]
 }
 
