@@ -190,3 +190,31 @@ t.test('an answer the client takes nothing of closes the connection after sendTi
   server.broadcast({ data: 'still here' })
   await reader.waitFor('data: still here\n')
 })
+
+// ------------------------------------------------------------------ reconnect storm
+
+t.test('streams closed together and reconnecting at once with Last-Event-ID each get exactly what they missed', async (t) => {
+  const N = 400
+  const { server, port } = await startServer(t, { backlog: 1024 })
+  const first: RawClient[] = []
+  for (let i = 0; i < N; i++) first.push(await openStream(port, `/events/${PUB}`))
+  for (let i = 1; i <= 3; i++) server.broadcast({ data: `before ${i}` })
+  for (const c of first) await c.waitFor('data: before 3\n')
+  const lastId = /id: (\d+)\ndata: before 3\n/.exec(first[0]!.received)![1]!
+  t.equal(server.closeAll(), N, 'every stream closed by the server')
+  for (const c of first) await c.waitClosed()
+  for (let i = 1; i <= 3; i++) server.broadcast({ data: `missed ${i}` })
+
+  // All at once: N connections in one turn, while two more events are published.
+  const again = await Promise.all(Array.from({ length: N }, () => openStream(port, `/events/${PUB}`, { 'Last-Event-ID': lastId })))
+  for (const c of again) t.teardown(() => c.close())
+  server.broadcast({ data: 'live 1' })
+  server.broadcast({ data: 'live 2' })
+  let exact = 0
+  for (const c of again) {
+    await c.waitFor('data: live 2\n')
+    const got = [...c.received.matchAll(/data: ([a-z]+ \d)\n/g)].map((m) => m[1])
+    if (JSON.stringify(got) === JSON.stringify(['missed 1', 'missed 2', 'missed 3', 'live 1', 'live 2'])) exact++
+  }
+  t.equal(exact, N, `all ${N} got the 3 missed events, then the live ones, once each, in order`)
+})
