@@ -3,6 +3,7 @@
 //   npm install && node bench/fanout.mjs [--quick] [--rounds 3] [--peers rawsse,better-sse,node-http,nchan]
 //       [--streams 100,1000,10000,19000] [--windows 1,8] [--duration 8] [--warmup 1]
 //       [--rate 20] [--rate-streams 1000] [--rss-streams 10000,19000] [--settle 30] [--idle-only] [--workers K] [--out bench/RESULTS.md]
+//       [--baseline OTHER/dist/cli.js]
 //
 // Needs a machine with at least two cores; nchan needs Debian's `nginx` and `libnginx-mod-nchan`
 // (`apt-get install nginx libnginx-mod-nchan`): without them it says so and benches the others.
@@ -29,6 +30,8 @@
 // peer's ratio to rawsse. Every process it starts is killed by PID when it is done, on errors and on Ctrl-C.
 //
 // --quick: N = 100 and 1 000, one round, 3 s runs, idle RSS at 1 000; a smoke test, not results.
+// --baseline PATH: another build of rawsse (its dist/cli.js) runs as peer `rawsse-baseline`, so a
+// change is measured against the code before it in the same interleaved rounds.
 // --idle-only: only the idle memory part (it does not need the load tool).
 // Internal: `node bench/fanout.mjs --hold URL N [--header 'K: V']...` opens N idle streams and
 // prints one JSON line when they are all open (used for the idle RSS; stopped with SIGTERM).
@@ -159,22 +162,25 @@ const nodePeer = (name, script) => ({
   },
 })
 
-export const PEERS = {
-  rawsse: {
-    name: 'rawsse',
-    async start() {
-      const args = ['--port', String(await freePort()), '--tick', '0', '--heartbeat', '0', '--publish-token', PUBLISH_TOKEN, '--max-clients', '20000', '--history', '1000']
-      const { proc, value } = await startProcess('rawsse', 'taskset', ['-c', SERVER_CORE, process.execPath, ...binNodeFlags(), CLI, ...args], { ready: listeningUrl })
-      return {
-        proc,
-        pid: proc.pid,
-        stream: `${value}/events/${PUBLISH_TOKEN}`,
-        publish: `${value}/publish`,
-        streamHeaders: [],
-        publishHeaders: [`Authorization: Bearer ${PUBLISH_TOKEN}`],
-      }
-    },
+/** rawsse as its bin runs it; `cli` may be another build's dist/cli.js (--baseline). */
+const rawssePeer = (name, cli) => ({
+  name,
+  async start() {
+    const args = ['--port', String(await freePort()), '--tick', '0', '--heartbeat', '0', '--publish-token', PUBLISH_TOKEN, '--max-clients', '20000', '--history', '1000']
+    const { proc, value } = await startProcess(name, 'taskset', ['-c', SERVER_CORE, process.execPath, ...binNodeFlags(), cli, ...args], { ready: listeningUrl })
+    return {
+      proc,
+      pid: proc.pid,
+      stream: `${value}/events/${PUBLISH_TOKEN}`,
+      publish: `${value}/publish`,
+      streamHeaders: [],
+      publishHeaders: [`Authorization: Bearer ${PUBLISH_TOKEN}`],
+    }
   },
+})
+
+export const PEERS = {
+  rawsse: rawssePeer('rawsse', CLI),
   'better-sse': nodePeer('better-sse', path.join(BENCH, 'peers', 'better-sse.mjs')),
   'node-http': nodePeer('node-http', path.join(BENCH, 'peers', 'node-http.mjs')),
   nchan: {
@@ -364,6 +370,12 @@ function parseFlags(argv) {
     settle: num('settle', quick ? 5 : 30),
     workers: get('workers') === undefined ? undefined : num('workers', 1),
     out: path.resolve(get('out') ?? path.join(BENCH, 'RESULTS.md')),
+  }
+  // Another build of rawsse (its dist/cli.js) as one more peer, to compare two versions in one run.
+  const baseline = get('baseline')
+  if (baseline !== undefined) {
+    PEERS['rawsse-baseline'] = rawssePeer('rawsse-baseline', path.resolve(baseline))
+    if (!o.peers.includes('rawsse-baseline')) o.peers.push('rawsse-baseline')
   }
   for (const p of o.peers) if (!(p in PEERS)) throw new Error(`unknown peer '${p}' (peers: ${Object.keys(PEERS).join(', ')})`)
   for (const n of [...o.streams, ...o.rssStreams]) {

@@ -110,6 +110,19 @@ function optionsFrom(p: Args): SseServerOptions {
   return opts
 }
 
+/** Library option → flag, for the library's error messages (a RangeError from new SseServer). */
+const OPTION_FLAGS: Readonly<Record<string, string>> = {
+  maxEventBytes: '--max-event-bytes',
+  maxBufferBytes: '--max-buffer',
+  historyBytes: '--history-bytes',
+  maxClients: '--max-clients',
+  maxConnections: '--max-connections',
+  corsOrigin: '--cors-origin',
+  heartbeatMs: '--heartbeat',
+  retryMs: '--retry',
+  tickMs: '--tick',
+}
+
 /** The token the printed URLs use: one that may publish, so the demo page's form works. */
 function showcaseToken(opts: SseServerOptions, server: SseServer): { token: string; canPublish: boolean } {
   if (server.generatedToken !== null) return { token: server.generatedToken, canPublish: true }
@@ -142,7 +155,8 @@ async function serve(p: Args): Promise<void> {
   try {
     server = new SseServer(opts)
   } catch (err) {
-    throw new UsageError((err as Error).message)
+    // The library names its options; the person at the command line typed flags.
+    throw new UsageError((err as Error).message.replace(/\b[a-z]+[A-Z]\w*\b/g, (name) => OPTION_FLAGS[name] ?? name))
   }
   attachDemo(server) // chat presence, monitor feed and demo task for the pages in public/
   let addr: { host: string; port: number }

@@ -151,47 +151,146 @@ function eventsNamed(c: RawClient, name: string): Array<Record<string, unknown>>
   return out
 }
 
-t.test('demo: chat streams get presence on join and leave, kept for replay; other channels get nothing', async (t) => {
-  const { server, port } = await demoServer(t)
-  const bystander = await openStream(port, `/events/${TOKEN}`)
+/** The `presence` events a raw stream has received, in order. */
+const presenceOf = (c: RawClient): Array<Record<string, unknown>> => eventsNamed(c, 'presence')
+
+/** The `data:` text of the n-th `presence` event a raw stream has received, as sent. */
+function presenceText(c: RawClient, n: number): string {
+  const all = [...c.received.matchAll(/event: presence\ndata: (.*)\n/g)]
+  if (all[n] === undefined) throw new Error(`no presence event #${n}; received: ${JSON.stringify(c.received)}`)
+  return all[n][1]!
+}
+
+const presenceCount = (n: number) => (s: string) => s.split('event: presence\n').length - 1 >= n
+
+// Roles in startServer (test/helpers.ts): TOKEN has none (subscribe only); PUB has `publish` and
+// `admin`; the `--users` entries below have what they list.
+const ANN = { token: 'ann-secret', user: 'ann', roles: ['publish'] }
+
+t.test('demo: publish streams on chat get presence as deltas (a snapshot, then joins and leaves), never kept; others get none', async (t) => {
+  const { server, port } = await demoServer(t, { users: [ANN] })
+  const bystander = await openStream(port, `/events/${PUB}`)
   t.teardown(() => bystander.close())
-  const a = await openStream(port, `/events/${TOKEN}?channel=chat`)
+  const a = await openStream(port, `/events/${PUB}?channel=chat`)
   t.teardown(() => a.close())
   const idA = clientId(a)
-  await a.waitFor('event: presence\n')
-  t.same(eventsNamed(a, 'presence'), [{ type: 'join', client: idA, user: null, online: [idA] }], 'a stream sees its own join first')
-
-  const b = await openStream(port, `/events/${TOKEN}?channel=chat`)
-  const idB = clientId(b)
-  await a.waitFor((s) => s.split('event: presence').length === 3)
-  t.same(eventsNamed(a, 'presence')[1], { type: 'join', client: idB, user: null, online: [idA, idB] }, 'then the next join, with who is online')
-  b.close()
-  await a.waitFor((s) => s.split('event: presence').length === 4)
-  t.same(eventsNamed(a, 'presence')[2], { type: 'leave', client: idB, user: null, reason: 'closed', online: [idA] }, 'and the leave, with its reason')
-
-  const late = await openStream(port, `/events/${TOKEN}?channel=chat&lastEventId=0`)
-  t.teardown(() => late.close())
-  await late.waitFor((s) => s.split('event: presence').length === 5)
+  await a.waitFor(presenceCount(2))
   t.same(
-    eventsNamed(late, 'presence').map((p) => `${p.type} ${p.client}`),
-    [`join ${idA}`, `join ${idB}`, `leave ${idB}`, `join ${clientId(late)}`],
-    'presence is kept in history: a replay shows who came and went, then the live join',
+    presenceOf(a),
+    [
+      { type: 'snapshot', online: [idA], users: {} },
+      { type: 'join', client: idA, user: null },
+    ],
+    'a stream gets the room (itself in it), then its own join, right after its ready',
   )
+  t.match(a.received, /event: ready\ndata: [^\n]*\n\n\r\n[0-9a-f]+\r\nid: \d+\nevent: presence\ndata: \{"type":"snapshot"/, 'the snapshot is the first event after ready')
+
+  const b = await openStream(port, `/events/${ANN.token}?channel=chat`)
+  const idB = clientId(b)
+  await a.waitFor(presenceCount(3))
+  t.same(presenceOf(a)[2], { type: 'join', client: idB, user: 'ann' }, 'the others get the join alone: no online list')
+  await b.waitFor(presenceCount(2))
+  t.same(
+    presenceOf(b),
+    [
+      { type: 'snapshot', online: [idA, idB], users: { [idB]: 'ann' } },
+      { type: 'join', client: idB, user: 'ann' },
+    ],
+    'the newcomer’s snapshot lists the room oldest first, with the user names there are',
+  )
+  b.close()
+  await a.waitFor(presenceCount(4))
+  t.same(presenceOf(a)[3], { type: 'leave', client: idB, user: 'ann', reason: 'closed' }, 'and the leave, with its reason')
+
+  const late = await openStream(port, `/events/${PUB}?channel=chat&lastEventId=0`)
+  t.teardown(() => late.close())
+  const idLate = clientId(late)
+  await late.waitFor(presenceCount(2))
+  t.same(
+    presenceOf(late),
+    [
+      { type: 'snapshot', online: [idA, idLate], users: {} },
+      { type: 'join', client: idLate, user: null },
+    ],
+    'presence is not kept: a replay from the start holds none; the snapshot says who is here now',
+  )
+  t.equal(server.stats().history.events, 0, 'nothing of it went into the history')
   t.equal(bystander.received.includes('presence'), false, 'a stream on channel default got no presence')
   t.equal(server.connections('chat'), 2)
 })
 
-t.test('demo: no leave is published at shutdown', async (t) => {
+t.test('demo: no leave is sent at shutdown', async (t) => {
   const { server, port } = await demoServer(t)
-  const a = await openStream(port, `/events/${TOKEN}?channel=chat`)
-  const b = await openStream(port, `/events/${TOKEN}?channel=chat`)
-  await a.waitFor((s) => s.split('event: presence').length === 3)
+  const a = await openStream(port, `/events/${PUB}?channel=chat`)
+  const b = await openStream(port, `/events/${PUB}?channel=chat`)
+  await a.waitFor(presenceCount(3))
   await server.stop()
   await a.waitClosed()
   await b.waitClosed()
   t.notMatch(a.received + b.received, /"type":"leave"/, 'closing streams get only their last chunk, no presence')
 })
 
+t.test('demo: a subscribe-only chat stream opening and closing 50 times writes no history and no presence', async (t) => {
+  const { server, port } = await demoServer(t)
+  const member = await openStream(port, `/events/${PUB}?channel=chat`)
+  t.teardown(() => member.close())
+  await member.waitFor(presenceCount(2))
+  const reader = await openStream(port, `/events/${TOKEN}?channel=chat`)
+  t.teardown(() => reader.close())
+  const history = server.stats().history
+  t.equal(history.events, 0, 'the history is empty to begin with')
+
+  for (let i = 0; i < 50; i++) {
+    const s = await openStream(port, `/events/${TOKEN}?channel=chat`)
+    s.close()
+    await until(() => server.connections('chat') === 2, () => `subscribe-only stream ${i} to close`)
+  }
+  // A barrier: a publish stream's join and leave reach the member after anything sent before them.
+  const marker = await openStream(port, `/events/${PUB}?channel=chat`)
+  const idMarker = clientId(marker)
+  marker.close()
+  await member.waitFor(presenceCount(4))
+  t.same(
+    presenceOf(member).slice(1).map((p) => `${p.type} ${p.client}`),
+    [`join ${clientId(member)}`, `join ${idMarker}`, `leave ${idMarker}`],
+    'the member saw only publish streams come and go',
+  )
+  t.same(server.stats().history, history, 'server.stats().history is unchanged: events and bytes')
+  server.publish('chat', { event: 'chat', data: 'barrier' })
+  await reader.waitFor('data: barrier\n')
+  t.equal(reader.received.includes('event: presence'), false, 'a subscribe-only stream gets no presence either')
+  t.equal(reader.received.includes('event: chat'), true, 'but it gets the room’s messages')
+})
+
+t.test('demo: presence bytes do not grow with the room: a join is a delta, the snapshot goes to the newcomer alone', async (t) => {
+  const { port } = await demoServer(t)
+  const streams: RawClient[] = []
+  t.teardown(() => streams.forEach((c) => c.close()))
+  for (let i = 0; i < 21; i++) {
+    const c = await openStream(port, `/events/${PUB}?channel=chat`)
+    streams.push(c)
+    await c.waitFor(presenceCount(2))
+  }
+  const [first, second] = streams
+  const last = streams[20]!
+  const ids = streams.map(clientId)
+  await first!.waitFor(presenceCount(22))
+  // presence #0 is first's snapshot, #1 its own join, #2 the 2nd stream's join ... #21 the 21st's.
+  const joinOf2nd = presenceText(first!, 2)
+  const joinOf21st = presenceText(first!, 21)
+  t.equal(joinOf2nd, `{"type":"join","client":${ids[1]},"user":null}`)
+  t.equal(joinOf21st, `{"type":"join","client":${ids[20]},"user":null}`)
+  t.equal(
+    Buffer.byteLength(joinOf21st) - String(ids[20]).length,
+    Buffer.byteLength(joinOf2nd) - String(ids[1]).length,
+    'with 20 streams open the 21st’s join is as big as the 2nd’s was (but for its id’s digits)',
+  )
+  t.same(presenceOf(last)[0], { type: 'snapshot', online: ids, users: {} }, 'the newcomer’s snapshot lists all 21, oldest first')
+  t.same(presenceOf(second!)[0], { type: 'snapshot', online: ids.slice(0, 2), users: {} }, 'each snapshot was the room as it was then')
+  for (const c of streams.slice(0, 20)) {
+    t.equal(c.received.split('"type":"snapshot"').length - 1, 1, `stream ${clientId(c)} got one snapshot: its own`)
+  }
+})
 t.test('demo: a task stream gets progress 0..100 % and complete, and no other stream does', async (t) => {
   const { server, port } = await demoServer(t, {}, { taskStepMs: 5 })
   const other = await openStream(port, `/events/${TOKEN}?channel=task&channel=x`)
@@ -228,17 +327,29 @@ t.test('demo: a task stops when its stream closes', async (t) => {
   t.equal(server.stats().published, before, 'no progress is sent after the stream is gone')
 })
 
-t.test('demo: monitor streams get stats only while one is open, and samples are not kept', async (t) => {
+t.test('demo: admin monitor streams get stats only while one is open, and samples are not kept', async (t) => {
   const { server, port } = await demoServer(t, {}, { monitorMs: 20 })
-  const m = await openStream(port, `/events/${TOKEN}?channel=monitor`)
+  const m = await openStream(port, `/events/${PUB}?channel=monitor`)
   await m.waitFor((s) => s.split('event: stats').length >= 4)
   const sample = eventsNamed(m, 'stats')[0]!
   t.same(Object.keys(sample).sort(), ['bytesPerSecond', 'channels', 'clients', 'eventsPerSecond', 'heapUsedBytes', 'loopDelayMs', 'rssBytes', 'time'])
   t.equal(sample.clients, 1)
   t.same(sample.channels, { monitor: 1 })
   t.same(Object.keys(sample.loopDelayMs as object).sort(), ['max', 'mean', 'p99'])
-  const replay = await openStream(port, `/events/${TOKEN}?channel=monitor&lastEventId=0`)
-  t.equal(replay.received.includes('event: stats'), false, 'a replay holds no old samples')
+
+  // The samples keep coming while the replay stream opens, and it gets them live too: only the
+  // bytes before this marker are its ready and replay. The marker is sent from `connect`, right
+  // after the replay was queued and before any timer can run, so no live sample precedes it.
+  const onConnect = (c: ClientView): void => void server.send(c.id, { event: 'replay-ends', data: 'here' })
+  server.on('connect', onConnect)
+  const replay = await openStream(port, `/events/${PUB}?channel=monitor&lastEventId=0`)
+  server.off('connect', onConnect)
+  await replay.waitFor('event: replay-ends\n')
+  const replayed = replay.received.slice(0, replay.received.indexOf('event: replay-ends\n'))
+  t.equal(replayed.includes('event: stats'), false, 'a replay holds no old samples')
+  t.equal(server.stats().history.events, 0, 'samples never go into the history')
+  await replay.waitFor((s) => s.split('event: stats').length >= 2)
+  t.pass('a second admin stream gets samples live')
   replay.close()
   m.close()
   await until(() => server.connections('monitor') === 0, () => 'the monitor streams to close')
@@ -247,11 +358,39 @@ t.test('demo: monitor streams get stats only while one is open, and samples are 
   t.equal(server.stats().published, before, 'the feed stops when nobody watches')
 })
 
+t.test('demo: a monitor stream without the admin role gets one denied event and no stats', async (t) => {
+  const { server, port } = await demoServer(t, { users: [ANN] }, { monitorMs: 20 })
+  const denied = { reason: 'the monitor feed needs a token with the admin role' }
+  const plain = await openStream(port, `/events/${TOKEN}?channel=monitor`)
+  t.teardown(() => plain.close())
+  await plain.waitFor('event: denied\n')
+  t.match(plain.received, /event: ready\ndata: [^\n]*\n\n\r\n[0-9a-f]+\r\nid: \d+\nevent: denied\n/, 'denied is the first event after ready')
+  const before = server.stats().published
+  await sleep(150)
+  t.equal(server.stats().published, before, 'no timer runs for a watcher without the admin role')
+
+  const publisher = await openStream(port, `/events/${ANN.token}?channel=monitor`)
+  t.teardown(() => publisher.close())
+  const admin = await openStream(port, `/events/${PUB}?channel=monitor`)
+  t.teardown(() => admin.close())
+  await admin.waitFor((s) => s.split('event: stats').length >= 6)
+  t.same(eventsNamed(plain, 'denied'), [denied], 'the subscribe-only stream got exactly one denied')
+  t.same(eventsNamed(publisher, 'denied'), [denied], 'so did a stream whose token may publish but not administer')
+  for (const c of [plain, publisher]) t.equal(c.received.includes('event: stats'), false, 'and no sample, while the admin stream gets them')
+  t.equal(admin.received.includes('event: denied'), false, 'the admin stream is not denied')
+
+  admin.close()
+  await until(() => server.connections('monitor') === 2, () => 'the admin stream to close')
+  const after = server.stats().published
+  await sleep(150)
+  t.equal(server.stats().published, after, 'the timer stops with the last admin watcher, though two others are open')
+})
+
 t.test('demo: detaching stops listening', async (t) => {
   const { server, port } = await startServer(t, { publicDir: PUBLIC })
   const detach = attachDemo(server, { monitorMs: 20 })
   detach()
-  const s = await openStream(port, `/events/${TOKEN}?channel=chat&channel=monitor&channel=task`)
+  const s = await openStream(port, `/events/${PUB}?channel=chat&channel=monitor&channel=task`)
   t.teardown(() => s.close())
   await sleep(100)
   t.equal(s.received.split('event: ').length, 2, 'only the ready event arrived')
@@ -368,6 +507,8 @@ if (missing !== null) {
     noTrouble(t, pages)
   })
 
+  // Pages.open gives each page PUB, which has the publish and admin roles: what the chat's
+  // presence and the monitor's samples need (the CLI's printed URL carries such a token too).
   t.test('two chat pages see each other in order, with presence, and markup stays text', async (t) => {
     const { server, base } = await demoServer(t)
     const pages = await newContext(t, base)
@@ -407,6 +548,8 @@ if (missing !== null) {
     await bob.page.locator('#name').fill('bob')
     await bob.page.locator('#name').press('Enter')
     await waitText(ann.page, '#messages li', 'bob joined')
+    await waitText(ann.page, '#roster', 'Online (2)')
+    await waitText(bob.page, '#roster', 'Online (2)')
     await say(bob, 'back again')
     await waitText(ann.page, '#messages li.msg .text', 'back again')
 
@@ -528,9 +671,67 @@ if (missing !== null) {
     const divider = lines.findIndex((l) => l.includes('messages you missed follow'))
     const firstMissed = lines.findIndex((l) => l.includes('missed 1'))
     t.ok(divider !== -1 && divider < firstMissed, 'the missed messages follow the "reconnected" line')
-    t.ok(lines.some((l) => l.includes('you were disconnected (closed by the server: admin)')), 'ann learns the server closed her stream')
+    // Presence is not kept for replay, so ann's page does not learn why her old stream closed;
+    // it saw the cut, and the new stream's snapshot gives the room as it is.
+    t.ok(lines.some((l) => l.includes('connection lost; reconnecting')), 'ann’s page saw the cut')
     t.notOk(lines.some((l) => l.includes('history gap')), 'no reset: the last id was in history')
+    await waitText(ann.page, '#roster', 'Online (2)')
     await waitText(bob.page, '#messages li', 'ann left (closed by the server: admin)')
+    noTrouble(t, pages)
+  })
+
+  t.test('a chat page whose last event was presence reconnects from its last kept event: no gap, missed messages once', async (t) => {
+    // Presence ids are not in the history: resuming from one would be a `reset` and no replay.
+    const { server, base, port } = await demoServer(t)
+    const chatIds: number[] = []
+    server.on('connect', (c) => c.channels.includes('chat') && chatIds.push(c.id))
+    const pages = await newContext(t, base)
+    const streamUrls: string[] = []
+    pages.context.on('request', (r) => r.url().includes('/events/') && streamUrls.push(r.url()))
+    const ann = await pages.open('chat.html')
+    await joinChat(ann, 'ann')
+    const bob = await pages.open('chat.html')
+    await joinChat(bob, 'bob')
+    await say(ann, 'before the cut')
+    await waitText(ann.page, '#messages li.msg .text', 'before the cut')
+    const keptId = await attr(ann.page, '#messages li.msg:last-child', 'data-id')
+
+    // A stream comes and goes: the last events ann's page gets are a join and a leave.
+    const carol = await openStream(port, `/events/${PUB}?channel=chat`)
+    const carolId = clientId(carol)
+    carol.close()
+    await waitText(ann.page, '#messages li', `#${carolId} left`)
+    await waitText(ann.page, '#roster', 'Online (2)')
+
+    const annId = chatIds[0]!
+    t.equal(server.closeClient(annId), true, 'ann’s stream is closed by the server')
+    await waitText(ann.page, '#messages li', 'reconnecting')
+    for (const text of ['missed 1', 'missed 2']) await say(bob, text)
+    t.equal(server.connections('chat'), 1, 'the messages went out while ann was away')
+
+    await waitStatus(ann.page, 'connected')
+    await waitText(ann.page, '#messages li.msg .text', 'missed 2')
+    await until(async () => !(await ann.page.locator('#text').isDisabled()), () => 'ann’s box to be enabled again')
+    t.same(await chatMessages(ann), ['before the cut', 'missed 1', 'missed 2'], 'each message once, in order')
+    const lines = await texts(ann.page, '#messages li')
+    t.notOk(lines.some((l) => l.includes('history gap')), 'no reset: the page resumed from a kept id')
+    t.match(streamUrls.at(-1), new RegExp(`[?&]lastEventId=${keptId}(&|$)`), 'the new stream asked for what followed the last kept event')
+    await waitText(ann.page, '#roster', 'Online (2)')
+    noTrouble(t, pages)
+  })
+
+  t.test('a monitor page whose token lacks the admin role says why instead of drawing charts', async (t) => {
+    const { server, base } = await demoServer(t, {}, { monitorMs: 100 })
+    const pages = await newContext(t, base)
+    const monitor = await pages.open('monitor.html', TOKEN)
+    await waitText(monitor.page, '#error', 'the monitor feed needs a token with the admin role')
+    await waitStatus(monitor.page, 'disconnected')
+    t.equal(await monitor.page.locator('#charts').isVisible(), false, 'no charts are shown')
+    t.equal(await monitor.page.locator('#channels').isVisible(), false, 'nor the channel table')
+    await until(() => server.connections('monitor') === 0, () => 'the page to close its stream')
+    const before = server.stats().published
+    await sleep(300)
+    t.equal(server.stats().published, before, 'no samples were taken for it')
     noTrouble(t, pages)
   })
 
