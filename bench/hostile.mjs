@@ -1,7 +1,8 @@
 // Hostile clients at full size: cases 1, 2 and 7 of issue 14, measured on one build of rawsse.
 //
 //   node bench/hostile.mjs [--cli PATH] [--label NAME] [--server-arg ARG]... [--quick] [--cases 1,2,3]
-//       [--stalled 3000,10000] [--publish-seconds 35] [--recover-bound 120]
+//       [--stalled 3000,10000] [--stalled-rcvbuf 4096] [--stalled-mss 536] [--publish-seconds 35]
+//       [--publish-rate 0] [--recover-bound 120]
 //       [--flood 20000] [--flood-procs 4] [--flood-seconds 30] [--floods keepalive,idle,loris]
 //       [--storm 10000] [--storm-bound 90] [--storm-drop server,client] [--storm-missed 5]
 //       [--storm-live-ms 500] [--commit SHA] [--out bench/RESULTS.md]
@@ -24,7 +25,10 @@
 //     mobile client on a small MSS; Node can set neither), so the server's writes block after a
 //     few KiB; the answer is checked with MSG_PEEK, which leaves it unread. Then for
 //     --publish-seconds (longer than the server's fixed 30 s stall timeout) one keep-alive
-//     connection publishes 100-byte events back to back (the next when the last is answered),
+//     connection publishes 100-byte events back to back (the next when the last is answered;
+//     --publish-rate R > 0 caps it at R/s: a server that publishes fast fills every stream's
+//     1 MiB --max-buffer within seconds, and then drops them as `buffer`, never reaching the
+//     30 s stall sweep; a cap of ~100/s keeps them under it for 35 s),
 //     while a canary, one reading subscriber, gets them too and a probe publishes a `probe` event
 //     every 100 ms and times each round trip. Reported: the worst probe round trip (the event
 //     loop blocked), the longest time the canary got no probe event, how many streams were
@@ -60,7 +64,7 @@
 // only its own label's block (each block keeps its figures as JSON in an HTML comment), and a
 // table at the top puts every label side by side. Every process it starts is killed by PID when
 // done, on errors and on Ctrl-C; the whole run is bounded (30 min; --quick 5 min) and takes about
-// 10 min at full size when the cases take their normal time.
+// 7 min at full size on the before-build (case 1 waits out each freeze, up to its bound).
 //
 // --quick: 1 000 stalled (33 s of publishing: the stall timeout is fixed at 30 s), 2 000 flood
 // connections for 8 s, 1 000 reconnecting: about 1.5 min; a check of the script, not results,
@@ -319,7 +323,7 @@ function openStream({ port, path: target, headers = {}, localAddress, onStatus, 
 // Helper: the canary of case 1 (publisher, probe, canary subscriber, /stats), on core 1.
 
 async function canaryHelper(cfg) {
-  const { port, n, publishSeconds, recoverBound, settleSeconds } = cfg
+  const { port, n, publishSeconds, recoverBound, settleSeconds, publishRate = 0 } = cfg
   const auth = { Authorization: `Bearer ${PUBLISH_TOKEN}` }
   const out = { probes: [], recv: [], flood: { count: 0, errors: 0, maxRttMs: 0 }, stats: null, statsAt: 0, boundHit: false, canaryClosed: null }
   // The canary: one subscriber that reads everything.
@@ -344,9 +348,14 @@ async function canaryHelper(cfg) {
   process.stdout.write(JSON.stringify({ phase: 'started', t0 }) + '\n')
   let stop = false
 
-  // Small events back to back, one connection, the next when the last is answered.
+  // Small events back to back, one connection, the next when the last is answered (with
+  // publishRate > 0: and not before its time at that rate).
   const flood = (async () => {
     while (!stop && Date.now() - t0 < publishSeconds * 1000) {
+      if (publishRate > 0) {
+        const due = t0 + ((out.flood.count + out.flood.errors) * 1000) / publishRate - Date.now()
+        if (due > 0) await sleep(due)
+      }
       const s = performance.now()
       try {
         const r = await pub.request('POST', '/publish', { headers: auth, body })
@@ -883,6 +892,23 @@ async function busyNote(what, notes) {
 // ---------------------------------------------------------------------------------------------
 // Case 1.
 
+/**
+ * The kernel send queues (ss's Send-Q: bytes written by the server, not yet acknowledged) of the
+ * server's connections from this run's source addresses, i.e. the stalled streams still open:
+ * a stream whose every byte the kernel took has nothing queued in Node, so no stall check sees it.
+ */
+function kernelSendQueues(port) {
+  const out = spawnSync('ss', ['-tnH', 'state', 'established', `( sport = :${port} )`], { encoding: 'utf8', maxBuffer: 1 << 28 })
+  if (out.error || out.status !== 0) return null
+  const q = []
+  for (const line of out.stdout.split('\n')) {
+    const m = /^\s*\d+\s+(\d+)\s+\S+\s+(\S+)/.exec(line)
+    if (m && m[2].startsWith(`127.${RUN_A}.`)) q.push(Number(m[1]))
+  }
+  if (q.length === 0) return { n: 0 }
+  return { n: q.length, p50: quantile(q, 0.5), min: quantile(q, 0), max: quantile(q, 1) }
+}
+
 async function caseStall(o, n, notes) {
   const r = { n, publishSeconds: o.publishSeconds, recoverBound: o.recoverBound }
   const server = await startServer(o)
@@ -891,7 +917,7 @@ async function caseStall(o, n, notes) {
   let canary = null
   try {
     await busyNote(`case 1, N = ${n}`, notes)
-    const started = await startProcess('stalled holder', 'python3', ['-c', PY_HOLDER, String(n), String(server.port), `/events/${SUB_TOKEN}`, sourcesFor(n).join(','), '4096', '536'], {
+    const started = await startProcess('stalled holder', 'python3', ['-c', PY_HOLDER, String(n), String(server.port), `/events/${SUB_TOKEN}`, sourcesFor(n).join(','), String(o.stalledRcvbuf), String(o.stalledMss)], {
       ready: (out) => lastJsonLine(out) ?? undefined,
       timeoutMs: 90_000 + n * 10,
     })
@@ -913,7 +939,7 @@ async function caseStall(o, n, notes) {
     const c = await startHelper(
       'canary',
       'canary',
-      { port: server.port, n, publishSeconds: o.publishSeconds, recoverBound: o.recoverBound, settleSeconds: 5 },
+      { port: server.port, n, publishSeconds: o.publishSeconds, recoverBound: o.recoverBound, settleSeconds: 5, publishRate: o.publishRate },
       (out) => (out.includes('"phase":"started"') ? true : undefined),
     )
     canary = c.proc
@@ -929,6 +955,7 @@ async function caseStall(o, n, notes) {
     const res = lastJsonLine(canary.stdout)
     if (!res || res.phase) throw new Error(`the canary helper gave no result: ${tail(canary.stderr || canary.stdout, 300)}`)
     r.rssAfter = rssBytes(server.pid)
+    r.kernelSendQ = kernelSendQueues(server.port)
     r.serverAlive = alive(server.proc)
     if (!r.serverAlive) r.serverExit = `${exitOf(server.proc)}: ${tail(server.proc.stderr, 200)}`
     Object.assign(r, analyseStall(res, smp.stop(), r, n))
@@ -985,9 +1012,23 @@ function analyseStall(res, samples, r, n) {
   out.gapDropAtS = fell ? (fell.t - res.t0) / 1000 : null
   out.flowAgainMs = fell && !out.gapOpen ? gapFrom + gap - fell.t : null
   out.flowAgainBoundMs = fell ? res.end - fell.t : null
+  // Every other canary gap over 1 s, with the fall of open files during it (the drops in more
+  // than one sweep show here), longest first.
+  const gaps = []
+  prev = res.t0
+  for (const t of [...times, res.end]) {
+    if (t - prev > 1000 && prev !== gapFrom) {
+      const inside = during.filter((s) => s.t >= prev && s.t <= t)
+      const at = during.filter((s) => s.t < prev).at(-1) ?? inside[0]
+      gaps.push({ ms: t - prev, atS: (prev - res.t0) / 1000, dropped: at && inside.length ? Math.max(0, at.fds - Math.min(...inside.map((s) => s.fds))) : 0 })
+    }
+    prev = t
+  }
+  out.otherGaps = gaps.sort((a, b) => b.ms - a.ms).slice(0, 5)
   out.rssPeak = Math.max(...samples.map((s) => s.rss).filter(Number.isFinite))
   out.rssPeakAtS = (samples.find((s) => s.rss === out.rssPeak)?.t - res.t0) / 1000
   out.drops = res.stats?.drops ?? null
+  out.statsAgeS = res.stats ? (res.end - res.statsAt) / 1000 : null
   out.clientsAfter = res.stats?.clients ?? null
   out.runS = (res.end - res.t0) / 1000
   return out
@@ -1248,27 +1289,31 @@ function labelReport(o, m, command, build, res, notes) {
   out.push(`- Kernel: net.core.somaxconn ${res.somaxconn}, tcp_max_syn_backlog ${res.synBacklog}, tcp_syncookies ${res.syncookies}, ephemeral ports ${res.ports}; a shared 2-core VM (another engineer's test runs were on it too): server on core ${SERVER_CORE}, everything else on core ${LOAD_CORE}.`)
   out.push('')
   if (res.stall) {
-    out.push(`**Case 1: stalled streams dropped.** ${EVENT_BYTES}-byte events back to back for ${o.publishSeconds} s on one connection (the server's stall timeout is ${STALL_TIMEOUT_S} s, --max-buffer its default 1 MiB); a probe event every 100 ms to a reading canary. Stopped ${o.recoverBound} s after publishing if not recovered.`)
+    out.push(`**Case 1: stalled streams dropped.** Stalled sockets: SO_RCVBUF ${o.stalledRcvbuf}, TCP_MAXSEG ${o.stalledMss}. ${EVENT_BYTES}-byte events back to back${o.publishRate > 0 ? ` (at most ${o.publishRate}/s)` : ''} for ${o.publishSeconds} s on one connection (the server's stall timeout is ${STALL_TIMEOUT_S} s, --max-buffer its default 1 MiB); a probe event every 100 ms to a reading canary. Stopped ${o.recoverBound} s after publishing if not recovered.`)
     out.push('')
-    out.push('| N stalled | publishes (/s) | first drop at | worst probe round trip | longest canary gap: length (from) | streams dropped in it (at) | canary flowing again after that drop | RSS before → peak → after (MiB) | dropped: stall / buffer | streams left |')
-    out.push('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
+    out.push('| N stalled | publishes (/s) | first drop at | worst probe round trip | longest canary gap: length (from) | streams dropped in it (at) | canary flowing again after that drop | other canary gaps over 1 s (from; streams dropped in it) | RSS before → peak → after (MiB) | dropped: stall / buffer | streams left |')
+    out.push('|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|')
     for (const c of res.stall) {
       if (c.error) {
-        out.push(`| ${fmt(c.n)} | failed: ${c.error} | | | | | | | | |`)
+        out.push(`| ${fmt(c.n)} | failed: ${c.error} | | | | | | | | | |`)
         continue
       }
       const worst = c.notReturned ? `≥ ${secs(c.worstMs)}, not returned when stopped` : msOrS(c.worstMs)
+      const kq = c.kernelSendQ
+      const left =
+        c.clientsAfter === null ? '–' : `${fmt(c.clientsAfter)}${kq?.n ? ` (${fmt(kq.n)} stalled, kernel send queue p50 ${fmt(kq.p50 / 1024)} KiB each)` : ''}${c.boundHit ? `; stopped at the bound, ${secs(c.runS * 1000, 0)} after publishing began` : ''}`
       const flow = c.gapDropAtS === null ? '–' : c.flowAgainMs === null ? `not within ${secs(c.flowAgainBoundMs, 0)}` : msOrS(c.flowAgainMs)
-      const drops = c.drops ? `${fmt(c.drops.stall)} / ${fmt(c.drops.buffer)}` : 'no /stats answer'
+      const drops = c.drops ? `${fmt(c.drops.stall)} / ${fmt(c.drops.buffer)}${c.statsAgeS > 2 ? ` (the last /stats answer, ${secs(c.statsAgeS * 1000, 0)} before the end)` : ''}` : 'no /stats answer'
       const at = (x) => (x === null ? '–' : `${fmt(x, 1)} s`)
+      const others = (c.otherGaps ?? []).map((g) => `${secs(g.ms)} (${fmt(g.atS, 1)} s; ${fmt(g.dropped)})`).join(', ') || '–'
       out.push(
-        `| ${fmt(c.n)} | ${fmt(c.floodPublishes)} (${fmt(c.floodRate)}) | ${at(c.firstDropAtS)} | ${worst} | ${secs(c.longestGapMs)}${c.gapOpen ? ', to the end' : ''} (${fmt(c.longestGapAtS, 1)} s) | ${fmt(c.droppedInGap)} (${at(c.gapDropAtS)}) | ${flow} | ${mib(c.rssBefore)} → ${mib(c.rssPeak)} → ${mib(c.rssAfter)} | ${drops} | ${c.clientsAfter === null ? '–' : fmt(c.clientsAfter)} |`,
+        `| ${fmt(c.n)} | ${fmt(c.floodPublishes)} (${fmt(c.floodRate)}) | ${at(c.firstDropAtS)} | ${worst} | ${secs(c.longestGapMs)}${c.gapOpen ? ', to the end' : ''} (${fmt(c.longestGapAtS, 1)} s) | ${fmt(c.droppedInGap)} (${at(c.gapDropAtS)}) | ${flow} | ${others} | ${mib(c.rssBefore)} → ${mib(c.rssPeak)} → ${mib(c.rssAfter)} | ${drops} | ${left} |`,
       )
     }
-    for (const n of res.stallSkipped ?? []) out.push(`| ${fmt(n)} | not run: a smaller N did not recover within the bound | | | | | | | | |`)
+    for (const n of res.stallSkipped ?? []) out.push(`| ${fmt(n)} | not run: a smaller N did not recover within the bound | | | | | | | | | |`)
     out.push('')
     out.push(
-      'Times are from the start of publishing. Drops are read from the server\'s open files, sampled every 250 ms from /proc (which answers while the loop is blocked): the first drop is the first sample with fewer than at the start of publishing (by over 1 % of N); "streams dropped in it" is how far they fell during the longest canary gap, "at" its first sample there, and "flowing again" the time from that sample to the first probe event after the gap. "Streams left" is /stats `clients` at the end (the canary is one). The probe median round trip, the canary\'s count of probe events and the holder\'s own report are in the JSON below.',
+      'Times are from the start of publishing. Drops are read from the server\'s open files, sampled every 250 ms from /proc (which answers while the loop is blocked): the first drop is the first sample with fewer than at the start of publishing (by over 1 % of N); "streams dropped in it" is how far they fell during the longest canary gap, "at" its first sample there, and "flowing again" the time from that sample to the first probe event after the gap. "Streams left" is /stats `clients` at the end (the canary is one); for the stalled ones among them, the Send-Q column of `ss`: what the server\'s kernel holds for them unacknowledged (a stream whose every byte the kernel has taken has nothing queued in Node, and no stall check sees it: the kernel\'s send buffer grows by autotuning to ~130 KiB here, while the peer acknowledges ~5 KiB). The probe median round trip, the canary\'s count of probe events and the holder\'s own report are in the JSON below.',
     )
     out.push('')
   }
@@ -1381,7 +1426,10 @@ function parseFlags(argv) {
     serverArgs,
     cases: list('cases', '1,2,3').map(Number),
     stalled: list('stalled', quick ? '1000' : '3000,10000').map(Number),
+    stalledRcvbuf: num('stalled-rcvbuf', 4096),
+    stalledMss: num('stalled-mss', 536),
     publishSeconds: num('publish-seconds', quick ? 33 : 35),
+    publishRate: num('publish-rate', 0),
     recoverBound: num('recover-bound', quick ? 30 : 120),
     flood: num('flood', quick ? 2000 : 20_000),
     floodProcs: num('flood-procs', 4),
