@@ -14,6 +14,8 @@ import * as path from 'node:path'
 import * as readline from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { Args, parseArgs, UsageError, type FlagSpec } from './commands/args.js'
+import { gatherSettings } from './commands/config.js'
+import { LOG_FORMATS, logServer, makeLog, type LogFormat } from './commands/log.js'
 import { listen } from './commands/listen.js'
 import { publish } from './commands/publish.js'
 import { attachDemo } from './demo.js'
@@ -31,10 +33,12 @@ interface Flag extends FlagSpec {
 const FLAGS: readonly Flag[] = [
   { name: 'port', arg: 'N', def: String(L.DEFAULT_PORT), help: 'TCP port; 0 picks a free one' },
   { name: 'host', arg: 'ADDR', def: L.DEFAULT_HOST, help: 'address to bind' },
-  { name: 'token', arg: 'SECRET', def: '', help: 'may open streams (repeatable)' },
-  { name: 'publish-token', arg: 'SECRET', def: '', help: 'may open streams, publish and administer (repeatable)' },
+  { name: 'token', arg: 'SECRET', def: '', help: 'may open streams (repeatable)', repeatable: true },
+  { name: 'publish-token', arg: 'SECRET', def: '', help: 'may open streams, publish and administer (repeatable)', repeatable: true },
   { name: 'users', arg: 'FILE', def: '', help: 'JSON array of {"token","user","roles"}; roles publish and admin grant rights' },
   { name: 'public', arg: 'DIR', def: "the package's public/", help: 'static files served beside the stream' },
+  { name: 'tls-cert', arg: 'FILE', def: '', help: 'serve HTTPS with this certificate chain (PEM); re-read on SIGHUP' },
+  { name: 'tls-key', arg: 'FILE', def: '', help: 'and this private key (PEM)' },
   { name: 'cors-origin', arg: 'ORIGIN', def: L.DEFAULT_CORS_ORIGIN, help: 'Access-Control-Allow-Origin' },
   { name: 'heartbeat', arg: 'MS', def: String(L.DEFAULT_HEARTBEAT_MS), help: 'comment line to every stream; 0 = off' },
   { name: 'retry', arg: 'MS', def: String(DEFAULT_RETRY_MS), help: 'retry: sent at stream start' },
@@ -47,6 +51,9 @@ const FLAGS: readonly Flag[] = [
   { name: 'max-event-bytes', arg: 'BYTES', def: String(L.DEFAULT_MAX_EVENT_BYTES), help: 'largest event, encoded; a bigger publish gets 413 (at most --max-buffer)' },
   { name: 'tick', arg: 'MS', def: String(L.DEFAULT_TICK_MS), help: 'broadcast event time (server ISO time); 0 = off' },
   { name: 'stdin', arg: '', def: '', help: 'broadcast each line of standard input as event message' },
+  { name: 'log', arg: 'FORMAT', def: 'text', help: 'text, json or off: a line on stderr per stream opened and closed, error answer, start and stop' },
+  { name: 'log-publish', arg: '', def: '', help: 'log every publish too' },
+  { name: 'config', arg: 'FILE', def: '', help: 'JSON object of flag names and values, e.g. {"port": 8080, "publish-token": ["…"]}' },
   { name: 'help', arg: '', def: '', help: 'print this help and exit' },
   { name: 'version', arg: '', def: '', help: 'print the version and exit' },
 ]
@@ -57,7 +64,13 @@ function helpText(): string {
     const def = f.def === '' ? '' : ` (default: ${f.def})`
     return `${left.padEnd(28)}${f.help}${def}`
   })
-  return `Usage: rawsse [flags]\n\nA Server-Sent Events server on node:net.\n\n${rows.join('\n')}\n\nClient commands: rawsse listen URL [--json], rawsse publish URL --token T [DATA | -], rawsse bench URL [--streams N] [--publish URL] (each with --help).\n`
+  return (
+    `Usage: rawsse [flags]\n\nA Server-Sent Events server on node:net.\n\n${rows.join('\n')}\n\n` +
+    `Every flag can also be set in the --config file, or in an environment variable named RAWSSE_ and the flag\n` +
+    `in capitals with _ for - (RAWSSE_PUBLISH_TOKEN; repeated values separated by commas; RAWSSE_CONFIG for the\n` +
+    `file). Flags win over the file, the file over the environment: keep secrets out of the command line.\n\n` +
+    `Client commands: rawsse listen URL [--json], rawsse publish URL --token T [DATA | -], rawsse bench URL [--streams N] [--publish URL] (each with --help).\n`
+  )
 }
 
 function packageVersion(): string {
@@ -72,30 +85,14 @@ function optionsFrom(p: Args): SseServerOptions {
   }
   set('port', p.wholeNumber('port', 0, 65535))
   set('host', p.last('host'))
-  if (p.has('token')) opts.tokens = p.all('token')
-  if (p.has('publish-token')) opts.publishTokens = p.all('publish-token')
-  for (const t of [...(opts.tokens ?? []), ...(opts.publishTokens ?? [])]) {
-    if (t === '') throw new UsageError('a token must not be empty')
-  }
-  const usersFile = p.last('users')
-  if (usersFile !== undefined) {
-    let json: unknown
-    try {
-      json = JSON.parse(readFileSync(usersFile, 'utf8'))
-    } catch (err) {
-      throw new UsageError(`--users ${usersFile}: ${(err as Error).message}`)
-    }
-    try {
-      opts.users = parseUsers(json)
-    } catch (err) {
-      throw new UsageError(`--users ${usersFile}: ${(err as Error).message}`)
-    }
-  }
+  Object.assign(opts, tokensFrom(p))
   const publicDir = p.last('public')
   if (publicDir !== undefined && !statSync(publicDir, { throwIfNoEntry: false })?.isDirectory()) {
     throw new UsageError(`--public ${publicDir}: not a folder`)
   }
   set('publicDir', publicDir)
+  const tlsFiles = readTls(p)
+  if (tlsFiles !== null) opts.tls = tlsFiles
   set('corsOrigin', p.last('cors-origin'))
   set('heartbeatMs', p.wholeNumber('heartbeat'))
   set('retryMs', p.wholeNumber('retry'))
@@ -108,6 +105,49 @@ function optionsFrom(p: Args): SseServerOptions {
   set('maxEventBytes', p.wholeNumber('max-event-bytes'))
   set('tickMs', p.wholeNumber('tick'))
   return opts
+}
+
+/** Who may connect: --token, --publish-token and the --users file (read now, and again on SIGHUP). */
+function tokensFrom(p: Args): Pick<SseServerOptions, 'tokens' | 'publishTokens' | 'users'> {
+  const out: Pick<SseServerOptions, 'tokens' | 'publishTokens' | 'users'> = {}
+  if (p.has('token')) out.tokens = p.all('token')
+  if (p.has('publish-token')) out.publishTokens = p.all('publish-token')
+  for (const t of [...(out.tokens ?? []), ...(out.publishTokens ?? [])]) {
+    if (t === '') throw new UsageError('a token must not be empty')
+  }
+  const usersFile = p.last('users')
+  if (usersFile !== undefined) {
+    let json: unknown
+    try {
+      json = JSON.parse(readFileSync(usersFile, 'utf8'))
+    } catch (err) {
+      // Never V8's message for bad JSON: it quotes a slice of the file, which holds tokens.
+      const e = err as NodeJS.ErrnoException
+      throw new UsageError(`--users ${usersFile}: ${e.code ?? 'not valid JSON'}`)
+    }
+    try {
+      out.users = parseUsers(json)
+    } catch (err) {
+      throw new UsageError(`--users ${usersFile}: ${(err as Error).message}`)
+    }
+  }
+  return out
+}
+
+/** The --tls-cert and --tls-key files, read now (and again on SIGHUP); null without them. */
+function readTls(p: Args): { cert: Buffer; key: Buffer } | null {
+  const certFile = p.last('tls-cert')
+  const keyFile = p.last('tls-key')
+  if (certFile === undefined && keyFile === undefined) return null
+  if (certFile === undefined || keyFile === undefined) throw new UsageError('--tls-cert and --tls-key go together')
+  const read = (flag: string, file: string): Buffer => {
+    try {
+      return readFileSync(file)
+    } catch (err) {
+      throw new UsageError(`--${flag} ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+    }
+  }
+  return { cert: read('tls-cert', certFile), key: read('tls-key', keyFile) }
 }
 
 /** Library option → flag, for the library's error messages (a RangeError from new SseServer). */
@@ -149,7 +189,8 @@ function broadcastLine(server: SseServer, line: string): number | null {
   }
 }
 
-async function serve(p: Args): Promise<void> {
+/** Run the server with settings `p`; `reread()` gathers them again (SIGHUP). */
+async function serve(p: Args, reread: () => Args): Promise<void> {
   const opts = optionsFrom(p)
   let server: SseServer
   try {
@@ -158,6 +199,10 @@ async function serve(p: Args): Promise<void> {
     // The library names its options; the person at the command line typed flags.
     throw new UsageError((err as Error).message.replace(/\b[a-z]+[A-Z]\w*\b/g, (name) => OPTION_FLAGS[name] ?? name))
   }
+  const format = p.last('log') ?? 'text'
+  if (!(LOG_FORMATS as readonly string[]).includes(format)) throw new UsageError(`--log must be ${LOG_FORMATS.join(', ')}, not '${format}'`)
+  const log = makeLog(format as LogFormat)
+  logServer(server, log, p.has('log-publish'))
   attachDemo(server) // chat presence, monitor feed and demo task for the pages in public/
   let addr: { host: string; port: number }
   try {
@@ -167,7 +212,7 @@ async function serve(p: Args): Promise<void> {
     process.exit(1)
   }
   const host = addr.host.includes(':') ? `[${addr.host}]` : addr.host
-  const base = `http://${host}:${addr.port}`
+  const base = `${server.secure ? 'https' : 'http'}://${host}:${addr.port}`
   const { token, canPublish } = showcaseToken(opts, server)
   const enc = encodeURIComponent(token)
   const out: string[] = [
@@ -179,17 +224,41 @@ async function serve(p: Args): Promise<void> {
       : 'publish:   no token with the publish role was given (--publish-token or --users)',
   ]
   process.stdout.write(out.join('\n') + '\n')
+  // After the start-up lines: on a terminal, where both streams meet, the listening line stays first.
+  log('start', { host: addr.host, port: addr.port, pid: process.pid, version: packageVersion() })
 
   let stopping = false
   const stop = (): void => {
     if (stopping) return
     stopping = true
+    log('stop', { streams: server.clientCount })
     // Exit 0 within the grace period even if a socket will not close.
     setTimeout(() => process.exit(0), L.SHUTDOWN_GRACE_MS).unref()
     void server.stop().then(() => process.exit(0))
   }
   process.on('SIGINT', stop)
   process.on('SIGTERM', stop)
+  // SIGHUP: the config file, the users file and the certificate files are read again. Streams
+  // whose token went or lost rights are closed (`revoked`); anything that no longer reads right
+  // keeps what was in use, and one log line says why (never quoting a file).
+  process.on('SIGHUP', () => {
+    let now: Args
+    let tokens: ReturnType<typeof tokensFrom>
+    try {
+      now = reread()
+      tokens = tokensFrom(now)
+    } catch (err) {
+      return log('reload-failed', { reason: (err as Error).message })
+    }
+    const revoked = server.updateTokens(tokens)
+    if (!server.secure) return log('reload', { revoked, tls: false })
+    try {
+      server.reloadTls(readTls(now)!)
+      log('reload', { revoked, tls: true })
+    } catch (err) {
+      log('reload-failed', { revoked, tls: true, reason: (err as Error).message.split('\n')[0] })
+    }
+  })
 
   if (process.stdin.isTTY) {
     process.stdout.write('type a line to broadcast it; /clients counts streams per channel; /quit stops\n')
@@ -230,16 +299,17 @@ async function main(argv: readonly string[]): Promise<void> {
       process.exitCode = await COMMANDS[command]!(argv.slice(1))
       return
     }
-    const p = parseArgs(argv, FLAGS, false)
-    if (p.has('help')) {
+    const cmdline = parseArgs(argv, FLAGS, false)
+    if (cmdline.has('help')) {
       process.stdout.write(helpText())
       return
     }
-    if (p.has('version')) {
+    if (cmdline.has('version')) {
       process.stdout.write(packageVersion() + '\n')
       return
     }
-    await serve(p)
+    const settings = (): Args => gatherSettings(cmdline, FLAGS, process.env, ['help', 'version', 'config'])
+    await serve(settings(), settings)
   } catch (err) {
     if (err instanceof UsageError) {
       process.stderr.write(`rawsse${command === null ? '' : ' ' + command}: ${err.message}\n`)

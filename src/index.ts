@@ -1,7 +1,8 @@
 // The public API of rawsse: the server, its options and the types a caller sees; the client and
 // its parser. Nothing else.
 
-export { SseServer, type SseServerOptions, type SseServerEvents } from './server/server.js'
+export { SseServer, type SseServerOptions, type SseServerEvents, type ErrorReply, type PublishedEvent } from './server/server.js'
+export type { TlsFiles } from './server/options.js'
 export type { SseMessage } from './server/sse-encode.js'
 export type { ClientView } from './server/stream.js'
 export type { Target } from './server/streams.js'

@@ -11,6 +11,8 @@ export interface FlagSpec {
   readonly name: string
   /** The value's name in help and errors (`N`, `URL`); '' for a switch. */
   readonly arg: string
+  /** Given several times, every value counts (else the last one wins). */
+  readonly repeatable?: boolean
 }
 
 /** The flags and positionals of one command line. */

@@ -61,6 +61,16 @@ export class TokenTable {
     return this.byDigest.get(digest(token)) ?? null
   }
 
+  /**
+   * What the same token holds in `next`, for an identity this table handed out: the identity in
+   * `next`, null when the token is gone there, undefined when the identity is not from this table
+   * (an `authenticate` hook's).
+   */
+  successor(who: AuthUser, next: TokenTable): AuthUser | null | undefined {
+    for (const [key, value] of this.byDigest) if (value === who) return next.byDigest.get(key) ?? null
+    return undefined
+  }
+
   private add(token: string, who: AuthUser): void {
     if (token === '') throw new Error('a token must not be empty')
     const key = digest(token)

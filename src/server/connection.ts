@@ -55,6 +55,8 @@ export interface ConnectionHost {
   readonly waiting: Set<Connection>
   /** Files being sent: each holds a descriptor too, so it counts against the connection budget. */
   filesOpen: number
+  /** An answer with status 400 or more went out (for logs): the request, when its head was read. */
+  errorReply(status: number, detail: string, req: RequestHead | null, remoteAddress: string | undefined): void
 }
 
 const EMPTY = Buffer.alloc(0)
@@ -283,6 +285,7 @@ export class Connection {
       return
     }
     const reply = outcome.reply
+    if (reply.status >= 400) this.host.errorReply(reply.status, typeof reply.body === 'string' ? reply.body.trim() : '', req, this.socket.remoteAddress)
     this.socket.write(formatResponse(reply, opts))
     this.replied(opts.keepAlive && reply.close !== true)
   }
@@ -294,7 +297,9 @@ export class Connection {
     // No next request is read while this answer is unsent: a client that pipelines requests but
     // reads no answers is not read from either, and one that takes nothing for sendTimeoutMs
     // is closed, so an answer can never hold memory and a descriptor for ever.
-    if (this.socket.writableLength > 0) {
+    // writableNeedDrain: write() said "enough", so 'drain' will come (a TLS socket says it only
+    // past 16 KiB; below that, what it still holds goes out without us waiting).
+    if (this.socket.writableNeedDrain) {
       this.socket.pause()
       this.arm(this.host.sendTimeoutMs)
       this.socket.once('drain', () => {
@@ -333,6 +338,7 @@ export class Connection {
     if (!(err instanceof HttpError)) process.emitWarning(`rawsse: ${err instanceof Error ? err.stack : String(err)}`)
     this.socket.resume()
     this.socket.write(errorResponse(httpErr))
+    this.host.errorReply(httpErr.status, httpErr.message, this.request, this.socket.remoteAddress)
     this.close()
   }
 

@@ -1,9 +1,9 @@
 // Counters of what the server did, the `/stats` JSON and the Prometheus text of `/metrics`.
 // No sockets: server.ts and streams.ts bump the counters, routes.ts renders them.
 
-/** Why a stream was closed by us: too many unsent bytes, no progress, an admin, or shutdown. */
-export type DropReason = 'buffer' | 'stall' | 'admin' | 'shutdown'
-export const DROP_REASONS: readonly DropReason[] = ['buffer', 'stall', 'admin', 'shutdown']
+/** Why a stream was closed by us: too many unsent bytes, no progress, an admin, shutdown, or its token was revoked. */
+export type DropReason = 'buffer' | 'stall' | 'admin' | 'shutdown' | 'revoked'
+export const DROP_REASONS: readonly DropReason[] = ['buffer', 'stall', 'admin', 'shutdown', 'revoked']
 
 /** The `/stats` JSON, key for key (README "Routes", `GET /stats`). */
 export interface Stats {
@@ -31,7 +31,7 @@ export class Metrics {
   /** Connections closed to make room, and refused for lack of it (see SseServer's accept). */
   shed = 0
   refused = 0
-  readonly drops: Record<DropReason, number> = { buffer: 0, stall: 0, admin: 0, shutdown: 0 }
+  readonly drops: Record<DropReason, number> = { buffer: 0, stall: 0, admin: 0, shutdown: 0, revoked: 0 }
   private readonly startedAt = process.hrtime.bigint()
 
   snapshot(clients: number, channels: Record<string, number>, history: Stats['history'], open: number): Stats {

@@ -64,6 +64,14 @@ export interface SseServerOptions {
   firstEventId?: number
   /** Replace the in-process bus, e.g. with one shared between processes. */
   bus?: Bus
+  /** Serve HTTPS: a certificate chain and its private key (PEM). `reloadTls()` replaces them while running. */
+  tls?: TlsFiles
+}
+
+/** A certificate chain and its key, PEM. */
+export interface TlsFiles {
+  cert: string | Buffer
+  key: string | Buffer
 }
 
 /** The numbers and strings the server runs with: every option that has a default, resolved. */

@@ -33,6 +33,8 @@ export interface RouteContext {
   readonly maxClients: number
   readonly retryMs: number
   readonly statics: StaticFiles | null
+  /** stop() has begun. */
+  readonly stopping: boolean
 }
 
 export interface OpenStream {
@@ -61,7 +63,12 @@ export function route(req: RequestHead, body: Buffer, ctx: RouteContext, peer: P
   const { method, path } = req
   if (method === 'OPTIONS') return reply(CORS_PREFLIGHT)
 
-  if (path.startsWith('/events/')) {
+  if (path === '/healthz') {
+    allow(method, 'GET, HEAD, OPTIONS', method === 'GET' || method === 'HEAD')
+    // No auth: a load balancer asks it. 503 while stopping, so it takes the node out of rotation.
+    return reply(ctx.stopping ? json(503, { status: 'stopping' }) : json(200, { status: 'ok' }))
+  }
+  if (path === '/events' || path.startsWith('/events/')) {
     allow(method, 'GET, HEAD, OPTIONS', method === 'GET' || method === 'HEAD')
     return openStream(req, ctx, peer)
   }
@@ -91,15 +98,20 @@ function allow(method: string, allowed: string, ok: boolean): void {
 }
 
 /** GET /events/TOKEN[?channel=A&channel=B][&lastEventId=ID] */
+/**
+ * GET /events/TOKEN[?channel=A&channel=B][&lastEventId=ID], or GET /events with
+ * `Authorization: Bearer TOKEN`: a client that can set headers keeps its token out of URLs, and so
+ * out of proxies' access logs. A token in the path wins over the header.
+ */
 function openStream(req: RequestHead, ctx: RouteContext, peer: Peer): Outcome {
   const raw = req.path.slice('/events/'.length)
-  let token: string
+  let token: string | null
   try {
-    token = decodeURIComponent(raw)
+    token = raw === '' ? bearerToken(req.headers.authorization) : decodeURIComponent(raw)
   } catch {
     throw new HttpError(400, 'malformed percent-encoding in path')
   }
-  const who = raw === '' || raw.includes('/') ? null : ctx.authenticate(token, req, peer)
+  const who = token === null || raw.includes('/') ? null : ctx.authenticate(token, req, peer)
   if (who === null) throw new HttpError(401, 'unknown token')
 
   const params = new URLSearchParams(req.query)

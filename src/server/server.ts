@@ -5,8 +5,9 @@
 
 import { EventEmitter } from 'node:events'
 import * as net from 'node:net'
+import * as tls from 'node:tls'
 import { jittered } from '../wire.js'
-import { generateToken, TokenTable, type AuthRequest, type AuthUser, type Authenticate } from './auth.js'
+import { generateToken, TokenTable, type AuthRequest, type AuthUser, type Authenticate, type UserEntry } from './auth.js'
 import type { Bus, BusEvent } from './bus/bus.js'
 import { LocalBus } from './bus/local.js'
 import { ByteBudget, Connection, type ConnectionHost } from './connection.js'
@@ -15,7 +16,7 @@ import type { RequestHead } from './http-head.js'
 import { History } from './history.js'
 import * as L from './limits.js'
 import { Metrics, type DropReason, type Stats } from './metrics.js'
-import { resolveSettings, type Settings, type SseServerOptions } from './options.js'
+import { resolveSettings, type Settings, type SseServerOptions, type TlsFiles } from './options.js'
 import { beforeBody, route, type OpenStream, type RouteContext } from './routes.js'
 import { encodeEvent, eventSize, messageProblem, retryFrame, streamHead, type Frame, type SseMessage } from './sse-encode.js'
 import { StaticFiles } from './static.js'
@@ -24,16 +25,40 @@ import { matches, Streams, type Target } from './streams.js'
 
 export type { SseServerOptions } from './options.js'
 
+/** An answer with a status of 400 or more: what a log line says about it. */
+export interface ErrorReply {
+  status: number
+  /** The reason given to the client (the short body, or the JSON `error`). */
+  detail: string
+  method: string | null
+  /** The request path with a token in it redacted (`/events/***`); null when the head was not read. */
+  path: string | null
+  remoteAddress: string | undefined
+}
+
+/** A published event, for logs (`--log-publish`). */
+export interface PublishedEvent {
+  id: string
+  event: string | undefined
+  target: Target
+  delivered: number
+  bytes: number
+}
+
 export interface SseServerEvents {
   connect: [client: ClientView]
   disconnect: [client: ClientView, reason: DropReason | 'closed']
+  /** Emitted only while someone listens. */
+  'error-reply': [reply: ErrorReply]
+  /** Emitted only while someone listens. */
+  publish: [event: PublishedEvent]
 }
 
 export class SseServer extends EventEmitter<SseServerEvents> {
   /** The token generated when no token, user or authenticate hook was given; it has every role. */
   readonly generatedToken: string | null
   private readonly settings: Settings
-  private readonly tokens: TokenTable
+  private tokens: TokenTable
   private readonly authHook: Authenticate | undefined
   private readonly statics: StaticFiles | null
   private readonly bus: Bus
@@ -44,17 +69,26 @@ export class SseServer extends EventEmitter<SseServerEvents> {
   private readonly streamHeads: { chunked: Buffer; closeDelimited: Buffer }
   private readonly routes: RouteContext
   private readonly host: ConnectionHost
-  private server: net.Server | null = null
+  private server: net.Server | tls.Server | null = null
   private housekeeping: NodeJS.Timeout | null = null
   private heartbeat: NodeJS.Timeout | null = null
   private ticker: NodeJS.Timeout | null = null
   private lastClientId = 0
   private lastEventId: number
   private stopping: Promise<void> | null = null
+  private tlsFiles: TlsFiles | null
 
   constructor(options: SseServerOptions = {}) {
     super()
     this.settings = resolveSettings(options)
+    this.tlsFiles = options.tls === undefined ? null : { cert: options.tls.cert, key: options.tls.key }
+    if (this.tlsFiles !== null) {
+      try {
+        tls.createSecureContext(this.tlsFiles)
+      } catch (err) {
+        throw new RangeError(`tls: ${(err as Error).message}`)
+      }
+    }
     // Any token list given, even an empty one, means the caller chose who may connect.
     const noAuth = !options.tokens?.length && !options.publishTokens?.length && options.users === undefined && !options.authenticate
     this.generatedToken = noAuth ? generateToken() : null
@@ -85,7 +119,14 @@ export class SseServer extends EventEmitter<SseServerEvents> {
     // allowHalfOpen: a client's FIN must not close our side before we have answered it.
     // highWaterMark 1: write() says false whenever a byte is left unsent, and 'drain' comes when
     // the socket has sent everything, which is what a Stream's own output queue waits for.
-    const server = net.createServer({ allowHalfOpen: true, noDelay: true, highWaterMark: 1 }, (s) => this.accept(s))
+    const options = { allowHalfOpen: true, noDelay: true, highWaterMark: 1 }
+    // HTTPS: the same hand-written HTTP over a TLS socket (a TLSSocket is a net.Socket). A
+    // handshake gets the head deadline: a client that never finishes one holds nothing long.
+    const server =
+      this.tlsFiles === null
+        ? net.createServer(options, (s) => this.accept(s))
+        : tls.createServer({ ...options, ...this.tlsFiles, handshakeTimeout: this.settings.headTimeoutMs, ALPNProtocols: ['http/1.1'] }, (s) => this.accept(s))
+    if (server instanceof tls.Server) server.on('tlsClientError', () => {}) // a failed handshake is the client's business
     this.server = server
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject)
@@ -166,7 +207,9 @@ export class SseServer extends EventEmitter<SseServerEvents> {
     const id = msg.id ?? String(++this.lastEventId)
     const message: BusEvent['message'] = { data: msg.data, id }
     if (msg.event !== undefined) message.event = msg.event
-    return { id, delivered: this.bus.publish({ message, target, keep: target.client === undefined }) }
+    const delivered = this.bus.publish({ message, target, keep: target.client === undefined })
+    if (this.listenerCount('publish') > 0) this.emit('publish', { id, event: msg.event, target, delivered, bytes: size })
+    return { id, delivered }
   }
 
   get clientCount(): number {
@@ -176,6 +219,49 @@ export class SseServer extends EventEmitter<SseServerEvents> {
   /** Open streams on a channel. */
   connections(channel: string): number {
     return this.streams.connections(channel)
+  }
+
+  /**
+   * Replace the token lists and users (e.g. a re-read `--users` file). Streams whose token is no
+   * longer known, or lost a role or its user name, are closed at once (`revoked`); returns how
+   * many. Streams admitted by the `authenticate` hook are left alone. The generated token, if
+   * there is one, stays.
+   */
+  updateTokens(config: { tokens?: readonly string[]; publishTokens?: readonly string[]; users?: readonly UserEntry[] }): number {
+    const next = new TokenTable({
+      tokens: config.tokens ?? [],
+      publishTokens: [...(config.publishTokens ?? []), ...(this.generatedToken === null ? [] : [this.generatedToken])],
+      users: config.users ?? [],
+    })
+    const old = this.tokens
+    this.tokens = next
+    let revoked = 0
+    for (const s of [...this.streams.list]) {
+      const now = old.successor(s.who, next)
+      if (now === undefined) continue
+      if (now === null || now.user !== s.user || !s.roles.every((r) => now.roles.includes(r))) {
+        this.streams.drop(s, 'revoked')
+        revoked++
+      }
+    }
+    return revoked
+  }
+
+  /** Whether this server speaks HTTPS. */
+  get secure(): boolean {
+    return this.tlsFiles !== null
+  }
+
+  /**
+   * Replace the certificate and key (e.g. renewed files, on SIGHUP): new connections get them,
+   * open streams keep theirs. Throws when they are not a valid pair; the old ones stay then.
+   */
+  reloadTls(files: TlsFiles): void {
+    if (this.tlsFiles === null) throw new Error('this server was not started with tls')
+    const context = { cert: files.cert, key: files.key }
+    tls.createSecureContext(context) // throws on a bad pair, before anything changes
+    this.tlsFiles = context
+    if (this.server instanceof tls.Server) this.server.setSecureContext(context)
   }
 
   /** Close one stream (it gets `0\r\n\r\n` first); false when there is no such stream. */
@@ -277,7 +363,7 @@ export class SseServer extends EventEmitter<SseServerEvents> {
       socket.write(head)
       return null
     }
-    const stream = new Stream(++this.lastClientId, socket, o.who.user, o.who.roles, o.channels, chunked)
+    const stream = new Stream(++this.lastClientId, socket, o.who, o.channels, chunked)
     const ready = encodeEvent({ event: 'ready', data: JSON.stringify({ client: stream.id, user: stream.user, channels: stream.channels }) }, this.jitteredRetry())
 
     // Head, ready and reset in one write; the replay after them, paced by the socket. Nothing can
@@ -295,6 +381,8 @@ export class SseServer extends EventEmitter<SseServerEvents> {
     for (const b of first) bytes += b.length
     for (const b of replay) bytes += b.length
     this.metrics.bytesOut += bytes
+    stream.bytesSent = bytes
+    stream.eventsSent = replay.length
     stream.begin(first, replay)
     this.streams.add(stream)
     this.emit('connect', stream)
@@ -302,7 +390,7 @@ export class SseServer extends EventEmitter<SseServerEvents> {
   }
 
   private onRemove(c: Stream, reason: DropReason | 'closed'): void {
-    if (reason === 'admin' || reason === 'shutdown') {
+    if (reason === 'admin' || reason === 'shutdown' || reason === 'revoked') {
       // streams.drop() is about to write the last chunk and FIN. Once those bytes are with the
       // kernel the socket is done; a client that reads nothing is cut off after LINGER_MS.
       const s = c.socket
@@ -333,11 +421,17 @@ export class SseServer extends EventEmitter<SseServerEvents> {
       closed: (conn) => this.conns.delete(conn),
       waiting: new Set(),
       filesOpen: 0,
+      errorReply: (status, detail, req, remoteAddress) => {
+        if (this.listenerCount('error-reply') === 0) return
+        const path = req === null ? null : req.path.startsWith('/events/') ? '/events/***' : req.path
+        this.emit('error-reply', { status, detail, method: req?.method ?? null, path, remoteAddress })
+      },
     }
   }
 
   /** What the routes may ask of the server; built once. */
   private routeContext(): RouteContext {
+    const server = this
     const streams = this.streams
     return {
       authenticate: (token, req, peer): AuthUser | null => {
@@ -354,6 +448,9 @@ export class SseServer extends EventEmitter<SseServerEvents> {
       stats: () => this.stats(),
       get clientCount() {
         return streams.size
+      },
+      get stopping() {
+        return server.stopping !== null
       },
       maxClients: this.settings.maxClients,
       retryMs: this.settings.retryMs,

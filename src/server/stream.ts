@@ -6,6 +6,7 @@
 // the same way). A replay is paced the same way: a slice per drain, never all of history at once.
 
 import type { Socket } from 'node:net'
+import type { AuthUser } from './auth.js'
 import { REPLAY_WRITE_BYTES } from './limits.js'
 import { LAST_CHUNK, type Frame } from './sse-encode.js'
 
@@ -16,6 +17,13 @@ export interface ClientView {
   /** The roles of the stream's token (`publish`, `admin`, or labels), e.g. to decide what it may see. */
   readonly roles: readonly string[]
   readonly channels: readonly string[]
+  /** The client's address, as the socket saw it when the stream opened. */
+  readonly remoteAddress: string | undefined
+  /** When the stream opened (ms since the epoch). */
+  readonly openedAt: number
+  /** Events written to it (replay included; heartbeats not) and bytes, head and framing included. */
+  readonly eventsSent: number
+  readonly bytesSent: number
 }
 
 const STREAM = Symbol('rawsse.stream')
@@ -32,6 +40,10 @@ export class Stream implements ClientView {
   index = -1
   /** When the kernel last took bytes of a blocked stream (the stall check reads it). */
   progressAt = 0
+  eventsSent = 0
+  bytesSent = 0
+  readonly openedAt = Date.now()
+  readonly remoteAddress: string | undefined
   /** libuv's unsent bytes of the write in progress at the last stall check: when it moves, the kernel is taking bytes. */
   queueSeen = -1
   /** Bytes waiting for the socket to drain, oldest first; null while the socket takes every write. */
@@ -44,17 +56,30 @@ export class Stream implements ClientView {
   constructor(
     readonly id: number,
     readonly socket: Socket,
-    readonly user: string | null,
-    readonly roles: readonly string[],
+    /** The identity its token had when it opened (revocation compares it with the token's new one). */
+    readonly who: AuthUser,
     readonly channels: readonly string[],
     /** HTTP/1.1 streams are chunked; HTTP/1.0 streams are close-delimited and get `Frame.body`. */
     readonly chunked: boolean,
   ) {
     ;(socket as StreamSocket)[STREAM] = this
     socket.on('drain', onDrain)
+    this.remoteAddress = socket.remoteAddress
   }
 
-  /** The socket has unsent bytes: new ones wait in our list. */
+  get user(): string | null {
+    return this.who.user
+  }
+
+  get roles(): readonly string[] {
+    return this.who.roles
+  }
+
+  /**
+   * The socket said it has enough (write() returned false, so 'drain' will come): new bytes wait
+   * in our list. (A plain socket here says so at its first unsent byte, highWaterMark 1; a TLS
+   * socket at 16 KiB, so a few writes may wait in Node's queue there.)
+   */
   get blocked(): boolean {
     return this.pending !== null
   }
@@ -71,11 +96,17 @@ export class Stream implements ClientView {
   begin(first: readonly Buffer[], replay: readonly Buffer[]): void {
     const s = this.socket
     s.cork()
-    for (const b of first) s.write(b)
+    let taken = true
+    for (const b of first) taken = s.write(b)
     s.uncork()
-    this.block()
-    if (replay.length > 0) this.replay = replay
-    if (s.writableLength === 0) this.drained() // all taken at once: go on now
+    if (replay.length > 0) {
+      // Live events wait behind the replay.
+      this.replay = replay
+      this.block()
+      if (taken) this.drained()
+    } else if (!taken) {
+      this.block()
+    }
   }
 
   /** Write `buf` now, or queue it behind what the socket has not taken yet. */

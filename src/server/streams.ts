@@ -143,6 +143,8 @@ export class Streams {
       }
       c.send(buf)
       bytes += buf.length
+      c.bytesSent += buf.length
+      c.eventsSent += bitCount(mask)
       if (c.unsent > this.maxBufferBytes) (slow ??= []).push(c)
     }
     this.metrics.bytesOut += bytes
@@ -189,6 +191,8 @@ export class Streams {
       const buf = c.chunked ? frame.chunk : frame.body
       c.send(buf)
       bytes += buf.length
+      c.bytesSent += buf.length
+      c.eventsSent++
       if (c.unsent > this.maxBufferBytes) (slow ??= []).push(c)
       else reached++
     }
@@ -209,6 +213,7 @@ export class Streams {
       const buf = HEARTBEAT.bytesFor(c.chunked)
       c.send(buf)
       bytes += buf.length
+      c.bytesSent += buf.length
     }
     this.metrics.bytesOut += bytes
   }
@@ -225,6 +230,7 @@ export class Streams {
     this.metrics.drops[reason]++
     this.remove(c, reason)
     if (reason === 'buffer' || reason === 'stall') c.socket.destroy()
+    // A revoked stream gets the end of its stream, like an admin close: it is told, not cut.
     else c.end(before)
   }
 
@@ -266,6 +272,13 @@ export function matches(c: Stream, t: Target): boolean {
 /** Bytes libuv still holds for the socket's write in progress (a Node internal, stable since 0.x). */
 function writeQueueSize(socket: Socket): number {
   return (socket as unknown as { _handle?: { writeQueueSize?: number } | null })._handle?.writeQueueSize ?? 0
+}
+
+/** Set bits of a batch mask: the events of the batch one stream got. */
+function bitCount(mask: number): number {
+  let n = 0
+  for (let m = mask; m !== 0; m &= m - 1) n++
+  return n
 }
 
 function decrement(counts: Map<string, number>, key: string): void {
