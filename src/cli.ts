@@ -31,7 +31,7 @@ interface Flag extends FlagSpec {
 }
 
 const FLAGS: readonly Flag[] = [
-  { name: 'port', arg: 'N', def: String(L.DEFAULT_PORT), help: 'TCP port; 0 picks a free one' },
+  { name: 'port', arg: 'N', def: String(L.DEFAULT_PORT), help: 'TCP port; 0 picks a free one', short: 'p' },
   { name: 'host', arg: 'ADDR', def: L.DEFAULT_HOST, help: 'address to bind' },
   { name: 'token', arg: 'SECRET', def: '', help: 'may open streams (repeatable)', repeatable: true },
   { name: 'publish-token', arg: 'SECRET', def: '', help: 'may open streams, publish and administer (repeatable)', repeatable: true },
@@ -54,13 +54,13 @@ const FLAGS: readonly Flag[] = [
   { name: 'log', arg: 'FORMAT', def: 'text', help: 'text, json or off: a line on stderr per stream opened and closed, error answer, start and stop' },
   { name: 'log-publish', arg: '', def: '', help: 'log every publish too' },
   { name: 'config', arg: 'FILE', def: '', help: 'JSON object of flag names and values, e.g. {"port": 8080, "publish-token": ["…"]}' },
-  { name: 'help', arg: '', def: '', help: 'print this help and exit' },
-  { name: 'version', arg: '', def: '', help: 'print the version and exit' },
+  { name: 'help', arg: '', def: '', help: 'print this help and exit', short: 'h' },
+  { name: 'version', arg: '', def: '', help: 'print the version and exit', short: 'v' },
 ]
 
 function helpText(): string {
   const rows = FLAGS.map((f) => {
-    const left = `  --${f.name}${f.arg === '' ? '' : ' ' + f.arg}`
+    const left = `  ${f.short === undefined ? '' : `-${f.short}, `}--${f.name}${f.arg === '' ? '' : ' ' + f.arg}`
     const def = f.def === '' ? '' : ` (default: ${f.def})`
     return `${left.padEnd(28)}${f.help}${def}`
   })
@@ -279,13 +279,20 @@ async function serve(p: Args, reread: () => Args): Promise<void> {
       if (line === '') return
       const n = broadcastLine(server, line)
       if (n === null) return
-      process.stdout.write(`delivered to ${n} streams\n`)
+      process.stdout.write(`delivered to ${n} stream${n === 1 ? '' : 's'}\n`)
     })
     rl.on('close', stop) // Ctrl-D
     rl.on('SIGINT', stop) // readline takes Ctrl-C away from the process
   } else if (p.has('stdin')) {
     const rl = readline.createInterface({ input: process.stdin, terminal: false })
     rl.on('line', (line) => void broadcastLine(server, line))
+  } else {
+    // Input from a pipe or a file is read only with --stdin; the first bytes that come get one line
+    // saying so, rather than silence that looks like a hang.
+    process.stdin.once('data', () => {
+      process.stderr.write('rawsse: standard input is not a terminal and --stdin is not given: input is ignored\n')
+      process.stdin.destroy()
+    })
   }
 }
 

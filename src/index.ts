@@ -5,7 +5,7 @@ export { SseServer, type SseServerOptions, type SseServerEvents, type ErrorReply
 export type { TlsFiles } from './server/options.js'
 export type { SseMessage } from './server/sse-encode.js'
 export type { ClientView } from './server/stream.js'
-export type { Target } from './server/streams.js'
+export type { Target } from './server/target.js'
 export type { AuthUser, AuthRequest, Authenticate, UserEntry } from './server/auth.js'
 export type { Bus, BusEvent, BusSubscriber } from './server/bus/bus.js'
 export { LocalBus } from './server/bus/local.js'

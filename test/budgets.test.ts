@@ -218,3 +218,61 @@ t.test('streams closed together and reconnecting at once with Last-Event-ID each
   }
   t.equal(exact, N, `all ${N} got the 3 missed events, then the live ones, once each, in order`)
 })
+
+// ------------------------------------------------------------------ the backlog of blocked streams
+
+/**
+ * A stream that reads nothing, published to until the server says it is blocked (loopback takes
+ * several MiB, up to tens, for a socket that reads nothing). A ClientView is the server's Stream.
+ */
+async function blockedStream(t: Test, port: number, server: import('../src/index.js').SseServer, channel: string): Promise<RawClient> {
+  let view: { blocked: boolean } | null = null
+  const onConnect = (c: ClientView): void => {
+    if (c.channels.includes(channel)) view = c as unknown as { blocked: boolean }
+  }
+  server.on('connect', onConnect)
+  const s = await openStream(port, `/events/${PUB}?channel=${channel}`)
+  server.off('connect', onConnect)
+  s.socket.pause()
+  t.teardown(() => s.close())
+  const data = 'b'.repeat(900_000)
+  for (let i = 0; i < 200 && view !== null && !(view as { blocked: boolean }).blocked; i++) {
+    server.publish(channel, { data })
+    await new Promise((r) => setImmediate(r))
+  }
+  t.ok(view !== null && (view as { blocked: boolean }).blocked, `the ${channel} stream is blocked`)
+  return s
+}
+
+t.test('a blocked stream gets a filtered broadcast once it drains, and the filter ran once for it', async (t) => {
+  const { server, port } = await startServer(t, { maxBufferBytes: 64 * 1024 * 1024, maxEventBytes: 1024 * 1024 })
+  const s = await blockedStream(t, port, server, 'slow')
+  const calls = new Map<number, number>()
+  const n = server.broadcast({ data: 'filtered' }, (c) => {
+    calls.set(c.id, (calls.get(c.id) ?? 0) + 1)
+    return c.channels.includes('slow')
+  })
+  t.equal(n, 1, 'counted for the blocked stream')
+  t.same([...calls.values()], [1], 'the filter ran once for the one stream')
+  s.socket.resume()
+  await until(() => s.received.includes('data: filtered\n'), () => 'the filtered event after the drain', 15_000)
+  t.same([...calls.values()], [1], 'and not again when the stream collected it')
+})
+
+t.test('a stream blocked while more than the backlog keeps goes by is dropped as slow, the others lose nothing', async (t) => {
+  const { server, port } = await startServer(t, { maxBufferBytes: 64 * 1024 * 1024, maxEventBytes: 1024 * 1024, stallTimeoutMs: 60_000 })
+  const reader = await openStream(port, `/events/${PUB}?channel=busy`)
+  t.teardown(() => reader.close())
+  await blockedStream(t, port, server, 'quiet')
+  // 70 MiB on another channel: the blocked stream is owed none of it, but the backlog keeps it
+  // for as long as that stream is blocked, up to its limit (64 MiB).
+  const data = 'z'.repeat(1_000_000)
+  for (let i = 0; i < 70; i++) {
+    server.publish('busy', { data })
+    if (i % 10 === 9) await new Promise((r) => setImmediate(r))
+  }
+  await until(() => server.stats().drops.buffer === 1, () => 'the blocked stream to be dropped', 10_000)
+  t.equal(server.clientCount, 1, 'the reader is left')
+  await until(() => countEvents(reader, data) === 70, () => 'the reader to get all 70', 20_000)
+  t.pass('the reader got every event')
+})

@@ -327,3 +327,71 @@ t.test('SIGHUP re-reads --users: streams whose token went or lost a role are clo
   const still = await rawRequest(port, 'GET /events/carol-tok HTTP/1.1\r\nHost: x\r\n\r\n', 300).catch((e: Error) => e.message)
   t.match(still, /event: ready/, 'the old table is still in use')
 })
+
+// ------------------------------------------------------------------ first contact
+
+t.test('-h, -v and -p are short for --help, --version and --port', async (t) => {
+  const h = await runToExit(t, ['-h'], {})
+  t.same(h.exit, { code: 0, signal: null })
+  t.match(h.stdout, /^Usage: rawsse \[flags\]/)
+  t.match(h.stdout, /\n  -p, --port N +TCP port/, 'the help shows the short form')
+  const v = await runToExit(t, ['-v'], {})
+  t.equal(v.stdout.trim(), (JSON.parse(readFileSync(path.join(path.dirname(CLI), '..', 'package.json'), 'utf8')) as { version: string }).version)
+  const p = await startCli(t, ['-p', '0', '--tick', '0'], {})
+  t.ok(p.port > 0, `-p 0 picks a free port (${p.port})`)
+  for (const sub of ['listen', 'publish', 'bench']) {
+    const s = await runToExit(t, [sub, '-h'], {})
+    t.match(s.stdout, new RegExp(`^Usage: rawsse ${sub}`), `${sub} -h`)
+  }
+  const x = await runToExit(t, ['-x'], {})
+  t.equal(x.exit?.code, 2, 'an unknown short flag is still a usage error')
+})
+
+t.test('input that is not a terminal, without --stdin, gets one line saying it is ignored', async (t) => {
+  const child = new Child(t, process.execPath, [CLI, '--port', '0', '--tick', '0', '--log', 'off'], { stdin: 'pipe' })
+  await until(() => child.stdout.includes('publish:'), () => `the start-up lines: ${child.stderr}`, START_MS)
+  child.proc.stdin!.write('hello\n')
+  await until(() => child.stderr.includes('\n'), () => 'the notice', 5000)
+  child.proc.stdin!.write('more\n')
+  await new Promise((r) => setTimeout(r, 200))
+  t.equal(child.stderr, 'rawsse: standard input is not a terminal and --stdin is not given: input is ignored\n', 'once')
+  t.equal(child.exit, null, 'still running')
+})
+
+t.test('rawsse listen --max-retries N gives up with exit 1 after N failed reconnections', async (t) => {
+  // A port nobody listens on: every attempt fails at once.
+  const net = await import('node:net')
+  const port = await new Promise<number>((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as import('node:net').AddressInfo).port
+      s.close(() => resolve(p))
+    })
+  })
+  const child = new Child(t, process.execPath, [CLI, 'listen', `http://127.0.0.1:${port}/events/x`, '--max-retries', '2'], { stdin: 'ignore' })
+  t.same(await child.waitExit(30_000), { code: 1, signal: null }, 'exit 1')
+  const notices = child.stderr.trim().split('\n')
+  t.equal(notices.filter((l) => /reconnecting in/.test(l)).length, 2, `2 reconnections: ${child.stderr}`)
+  t.match(notices.at(-1), /giving up after 2 retries \(--max-retries\)$/)
+})
+
+t.test('the package: a LICENSE, source maps whose sources ship, no screenshots, engines stated', async (t) => {
+  const pkg = JSON.parse(readFileSync(path.join(path.dirname(CLI), '..', 'package.json'), 'utf8')) as { files: string[]; engines: { node: string }; license: string }
+  t.equal(pkg.license, 'MIT')
+  t.match(readFileSync(path.join(path.dirname(CLI), '..', 'LICENSE'), 'utf8'), /^MIT License\n/)
+  t.match(pkg.engines.node, /^\^20\./, 'engines: the Node line it is tested on')
+  const pack = spawnSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: path.join(path.dirname(CLI), '..'), encoding: 'utf8' })
+  t.equal(pack.status, 0, pack.stderr)
+  const files = (JSON.parse(pack.stdout) as Array<{ files: Array<{ path: string }> }>)[0]!.files.map((f) => f.path)
+  t.ok(files.includes('LICENSE'), 'LICENSE is packed')
+  t.notOk(files.some((f) => f.startsWith('public/screenshots/')), 'no screenshots in the tarball')
+  // Every source a shipped map names is shipped too.
+  const missing: string[] = []
+  for (const map of files.filter((f) => f.endsWith('.js.map'))) {
+    const m = JSON.parse(readFileSync(path.join(path.dirname(CLI), '..', map), 'utf8')) as { sources: string[] }
+    for (const src of m.sources) {
+      const p = path.posix.normalize(path.posix.join(path.posix.dirname(map), src))
+      if (!files.includes(p)) missing.push(`${map} → ${p}`)
+    }
+  }
+  t.same(missing, [], 'no map points at a file that is not shipped')
+})

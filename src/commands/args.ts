@@ -13,6 +13,8 @@ export interface FlagSpec {
   readonly arg: string
   /** Given several times, every value counts (else the last one wins). */
   readonly repeatable?: boolean
+  /** A one-letter form (`h` for `-h`). */
+  readonly short?: string
 }
 
 /** The flags and positionals of one command line. */
@@ -81,6 +83,14 @@ export function parseArgs(argv: readonly string[], flags: readonly FlagSpec[], p
     if (arg === '-' || !arg.startsWith('-')) {
       if (!positionals) throw new UsageError(`unexpected argument: ${arg}`)
       out.positional.push(arg)
+      continue
+    }
+    const short = /^-([A-Za-z])$/.exec(arg)
+    const shortFlag = short === null ? undefined : flags.find((f) => f.short === short[1])
+    if (shortFlag !== undefined) {
+      if (shortFlag.arg === '') out.add(shortFlag.name, '')
+      else if (i + 1 >= argv.length || argv[i + 1]!.startsWith('--')) throw new UsageError(`${arg} needs a value (${shortFlag.arg})`)
+      else out.add(shortFlag.name, argv[++i]!)
       continue
     }
     if (!arg.startsWith('--')) {

@@ -4,7 +4,7 @@
 import { SseClient, type SseClientError, type SseEvent } from '../client/sse-client.js'
 import { parseArgs, UsageError, urlValue, type FlagSpec } from './args.js'
 
-const LISTEN_HELP = `Usage: rawsse listen URL [--last-event-id ID] [--json]
+const LISTEN_HELP = `Usage: rawsse listen URL [--last-event-id ID] [--json] [--max-retries N]
 
 Print each event of a stream on one line, and reconnect as EventSource does (after the
 server's retry:, sending Last-Event-ID). URL is the stream, e.g.
@@ -12,17 +12,21 @@ http://127.0.0.1:6500/events/TOKEN?channel=news
 
   --last-event-id ID   resume after this event (sent as Last-Event-ID)
   --json               one JSON object per line: {"event":"...","id":"..."|null,"data":"..."}
-  --help               print this help and exit
+  --max-retries N      give up (exit 1) after N reconnections in a row that open no stream
+                       (default: never, as a browser)
+  -h, --help           print this help and exit
 
 Without --json a line is EVENT, " #ID" when there is an id, ": " and the data; line breaks and
 control characters are shown as \\n, \\r, \\xHH. Notices go to standard error.
-Exit: 0 on Ctrl-C or a 204 from the server, 1 when the server refuses the stream, 2 bad usage.
+Exit: 0 on Ctrl-C or a 204 from the server, 1 when the server refuses the stream or the
+retries run out, 2 bad usage.
 `
 
 const LISTEN_FLAGS: readonly FlagSpec[] = [
   { name: 'last-event-id', arg: 'ID' },
   { name: 'json', arg: '' },
-  { name: 'help', arg: '' },
+  { name: 'max-retries', arg: 'N' },
+  { name: 'help', arg: '', short: 'h' },
 ]
 
 /**
@@ -66,6 +70,8 @@ export async function listen(argv: readonly string[]): Promise<number> {
   const lastEventId = args.last('last-event-id')
   if (lastEventId !== undefined && /[\r\n\0]/.test(lastEventId)) throw new UsageError('--last-event-id must not contain CR, LF or NUL')
   const json = args.has('json')
+  const maxRetries = args.wholeNumber('max-retries') ?? Number.POSITIVE_INFINITY
+  let retries = 0
 
   const client = new SseClient(url, lastEventId === undefined ? {} : { lastEventId })
   const notice = (text: string): boolean => process.stderr.write(`rawsse listen: ${text}\n`)
@@ -80,13 +86,21 @@ export async function listen(argv: readonly string[]): Promise<number> {
       client.close()
     }
     process.stdout.on('error', onStdoutError)
-    client.on('open', () => notice(`connected to ${client.url}`))
+    client.on('open', () => {
+      retries = 0
+      notice(`connected to ${client.url}`)
+    })
     client.on('message', (ev) => process.stdout.write(formatEvent(ev, json) + '\n'))
     client.on('error', (err: SseClientError) => {
       if (err.retryInMs === null) {
         code = 1
         notice(err.message)
+      } else if (retries >= maxRetries) {
+        code = 1
+        notice(`${err.message}; giving up after ${retries} ${retries === 1 ? 'retry' : 'retries'} (--max-retries)`)
+        client.close()
       } else {
+        retries++
         notice(`${err.message}; reconnecting in ${(err.retryInMs / 1000).toFixed(1)} s`)
       }
     })

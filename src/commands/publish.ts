@@ -27,7 +27,7 @@ starts with a dash.
   --user U        only this user's streams
   --role R        only streams of users with this role
   --client ID     only this stream
-  --help          print this help and exit
+  -h, --help      print this help and exit
 
 Exit: 0 on a 2xx answer, 1 otherwise (the server's error on standard error), 2 bad usage.
 `
@@ -40,7 +40,7 @@ const PUBLISH_FLAGS: readonly FlagSpec[] = [
   { name: 'user', arg: 'U' },
   { name: 'role', arg: 'R' },
   { name: 'client', arg: 'ID' },
-  { name: 'help', arg: '' },
+  { name: 'help', arg: '', short: 'h' },
 ]
 
 /** The server's base, or its /publish URL, as the /publish URL (a base with a path prefix keeps it). */

@@ -37,7 +37,7 @@ report what arrived. URL is the stream, e.g. http://127.0.0.1:6500/events/TOKEN
   --rate R                 open loop: R events per second instead of a window
   --events N               stop after N events instead of --duration
   --json                   the report as one JSON object on standard output
-  --help                   print this help and exit
+  -h, --help               print this help and exit
 
 Subscribers count events of type message whose data holds the body (the server may wrap it).
 Streams to a 127.x address are bound to source addresses 127.0.0.1, 127.0.0.2, … (20 000 each).
@@ -61,7 +61,7 @@ const BENCH_FLAGS: readonly FlagSpec[] = [
   { name: 'rate', arg: 'R' },
   { name: 'events', arg: 'N' },
   { name: 'json', arg: '' },
-  { name: 'help', arg: '' },
+  { name: 'help', arg: '', short: 'h' },
 ]
 
 export interface Options {

@@ -4,7 +4,7 @@
 // bigger), the oldest forgotten first. No sockets.
 
 import type { Frame } from './sse-encode.js'
-import type { Target } from './streams.js'
+import type { Target } from './target.js'
 
 export interface HistoryEntry {
   readonly id: string

@@ -4,7 +4,7 @@
 import { isUtf8 } from 'node:buffer'
 import { jittered } from '../wire.js'
 import { bearerToken, hasRole, ROLE_ADMIN, ROLE_PUBLISH, type AuthUser } from './auth.js'
-import type { Target } from './streams.js'
+import type { Target } from './target.js'
 import { ALLOWED_METHODS, HttpError } from './errors.js'
 import type { RequestHead } from './http-head.js'
 import { DEFAULT_CHANNELS, MAX_CHANNELS_PER_STREAM, MAX_ID_BYTES, MAX_NAME_BYTES } from './limits.js'

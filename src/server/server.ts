@@ -21,7 +21,9 @@ import { beforeBody, route, type OpenStream, type RouteContext } from './routes.
 import { encodeEvent, eventSize, messageProblem, retryFrame, streamHead, type Frame, type SseMessage } from './sse-encode.js'
 import { StaticFiles } from './static.js'
 import { Stream, type ClientView } from './stream.js'
-import { matches, Streams, type Target } from './streams.js'
+import { Backlog } from './backlog.js'
+import { Streams } from './streams.js'
+import { matches, type Target } from './target.js'
 
 export type { SseServerOptions } from './options.js'
 
@@ -65,6 +67,8 @@ export class SseServer extends EventEmitter<SseServerEvents> {
   private readonly metrics = new Metrics()
   private readonly streams: Streams
   private readonly history: History
+  /** What blocked streams are still owed (shared by all of them). */
+  private readonly backlog = new Backlog()
   private readonly conns = new Set<Connection>()
   private readonly streamHeads: { chunked: Buffer; closeDelimited: Buffer }
   private readonly routes: RouteContext
@@ -101,7 +105,7 @@ export class SseServer extends EventEmitter<SseServerEvents> {
     this.authHook = options.authenticate
     this.statics = this.settings.publicDir === null ? null : new StaticFiles(this.settings.publicDir)
     this.history = new History(this.settings.history, this.settings.historyBytes)
-    this.streams = new Streams(this.metrics, this.settings.maxBufferBytes, (c, reason) => this.onRemove(c, reason))
+    this.streams = new Streams(this.metrics, this.settings.maxBufferBytes, this.backlog, (c, reason) => this.onRemove(c, reason))
     this.bus = options.bus ?? new LocalBus()
     this.bus.subscribe((e) => this.deliver(e))
     this.routes = this.routeContext()
@@ -363,7 +367,7 @@ export class SseServer extends EventEmitter<SseServerEvents> {
       socket.write(head)
       return null
     }
-    const stream = new Stream(++this.lastClientId, socket, o.who, o.channels, chunked)
+    const stream = new Stream(++this.lastClientId, socket, o.who, o.channels, chunked, this.backlog)
     const ready = encodeEvent({ event: 'ready', data: JSON.stringify({ client: stream.id, user: stream.user, channels: stream.channels }) }, this.jitteredRetry())
 
     // Head, ready and reset in one write; the replay after them, paced by the socket. Nothing can
@@ -391,7 +395,7 @@ export class SseServer extends EventEmitter<SseServerEvents> {
 
   private onRemove(c: Stream, reason: DropReason | 'closed'): void {
     if (reason === 'admin' || reason === 'shutdown' || reason === 'revoked') {
-      // streams.drop() is about to write the last chunk and FIN. Once those bytes are with the
+      // streams.drop() has just written the last chunk and FIN. Once those bytes are with the
       // kernel the socket is done; a client that reads nothing is cut off after LINGER_MS.
       const s = c.socket
       s.once('finish', () => s.destroy())

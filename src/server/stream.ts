@@ -1,12 +1,14 @@
-// One open event stream: who it is for, its socket, and its own output queue. While the kernel
-// takes what we write, writes go straight to the socket; once it does not, they wait in our list
-// and go out as ONE write when the socket drains. So Node's write queue holds at most a couple of
-// entries per stream whatever a client does: destroying a stalled stream is O(1), and the buffer
-// and stall checks read counters instead of walking a queue (Redis keeps its client output buffer
-// the same way). A replay is paced the same way: a slice per drain, never all of history at once.
+// One open event stream: who it is for, its socket, and what it is owed. While the kernel takes
+// what we write, writes go straight to the socket; once it does not, the stream is blocked: it
+// remembers where in the shared backlog (backlog.ts) its events start and how many bytes they
+// are, and collects them as ONE write when the socket drains. So Node's write queue holds at most
+// a couple of entries per stream whatever a client does, destroying a stalled stream is O(1),
+// the buffer and stall checks read counters instead of walking a queue, and a stalled stream
+// costs two numbers however long it stalls. A replay is paced the same way: a slice per drain.
 
 import type { Socket } from 'node:net'
 import type { AuthUser } from './auth.js'
+import type { Backlog } from './backlog.js'
 import { REPLAY_WRITE_BYTES } from './limits.js'
 import { LAST_CHUNK, type Frame } from './sse-encode.js'
 
@@ -31,23 +33,27 @@ type StreamSocket = Socket & { [STREAM]: Stream }
 
 // One listener function for every stream (`this` is the socket), not a closure each.
 function onDrain(this: StreamSocket): void {
-  this[STREAM].drained()
+  const stream = this[STREAM]
+  stream.awaitingDrain = false
+  stream.drained()
 }
 
 /** One open stream. Kept small: 10 000 of these must fit in a few MiB. */
 export class Stream implements ClientView {
   /** Position in Streams.list, so a closed stream leaves the array in O(1). */
   index = -1
+  /** A 'drain' listener is registered (only while blocked: an idle stream carries none). */
+  awaitingDrain = false
   /** When the kernel last took bytes of a blocked stream (the stall check reads it). */
   progressAt = 0
   eventsSent = 0
   bytesSent = 0
   readonly openedAt = Date.now()
-  readonly remoteAddress: string | undefined
   /** libuv's unsent bytes of the write in progress at the last stall check: when it moves, the kernel is taking bytes. */
   queueSeen = -1
-  /** Bytes waiting for the socket to drain, oldest first; null while the socket takes every write. */
-  private pending: Buffer[] | null = null
+  /** Where in the backlog this stream's owed events start; -1 while its socket takes every write. */
+  private pendingFrom = -1
+  /** Bytes of those events (in this stream's framing). */
   private pendingBytes = 0
   /** Replayed events not written yet (views of history's frames), and the next one to write. */
   private replay: readonly Buffer[] | null = null
@@ -61,10 +67,14 @@ export class Stream implements ClientView {
     readonly channels: readonly string[],
     /** HTTP/1.1 streams are chunked; HTTP/1.0 streams are close-delimited and get `Frame.body`. */
     readonly chunked: boolean,
+    private readonly backlog: Backlog,
   ) {
     ;(socket as StreamSocket)[STREAM] = this
-    socket.on('drain', onDrain)
-    this.remoteAddress = socket.remoteAddress
+  }
+
+  /** Read from the socket only when asked (a log line): a string per idle stream is memory. */
+  get remoteAddress(): string | undefined {
+    return this.socket.remoteAddress
   }
 
   get user(): string | null {
@@ -81,7 +91,7 @@ export class Stream implements ClientView {
    * socket at 16 KiB, so a few writes may wait in Node's queue there.)
    */
   get blocked(): boolean {
-    return this.pending !== null
+    return this.pendingFrom !== -1
   }
 
   /** Bytes written or queued that the kernel has not taken (a replay not yet written is not counted). */
@@ -109,48 +119,79 @@ export class Stream implements ClientView {
     }
   }
 
-  /** Write `buf` now, or queue it behind what the socket has not taken yet. */
+  /**
+   * Write `buf` now; or, while blocked, count it as owed: the caller has put its events in the
+   * backlog (it does whenever a stream is blocked), where drained() will find them.
+   */
   send(buf: Buffer): void {
-    if (this.pending !== null) {
-      this.pending.push(buf)
-      this.pendingBytes += buf.length
-    } else if (!this.socket.write(buf)) {
-      this.block()
-    }
+    if (this.pendingFrom !== -1) this.pendingBytes += buf.length
+    else if (!this.socket.write(buf)) this.block()
   }
 
-  /** The socket took everything it had: write the rest of a replay, then what waited, as one write. */
+  /** The socket took everything it had: write the rest of a replay, then what is owed, as one write. */
   drained(): void {
     this.progressAt = Date.now()
-    if (this.replay !== null && !this.writeReplay()) return
-    const p = this.pending
-    if (p === null) return
-    this.pending = null
-    const bytes = this.pendingBytes
-    this.pendingBytes = 0
-    if (p.length > 0 && !this.socket.write(p.length === 1 ? p[0]! : Buffer.concat(p, bytes))) this.block()
+    if (this.replay !== null && !this.writeReplay()) return this.awaitDrain()
+    if (this.pendingFrom === -1) return
+    const owed = this.backlog.collect(this, this.chunked, this.pendingFrom)
+    this.unblock()
+    if (owed.length > 0 && !this.socket.write(owed.length === 1 ? owed[0]! : Buffer.concat(owed))) this.block()
   }
 
-  /** End the stream: what is queued, then `before` (e.g. a last `retry:`), the last chunk, and FIN. */
+  /**
+   * The stream joins the fan-out now: if it is blocked (its first bytes or its replay are still
+   * going out), it owes only what is appended from here on; the events queued before it joined
+   * are in its replay already.
+   */
+  joined(): void {
+    if (this.pendingFrom !== -1) this.pendingFrom = this.backlog.end
+  }
+
+  /** Where this stream's owed events start in the backlog (-1: none). */
+  get owedFrom(): number {
+    return this.pendingFrom
+  }
+
+  /** The stream is closed: it is no longer owed anything. */
+  release(): void {
+    this.replay = null
+    this.unblock()
+  }
+
+  /** End the stream: what it is owed, then `before` (e.g. a last `retry:`), the last chunk, and FIN. */
   end(before?: Frame): void {
     const s = this.socket
-    if (s.destroyed) return
-    s.cork()
-    if (this.replay !== null) for (let i = this.replayAt; i < this.replay.length; i++) s.write(this.replay[i]!)
-    for (const b of this.pending ?? []) s.write(b)
-    this.replay = null
-    this.pending = null
-    this.pendingBytes = 0
-    if (before !== undefined) s.write(before.bytesFor(this.chunked))
-    if (this.chunked) s.write(LAST_CHUNK)
-    s.end()
-    s.uncork()
+    if (!s.destroyed) {
+      s.cork()
+      if (this.replay !== null) for (let i = this.replayAt; i < this.replay.length; i++) s.write(this.replay[i]!)
+      if (this.pendingFrom !== -1) for (const b of this.backlog.collect(this, this.chunked, this.pendingFrom)) s.write(b)
+      if (before !== undefined) s.write(before.bytesFor(this.chunked))
+      if (this.chunked) s.write(LAST_CHUNK)
+      s.end()
+      s.uncork()
+    }
+    this.release()
   }
 
   private block(): void {
-    if (this.pending !== null) return
-    this.pending = []
+    if (this.pendingFrom !== -1) return
+    this.pendingFrom = this.backlog.end
+    this.backlog.blocked++
     this.progressAt = Date.now()
+    this.awaitDrain()
+  }
+
+  private awaitDrain(): void {
+    if (this.awaitingDrain) return
+    this.awaitingDrain = true
+    this.socket.once('drain', onDrain)
+  }
+
+  private unblock(): void {
+    if (this.pendingFrom === -1) return
+    this.pendingFrom = -1
+    this.pendingBytes = 0
+    this.backlog.blocked--
   }
 
   /** The next slices of the replay while the socket takes them; true when the replay is done. */

@@ -3,20 +3,14 @@
 // every recipient, prune the dead. Never parses.
 
 import type { Socket } from 'node:net'
+import type { Backlog } from './backlog.js'
+import { MAX_BACKLOG_BYTES } from './limits.js'
 import type { DropReason, Metrics } from './metrics.js'
 import { HEARTBEAT, type Frame } from './sse-encode.js'
-import type { ClientView, Stream } from './stream.js'
+import type { Stream } from './stream.js'
+import { matches, type Target } from './target.js'
 
-export type { ClientView } from './stream.js'
-
-/** Who an event goes to. Every given field must match; none given means every stream. */
-export interface Target {
-  channel?: string
-  user?: string
-  role?: string
-  client?: number
-  filter?: (client: ClientView) => boolean
-}
+export type { Target } from './target.js'
 
 // Events of one batch are told apart by the bits of a 31-bit positive int; a longer burst is
 // written as several batches, still one write per stream per batch.
@@ -37,6 +31,7 @@ export class Streams {
   constructor(
     private readonly metrics: Metrics,
     private readonly maxBufferBytes: number,
+    private readonly backlog: Backlog,
     private readonly onRemove: RemoveListener,
   ) {}
 
@@ -52,6 +47,7 @@ export class Streams {
     // A new stream has had its replay (which already holds every queued event, from history),
     // or joins live from now on: either way, what is queued belongs to the streams before it.
     this.flush()
+    c.joined()
     c.index = this.list.length
     this.list.push(c)
     this.byId.set(c.id, c)
@@ -68,6 +64,7 @@ export class Streams {
       last.index = c.index
     }
     c.index = -1
+    c.release()
     this.byId.delete(c.id)
     for (const ch of c.channels) decrement(this.channelCounts, ch)
     if (c.user !== null) decrement(this.userCounts, c.user)
@@ -124,6 +121,8 @@ export class Streams {
    * framing) get the same concatenated Buffer, built once: with one channel set, everyone shares one.
    */
   private writeBatch(frames: readonly Frame[], targets: readonly Target[], from: number, to: number): void {
+    // Blocked streams take their events from the backlog when they drain.
+    if (this.backlog.blocked > 0) for (let k = from; k < to; k++) this.backlog.append(frames[k]!, targets[k]!)
     const shared = new Map<number, Buffer>()
     let bytes = 0
     let slow: Stream[] | null = null
@@ -182,12 +181,15 @@ export class Streams {
   }
 
   private writeEach(list: readonly Stream[], frame: Frame, target: Target): number {
+    const seq = this.backlog.blocked > 0 ? this.backlog.append(frame, target) : -1
     let reached = 0
     let bytes = 0
     let slow: Stream[] | null = null
     for (let i = 0; i < list.length; i++) {
       const c = list[i]!
       if (!matches(c, target) || c.socket.destroyed) continue
+      // A filter is user code: a blocked stream it matched is remembered, not asked again.
+      if (seq !== -1 && target.filter !== undefined && c.blocked) this.backlog.member(seq, c)
       const buf = c.chunked ? frame.chunk : frame.body
       c.send(buf)
       bytes += buf.length
@@ -228,10 +230,11 @@ export class Streams {
     // Events published before an admin close or shutdown still reach the stream, before its end.
     if (reason === 'admin' || reason === 'shutdown') this.flush()
     this.metrics.drops[reason]++
-    this.remove(c, reason)
-    if (reason === 'buffer' || reason === 'stall') c.socket.destroy()
     // A revoked stream gets the end of its stream, like an admin close: it is told, not cut.
+    // (Ended before it is removed: what it is owed is in the backlog until then.)
+    if (reason === 'buffer' || reason === 'stall') c.socket.destroy()
     else c.end(before)
+    this.remove(c, reason)
   }
 
   /**
@@ -256,17 +259,23 @@ export class Streams {
       }
     }
     if (stalled !== null) for (const c of stalled) this.drop(c, 'stall')
+    this.trimBacklog()
   }
-}
 
-/** Does a stream match a target? Cheapest tests first; the filter, user code, last. */
-export function matches(c: Stream, t: Target): boolean {
-  if (t.client !== undefined && c.id !== t.client) return false
-  if (t.channel !== undefined && !c.channels.includes(t.channel)) return false
-  if (t.user !== undefined && c.user !== t.user) return false
-  if (t.role !== undefined && !c.roles.includes(t.role)) return false
-  if (t.filter !== undefined && !t.filter(c)) return false
-  return true
+  /**
+   * Forget what no blocked stream is owed any more; past MAX_BACKLOG_BYTES, the streams blocked
+   * longest are dropped as slow (`buffer`): they would need more than the server keeps.
+   */
+  private trimBacklog(): void {
+    if (this.backlog.blocked > 0 && this.backlog.bytes > MAX_BACKLOG_BYTES) {
+      const keepFrom = this.backlog.keepingAtMost(MAX_BACKLOG_BYTES)
+      const behind = this.list.filter((c) => c.blocked && c.owedFrom < keepFrom)
+      for (const c of behind) this.drop(c, 'buffer')
+    }
+    let from = this.backlog.end
+    if (this.backlog.blocked > 0) for (let i = 0; i < this.list.length; i++) if (this.list[i]!.blocked && this.list[i]!.owedFrom < from) from = this.list[i]!.owedFrom
+    this.backlog.forget(from)
+  }
 }
 
 /** Bytes libuv still holds for the socket's write in progress (a Node internal, stable since 0.x). */

@@ -3,7 +3,7 @@
 // Modelled on nchan's `nchan_store_t`: one interface over a memory store and a Redis store.
 
 import type { SseMessage } from '../sse-encode.js'
-import type { Target } from '../streams.js'
+import type { Target } from '../target.js'
 
 export interface BusEvent {
   /** The message with its final id. */

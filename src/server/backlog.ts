@@ -1,0 +1,81 @@
+// What blocked streams are still owed: the recent events in publish order, kept once for every
+// stream whose socket is not taking bytes. A blocked stream keeps only where it stopped (a
+// sequence number) and how many bytes it is owed; when its socket drains it collects its events
+// from here, matched against their targets again, and writes them as one Buffer. So a stream
+// that stalls costs two numbers however long it stalls, and an event one entry however many
+// streams are blocked. Nothing is kept while no stream is blocked. No sockets.
+
+import type { Frame } from './sse-encode.js'
+import { matches, type Matchable, type Target } from './target.js'
+
+interface Entry {
+  readonly frame: Frame
+  readonly target: Target
+  /**
+   * For a `filter` target: the blocked streams it matched when it was published. The filter is
+   * user code and runs once per stream per event, so it is not asked again at collection.
+   */
+  members: Set<Matchable> | null
+}
+
+export class Backlog {
+  private entries: Entry[] = []
+  /** Index in `entries` of the oldest entry kept (the array is compacted now and then). */
+  private head = 0
+  /** Sequence number of entries[head]. */
+  private first = 0
+  /** Bytes of the entries kept (chunked framing). */
+  bytes = 0
+  /** Streams blocked now: while there are none, nothing is appended. */
+  blocked = 0
+
+  /** The sequence number the next entry gets: where a stream that blocks now starts owing. */
+  get end(): number {
+    return this.first + this.entries.length - this.head
+  }
+
+  /** Keep an event for the blocked streams; returns its sequence number. */
+  append(frame: Frame, target: Target): number {
+    this.entries.push({ frame, target, members: null })
+    this.bytes += frame.chunk.length
+    return this.end - 1
+  }
+
+  /** A blocked stream matched entry `seq`'s filter when it was published. */
+  member(seq: number, s: Matchable): void {
+    const e = this.entries[this.head + seq - this.first]
+    if (e !== undefined) (e.members ??= new Set()).add(s)
+  }
+
+  /** The bytes owed to `s` from entry `from` on, in its framing, oldest first. */
+  collect(s: Matchable, chunked: boolean, from: number): Buffer[] {
+    const out: Buffer[] = []
+    for (let i = this.head + Math.max(0, from - this.first); i < this.entries.length; i++) {
+      const e = this.entries[i]!
+      if (e.members !== null ? e.members.has(s) : e.target.filter === undefined && matches(s, e.target)) out.push(e.frame.bytesFor(chunked))
+    }
+    return out
+  }
+
+  /** The oldest sequence number to keep so that the entries kept hold at most `maxBytes`. */
+  keepingAtMost(maxBytes: number): number {
+    let bytes = this.bytes
+    let i = this.head
+    while (bytes > maxBytes && i < this.entries.length) bytes -= this.entries[i++]!.frame.chunk.length
+    return this.first + i - this.head
+  }
+
+  /** Forget every entry before `seq` (no blocked stream is owed them). */
+  forget(seq: number): void {
+    const n = Math.min(seq - this.first, this.entries.length - this.head)
+    if (n <= 0) return
+    for (let i = this.head; i < this.head + n; i++) this.bytes -= this.entries[i]!.frame.chunk.length
+    this.head += n
+    this.first += n
+    // Compact once the dead front is at least half the array: amortised O(1) per entry.
+    if (this.head * 2 >= this.entries.length) {
+      this.entries = this.entries.slice(this.head)
+      this.head = 0
+    }
+  }
+}
