@@ -33,17 +33,13 @@ type StreamSocket = Socket & { [STREAM]: Stream }
 
 // One listener function for every stream (`this` is the socket), not a closure each.
 function onDrain(this: StreamSocket): void {
-  const stream = this[STREAM]
-  stream.awaitingDrain = false
-  stream.drained()
+  this[STREAM].drained()
 }
 
 /** One open stream. Kept small: 10 000 of these must fit in a few MiB. */
 export class Stream implements ClientView {
   /** Position in Streams.list, so a closed stream leaves the array in O(1). */
   index = -1
-  /** A 'drain' listener is registered (only while blocked: an idle stream carries none). */
-  awaitingDrain = false
   /** When the kernel last took bytes of a blocked stream (the stall check reads it). */
   progressAt = 0
   eventsSent = 0
@@ -70,6 +66,9 @@ export class Stream implements ClientView {
     private readonly backlog: Backlog,
   ) {
     ;(socket as StreamSocket)[STREAM] = this
+    // One listener for the stream's life: registering one per block would allocate on every
+    // block of a busy stream (measured: it costs no idle memory that shows).
+    socket.on('drain', onDrain)
   }
 
   /** Read from the socket only when asked (a log line): a string per idle stream is memory. */
@@ -131,7 +130,7 @@ export class Stream implements ClientView {
   /** The socket took everything it had: write the rest of a replay, then what is owed, as one write. */
   drained(): void {
     this.progressAt = Date.now()
-    if (this.replay !== null && !this.writeReplay()) return this.awaitDrain()
+    if (this.replay !== null && !this.writeReplay()) return
     if (this.pendingFrom === -1) return
     const owed = this.backlog.collect(this, this.chunked, this.pendingFrom)
     this.unblock()
@@ -178,13 +177,6 @@ export class Stream implements ClientView {
     this.pendingFrom = this.backlog.end
     this.backlog.blocked++
     this.progressAt = Date.now()
-    this.awaitDrain()
-  }
-
-  private awaitDrain(): void {
-    if (this.awaitingDrain) return
-    this.awaitingDrain = true
-    this.socket.once('drain', onDrain)
   }
 
   private unblock(): void {

@@ -4,7 +4,7 @@
 
 import type { Socket } from 'node:net'
 import type { Backlog } from './backlog.js'
-import { MAX_BACKLOG_BYTES } from './limits.js'
+import { DROP_SLICE, MAX_BACKLOG_BYTES } from './limits.js'
 import type { DropReason, Metrics } from './metrics.js'
 import { HEARTBEAT, type Frame } from './sse-encode.js'
 import type { Stream } from './stream.js'
@@ -258,8 +258,17 @@ export class Streams {
         ;(stalled ??= []).push(c)
       }
     }
-    if (stalled !== null) for (const c of stalled) this.drop(c, 'stall')
+    if (stalled !== null) this.dropInSlices(stalled, 'stall')
     this.trimBacklog()
+  }
+
+  /**
+   * Drop many streams a slice per event-loop turn: closing a socket costs tens of microseconds,
+   * and 10 000 of them at once would hold every other stream's events for a fraction of a second.
+   */
+  private dropInSlices(list: Stream[], reason: DropReason): void {
+    for (const c of list.splice(0, DROP_SLICE)) this.drop(c, reason)
+    if (list.length > 0) setImmediate(() => this.dropInSlices(list, reason))
   }
 
   /**
