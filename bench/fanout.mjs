@@ -56,6 +56,7 @@ import {
   listeningUrl,
   machine,
   machineMarkdown,
+  flagReader,
   median,
   nginxBin,
   PUBLISH_TOKEN,
@@ -344,18 +345,7 @@ async function holdMain(url, n, headers) {
 
 function parseFlags(argv) {
   const quick = argv.includes('--quick')
-  const get = (name) => {
-    const i = argv.indexOf(`--${name}`)
-    return i === -1 ? undefined : argv[i + 1]
-  }
-  const list = (name, def) => (get(name) ?? def).split(',').map((s) => s.trim()).filter(Boolean)
-  const num = (name, def) => {
-    const v = get(name)
-    if (v === undefined) return def
-    const n = Number(v)
-    if (!Number.isFinite(n) || n < 0) throw new Error(`--${name} must be a number, not '${v}'`)
-    return n
-  }
+  const { get, list, num } = flagReader(argv)
   const o = {
     quick,
     peers: list('peers', Object.keys(PEERS).join(',')),

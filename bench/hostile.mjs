@@ -89,6 +89,7 @@ import {
   listeningUrl,
   machine,
   machineMarkdown,
+  flagReader,
   median,
   placeSectionAfter,
   PUBLISH_TOKEN,
@@ -1414,18 +1415,7 @@ function sectionText(o, blocks) {
 
 function parseFlags(argv) {
   const quick = argv.includes('--quick')
-  const get = (name) => {
-    const i = argv.lastIndexOf(`--${name}`)
-    return i === -1 ? undefined : argv[i + 1]
-  }
-  const num = (name, def) => {
-    const v = get(name)
-    if (v === undefined) return def
-    const n = Number(v)
-    if (!Number.isFinite(n) || n < 0) throw new Error(`--${name} must be a number, not '${v}'`)
-    return n
-  }
-  const list = (name, def) => (get(name) ?? def).split(',').map((s) => s.trim()).filter(Boolean)
+  const { get, list, num } = flagReader(argv)
   const serverArgs = []
   for (let i = 0; i < argv.length; i++) if (argv[i] === '--server-arg') serverArgs.push(argv[++i])
   const o = {

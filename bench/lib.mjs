@@ -404,3 +404,23 @@ export function shellJoin(argv) {
 export function nginxBin() {
   return ['nginx', '/usr/sbin/nginx'].find((bin) => run(bin, ['-v']) !== null) ?? null
 }
+
+/**
+ * The flag readers of the bench scripts: `--name value` (the last one wins), a comma list, and a
+ * number ≥ 0. Each script keeps its own flags; this is how they are read.
+ */
+export function flagReader(argv) {
+  const get = (name) => {
+    const i = argv.lastIndexOf(`--${name}`)
+    return i === -1 ? undefined : argv[i + 1]
+  }
+  const list = (name, def) => (get(name) ?? def).split(',').map((s) => s.trim()).filter(Boolean)
+  const num = (name, def) => {
+    const v = get(name)
+    if (v === undefined) return def
+    const n = Number(v)
+    if (!Number.isFinite(n) || n < 0) throw new Error(`--${name} must be a number, not '${v}'`)
+    return n
+  }
+  return { get, list, num }
+}

@@ -276,3 +276,19 @@ t.test('a stream blocked while more than the backlog keeps goes by is dropped as
   await until(() => countEvents(reader, data) === 70, () => 'the reader to get all 70', 20_000)
   t.pass('the reader got every event')
 })
+
+t.test('past maxUnsentBytes for all streams together, the streams holding the most are dropped, each under its own limit', async (t) => {
+  const MiB = 1024 * 1024
+  const { server, port } = await startServer(t, { maxBufferBytes: 16 * MiB, maxUnsentBytes: 6 * MiB, maxEventBytes: MiB, stallTimeoutMs: 60_000 })
+  const reader = await openStream(port, `/events/${PUB}?channel=m`)
+  t.teardown(() => reader.close())
+  for (let i = 0; i < 3; i++) await blockedStream(t, port, server, `m${i}`)
+  // Each blocked stream is now owed 3 MiB more: 9 MiB in all, 3 each, far under 16 MiB each.
+  const data = 'u'.repeat(1_000_000)
+  for (let k = 0; k < 3; k++) for (let i = 0; i < 3; i++) server.publish(`m${i}`, { data })
+  await until(() => server.stats().drops.buffer >= 2, () => `two streams dropped for the total: ${JSON.stringify(server.stats().drops)}`, 5_000)
+  t.equal(server.stats().drops.stall, 0, 'none as stalled')
+  t.equal(server.clientCount, 2, 'the reader and one blocked stream are left: 3 MiB is under three quarters of 6 MiB')
+  server.publish('m', { data: 'after' })
+  await reader.waitFor('data: after\n')
+})

@@ -8,7 +8,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
 import { chunk, clientId, openStream, publish, rawRequest, STREAM_HEAD, type RawClient } from './helpers.js'
-import { Child, CLI, ROOT, until, type Exit, type Teardown } from './process.js'
+import { Child, CLI, ROOT, runCli, START_MS, startCli, until, type Cli, type Exit, type Teardown } from './process.js'
 
 const VERSION = (JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string }).version
 const PUB = 'cli-publish-secret'
@@ -16,46 +16,7 @@ const PUB = 'cli-publish-secret'
 /** Standard error less the log lines (`--log text`, the default): what is left must be nothing. */
 const notLog = (stderr: string): string => stderr.split('\n').filter((l) => l !== '' && !/^\d{4}-\d\d-\d\dT[\d:.]+Z [a-z-]+( |$)/.test(l)).join('\n')
 
-interface Cli {
-  child: Child
-  port: number
-  base: string
-  lines: string[]
-}
 
-const FIRST_LINE = /^rawsse listening on http:\/\/127\.0\.0\.1:(\d+)\n/
-/** How long a CLI process may take to start and exit or listen: generous, for a loaded 2-core CI machine. */
-const START_MS = 20_000
-
-/** `node dist/cli.js ARGS`; resolves once the start-up lines are out. */
-async function startCli(t: Teardown, args: readonly string[], stdin: 'pipe' | 'ignore' = 'ignore'): Promise<Cli> {
-  const child = new Child(t, process.execPath, [CLI, ...args], { stdin })
-  const m = await until(
-    () => {
-      if (child.exit !== null) throw new Error(`rawsse ${args.join(' ')} exited ${JSON.stringify(child.exit)}; stderr: ${child.stderr}`)
-      // The listening line, then the demo page, the stream URL and the curl line (or why there is none).
-      return child.stdout.split('\n').length > 4 ? FIRST_LINE.exec(child.stdout) : null
-    },
-    () => `the start-up lines; stdout so far: ${JSON.stringify(child.stdout)}`,
-    START_MS,
-  )
-  const port = Number(m[1])
-  return { child, port, base: `http://127.0.0.1:${port}`, lines: child.stdout.split('\n') }
-}
-
-/**
- * Runs the CLI to its end (for flags that exit at once). When it starts listening instead,
- * `exit` is 'still running' (and the process is killed at the test's end).
- */
-async function runCli(t: Teardown, args: readonly string[]): Promise<{ exit: Exit | 'still running'; stdout: string; stderr: string }> {
-  const child = new Child(t, process.execPath, [CLI, ...args], { stdin: 'ignore' })
-  await until(
-    () => child.exit !== null || FIRST_LINE.test(child.stdout),
-    () => `the process to exit or print; stdout: ${JSON.stringify(child.stdout)}; stderr: ${JSON.stringify(child.stderr)}`,
-    START_MS,
-  )
-  return { exit: child.exit ?? 'still running', stdout: child.stdout, stderr: child.stderr }
-}
 
 /**
  * The chunks of a chunked stream (head stripped), decoded as UTF-8, and whatever follows the
@@ -448,7 +409,7 @@ t.test('flags take effect', (t) => {
 // ------------------------------------------------------------------ --stdin
 
 t.test('--stdin: each line of standard input is broadcast as event message', async (t) => {
-  const { child, port } = await startCli(t, ['--port', '0', '--tick', '0', '--stdin', '--publish-token', PUB], 'pipe')
+  const { child, port } = await startCli(t, ['--port', '0', '--tick', '0', '--stdin', '--publish-token', PUB], { stdin: 'pipe' })
   const s = await openStream(port, `/events/${PUB}`)
   t.teardown(() => s.close())
   const other = await openStream(port, `/events/${PUB}?channel=elsewhere`)

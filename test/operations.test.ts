@@ -10,7 +10,7 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 import * as tls from 'node:tls'
 import { rawRequest, startServer, TOKEN } from './helpers.js'
-import { Child, CLI, until, type Teardown } from './process.js'
+import { Child, CLI, START_MS, startCli, until, type Teardown } from './process.js'
 
 function tempDir(t: Teardown): string {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'rawsse-ops-'))
@@ -74,20 +74,6 @@ t.test('GET /events with Authorization: Bearer opens the stream; a token in the 
 
 // ------------------------------------------------------------------ settings outside argv
 
-const START_MS = 20_000
-
-async function startCli(t: Teardown, args: readonly string[], env: NodeJS.ProcessEnv): Promise<{ child: Child; port: number; lines: string[] }> {
-  const child = new Child(t, process.execPath, [CLI, ...args], { stdin: 'ignore', env: { ...process.env, ...env } })
-  const m = await until(
-    () => {
-      if (child.exit !== null) throw new Error(`exited ${JSON.stringify(child.exit)}; stderr: ${child.stderr}`)
-      return child.stdout.split('\n').length > 4 ? /^rawsse listening on https?:\/\/127\.0\.0\.1:(\d+)\n/.exec(child.stdout) : null
-    },
-    () => `the start-up lines; stdout: ${JSON.stringify(child.stdout)}`,
-    START_MS,
-  )
-  return { child, port: Number(m[1]), lines: child.stdout.split('\n') }
-}
 
 async function runToExit(t: Teardown, args: readonly string[], env: NodeJS.ProcessEnv): Promise<Child> {
   const child = new Child(t, process.execPath, [CLI, ...args], { stdin: 'ignore', env: { ...process.env, ...env } })
@@ -102,13 +88,13 @@ t.test('settings come from flags, then --config, then RAWSSE_* variables', async
   const env = { RAWSSE_PORT: '0', RAWSSE_PUBLISH_TOKEN: 'env-secret', RAWSSE_HEARTBEAT: '7777', RAWSSE_CORS_ORIGIN: 'https://env.example', RAWSSE_RETRY: '1234' }
 
   // Environment alone.
-  const a = await startCli(t, [], { ...env, RAWSSE_TICK: '0' })
+  const a = await startCli(t, [], { env: { ...env, RAWSSE_TICK: '0' } })
   t.match(a.lines[3], /Bearer env-secret/, 'RAWSSE_PUBLISH_TOKEN is the publish token')
   const ra = await rawRequest(a.port, 'GET /events/env-secret HTTP/1.1\r\nHost: x\r\n\r\n', 500).catch((e: Error) => e.message)
   t.match(ra, /Access-Control-Allow-Origin: https:\/\/env\.example\r\n[\s\S]*retry: 1(2[3-9]\d|[3-8]\d\d)\n/, 'RAWSSE_CORS_ORIGIN and RAWSSE_RETRY (1234, jittered up to 1.5×) apply')
 
   // The file over the environment; the environment still fills what the file lacks.
-  const b = await startCli(t, ['--config', config], env)
+  const b = await startCli(t, ['--config', config], { env })
   t.match(b.lines[3], /Bearer file-secret/, 'the file wins over the environment')
   const rb = await rawRequest(b.port, 'GET /events/file-secret HTTP/1.1\r\nHost: x\r\n\r\n', 400).catch((e: Error) => e.message)
   t.match(rb, /Access-Control-Allow-Origin: https:\/\/file\.example\r\n/, 'cors-origin from the file')
@@ -118,7 +104,7 @@ t.test('settings come from flags, then --config, then RAWSSE_* variables', async
   t.match(envToken, /^HTTP\/1\.1 401 /, 'a repeatable flag is taken whole from one place: the environment’s token is not added')
 
   // Flags over both; RAWSSE_CONFIG names the file.
-  const c = await startCli(t, ['--publish-token', 'flag-secret', '--cors-origin', 'https://flag.example'], { ...env, RAWSSE_CONFIG: config })
+  const c = await startCli(t, ['--publish-token', 'flag-secret', '--cors-origin', 'https://flag.example'], { env: { ...env, RAWSSE_CONFIG: config } })
   t.match(c.lines[3], /Bearer flag-secret/, 'the flag wins over file and environment')
   const rc = await rawRequest(c.port, 'GET /events/flag-secret HTTP/1.1\r\nHost: x\r\n\r\n', 300).catch((e: Error) => e.message)
   t.match(rc, /Access-Control-Allow-Origin: https:\/\/flag\.example\r\n/, 'cors-origin from the flag')
@@ -126,7 +112,7 @@ t.test('settings come from flags, then --config, then RAWSSE_* variables', async
 
 t.test('a token from the environment or a file is not in the process’s argv (ps) nor in an error line', async (t) => {
   const dir = tempDir(t)
-  const { child } = await startCli(t, ['--port', '0', '--tick', '0'], { RAWSSE_PUBLISH_TOKEN: 'ps-must-not-show-this' })
+  const { child } = await startCli(t, ['--port', '0', '--tick', '0'], { env: { RAWSSE_PUBLISH_TOKEN: 'ps-must-not-show-this' } })
   const cmdline = readFileSync(`/proc/${child.proc.pid}/cmdline`, 'utf8')
   t.notMatch(cmdline, /ps-must-not-show-this/, 'not in /proc/PID/cmdline')
 
@@ -163,7 +149,7 @@ t.test('--help says where settings come from', async (t) => {
 // ------------------------------------------------------------------ logs
 
 t.test('--log text: a line per start, stream opened and closed, error answer and stop; tokens never', async (t) => {
-  const { child, port } = await startCli(t, ['--port', '0', '--tick', '0', '--log-publish'], { RAWSSE_PUBLISH_TOKEN: 'log-secret-1' })
+  const { child, port } = await startCli(t, ['--port', '0', '--tick', '0', '--log-publish'], { env: { RAWSSE_PUBLISH_TOKEN: 'log-secret-1' } })
   await until(() => /^\S+ start host=127\.0\.0\.1 port=\d+ pid=\d+ version=\S+\n/m.test(child.stderr), () => `the start line: ${child.stderr}`, 5000)
   const stream = await rawRequest(port, 'GET /events/log-secret-1?channel=a&channel=b HTTP/1.1\r\nHost: x\r\n\r\n', 300).catch((e: Error) => e.message)
   t.match(stream, /event: ready\n/)
@@ -184,13 +170,13 @@ t.test('--log text: a line per start, stream opened and closed, error answer and
 })
 
 t.test('--log json: one object per line; --log off: nothing', async (t) => {
-  const j = await startCli(t, ['--port', '0', '--tick', '0', '--log', 'json', '--publish-token', 'json-secret'], {})
+  const j = await startCli(t, ['--port', '0', '--tick', '0', '--log', 'json', '--publish-token', 'json-secret'], { env: {} })
   await rawRequest(j.port, 'GET /stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
   await until(() => j.child.stderr.includes('error-reply'), () => `an error line: ${j.child.stderr}`, 5000)
   const objects = j.child.stderr.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>)
   t.match(objects[0], { event: 'start', host: '127.0.0.1', port: j.port })
   t.match(objects.find((o) => o.event === 'error-reply'), { status: 401, reason: 'a valid bearer token is required', method: 'GET', path: '/stats' })
-  const o = await startCli(t, ['--port', '0', '--tick', '0', '--log', 'off'], {})
+  const o = await startCli(t, ['--port', '0', '--tick', '0', '--log', 'off'], { env: {} })
   await rawRequest(o.port, 'GET /stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
   o.child.kill('SIGTERM')
   await o.child.waitExit(10_000)
@@ -237,7 +223,7 @@ t.test('--tls-cert/--tls-key: HTTPS with the same HTTP; SseClient, listen and pu
   copyFileSync(one.cert, certPath)
   copyFileSync(one.key, keyPath)
   const ca = [readFileSync(one.cert), readFileSync(two.cert)]
-  const { child, port, lines } = await startCli(t, ['--port', '0', '--tick', '0', '--tls-cert', certPath, '--tls-key', keyPath], { RAWSSE_PUBLISH_TOKEN: 'tls-secret' })
+  const { child, port, lines } = await startCli(t, ['--port', '0', '--tick', '0', '--tls-cert', certPath, '--tls-key', keyPath], { env: { RAWSSE_PUBLISH_TOKEN: 'tls-secret' } })
   t.equal(lines[0], `rawsse listening on https://127.0.0.1:${port}`, 'the start-up lines say https')
 
   const { SseClient } = await import('../src/index.js')
@@ -287,7 +273,7 @@ t.test('SIGHUP re-reads --users: streams whose token went or lost a role are clo
     { token: 'carol-tok', user: 'carol', roles: ['publish'] },
   ]
   writeFileSync(users, JSON.stringify(entries))
-  const { child, port } = await startCli(t, ['--port', '0', '--tick', '0', '--heartbeat', '0', '--users', users], {})
+  const { child, port } = await startCli(t, ['--port', '0', '--tick', '0', '--heartbeat', '0', '--users', users], { env: {} })
   const net = await import('node:net')
   const open = async (token: string): Promise<{ text: () => string; closed: () => boolean }> => {
     const s = net.connect(port, '127.0.0.1')
@@ -337,7 +323,7 @@ t.test('-h, -v and -p are short for --help, --version and --port', async (t) => 
   t.match(h.stdout, /\n  -p, --port N +TCP port/, 'the help shows the short form')
   const v = await runToExit(t, ['-v'], {})
   t.equal(v.stdout.trim(), (JSON.parse(readFileSync(path.join(path.dirname(CLI), '..', 'package.json'), 'utf8')) as { version: string }).version)
-  const p = await startCli(t, ['-p', '0', '--tick', '0'], {})
+  const p = await startCli(t, ['-p', '0', '--tick', '0'], { env: {} })
   t.ok(p.port > 0, `-p 0 picks a free port (${p.port})`)
   for (const sub of ['listen', 'publish', 'bench']) {
     const s = await runToExit(t, [sub, '-h'], {})

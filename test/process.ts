@@ -68,3 +68,45 @@ export class Child {
     process.kill(this.proc.pid!, signal)
   }
 }
+
+/** How long a CLI process may take to start and exit or listen: generous, for a loaded 2-core CI machine. */
+export const START_MS = 20_000
+
+const FIRST_LINE = /^rawsse listening on https?:\/\/127\.0\.0\.1:(\d+)\n/
+
+export interface Cli {
+  child: Child
+  port: number
+  base: string
+  lines: string[]
+}
+
+/**
+ * `node dist/cli.js ARGS` (with `env` added to this process's environment); resolves once the
+ * start-up lines are out: the listening line, the demo page, the stream URL and the curl line.
+ */
+export async function startCli(t: Teardown, args: readonly string[], opts: { stdin?: 'pipe' | 'ignore'; env?: NodeJS.ProcessEnv } = {}): Promise<Cli> {
+  const child = new Child(t, process.execPath, [CLI, ...args], { stdin: opts.stdin ?? 'ignore', env: { ...process.env, ...opts.env } })
+  const m = await until(
+    () => {
+      if (child.exit !== null) throw new Error(`rawsse ${args.join(' ')} exited ${JSON.stringify(child.exit)}; stderr: ${child.stderr}`)
+      return child.stdout.split('\n').length > 4 ? FIRST_LINE.exec(child.stdout) : null
+    },
+    () => `the start-up lines; stdout so far: ${JSON.stringify(child.stdout)}`,
+    START_MS,
+  )
+  const port = Number(m[1])
+  const scheme = child.stdout.startsWith('rawsse listening on https') ? 'https' : 'http'
+  return { child, port, base: `${scheme}://127.0.0.1:${port}`, lines: child.stdout.split('\n') }
+}
+
+/** Runs the CLI until it exits or starts listening (for flags that exit at once). */
+export async function runCli(t: Teardown, args: readonly string[]): Promise<{ exit: Exit | 'still running'; stdout: string; stderr: string }> {
+  const child = new Child(t, process.execPath, [CLI, ...args], { stdin: 'ignore' })
+  await until(
+    () => child.exit !== null || FIRST_LINE.test(child.stdout),
+    () => `the process to exit or print; stdout: ${JSON.stringify(child.stdout)}; stderr: ${JSON.stringify(child.stderr)}`,
+    START_MS,
+  )
+  return { exit: child.exit ?? 'still running', stdout: child.stdout, stderr: child.stderr }
+}

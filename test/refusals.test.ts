@@ -13,7 +13,7 @@ import * as path from 'node:path'
 import { SseServer, type ClientView } from '../src/index.js'
 import { MAX_BODY_BYTES, MAX_REQUEST_BYTES_IN_FLIGHT } from '../src/server/limits.js'
 import { afterReady, chunk, clientId, ev, openStream, parseResponse, PUB, publish, RawClient, rawRequest, startServer, TOKEN, type Running } from './helpers.js'
-import { Child, CLI, until, type Exit, type Teardown } from './process.js'
+import { Child, CLI, runCli, START_MS, startCli, until, type Exit, type Teardown } from './process.js'
 
 // ------------------------------------------------------------------ expected bytes
 
@@ -580,40 +580,7 @@ t.test('broadcast(msg, filter) calls filter exactly once per open stream per eve
 
 // ================================================================== CLI
 
-interface Cli {
-  child: Child
-  port: number
-  base: string
-}
 
-const FIRST_LINE = /^rawsse listening on http:\/\/127\.0\.0\.1:(\d+)\n/
-const START_MS = 20_000
-
-/** `node dist/cli.js ARGS`; resolves once the start-up lines are out (as in cli.test.ts). */
-async function startCli(t: Teardown, args: readonly string[], stdin: 'pipe' | 'ignore' = 'ignore'): Promise<Cli> {
-  const child = new Child(t, process.execPath, [CLI, ...args], { stdin })
-  const m = await until(
-    () => {
-      if (child.exit !== null) throw new Error(`rawsse ${args.join(' ')} exited ${JSON.stringify(child.exit)}; stderr: ${child.stderr}`)
-      return child.stdout.split('\n').length > 4 ? FIRST_LINE.exec(child.stdout) : null
-    },
-    () => `the start-up lines; stdout so far: ${JSON.stringify(child.stdout)}`,
-    START_MS,
-  )
-  const port = Number(m[1])
-  return { child, port, base: `http://127.0.0.1:${port}` }
-}
-
-/** Runs the CLI until it exits or starts listening. */
-async function runCli(t: Teardown, args: readonly string[]): Promise<{ exit: Exit | 'still running'; stdout: string; stderr: string }> {
-  const child = new Child(t, process.execPath, [CLI, ...args], { stdin: 'ignore' })
-  await until(
-    () => child.exit !== null || FIRST_LINE.test(child.stdout),
-    () => `the process to exit or print; stdout: ${JSON.stringify(child.stdout)}; stderr: ${JSON.stringify(child.stderr)}`,
-    START_MS,
-  )
-  return { exit: child.exit ?? 'still running', stdout: child.stdout, stderr: child.stderr }
-}
 
 t.test('--max-event-bytes 100: a 200-byte publish is 413, one of 100 bytes encoded is delivered', async (t) => {
   const c = await startCli(t, ['--port', '0', '--tick', '0', '--publish-token', PUB, '--max-event-bytes', '100'])
@@ -643,7 +610,7 @@ t.test('--max-event-bytes above --max-buffer: exit 2 with one line on stderr', a
 
 t.test('--stdin: a line over 1 MiB is refused with one line on stderr; the process goes on and the next line is broadcast', async (t) => {
   // --log off: what is asserted here is the refusal's own line, alone on stderr.
-  const c = await startCli(t, ['--stdin', '--port', '0', '--tick', '0', '--log', 'off', '--publish-token', PUB], 'pipe')
+  const c = await startCli(t, ['--stdin', '--port', '0', '--tick', '0', '--log', 'off', '--publish-token', PUB], { stdin: 'pipe' })
   const s = await openStream(c.port, `/events/${PUB}`)
   t.teardown(() => s.close())
   const stdin = c.child.proc.stdin!

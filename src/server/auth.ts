@@ -112,3 +112,58 @@ export function parseUsers(json: unknown): UserEntry[] {
     return { token: e.token, user: e.user, roles: roles as string[] }
   })
 }
+
+/** The token lists of a server (`tokens`, `publishTokens`, `users`), as its options and updateTokens() give them. */
+export interface TokenLists {
+  tokens?: readonly string[]
+  publishTokens?: readonly string[]
+  users?: readonly UserEntry[]
+}
+
+/**
+ * Who may connect to one server: its token table (replaceable, e.g. on SIGHUP), its
+ * `authenticate` hook for the tokens the table does not know, and the token generated when the
+ * caller chose nobody.
+ */
+export class Access {
+  /** The token generated when no token, user or authenticate hook was given; it has every role. */
+  readonly generatedToken: string | null
+  private table: TokenTable
+
+  constructor(
+    lists: TokenLists,
+    private readonly hook: Authenticate | undefined,
+  ) {
+    // Any token list given, even an empty one, means the caller chose who may connect.
+    const noAuth = !lists.tokens?.length && !lists.publishTokens?.length && lists.users === undefined && hook === undefined
+    this.generatedToken = noAuth ? generateToken() : null
+    this.table = this.tableOf(lists)
+  }
+
+  /** The table first; the hook (which sees the request) only for tokens it lacks. */
+  authenticate(token: string, request: () => AuthRequest): AuthUser | null {
+    const known = this.table.lookup(token)
+    if (known !== null || this.hook === undefined) return known
+    return this.hook(token, request())
+  }
+
+  /**
+   * Replace the token lists (the generated token stays). Returns, for an identity this access
+   * handed out, what its token holds now: the new identity, null when the token is gone, or
+   * undefined for an identity the hook gave (not ours to revoke).
+   */
+  replace(lists: TokenLists): (who: AuthUser) => AuthUser | null | undefined {
+    const old = this.table
+    const next = this.tableOf(lists)
+    this.table = next
+    return (who) => old.successor(who, next)
+  }
+
+  private tableOf(lists: TokenLists): TokenTable {
+    return new TokenTable({
+      tokens: lists.tokens ?? [],
+      publishTokens: [...(lists.publishTokens ?? []), ...(this.generatedToken === null ? [] : [this.generatedToken])],
+      users: lists.users ?? [],
+    })
+  }
+}

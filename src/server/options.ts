@@ -42,6 +42,8 @@ export interface SseServerOptions {
   /** The listen queue (connections the kernel accepted that we have not yet); capped by net.core.somaxconn. Default 4096. */
   backlog?: number
   maxBufferBytes?: number
+  /** Unsent bytes of all streams together; past it the streams holding the most are dropped. Default 256 MiB. */
+  maxUnsentBytes?: number
   /**
    * The largest event, encoded, in bytes; a bigger publish is refused (`413`, or an Error with
    * `status` 413 from the library). Default 1 MiB, or maxBufferBytes when that is smaller: one
@@ -87,6 +89,7 @@ export interface Settings {
   readonly maxConnections: number
   readonly backlog: number
   readonly maxBufferBytes: number
+  readonly maxUnsentBytes: number
   readonly maxEventBytes: number
   readonly tickMs: number
   readonly headTimeoutMs: number
@@ -114,6 +117,7 @@ export function resolveSettings(options: SseServerOptions): Settings {
     maxConnections: options.maxConnections ?? Math.max(1, openFileLimit() - L.FD_RESERVE),
     backlog: options.backlog ?? L.DEFAULT_BACKLOG,
     maxBufferBytes,
+    maxUnsentBytes: options.maxUnsentBytes ?? L.DEFAULT_MAX_UNSENT_BYTES,
     maxEventBytes: options.maxEventBytes ?? Math.min(L.DEFAULT_MAX_EVENT_BYTES, maxBufferBytes),
     tickMs: options.tickMs ?? L.DEFAULT_TICK_MS,
     headTimeoutMs: options.headTimeoutMs ?? L.HEAD_TIMEOUT_MS,

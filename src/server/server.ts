@@ -7,7 +7,8 @@ import { EventEmitter } from 'node:events'
 import * as net from 'node:net'
 import * as tls from 'node:tls'
 import { jittered } from '../wire.js'
-import { generateToken, TokenTable, type AuthRequest, type AuthUser, type Authenticate, type UserEntry } from './auth.js'
+import { Access, type TokenLists } from './auth.js'
+import type { SseServerEvents } from './events.js'
 import type { Bus, BusEvent } from './bus/bus.js'
 import { LocalBus } from './bus/local.js'
 import { ByteBudget, Connection, type ConnectionHost } from './connection.js'
@@ -27,41 +28,13 @@ import { matches, type Target } from './target.js'
 
 export type { SseServerOptions } from './options.js'
 
-/** An answer with a status of 400 or more: what a log line says about it. */
-export interface ErrorReply {
-  status: number
-  /** The reason given to the client (the short body, or the JSON `error`). */
-  detail: string
-  method: string | null
-  /** The request path with a token in it redacted (`/events/***`); null when the head was not read. */
-  path: string | null
-  remoteAddress: string | undefined
-}
-
-/** A published event, for logs (`--log-publish`). */
-export interface PublishedEvent {
-  id: string
-  event: string | undefined
-  target: Target
-  delivered: number
-  bytes: number
-}
-
-export interface SseServerEvents {
-  connect: [client: ClientView]
-  disconnect: [client: ClientView, reason: DropReason | 'closed']
-  /** Emitted only while someone listens. */
-  'error-reply': [reply: ErrorReply]
-  /** Emitted only while someone listens. */
-  publish: [event: PublishedEvent]
-}
+export type { ErrorReply, PublishedEvent, SseServerEvents } from './events.js'
 
 export class SseServer extends EventEmitter<SseServerEvents> {
   /** The token generated when no token, user or authenticate hook was given; it has every role. */
   readonly generatedToken: string | null
+  private readonly access: Access
   private readonly settings: Settings
-  private tokens: TokenTable
-  private readonly authHook: Authenticate | undefined
   private readonly statics: StaticFiles | null
   private readonly bus: Bus
   private readonly metrics = new Metrics()
@@ -93,19 +66,12 @@ export class SseServer extends EventEmitter<SseServerEvents> {
         throw new RangeError(`tls: ${(err as Error).message}`)
       }
     }
-    // Any token list given, even an empty one, means the caller chose who may connect.
-    const noAuth = !options.tokens?.length && !options.publishTokens?.length && options.users === undefined && !options.authenticate
-    this.generatedToken = noAuth ? generateToken() : null
-    this.tokens = new TokenTable({
-      tokens: options.tokens ?? [],
-      publishTokens: [...(options.publishTokens ?? []), ...(this.generatedToken === null ? [] : [this.generatedToken])],
-      users: options.users ?? [],
-    })
+    this.access = new Access(options, options.authenticate)
+    this.generatedToken = this.access.generatedToken
     this.lastEventId = this.settings.lastEventId
-    this.authHook = options.authenticate
     this.statics = this.settings.publicDir === null ? null : new StaticFiles(this.settings.publicDir)
     this.history = new History(this.settings.history, this.settings.historyBytes)
-    this.streams = new Streams(this.metrics, this.settings.maxBufferBytes, this.backlog, (c, reason) => this.onRemove(c, reason))
+    this.streams = new Streams(this.metrics, this.settings.maxBufferBytes, this.settings.maxUnsentBytes, this.backlog, (c, reason) => this.onRemove(c, reason))
     this.bus = options.bus ?? new LocalBus()
     this.bus.subscribe((e) => this.deliver(e))
     this.routes = this.routeContext()
@@ -231,17 +197,11 @@ export class SseServer extends EventEmitter<SseServerEvents> {
    * many. Streams admitted by the `authenticate` hook are left alone. The generated token, if
    * there is one, stays.
    */
-  updateTokens(config: { tokens?: readonly string[]; publishTokens?: readonly string[]; users?: readonly UserEntry[] }): number {
-    const next = new TokenTable({
-      tokens: config.tokens ?? [],
-      publishTokens: [...(config.publishTokens ?? []), ...(this.generatedToken === null ? [] : [this.generatedToken])],
-      users: config.users ?? [],
-    })
-    const old = this.tokens
-    this.tokens = next
+  updateTokens(lists: TokenLists): number {
+    const successor = this.access.replace(lists)
     let revoked = 0
     for (const s of [...this.streams.list]) {
-      const now = old.successor(s.who, next)
+      const now = successor(s.who)
       if (now === undefined) continue
       if (now === null || now.user !== s.user || !s.roles.every((r) => now.roles.includes(r))) {
         this.streams.drop(s, 'revoked')
@@ -438,12 +398,8 @@ export class SseServer extends EventEmitter<SseServerEvents> {
     const server = this
     const streams = this.streams
     return {
-      authenticate: (token, req, peer): AuthUser | null => {
-        const known = this.tokens.lookup(token)
-        if (known !== null || this.authHook === undefined) return known
-        const request: AuthRequest = { method: req.method, path: req.path, headers: req.headers, remoteAddress: peer.remoteAddress }
-        return this.authHook(token, request)
-      },
+      authenticate: (token, req, peer) =>
+        this.access.authenticate(token, () => ({ method: req.method, path: req.path, headers: req.headers, remoteAddress: peer.remoteAddress })),
       publish: (message, target) => this.publishEvent(message, target),
       clientExists: (id) => streams.get(id) !== undefined,
       userOnline: (user) => streams.userOnline(user),

@@ -31,6 +31,8 @@ export class Streams {
   constructor(
     private readonly metrics: Metrics,
     private readonly maxBufferBytes: number,
+    /** Unsent bytes of all streams together: past it, the streams with the most are dropped. */
+    private readonly maxUnsentBytes: number,
     private readonly backlog: Backlog,
     private readonly onRemove: RemoveListener,
   ) {}
@@ -245,9 +247,11 @@ export class Streams {
    */
   dropStalled(now: number, stallMs: number): void {
     let stalled: Stream[] | null = null
+    let unsent = 0
     for (let i = 0; i < this.list.length; i++) {
       const c = this.list[i]!
       if (!c.blocked) continue
+      unsent += c.unsent
       // A big write in progress completes only when its last byte is taken; libuv's count of its
       // unsent bytes shows the kernel taking bytes in between.
       const queued = writeQueueSize(c.socket)
@@ -259,7 +263,26 @@ export class Streams {
       }
     }
     if (stalled !== null) this.dropInSlices(stalled, 'stall')
+    if (unsent > this.maxUnsentBytes) this.dropLargest(unsent)
     this.trimBacklog()
+  }
+
+  /**
+   * The budget of all streams together: each may hold `maxBufferBytes` unsent, but 20 000 of them
+   * doing it at once would be 20 GiB. Streams whose peers read nothing while their kernel buffers
+   * keep growing stay under their own limit and never stall; past the total, the ones holding the
+   * most are dropped (`buffer`) until the total is back under three quarters of it.
+   */
+  private dropLargest(unsent: number): void {
+    const blocked = this.list.filter((c) => c.blocked).sort((a, b) => b.unsent - a.unsent)
+    const goal = (this.maxUnsentBytes * 3) / 4
+    const victims: Stream[] = []
+    for (const c of blocked) {
+      if (unsent <= goal) break
+      unsent -= c.unsent
+      victims.push(c)
+    }
+    this.dropInSlices(victims, 'buffer')
   }
 
   /**
