@@ -119,7 +119,7 @@ export class Connection {
       this.close()
       return
     }
-    host.waiting.add(this)
+    this.enter(State.Head)
     this.arm(host.headTimeoutMs)
   }
 
@@ -205,14 +205,12 @@ export class Connection {
               // The body is never read: the connection cannot find the next request, so it closes.
               this.buffered = null
               this.disarm()
-              this.host.waiting.delete(this)
-              this.state = State.Busy
+              this.enter(State.Busy)
               this.answer(req, { kind: 'reply', reply: { ...instead, close: true } })
               break
             }
             this.body = new BodyReader(req.chunked, req.contentLength)
-            this.host.waiting.delete(this) // a complete head, and for a publish an authorized one
-            this.state = State.Body
+            this.enter(State.Body) // a complete head, and for a publish an authorized one
             this.arm(this.host.headTimeoutMs) // the body gets as long again: trickling never extends it
             // curl and others wait for this before sending a body (RFC 9110 §10.1.1).
             if (req.expectContinue && this.buffered === null) this.socket.write(CONTINUE)
@@ -239,8 +237,7 @@ export class Connection {
 
   private dispatch(req: RequestHead, body: Buffer): void {
     this.disarm()
-    this.host.waiting.delete(this)
-    this.state = State.Busy
+    this.enter(State.Busy)
     const outcome = this.host.route(req, body, this.socket)
     if (!(outcome instanceof Promise)) return this.answer(req, outcome)
     // Answers go out in request order, so later pipelined requests wait, unread, meanwhile.
@@ -308,8 +305,7 @@ export class Connection {
       })
       return
     }
-    this.state = State.Head
-    this.host.waiting.add(this)
+    this.enter(State.Head)
     this.socket.resume() // paused while an answer was pending
     this.idle = this.buffered === null
     this.arm(this.idle ? KEEP_ALIVE_IDLE_MS : this.host.headTimeoutMs)
@@ -325,7 +321,7 @@ export class Connection {
     }
     // HEAD: the head alone, and the connection goes on as after any reply (HTTP/1.0 closes).
     if (stream === null) return this.replied(req.keepAlive && req.version === '1.1')
-    this.state = State.Stream
+    this.enter(State.Stream)
     this.stream = stream
     this.request = null // the stream keeps what it needs; the parsed head can go
     this.buffered = null // anything pipelined after a stream request can never be answered
@@ -349,8 +345,7 @@ export class Connection {
    */
   private close(): void {
     if (this.state === State.Closing) return
-    this.host.waiting.delete(this)
-    this.state = State.Closing
+    this.enter(State.Closing)
     this.buffered = null
     this.body = null
     this.seen = 0
@@ -358,6 +353,16 @@ export class Connection {
     this.socket.resume()
     this.socket.end()
     this.arm(LINGER_MS)
+  }
+
+  /**
+   * Change state. A connection waits for a request head in state Head only, so that is where it
+   * is in host.waiting (and at its back: the last to be closed for room).
+   */
+  private enter(state: State): void {
+    this.state = state
+    if (state === State.Head) this.host.waiting.add(this)
+    else this.host.waiting.delete(this)
   }
 
   /**

@@ -341,13 +341,7 @@ export class SseServer extends EventEmitter<SseServerEvents> {
       })
       if (!placed) first.push(RESET.bytesFor(chunked))
     }
-    let bytes = 0
-    for (const b of first) bytes += b.length
-    for (const b of replay) bytes += b.length
-    this.metrics.bytesOut += bytes
-    stream.bytesSent = bytes
-    stream.eventsSent = replay.length
-    stream.begin(first, replay)
+    this.metrics.bytesOut += stream.begin(first, replay)
     this.streams.add(stream)
     this.emit('connect', stream)
     return stream

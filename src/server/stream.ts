@@ -42,6 +42,7 @@ export class Stream implements ClientView {
   index = -1
   /** When the kernel last took bytes of a blocked stream (the stall check reads it). */
   progressAt = 0
+  /** Counted by begin() and send() (replay included, heartbeats not events). */
   eventsSent = 0
   bytesSent = 0
   readonly openedAt = Date.now()
@@ -102,12 +103,17 @@ export class Stream implements ClientView {
    * The first bytes (response head, `ready`, maybe `reset`) in one write, then `replay` paced by
    * the socket's drains. Live events sent meanwhile wait behind the replay, in order.
    */
-  begin(first: readonly Buffer[], replay: readonly Buffer[]): void {
+  begin(first: readonly Buffer[], replay: readonly Buffer[]): number {
     const s = this.socket
     s.cork()
     let taken = true
-    for (const b of first) taken = s.write(b)
+    for (const b of first) {
+      taken = s.write(b)
+      this.bytesSent += b.length
+    }
     s.uncork()
+    for (const b of replay) this.bytesSent += b.length
+    this.eventsSent = replay.length
     if (replay.length > 0) {
       // Live events wait behind the replay.
       this.replay = replay
@@ -116,13 +122,16 @@ export class Stream implements ClientView {
     } else if (!taken) {
       this.block()
     }
+    return this.bytesSent
   }
 
   /**
    * Write `buf` now; or, while blocked, count it as owed: the caller has put its events in the
    * backlog (it does whenever a stream is blocked), where drained() will find them.
    */
-  send(buf: Buffer): void {
+  send(buf: Buffer, events: number): void {
+    this.bytesSent += buf.length
+    this.eventsSent += events
     if (this.pendingFrom !== -1) this.pendingBytes += buf.length
     else if (!this.socket.write(buf)) this.block()
   }

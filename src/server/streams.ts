@@ -142,10 +142,8 @@ export class Streams {
         buf = parts.length === 1 ? parts[0]! : Buffer.concat(parts)
         shared.set(key, buf)
       }
-      c.send(buf)
+      c.send(buf, bitCount(mask))
       bytes += buf.length
-      c.bytesSent += buf.length
-      c.eventsSent += bitCount(mask)
       if (c.unsent > this.maxBufferBytes) (slow ??= []).push(c)
     }
     this.metrics.bytesOut += bytes
@@ -193,10 +191,8 @@ export class Streams {
       // A filter is user code: a blocked stream it matched is remembered, not asked again.
       if (seq !== -1 && target.filter !== undefined && c.blocked) this.backlog.member(seq, c)
       const buf = c.chunked ? frame.chunk : frame.body
-      c.send(buf)
+      c.send(buf, 1)
       bytes += buf.length
-      c.bytesSent += buf.length
-      c.eventsSent++
       if (c.unsent > this.maxBufferBytes) (slow ??= []).push(c)
       else reached++
     }
@@ -215,9 +211,8 @@ export class Streams {
       const c = this.list[i]!
       if (c.blocked || c.socket.destroyed) continue
       const buf = HEARTBEAT.bytesFor(c.chunked)
-      c.send(buf)
+      c.send(buf, 0)
       bytes += buf.length
-      c.bytesSent += buf.length
     }
     this.metrics.bytesOut += bytes
   }
