@@ -345,7 +345,7 @@ async function holdMain(url, n, headers) {
 
 function parseFlags(argv) {
   const quick = argv.includes('--quick')
-  const { get, list, num } = flagReader(argv)
+  const { get, list, num, done } = flagReader(argv, ['quick', 'idle-only'])
   const o = {
     quick,
     peers: list('peers', Object.keys(PEERS).join(',')),
@@ -363,6 +363,7 @@ function parseFlags(argv) {
   }
   // Another build of rawsse (its dist/cli.js) as one more peer, to compare two versions in one run.
   const baseline = get('baseline')
+  done()
   if (baseline !== undefined) {
     PEERS['rawsse-baseline'] = rawssePeer('rawsse-baseline', path.resolve(baseline))
     if (!o.peers.includes('rawsse-baseline')) o.peers.push('rawsse-baseline')
@@ -380,10 +381,6 @@ async function main() {
     const headers = []
     for (let i = 3; i < argv.length; i++) if (argv[i] === '--header') headers.push(argv[++i])
     return holdMain(argv[1], Number(argv[2]), headers)
-  }
-  if (argv.includes('--help')) {
-    process.stdout.write(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n\n')[0].replace(/^\/\/ ?/gm, '') + '\n')
-    return
   }
   const o = parseFlags(argv)
   const command = `node bench/fanout.mjs${argv.length ? ' ' + shellJoin(argv) : ''}`

@@ -326,7 +326,7 @@ function openStream({ port, path: target, headers = {}, localAddress, onStatus, 
 async function canaryHelper(cfg) {
   const { port, n, publishSeconds, recoverBound, settleSeconds, publishRate = 0 } = cfg
   const auth = { Authorization: `Bearer ${PUBLISH_TOKEN}` }
-  const out = { probes: [], recv: [], flood: { count: 0, errors: 0, maxRttMs: 0 }, stats: null, statsAt: 0, boundHit: false, canaryClosed: null }
+  const out = { probes: [], loop: [], recv: [], flood: { count: 0, errors: 0, maxRttMs: 0 }, stats: null, statsAt: 0, boundHit: false, canaryClosed: null }
   // The canary: one subscriber that reads everything.
   await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('canary: no ready within 10 s')), 10_000)
@@ -342,6 +342,7 @@ async function canaryHelper(cfg) {
   })
   const pub = new Http(port)
   const probe = new Http(port)
+  const loopProbe = new Http(port)
   const stats = new Http(port)
   const body = 'x'.repeat(EVENT_BYTES)
   const t0 = Date.now()
@@ -389,6 +390,21 @@ async function canaryHelper(cfg) {
     }
   })()
 
+  // The event loop itself: `GET /healthz` (no fan-out behind it) every 20 ms, the next when the
+  // last is answered. Its round trip is how long the loop was busy with something else.
+  const loopLoop = (async () => {
+    while (!stop) {
+      const s = performance.now()
+      const sentAt = Date.now()
+      try {
+        await loopProbe.request('GET', '/healthz')
+      } catch {}
+      out.loop.push([sentAt, performance.now() - s])
+      const wait = 20 - (performance.now() - s)
+      if (wait > 0) await sleep(wait)
+    }
+  })()
+
   // After publishing: /stats every second (one at a time) until the stalled streams are gone and
   // the probe has been normal for settleSeconds, or the bound.
   let statsBusy = false
@@ -424,7 +440,7 @@ async function canaryHelper(cfg) {
   stop = true
   out.end = Date.now()
   out.inflight = inflight === null ? null : { ...inflight, waitedMs: out.end - inflight.sentAt }
-  await Promise.race([Promise.all([flood, probeLoop]), sleep(out.boundHit ? 0 : 2000)])
+  await Promise.race([Promise.all([flood, probeLoop, loopLoop]), sleep(out.boundHit ? 0 : 2000)])
   process.stdout.write(JSON.stringify(out) + '\n')
   process.exit(0)
 }
@@ -1011,6 +1027,11 @@ function analyseStall(res, samples, r, n) {
   const last = first ? during.find((s) => s.t >= first.t && s.fds <= fd0 - n + step) : undefined
   const windowProbes = first ? res.probes.filter((p) => p[1] >= first.t - 1000 && p[1] <= (last ?? first).t + 1000) : []
   out.dropWindowMaxRttMs = windowProbes.length > 0 ? Math.max(...windowProbes.map((p) => p[2])) : null
+  // The same window for `GET /healthz`: the loop blocked, without the probe event's own fan-out.
+  const windowLoop = first && res.loop ? res.loop.filter((p) => p[0] >= first.t - 1000 && p[0] <= (last ?? first).t + 1000) : []
+  out.dropWindowLoopMs = windowLoop.length > 0 ? Math.max(...windowLoop.map((p) => p[1])) : null
+  out.loopMaxMs = res.loop?.length ? Math.max(...res.loop.map((p) => p[1])) : null
+  out.loopP50Ms = res.loop?.length ? quantile(res.loop.map((p) => p[1]), 0.5) : null
   out.dropWindowS = first ? [(first.t - res.t0) / 1000, ((last ?? first).t - res.t0) / 1000] : null
   const inGap = during.filter((s) => s.t >= gapFrom && s.t <= gapFrom + gap)
   const before = during.filter((s) => s.t < gapFrom).at(-1) ?? inGap[0]
@@ -1231,7 +1252,8 @@ function stallCell(c) {
   // Runs from before this figure existed: when the drops fell inside the longest canary gap, the
   // worst round trip was the drops'.
   const drop = c.dropWindowMaxRttMs ?? (c.droppedInGap > 0 ? c.worstMs : null)
-  return `${drop === null ? '–' : msOrS(drop)} while dropped (worst overall ${block}); RSS peak ${mib(c.rssPeak)} MiB`
+  const loop = c.dropWindowLoopMs === undefined || c.dropWindowLoopMs === null ? '' : `loop (\`GET /healthz\`) ${msOrS(c.dropWindowLoopMs)}, `
+  return `${loop}publish ${drop === null ? '–' : msOrS(drop)} while dropped (worst overall ${block}); RSS peak ${mib(c.rssPeak)} MiB`
 }
 
 function summaryTable(blocks) {
@@ -1245,7 +1267,7 @@ function summaryTable(blocks) {
   const ns = [...new Set(data.flatMap((d) => [...(d.stall ?? []).map((c) => c.n), ...(d.stallSkipped ?? [])]))].sort((a, b) => a - b)
   for (const n of ns) {
     const cell = (d) => (d.stallSkipped?.includes(n) ? 'not run: a smaller N did not recover within the bound' : stallCell(d.stall?.find((c) => c.n === n)))
-    rows.push([`1: drop ${fmt(n)} stalled streams`, 'worst publish round trip while the streams are dropped (loop blocked)', '< 100 ms (at 10 000)', ...data.map(cell)])
+    rows.push([`1: drop ${fmt(n)} stalled streams`, 'worst round trip while the streams are dropped: `GET /healthz` (the loop blocked) and a publish (its fan-out to N + 1 streams too)', '< 100 ms (at 10 000)', ...data.map(cell)])
   }
   const modes = [...new Set(data.flatMap((d) => (d.flood ?? []).map((f) => f.mode)))]
   for (const mode of modes) {
@@ -1301,11 +1323,11 @@ function labelReport(o, m, command, build, res, notes) {
   if (res.stall) {
     out.push(`**Case 1: stalled streams dropped.** Stalled sockets: SO_RCVBUF ${o.stalledRcvbuf}, TCP_MAXSEG ${o.stalledMss}. ${EVENT_BYTES}-byte events back to back${o.publishRate > 0 ? ` (at most ${o.publishRate}/s)` : ''} for ${o.publishSeconds} s on one connection (the server's stall timeout is ${STALL_TIMEOUT_S} s, --max-buffer its default 1 MiB); a probe event every 100 ms to a reading canary. Stopped ${o.recoverBound} s after publishing if not recovered.`)
     out.push('')
-    out.push('| N stalled | publishes (/s) | first drop at | worst probe round trip | longest canary gap: length (from) | streams dropped in it (at) | canary flowing again after that drop | other canary gaps over 1 s (from; streams dropped in it) | RSS before → peak → after (MiB) | dropped: stall / buffer | streams left |')
-    out.push('|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|')
+    out.push('| N stalled | publishes (/s) | first drop at | worst probe round trip | `GET /healthz` round trip: worst while dropped / worst / p50 | longest canary gap: length (from) | streams dropped in it (at) | canary flowing again after that drop | other canary gaps over 1 s (from; streams dropped in it) | RSS before → peak → after (MiB) | dropped: stall / buffer | streams left |')
+    out.push('|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|')
     for (const c of res.stall) {
       if (c.error) {
-        out.push(`| ${fmt(c.n)} | failed: ${c.error} | | | | | | | | | |`)
+        out.push(`| ${fmt(c.n)} | failed: ${c.error} | | | | | | | | | | |`)
         continue
       }
       const worst = c.notReturned ? `≥ ${secs(c.worstMs)}, not returned when stopped` : msOrS(c.worstMs)
@@ -1315,12 +1337,14 @@ function labelReport(o, m, command, build, res, notes) {
       const flow = c.gapDropAtS === null ? '–' : c.flowAgainMs === null ? `not within ${secs(c.flowAgainBoundMs, 0)}` : msOrS(c.flowAgainMs)
       const drops = c.drops ? `${fmt(c.drops.stall)} / ${fmt(c.drops.buffer)}${c.statsAgeS > 2 ? ` (the last /stats answer, ${secs(c.statsAgeS * 1000, 0)} before the end)` : ''}` : 'no /stats answer'
       const at = (x) => (x === null ? '–' : `${fmt(x, 1)} s`)
+      const ms = (x) => (x === null || x === undefined ? '–' : msOrS(x))
+      const loopCell = `${ms(c.dropWindowLoopMs)} / ${ms(c.loopMaxMs)} / ${ms(c.loopP50Ms)}`
       const others = (c.otherGaps ?? []).map((g) => `${secs(g.ms)} (${fmt(g.atS, 1)} s; ${fmt(g.dropped)})`).join(', ') || '–'
       out.push(
-        `| ${fmt(c.n)} | ${fmt(c.floodPublishes)} (${fmt(c.floodRate)}) | ${at(c.firstDropAtS)} | ${worst} | ${secs(c.longestGapMs)}${c.gapOpen ? ', to the end' : ''} (${fmt(c.longestGapAtS, 1)} s) | ${fmt(c.droppedInGap)} (${at(c.gapDropAtS)}) | ${flow} | ${others} | ${mib(c.rssBefore)} → ${mib(c.rssPeak)} → ${mib(c.rssAfter)} | ${drops} | ${left} |`,
+        `| ${fmt(c.n)} | ${fmt(c.floodPublishes)} (${fmt(c.floodRate)}) | ${at(c.firstDropAtS)} | ${worst} | ${loopCell} | ${secs(c.longestGapMs)}${c.gapOpen ? ', to the end' : ''} (${fmt(c.longestGapAtS, 1)} s) | ${fmt(c.droppedInGap)} (${at(c.gapDropAtS)}) | ${flow} | ${others} | ${mib(c.rssBefore)} → ${mib(c.rssPeak)} → ${mib(c.rssAfter)} | ${drops} | ${left} |`,
       )
     }
-    for (const n of res.stallSkipped ?? []) out.push(`| ${fmt(n)} | not run: a smaller N did not recover within the bound | | | | | | | | | |`)
+    for (const n of res.stallSkipped ?? []) out.push(`| ${fmt(n)} | not run: a smaller N did not recover within the bound | | | | | | | | | | |`)
     out.push('')
     out.push(
       'Times are from the start of publishing. Drops are read from the server\'s open files, sampled every 250 ms from /proc (which answers while the loop is blocked): the first drop is the first sample with fewer than at the start of publishing (by over 1 % of N); "streams dropped in it" is how far they fell during the longest canary gap, "at" its first sample there, and "flowing again" the time from that sample to the first probe event after the gap. "Streams left" is /stats `clients` at the end (the canary is one); for the stalled ones among them, the Send-Q column of `ss`: what the server\'s kernel holds for them unacknowledged (a stream whose every byte the kernel has taken has nothing queued in Node, and no stall check sees it: the kernel\'s send buffer grows by autotuning to ~130 KiB here, while the peer acknowledges ~5 KiB). The probe median round trip, the canary\'s count of probe events and the holder\'s own report are in the JSON below.',
@@ -1415,7 +1439,7 @@ function sectionText(o, blocks) {
 
 function parseFlags(argv) {
   const quick = argv.includes('--quick')
-  const { get, list, num } = flagReader(argv)
+  const { get, list, num, done } = flagReader(argv, ['quick'])
   const serverArgs = []
   for (let i = 0; i < argv.length; i++) if (argv[i] === '--server-arg') serverArgs.push(argv[++i])
   const o = {
@@ -1443,6 +1467,8 @@ function parseFlags(argv) {
     // A quick run checks the script: it writes nowhere unless told where.
     out: get('out') !== undefined ? path.resolve(get('out')) : quick ? null : path.join(BENCH, 'RESULTS.md'),
   }
+  get('server-arg')
+  done()
   if (!/^[\w.-]+$/.test(o.label)) throw new Error(`--label must be letters, digits, . _ or -, not '${o.label}'`)
   if (!existsSync(o.cli)) throw new Error(`--cli ${o.cli}: no such file`)
   for (const n of o.stalled) if (!Number.isInteger(n) || n < 1 || n > FD_LIMIT - 1000) throw new Error(`--stalled: 1 to ${FD_LIMIT - 1000}, not ${n}`)

@@ -409,8 +409,17 @@ export function nginxBin() {
  * The flag readers of the bench scripts: `--name value` (the last one wins), a comma list, and a
  * number ≥ 0. Each script keeps its own flags; this is how they are read.
  */
-export function flagReader(argv) {
+export function flagReader(argv, booleans = []) {
+  // `--help`: the script's own header comment is its manual.
+  if (argv.includes('--help') || argv.includes('-h')) {
+    const header = readFileSync(process.argv[1], 'utf8').split('\n')
+    const end = header.findIndex((l) => !l.startsWith('//') && !l.startsWith('#!'))
+    process.stdout.write(header.slice(0, end).filter((l) => !l.startsWith('#!')).map((l) => l.replace(/^\/\/ ?/, '')).join('\n') + '\n')
+    process.exit(0)
+  }
+  const asked = new Set(booleans)
   const get = (name) => {
+    asked.add(name)
     const i = argv.lastIndexOf(`--${name}`)
     return i === -1 ? undefined : argv[i + 1]
   }
@@ -422,5 +431,14 @@ export function flagReader(argv) {
     if (!Number.isFinite(n) || n < 0) throw new Error(`--${name} must be a number, not '${v}'`)
     return n
   }
-  return { get, list, num }
+  // Called once every flag was read: a misspelt flag must not start a run of minutes on defaults.
+  const done = () => {
+    for (let i = 0; i < argv.length; i++) {
+      if (!argv[i].startsWith('--')) throw new Error(`unexpected argument '${argv[i]}' (--help lists the flags)`)
+      const name = argv[i].slice(2)
+      if (!asked.has(name)) throw new Error(`unknown flag --${name} (--help lists the flags)`)
+      if (!booleans.includes(name)) i++
+    }
+  }
+  return { get, list, num, done }
 }

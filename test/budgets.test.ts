@@ -62,6 +62,34 @@ t.test('streams that read nothing hold at most 2 entries of Node’s write queue
   t.pass('the stalled sockets were closed by the server')
 })
 
+t.test('a blocked stream owed megabytes gets them in slices of 64 KiB, not as one copy of its own', async (t) => {
+  const EVENTS = 16_000 // × 1 KiB: far more than the kernel takes for a loopback socket that reads nothing
+  const { server, port } = await startServer(t, { stallTimeoutMs: 10_000, maxBufferBytes: 64 * 1024 * 1024 })
+  const views: ClientView[] = []
+  server.on('connect', (c) => views.push(c))
+  const slow = await openStream(port, `/events/${PUB}`)
+  t.teardown(() => slow.close())
+  slow.socket.pause()
+  // Every Buffer the server hands the socket: a stream that copied all it is owed into one write
+  // would hold that copy in Node's queue, per stream (3 000 such streams draining were 2 GiB).
+  const socket = (views[0] as unknown as { socket: net.Socket }).socket
+  const write = socket.write.bind(socket) as (b: Buffer) => boolean
+  let largest = 0
+  ;(socket as unknown as { write: (b: Buffer) => boolean }).write = (b: Buffer) => {
+    largest = Math.max(largest, b.length)
+    return write(b)
+  }
+  const data = 'y'.repeat(1_000)
+  for (let sent = 0; sent < EVENTS; sent += 20) {
+    for (let i = 0; i < 20; i++) server.broadcast({ data })
+    await new Promise((r) => setImmediate(r))
+  }
+  slow.socket.resume()
+  await until(() => countEvents(slow, data) === EVENTS, () => `${EVENTS} events at the slow stream`, 20_000)
+  t.ok(largest <= 64 * 1024 + 21 * 1024, `no write larger than a slice and a burst (largest ${largest} bytes)`)
+  t.same(server.stats().drops, { buffer: 0, stall: 0, admin: 0, shutdown: 0, revoked: 0 }, 'not dropped')
+})
+
 t.test('a replay larger than maxBufferBytes reaches a slow reader whole, paced by its reads', async (t) => {
   const EVENTS = 200
   const SIZE = 64 * 1024

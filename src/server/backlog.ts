@@ -47,13 +47,30 @@ export class Backlog {
     if (e !== undefined) (e.members ??= new Set()).add(s)
   }
 
-  /** The bytes owed to `s` from entry `from` on, in its framing, oldest first. */
-  collect(s: Matchable, chunked: boolean, from: number): Buffer[] {
+  /** Where the last collect() stopped: the sequence number of the first entry it did not look at. */
+  collectedTo = 0
+  /** Bytes of the Buffers the last collect() returned. */
+  collectedBytes = 0
+
+  /**
+   * The bytes owed to `s` from entry `from` on, in its framing, oldest first: as many entries as
+   * make `maxBytes` (at least one), so that a stream owed a megabyte does not get a megabyte copy
+   * of its own; collectedTo says where to go on from.
+   */
+  collect(s: Matchable, chunked: boolean, from: number, maxBytes = Number.POSITIVE_INFINITY): Buffer[] {
     const out: Buffer[] = []
-    for (let i = this.head + Math.max(0, from - this.first); i < this.entries.length; i++) {
+    let bytes = 0
+    let i = this.head + Math.max(0, from - this.first)
+    for (; i < this.entries.length && bytes < maxBytes; i++) {
       const e = this.entries[i]!
-      if (e.members !== null ? e.members.has(s) : e.target.filter === undefined && matches(s, e.target)) out.push(e.frame.bytesFor(chunked))
+      if (e.members !== null ? e.members.has(s) : e.target.filter === undefined && matches(s, e.target)) {
+        const b = e.frame.bytesFor(chunked)
+        out.push(b)
+        bytes += b.length
+      }
     }
+    this.collectedTo = this.first + i - this.head
+    this.collectedBytes = bytes
     return out
   }
 

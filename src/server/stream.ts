@@ -1,15 +1,16 @@
 // One open event stream: who it is for, its socket, and what it is owed. While the kernel takes
 // what we write, writes go straight to the socket; once it does not, the stream is blocked: it
 // remembers where in the shared backlog (backlog.ts) its events start and how many bytes they
-// are, and collects them as ONE write when the socket drains. So Node's write queue holds at most
-// a couple of entries per stream whatever a client does, destroying a stalled stream is O(1),
-// the buffer and stall checks read counters instead of walking a queue, and a stalled stream
-// costs two numbers however long it stalls. A replay is paced the same way: a slice per drain.
+// are, and collects them when the socket drains, a slice of at most WRITE_SLICE_BYTES per write.
+// So Node's write queue holds at most a couple of entries per stream whatever a client does,
+// destroying a stalled stream is O(1), the buffer and stall checks read counters instead of
+// walking a queue, a stalled stream costs two numbers however long it stalls, and 10 000 streams
+// that drain at once copy 64 KiB each, not all they are owed. A replay is paced the same way.
 
 import type { Socket } from 'node:net'
 import type { AuthUser } from './auth.js'
 import type { Backlog } from './backlog.js'
-import { REPLAY_WRITE_BYTES } from './limits.js'
+import { WRITE_SLICE_BYTES } from './limits.js'
 import { LAST_CHUNK, type Frame } from './sse-encode.js'
 
 /** What a `broadcast` filter and the `connect` / `disconnect` listeners see of a stream. */
@@ -136,14 +137,24 @@ export class Stream implements ClientView {
     else if (!this.socket.write(buf)) this.block()
   }
 
-  /** The socket took everything it had: write the rest of a replay, then what is owed, as one write. */
+  /** The socket took everything it had: write the rest of a replay, then what is owed, a slice per write while it takes them. */
   drained(): void {
     this.progressAt = Date.now()
     if (this.replay !== null && !this.writeReplay()) return
-    if (this.pendingFrom === -1) return
-    const owed = this.backlog.collect(this, this.chunked, this.pendingFrom)
-    this.unblock()
-    if (owed.length > 0 && !this.socket.write(owed.length === 1 ? owed[0]! : Buffer.concat(owed))) this.block()
+    while (this.pendingFrom !== -1) {
+      const owed = this.backlog.collect(this, this.chunked, this.pendingFrom, WRITE_SLICE_BYTES)
+      if (this.backlog.collectedTo >= this.backlog.end) {
+        this.unblock()
+      } else {
+        this.pendingFrom = this.backlog.collectedTo
+        this.pendingBytes = Math.max(0, this.pendingBytes - this.backlog.collectedBytes)
+      }
+      if (owed.length === 0) continue
+      if (!this.socket.write(owed.length === 1 ? owed[0]! : Buffer.concat(owed, this.backlog.collectedBytes))) {
+        this.block()
+        return
+      }
+    }
   }
 
   /**
@@ -201,7 +212,7 @@ export class Stream implements ClientView {
     while (this.replayAt < r.length) {
       let end = this.replayAt
       let bytes = 0
-      while (end < r.length && bytes < REPLAY_WRITE_BYTES) bytes += r[end++]!.length
+      while (end < r.length && bytes < WRITE_SLICE_BYTES) bytes += r[end++]!.length
       const slice = end - this.replayAt === 1 ? r[this.replayAt]! : Buffer.concat(r.slice(this.replayAt, end), bytes)
       this.replayAt = end
       if (!this.socket.write(slice)) return false
