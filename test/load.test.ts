@@ -3,14 +3,17 @@
 // SSE server that drops and repeats events on purpose. Counts must match exactly; no timings.
 
 import t, { type Test } from 'tap'
-import { readFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import * as os from 'node:os'
+import * as path from 'node:path'
 import * as net from 'node:net'
 import { PUB, rng, startServer, TOKEN } from './helpers.js'
 import { Histogram } from '../src/load/stats.js'
 import { STREAMS_PER_SOURCE_ADDRESS } from '../src/load/limits.js'
 import { sourceAddress } from '../src/load/worker.js'
 import { Child, CLI, type Exit, type Teardown } from './process.js'
-import type { BenchReport } from '../src/load/bench.js'
+import type { BenchReport } from '../src/load/report.js'
+import { progressLine } from '../src/load/live.js'
 
 /** A bench run is short, but starts node once or thrice (workers). */
 const RUN_MS = 20_000
@@ -34,6 +37,15 @@ function report(t: Test, run: Run): BenchReport {
   t.equal(lines.length, 2, 'one line on stdout')
   t.equal(lines[1], '')
   return JSON.parse(lines[0]!) as BenchReport
+}
+
+/** A loopback port nothing listens on (taken from the kernel, then let go). */
+async function freePort(): Promise<number> {
+  const s = net.createServer()
+  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve))
+  const { port } = s.address() as net.AddressInfo
+  await new Promise((resolve) => s.close(resolve))
+  return port
 }
 
 async function rawsse(t: Teardown): Promise<{ stream: string; publish: string[] }> {
@@ -138,6 +150,74 @@ t.test('counts refused streams as connect errors and exits 1 when none connected
   t.same(run.exit, { code: 1, signal: null })
   t.match(JSON.parse(run.stdout) as BenchReport, { connected: 0, connectErrors: 3 })
   t.match(run.stderr, /3 streams failed to connect; first: HTTP 401/)
+})
+
+t.test('a publish target that refuses stops the run at once: one line, exit 1, no hammering', async (t) => {
+  const s = await rawsse(t)
+  const started = Date.now()
+  const wrong = ['--publish', s.publish[1]!, '--publish-header', 'Authorization: Bearer wrong']
+  const run = await bench(t, [s.stream, '--streams', '5', ...wrong, '--duration', '10', '--window', '4', '--json'])
+  t.same(run.exit, { code: 1, signal: null }, 'exit 1')
+  t.ok(Date.now() - started < 8_000, 'stopped long before --duration 10')
+  const lines = run.stderr.split('\n').filter(Boolean)
+  t.equal(lines.length, 1, `one line on standard error: ${run.stderr}`)
+  t.match(lines[0], /^rawsse bench: publishing failed, run stopped: http:\/\/127\.0\.0\.1:\d+\/publish answered HTTP 401 Unauthorized "\{"error":"[^"]+"\}"$/)
+  const r = JSON.parse(run.stdout) as BenchReport
+  t.equal(r.published, 0)
+  t.ok(r.publishErrors >= 1 && r.publishErrors <= 4, `at most one window of refused publishes (${r.publishErrors})`)
+})
+
+t.test('a publish target that refuses connections stops the run after 2 s of failures, one line, exit 1', async (t) => {
+  const s = await rawsse(t)
+  const closed = await freePort()
+  const run = await bench(t, [s.stream, '--streams', '5', '--publish', `http://127.0.0.1:${closed}/publish`, '--duration', '10', '--json'])
+  t.same(run.exit, { code: 1, signal: null }, 'exit 1')
+  const lines = run.stderr.split('\n').filter(Boolean)
+  t.equal(lines.length, 1, `one line on standard error: ${run.stderr}`)
+  t.match(lines[0], /^rawsse bench: publishing failed, run stopped: no publish succeeded for 2 s; the last: connection closed: connect ECONNREFUSED/)
+  const r = JSON.parse(run.stdout) as BenchReport
+  t.equal(r.published, 0)
+  t.ok(r.publishErrors <= 40, `publishes are retried after a pause, not in a loop (${r.publishErrors} in 2 s)`)
+})
+
+t.test('an answer that is not an event stream is quoted on one short line', async (t) => {
+  const page = `<!doctype html>\n<html>\n  <head><title>Welcome</title></head>\n  <body>${'<p>lorem ipsum</p>\n'.repeat(300)}</body>\n</html>\n`
+  const server = net.createServer((socket) => {
+    socket.once('data', () => socket.end(`HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: ${Buffer.byteLength(page)}\r\n\r\n${page}`))
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => server.close())
+  const { port } = server.address() as net.AddressInfo
+  const run = await bench(t, [`http://127.0.0.1:${port}/`, '--streams', '2', '--duration', '0', '--json'])
+  t.same(run.exit, { code: 1, signal: null })
+  const lines = run.stderr.split('\n').filter(Boolean)
+  t.equal(lines.length, 1, 'one line')
+  t.match(lines[0], /^rawsse bench: 2 streams failed to connect; first: Content-Type text\/html, not text\/event-stream "<!doctype html> <html> <head><title>Welcome<\/title><\/head> <body><p>lorem[^"]*…"$/)
+  const quote = /"(.*)"$/.exec(lines[0]!)![1]!
+  t.ok(quote.length <= 80, `the quote is cut to 80 characters (${quote.length}), from a page of ${page.length}`)
+})
+
+t.test('--out writes one JSON line per second whose deliveries add up to the report', async (t) => {
+  const s = await rawsse(t)
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'rawsse-out-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const out = path.join(dir, 'run.jsonl')
+  const r = report(t, await bench(t, [s.stream, '--streams', '20', ...s.publish, '--rate', '200', '--duration', '2.5', '--warmup', '0', '--out', out, '--json']))
+  const lines = readFileSync(out, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>)
+  t.ok(lines.length >= 3, `a line a second and a last one (${lines.length})`)
+  for (const l of lines) t.same(Object.keys(l), ['t', 'phase', 'open', 'published', 'deliveries', 'lost', 'p50Ms', 'p99Ms', 'maxMs', 'errors'])
+  t.equal(lines.reduce((n, l) => n + (l.deliveries as number), 0), r.received, 'the seconds\' deliveries add up to the report\'s')
+  t.ok(lines.some((l) => typeof l.p99Ms === 'number' && l.p99Ms >= (l.p50Ms as number)), 'latency quantiles for seconds with deliveries')
+  t.ok(lines.every((l) => l.lost === 0 && l.errors === 0), 'nothing lost on a healthy run')
+})
+
+t.test('the progress line fits 80 columns whatever the counts', async (t) => {
+  const big = { phase: 'connecting', streams: 1_000_000, connected: 999_999, connectErrors: 123_456, open: 999_999, published: 0, publishErrors: 0, received: 0 }
+  for (const phase of ['connecting', 'publishing', 'draining', 'holding']) {
+    const line = progressLine({ ...big, phase, published: 123_456_789, publishErrors: 99_999, open: 900_000 }, 12_345_678, 80)
+    t.ok(line.length < 80, `${phase}: ${line.length} characters: ${line}`)
+  }
+  t.equal(progressLine({ ...big, phase: 'publishing' }, 0, 30).length, 29, 'cut to a narrow terminal')
 })
 
 t.test('a bad command line is one line on standard error and exit 2', async (t) => {

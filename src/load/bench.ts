@@ -3,41 +3,17 @@
 // over one keep-alive connection, closed-loop with a window or at a fixed rate, and reports what
 // arrived: counts, losses, duplicates, deliveries per second, latency percentiles, its own CPU.
 // cli.ts hands over argv when its first word is `bench`; options.ts reads it. Exit: 0 with a
-// report, 1 when no stream connected or a worker died, 2 on a bad command line.
+// report, 1 when no stream connected, publishing failed or a worker died, 2 on a bad command line.
 
 import * as net from 'node:net'
 import { forkedLink, localLink, processesFor, type GroupState } from './groups.js'
-import { CHECK_MS, DRAIN_MAX_MS, DRAIN_QUIET_MS, PROGRESS_LINE_MS, RATE_TICK_MS, STALL_MS, WINDOW_TIMEOUT_MS } from './limits.js'
+import { CHECK_MS, DRAIN_MAX_MS, DRAIN_QUIET_MS, PROGRESS_LINE_MS, RATE_TICK_MS, SAMPLE_WAIT_MS, STALL_MS, WINDOW_TIMEOUT_MS } from './limits.js'
 import { benchOptions, HELP, type Options } from './options.js'
 import { Publisher } from './publisher.js'
+import { Live } from './live.js'
+import { table, type BenchReport } from './report.js'
 import { Histogram, monotonicUs } from './stats.js'
 import type { FromGroup, GroupConfig, GroupFinal } from './worker.js'
-
-/** What `rawsse bench --json` prints: one object, these fields. */
-export interface BenchReport {
-  streams: number
-  connected: number
-  connectErrors: number
-  /** Streams that ended or failed after they had connected (their missing events count as lost). */
-  streamErrors: number
-  published: number
-  publishErrors: number
-  /** published × connected. */
-  expectedDeliveries: number
-  /** Distinct deliveries: each stream counts an event once. */
-  received: number
-  lost: number
-  duplicates: number
-  /** Deliveries per second after the warmup (over the whole run when it ended within the warmup). */
-  deliveriesPerSecond: number
-  /** Milliseconds from {ts} to the read that held the event; null without deliveries. */
-  latencyMs: { p50: number | null; p90: number | null; p99: number | null; max: number | null }
-  /** All processes of the bench summed; percentOfOneCore may pass 100 with workers. */
-  benchCpu: { userMs: number; systemMs: number; percentOfOneCore: number }
-  /** Seconds of publishing (or holding, without --publish). */
-  durationSeconds: number
-  workers: number
-}
 
 /** Runs `rawsse bench ...` (argv without `bench`); resolves to the exit code. Throws UsageError for a bad command line. */
 export async function runBench(argv: readonly string[]): Promise<number> {
@@ -60,7 +36,8 @@ class Bench {
   private endUs = 0
   private readonly t0 = Date.now()
   private readonly cpu0 = process.cpuUsage()
-  private progressTimer: NodeJS.Timeout | null = null
+  private tickTimer: NodeJS.Timeout | null = null
+  private live: Live | null = null
   private phase = 'connecting'
   private wake: (() => void) | null = null
   /** The window's base as last seen, when it last moved, and how far timeouts have pushed it. */
@@ -68,6 +45,8 @@ class Bench {
   private baseMovedAt = Date.now()
   private forcedBase = 0
   private interrupted = false
+  /** Why publishing stopped the run early (the target refused, or every publish failed). */
+  private failure: string | null = null
 
   constructor(opts: Options) {
     this.opts = opts
@@ -120,7 +99,10 @@ class Bench {
       }
       this.groups.push(g)
     }
-    if (process.stderr.isTTY) this.progressTimer = setInterval(() => this.progressLine(), PROGRESS_LINE_MS)
+    if (process.stderr.isTTY || o.out !== null) {
+      this.live = new Live(o.out, process.stderr.isTTY ? process.stderr : null)
+      this.tickTimer = setInterval(() => this.tick(), PROGRESS_LINE_MS)
+    }
 
     // Ctrl-C ends the current phase early and still prints the report (workers ignore it).
     const onSigint = (): void => {
@@ -131,8 +113,7 @@ class Bench {
     await this.until(() => this.interrupted || this.groups.every((g) => g.connected || g.dead !== null))
     const firstConnectError = this.firstConnectError
     // On a terminal, the notice first clears the progress line it would otherwise be glued to.
-    const clear = process.stderr.isTTY ? '\r\x1b[K' : ''
-    if (firstConnectError !== null) process.stderr.write(`${clear}rawsse bench: ${this.connectErrorCount} streams failed to connect; first: ${firstConnectError}\n`)
+    if (firstConnectError !== null) process.stderr.write(`${this.live?.clear ?? ''}rawsse bench: ${this.connectErrorCount} streams failed to connect; first: ${firstConnectError}\n`)
 
     this.startUs = monotonicUs()
     const warmupEndUs = this.startUs + o.warmupS * 1e6
@@ -150,19 +131,26 @@ class Bench {
     }
     this.endUs = this.endUs || monotonicUs()
 
+    if (this.tickTimer !== null) {
+      // The last second's line, before the groups close their streams.
+      clearInterval(this.tickTimer)
+      this.tick()
+      if (!(await this.until(() => this.awaitingSamples === 0, SAMPLE_WAIT_MS))) this.writeLive()
+    }
     for (const g of this.groups) g.link.send({ type: 'stop' })
     await this.until(() => this.groups.every((g) => g.final !== null || g.dead !== null))
     this.publisher?.close()
     process.off('SIGINT', onSigint)
-    if (this.progressTimer !== null) clearInterval(this.progressTimer)
-    if (process.stderr.isTTY) process.stderr.write('\r\x1b[K')
-    if (this.publisher?.firstError != null) process.stderr.write(`rawsse bench: ${this.publisher.errors} publish errors; first: ${this.publisher.firstError}\n`)
+    this.live?.close()
+    if (this.failure !== null) process.stderr.write(`rawsse bench: publishing failed, run stopped: ${this.failure}\n`)
+    else if (this.publisher?.firstError != null) process.stderr.write(`rawsse bench: ${this.publisher.errors} publish errors; first: ${this.publisher.firstError}\n`)
     const streamError = this.groups.find((g) => g.final?.firstError != null && g.final.streamErrors > 0)?.final?.firstError
     if (streamError !== undefined && streamError !== null) process.stderr.write(`rawsse bench: ${streamError}\n`)
 
     const report = this.report(warmupEndUs)
     process.stdout.write(o.json ? JSON.stringify(report) + '\n' : table(report))
-    return report.connected === 0 || this.groups.some((g) => g.dead !== null) ? 1 : 0
+    const nothingPublished = o.publish !== null && report.connected > 0 && report.published === 0 && !this.interrupted
+    return report.connected === 0 || this.failure !== null || nothingPublished || this.groups.some((g) => g.dead !== null) ? 1 : 0
   }
 
   private firstConnectError: string | null = null
@@ -185,6 +173,10 @@ class Bench {
         break
       case 'final':
         g.final = msg.final
+        break
+      case 'sample':
+        this.live?.add(msg)
+        if (this.awaitingSamples > 0 && --this.awaitingSamples === 0) this.writeLive()
         break
     }
     this.poke()
@@ -225,6 +217,7 @@ class Bench {
       const rate = o.rate
       rateTimer = setInterval(() => {
         const p = this.publisher!
+        if (Date.now() < p.holdUntil) return
         let due = Math.floor(((Date.now() - startMs) / 1000) * rate) - p.seq
         if (o.events !== null) due = Math.min(due, o.events - p.seq)
         p.send(due)
@@ -243,6 +236,11 @@ class Bench {
         moved = Date.now()
       }
       if (this.interrupted || Date.now() >= deadline) return true
+      const giveUp = p.giveUp(Date.now())
+      if (giveUp !== null) {
+        this.failure = giveUp
+        return true
+      }
       if (o.events !== null && p.seq >= o.events) return true
       if (p.seq > 0 && Date.now() - moved > STALL_MS) {
         process.stderr.write(`rawsse bench: no delivery for ${STALL_MS / 1000} s; stopping\n`)
@@ -259,7 +257,7 @@ class Bench {
   private pump(): void {
     const o = this.opts
     const p = this.publisher
-    if (p === null || o.rate !== null) return
+    if (p === null || o.rate !== null || Date.now() < p.holdUntil) return
     const base = this.windowBase(p)
     while (p.failed.length > 0 && p.failed[0]! <= base) p.failed.shift()
     let n = 0
@@ -306,19 +304,33 @@ class Bench {
     })
   }
 
-  private lastLineReceived = 0
+  /** Groups yet to answer this second's 'sample' (--out): the line is written when all have. */
+  private awaitingSamples = 0
 
-  private progressLine(): void {
+  /** Once a second: the progress line, and with --out the groups' latencies of the second, then its line. */
+  private tick(): void {
+    if (this.awaitingSamples > 0) this.writeLive() // a group did not answer within the second
+    const alive = this.opts.out === null ? [] : this.groups.filter((g) => g.dead === null && g.final === null)
+    this.awaitingSamples = alive.length
+    for (const g of alive) g.link.send({ type: 'sample' })
+    if (alive.length === 0) this.writeLive()
+  }
+
+  private writeLive(): void {
+    this.awaitingSamples = 0
     const p = this.publisher
-    const received = this.received
-    const perSecond = Math.round(((received - this.lastLineReceived) * 1000) / PROGRESS_LINE_MS)
-    this.lastLineReceived = received
     const connected = this.groups.reduce((n, g) => n + g.progress.connected, 0)
-    const errors = this.groups.reduce((n, g) => n + g.progress.connectErrors, 0)
-    const line =
-      `rawsse bench: ${this.phase}  connected ${connected}/${this.opts.streams}  connect errors ${errors}` +
-      (p === null ? '' : `  published ${p.published}  received ${received} (${perSecond}/s)  publish errors ${p.errors}`)
-    process.stderr.write(`\r\x1b[K${line}`)
+    const ended = this.groups.reduce((n, g) => n + g.progress.streamErrors, 0)
+    this.live!.tick({
+      phase: this.phase,
+      streams: this.opts.streams,
+      connected,
+      connectErrors: this.groups.reduce((n, g) => n + g.progress.connectErrors, 0),
+      open: connected - ended,
+      published: p?.published ?? 0,
+      publishErrors: p?.errors ?? 0,
+      received: this.received,
+    })
   }
 
   private report(warmupEndUs: number): BenchReport {
@@ -369,26 +381,4 @@ class Bench {
       workers: this.groups.length,
     }
   }
-}
-
-/** The report for a person: one row per field. */
-function table(r: BenchReport): string {
-  const lat = (v: number | null): string => (v === null ? '-' : v.toFixed(3))
-  const rows: Array<[string, string]> = [
-    ['streams', `${r.streams} (${r.workers} process${r.workers === 1 ? '' : 'es'})`],
-    ['connected', String(r.connected)],
-    ['connect errors', String(r.connectErrors)],
-    ['stream errors', String(r.streamErrors)],
-    ['published', String(r.published)],
-    ['publish errors', String(r.publishErrors)],
-    ['expected deliveries', String(r.expectedDeliveries)],
-    ['received', String(r.received)],
-    ['lost', String(r.lost)],
-    ['duplicates', String(r.duplicates)],
-    ['deliveries/s', String(r.deliveriesPerSecond)],
-    ['latency ms', `p50 ${lat(r.latencyMs.p50)}  p90 ${lat(r.latencyMs.p90)}  p99 ${lat(r.latencyMs.p99)}  max ${lat(r.latencyMs.max)}`],
-    ['bench CPU', `user ${r.benchCpu.userMs} ms  system ${r.benchCpu.systemMs} ms  ${r.benchCpu.percentOfOneCore}% of one core`],
-    ['duration s', String(r.durationSeconds)],
-  ]
-  return rows.map(([k, v]) => `${k.padEnd(21)}${v}`).join('\n') + '\n'
 }

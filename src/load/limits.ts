@@ -32,16 +32,26 @@ export const STALL_MS = 10_000
 export const RATE_TICK_MS = 2
 /** How often the end of the run is checked. */
 export const CHECK_MS = 10
-/** The progress line's period. */
+/** The progress line's period, and the --out file's. */
 export const PROGRESS_LINE_MS = 1000
+/** At the end, the groups' last latencies (--out) are waited for this long at most. */
+export const SAMPLE_WAIT_MS = 500
+/** The progress line fits a terminal this wide (the usual 80 columns) when its width is unknown. */
+export const PROGRESS_LINE_COLUMNS = 80
 
 // --- the publisher ---
 /** A publish connection that closed is dialed again after this long. */
 export const REDIAL_MS = 100
 /** Request bytes are written into slabs of this size (one write per burst, no Buffer per request). */
 export const SLAB_BYTES = 64 * 1024
-/** How much of a failed publish answer is shown. */
+/** How much of a failed answer's body is read (a publish's, or a stream's that is not SSE). */
 export const MAX_ERROR_TEXT = 200
+/** ... and how much of it is quoted, on one line. */
+export const MAX_QUOTE_CHARS = 80
+/** After a failed publish, the next is sent this long later: a refusing target is not hammered. */
+export const PUBLISH_RETRY_MS = 100
+/** Publishing that has failed for this long without one success stops the run (exit 1). */
+export const PUBLISH_GIVE_UP_MS = 2_000
 
 // --- the streams (each group) ---
 /** From dialing to the response head; past it the stream counts as a connect error. */

@@ -11,6 +11,8 @@ import {
   DEFAULT_WARMUP_S,
   DEFAULT_WINDOW,
   FD_MARGIN,
+  PUBLISH_GIVE_UP_MS,
+  PUBLISH_RETRY_MS,
   WINDOW_TIMEOUT_MS,
 } from './limits.js'
 import { BodyTemplate } from './stats.js'
@@ -37,13 +39,20 @@ report what arrived. URL is the stream, e.g. http://127.0.0.1:6500/events/TOKEN
   --rate R                 open loop: R events per second instead of a window
   --events N               stop after N events instead of --duration
   --json                   the report as one JSON object on standard output
+  --out FILE               also write one JSON line per second to FILE: t, phase, open,
+                           published, deliveries (in that second), lost, p50Ms, p99Ms, maxMs,
+                           errors ("lost": deliveries of events published over 1 s before
+                           that have not arrived)
   -h, --help               print this help and exit
 
 Subscribers count events of type message whose data holds the body (the server may wrap it).
 Streams to a 127.x address are bound to source addresses 127.0.0.1, 127.0.0.2, … (20 000 each).
 Without --publish, streams are opened and held for --duration, then connected and errors reported.
 A progress line goes to standard error when it is a terminal.
-Exit: 0 with a report, 1 when no stream connected or a worker died, 2 bad usage.
+A publish answered 4xx (not 429), or none succeeding for ${PUBLISH_GIVE_UP_MS / 1000} s, stops the run; a failed publish
+is retried after ${PUBLISH_RETRY_MS} ms.
+Exit: 0 with a report, 1 when no stream connected, publishing failed or a worker died,
+2 bad usage.
 `
 
 const BENCH_FLAGS: readonly FlagSpec[] = [
@@ -61,6 +70,7 @@ const BENCH_FLAGS: readonly FlagSpec[] = [
   { name: 'rate', arg: 'R' },
   { name: 'events', arg: 'N' },
   { name: 'json', arg: '' },
+  { name: 'out', arg: 'FILE' },
   { name: 'help', arg: '', short: 'h' },
 ]
 
@@ -81,6 +91,7 @@ export interface Options {
   rate: number | null
   events: number | null
   json: boolean
+  out: string | null
 }
 
 /** `rawsse bench ...` (argv without `bench`): the run, or null for --help. Throws UsageError. */
@@ -141,5 +152,6 @@ function options(a: Args): Options {
     rate: a.positiveNumber('rate', false) ?? null,
     events: a.wholeNumber('events', 1) ?? null,
     json: a.has('json'),
+    out: a.last('out') ?? null,
   }
 }

@@ -4,8 +4,9 @@
 import type * as net from 'node:net'
 import { dial } from '../client/dial.js'
 import { requestHead, ResponseError, ResponseReader, withDefaults, type ResponseHandler, type ResponseHead } from '../client/http.js'
-import { MAX_ERROR_TEXT, REDIAL_MS, SLAB_BYTES } from './limits.js'
+import { MAX_ERROR_TEXT, PUBLISH_GIVE_UP_MS, PUBLISH_RETRY_MS, REDIAL_MS, SLAB_BYTES } from './limits.js'
 import { BodyTemplate, digitCount, monotonicUs, writeDigits } from './stats.js'
+import { oneLine, quoted } from './text.js'
 
 const CRLF2 = Buffer.from('\r\n\r\n')
 
@@ -20,7 +21,13 @@ export class Publisher implements ResponseHandler {
   private waitingHead = 0
   private socket: net.Socket | null = null
   private status = 0
+  private reason = ''
   private errorText = ''
+  /** When the current run of failed publishes began (null after a success). */
+  private failingSince: number | null = null
+  private lastError = ''
+  /** A 4xx answer (not 429): the target refuses these requests, and sending more will not help. */
+  private refusal: string | null = null
   private slab = Buffer.allocUnsafe(SLAB_BYTES)
   private slabUsed = 0
   private readonly headPrefix: Buffer
@@ -48,6 +55,19 @@ export class Publisher implements ResponseHandler {
     this.dial()
   }
 
+  /** No publish is sent before this (ms): after a failure, the target gets a pause. */
+  holdUntil = 0
+
+  /**
+   * Why publishing should stop, or null: the target refused a request (4xx), or no publish has
+   * succeeded for PUBLISH_GIVE_UP_MS while they failed. One line, for a person.
+   */
+  giveUp(now: number): string | null {
+    if (this.refusal !== null) return this.refusal
+    if (this.failingSince !== null && now - this.failingSince >= PUBLISH_GIVE_UP_MS) return `no publish succeeded for ${PUBLISH_GIVE_UP_MS / 1000} s; the last: ${this.lastError}`
+    return null
+  }
+
   get outstanding(): number {
     return this.waiting.length - this.waitingHead
   }
@@ -64,7 +84,10 @@ export class Publisher implements ResponseHandler {
       if (this.socket !== socket) return
       this.socket = null
       // Requests without an answer: their fate is unknown, so they count as failed.
-      while (this.outstanding > 0) this.fail(this.waiting[this.waitingHead++]!, `connection closed: ${error?.message ?? 'by the server'}`)
+      const why = `connection closed: ${error?.message ?? 'by the server'}`
+      // A target that refuses connections fails publishing even while no request is out.
+      if (this.outstanding === 0 && error !== null) this.failing(why)
+      while (this.outstanding > 0) this.fail(this.waiting[this.waitingHead++]!, why)
       this.compact()
       this.onAnswer()
       if (!this.closed) setTimeout(() => !this.closed && this.socket === null && this.dial(), REDIAL_MS)
@@ -116,6 +139,7 @@ export class Publisher implements ResponseHandler {
 
   onHead(head: ResponseHead): void {
     this.status = head.status
+    this.reason = head.reason
     this.errorText = ''
   }
 
@@ -130,15 +154,29 @@ export class Publisher implements ResponseHandler {
   private answered(): void {
     const seq = this.outstanding > 0 ? this.waiting[this.waitingHead++]! : 0
     this.compact()
-    if (this.status >= 200 && this.status <= 299) this.published++
-    else this.fail(seq, `publish: HTTP ${this.status}: ${this.errorText.trim()}`)
+    if (this.status >= 200 && this.status <= 299) {
+      this.published++
+      this.failingSince = null
+    } else {
+      const why = `HTTP ${this.status} ${this.reason}`.trim() + quoted(this.errorText)
+      if (this.status >= 400 && this.status <= 499 && this.status !== 429) this.refusal ??= `${this.url.href} answered ${why}`
+      this.fail(seq, why)
+    }
     this.onAnswer()
   }
 
   private fail(seq: number, why: string): void {
     this.errors++
-    this.firstError ??= why
+    this.firstError ??= oneLine(why)
+    this.failing(why)
     this.failed.push(seq)
+  }
+
+  /** Publishing is failing (a publish, or the connection): the next waits, and giveUp() counts from the first. */
+  private failing(why: string): void {
+    this.lastError = oneLine(why)
+    this.failingSince ??= Date.now()
+    this.holdUntil = Date.now() + PUBLISH_RETRY_MS
   }
 
   private compact(): void {

@@ -195,6 +195,27 @@ export class Histogram {
     if (max > this.max) this.max = max
   }
 
+  /** The buckets in use as [bucket, count, bucket, count, …]: a second's worth crosses IPC small. */
+  sparse(): number[] {
+    const out: number[] = []
+    for (let b = 0; b < HIST_BUCKETS; b++) if (this.counts[b] !== 0) out.push(b, this.counts[b]!)
+    return out
+  }
+
+  addSparse(pairs: readonly number[], max: number): void {
+    for (let i = 0; i + 1 < pairs.length; i += 2) {
+      this.counts[pairs[i]!]! += pairs[i + 1]!
+      this.count += pairs[i + 1]!
+    }
+    if (max > this.max) this.max = max
+  }
+
+  reset(): void {
+    this.counts.fill(0)
+    this.count = 0
+    this.max = 0
+  }
+
   /** The value at quantile q (0..1), in µs: the top of its bucket, never above the true max. */
   quantile(q: number): number {
     if (this.count === 0) return 0

@@ -12,8 +12,9 @@ import { dial } from '../client/dial.js'
 import { mediaType, requestHead, ResponseError, ResponseReader, type ResponseHandler, type ResponseHead } from '../client/http.js'
 import { SseParser } from '../client/sse-parse.js'
 import { DEFAULT_EVENT } from '../wire.js'
-import { CONNECT_TICK_MS, CONNECT_TIMEOUT_MS, MAX_CATCH_UP_TICKS, MIN_RING, PROGRESS_MS, READ_BUFFER_BYTES, STREAMS_PER_SOURCE_ADDRESS } from './limits.js'
+import { CONNECT_TICK_MS, CONNECT_TIMEOUT_MS, MAX_CATCH_UP_TICKS, MAX_ERROR_TEXT, MIN_RING, PROGRESS_MS, READ_BUFFER_BYTES, STREAMS_PER_SOURCE_ADDRESS } from './limits.js'
 import { BodyTemplate, Histogram, monotonicUs } from './stats.js'
+import { quoted } from './text.js'
 
 /** The environment variable that makes a forked copy of this module a worker. */
 export const WORKER_ENV = 'RAWSSE_BENCH_WORKER'
@@ -40,6 +41,8 @@ export type ToGroup =
   | { type: 'init'; config: GroupConfig }
   /** Publishing starts; deliveries received from `warmupEndUs` on are the measured ones. */
   | { type: 'start'; warmupEndUs: number }
+  /** The coordinator's once-a-second question (--out): the latencies since the last one. */
+  | { type: 'sample' }
   | { type: 'stop' }
 
 export interface GroupFinal {
@@ -79,6 +82,13 @@ export type FromGroup =
   | { type: 'connected'; connected: number; connectErrors: number; firstError: string | null }
   | ({ type: 'progress' } & Progress)
   | { type: 'final'; final: GroupFinal }
+  | ({ type: 'sample' } & GroupSample)
+
+/** A group's deliveries since the last sample: their latency histogram, sparse (Histogram.sparse). */
+export interface GroupSample {
+  hist: number[]
+  histMax: number
+}
 
 const enum Phase {
   Head,
@@ -95,6 +105,9 @@ class Stream implements ResponseHandler {
   last = 0
   readonly dialedAt = Date.now()
   error: Error | null = null
+  /** Why the answer is not a stream (status or type), while its body is read to quote it. */
+  refusal: string | null = null
+  private refusalBody = ''
 
   constructor(private readonly group: StreamGroup) {
     this.parser = new SseParser({ onEvent: (type, data, start, end) => group.onEvent(this, type, data, start, end) })
@@ -102,19 +115,33 @@ class Stream implements ResponseHandler {
 
   onHead(head: ResponseHead): void {
     const type = head.headers['content-type']
-    if (head.status !== 200) return this.refuse(`HTTP ${head.status} ${head.reason}`.trim())
-    if (mediaType(type) !== 'text/event-stream') return this.refuse(`Content-Type ${type ?? 'none'}, not text/event-stream`)
+    if (head.status !== 200) return this.refusing(`HTTP ${head.status} ${head.reason}`.trim())
+    if (mediaType(type) !== 'text/event-stream') return this.refusing(`Content-Type ${type ?? 'none'}, not text/event-stream`)
     this.phase = Phase.Open
     this.group.opened()
   }
 
   onBody(buf: Buffer, start: number, end: number): void {
-    this.parser.feed(buf, start, end)
+    if (this.refusal === null) return this.parser.feed(buf, start, end)
+    // Not a stream: read the start of what the server said instead, to quote it.
+    this.refusalBody += buf.toString('utf8', start, Math.min(end, start + MAX_ERROR_TEXT))
+    if (this.refusalBody.length >= MAX_ERROR_TEXT) this.refuse(this.refusalText())
   }
 
-  /** The server ended the stream: counted when the socket closes. */
+  /** The server ended the stream (or its refusal): counted when the socket closes. */
   onEnd(): void {
+    if (this.refusal !== null) this.refuse(this.refusalText())
     this.socket.destroy()
+  }
+
+  /** The answer is not an event stream: its body is read (a little) before the stream is refused. */
+  private refusing(why: string): void {
+    this.refusal = why
+  }
+
+  /** The refusal with the start of its body, on one line: the error a person sees. */
+  refusalText(): string {
+    return `${this.refusal}${quoted(this.refusalBody)}`
   }
 
   refuse(why: string): void {
@@ -164,6 +191,8 @@ export class StreamGroup {
   private firstError: string | null = null
   private readonly hist = new Histogram()
   private readonly histMeasured = new Histogram()
+  /** Latencies since the coordinator's last 'sample' (its --out file). */
+  private readonly histSecond = new Histogram()
   /** The clock read once per socket read; every event of that read is stamped with it. */
   private nowUs = 0
   private warmupEndUs = Number.POSITIVE_INFINITY
@@ -198,6 +227,9 @@ export class StreamGroup {
   handle(msg: ToGroup): void {
     if (msg.type === 'start') {
       this.warmupEndUs = msg.warmupEndUs
+    } else if (msg.type === 'sample') {
+      this.emit({ type: 'sample', hist: this.histSecond.sparse(), histMax: this.histSecond.max })
+      this.histSecond.reset()
     } else if (msg.type === 'stop') {
       this.stop()
     }
@@ -246,7 +278,7 @@ export class StreamGroup {
     const cutoff = Date.now() - CONNECT_TIMEOUT_MS
     for (const st of this.streams) {
       if (st.phase === Phase.Head && st.dialedAt < cutoff) {
-        st.error ??= new Error(`no response head within ${CONNECT_TIMEOUT_MS / 1000} s`)
+        st.error ??= new Error(st.refusal !== null ? st.refusalText() : `no response head within ${CONNECT_TIMEOUT_MS / 1000} s`)
         st.socket.destroy()
       }
     }
@@ -277,7 +309,7 @@ export class StreamGroup {
     st.phase = Phase.Done
     if (was === Phase.Head) {
       this.connectErrors++
-      this.firstError ??= st.error?.message ?? 'connection closed before a response'
+      this.firstError ??= st.error?.message ?? (st.refusal !== null ? st.refusalText() : 'connection closed before a response')
       this.maybeConnected()
     } else if (was === Phase.Open) {
       this.streamErrors++
@@ -319,6 +351,7 @@ export class StreamGroup {
     const now = this.nowUs
     const latency = now > t.ts ? now - t.ts : 0
     this.hist.record(latency)
+    this.histSecond.record(latency)
     if (now >= this.warmupEndUs) {
       this.histMeasured.record(latency)
       this.receivedMeasured++
