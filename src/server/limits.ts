@@ -36,7 +36,7 @@ export const MAX_ID_BYTES = 256 // event id longer than this: 400
 export const STALL_TIMEOUT_MS = 30_000 // unsent bytes that have not shrunk this long: the stream is dropped
 export const SHUTDOWN_GRACE_MS = 5_000 // stop(): sockets still open after this are destroyed
 export const HOUSEKEEPING_MS = 1_000 // one shared sweep: heartbeats and stall checks, never a timer per stream
-export const WRITE_SLICE_BYTES = 64 * 1024 // a replay, or what a blocked stream is owed, is written in slices of about this size, the next one when the socket drains: a copy each, so never more per stream
+export const WRITE_SLICE_BYTES = 64 * 1024 // a replay, or what a blocked stream is owed, is written in slices of about this size (one writev of shared Buffers), the next one when the socket drains
 export const DROP_SLICE = 500 // stalled streams closed per event-loop turn when many go at once: each close costs tens of µs
 export const MAX_BACKLOG_BYTES = 64 * 1024 * 1024 // events kept for blocked streams; one owed older events than this holds is dropped as slow
 

@@ -1,11 +1,12 @@
 // One open event stream: who it is for, its socket, and what it is owed. While the kernel takes
 // what we write, writes go straight to the socket; once it does not, the stream is blocked: it
 // remembers where in the shared backlog (backlog.ts) its events start and how many bytes they
-// are, and collects them when the socket drains, a slice of at most WRITE_SLICE_BYTES per write.
-// So Node's write queue holds at most a couple of entries per stream whatever a client does,
-// destroying a stalled stream is O(1), the buffer and stall checks read counters instead of
-// walking a queue, a stalled stream costs two numbers however long it stalls, and 10 000 streams
-// that drain at once copy 64 KiB each, not all they are owed. A replay is paced the same way.
+// are, and collects them when the socket drains, a slice of at most WRITE_SLICE_BYTES per write
+// request (a writev of the shared Buffers: no copy per stream). So Node's write queue holds at
+// most a couple of requests per stream whatever a client does, destroying a stalled stream is
+// O(1), the buffer and stall checks read counters instead of walking a queue, a stalled stream
+// costs two numbers however long it stalls, and 10 000 streams that drain at once hold no copy of
+// what they are owed. A replay is paced the same way.
 
 import type { Socket } from 'node:net'
 import type { AuthUser } from './auth.js'
@@ -41,6 +42,8 @@ function onDrain(this: StreamSocket): void {
 export class Stream implements ClientView {
   /** Position in Streams.list, so a closed stream leaves the array in O(1). */
   index = -1
+  /** To be dropped in a later slice (Streams.dropInSlices): the fan-out passes it by meanwhile. */
+  doomed = false
   /** When the kernel last took bytes of a blocked stream (the stall check reads it). */
   progressAt = 0
   /** Counted by begin() and send() (replay included, heartbeats not events). */
@@ -150,7 +153,7 @@ export class Stream implements ClientView {
         this.pendingBytes = Math.max(0, this.pendingBytes - this.backlog.collectedBytes)
       }
       if (owed.length === 0) continue
-      if (!this.socket.write(owed.length === 1 ? owed[0]! : Buffer.concat(owed, this.backlog.collectedBytes))) {
+      if (!this.writeViews(owed, 0, owed.length)) {
         this.block()
         return
       }
@@ -206,6 +209,20 @@ export class Stream implements ClientView {
     this.backlog.blocked--
   }
 
+  /**
+   * bufs[from, to) as ONE write request (a writev, corked): the shared Buffers themselves, never a
+   * copy per stream, so 10 000 streams catching up at once hold no more memory than one does.
+   */
+  private writeViews(bufs: readonly Buffer[], from: number, to: number): boolean {
+    const s = this.socket
+    if (to - from === 1) return s.write(bufs[from]!)
+    s.cork()
+    let taken = true
+    for (let i = from; i < to; i++) taken = s.write(bufs[i]!)
+    s.uncork()
+    return taken
+  }
+
   /** The next slices of the replay while the socket takes them; true when the replay is done. */
   private writeReplay(): boolean {
     const r = this.replay!
@@ -213,9 +230,9 @@ export class Stream implements ClientView {
       let end = this.replayAt
       let bytes = 0
       while (end < r.length && bytes < WRITE_SLICE_BYTES) bytes += r[end++]!.length
-      const slice = end - this.replayAt === 1 ? r[this.replayAt]! : Buffer.concat(r.slice(this.replayAt, end), bytes)
+      const from = this.replayAt
       this.replayAt = end
-      if (!this.socket.write(slice)) return false
+      if (!this.writeViews(r, from, end)) return false
     }
     this.replay = null
     return true

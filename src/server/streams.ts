@@ -130,7 +130,7 @@ export class Streams {
     let slow: Stream[] | null = null
     for (let i = 0; i < this.list.length; i++) {
       const c = this.list[i]!
-      if (c.socket.destroyed) continue
+      if (c.doomed || c.socket.destroyed) continue
       let mask = 0
       for (let k = from; k < to; k++) if (matches(c, targets[k]!)) mask |= 1 << (k - from)
       if (mask === 0) continue
@@ -147,7 +147,7 @@ export class Streams {
       if (c.unsent > this.maxBufferBytes) (slow ??= []).push(c)
     }
     this.metrics.bytesOut += bytes
-    if (slow !== null) for (const c of slow) this.drop(c, 'buffer')
+    if (slow !== null) this.dropInSlices(slow, 'buffer')
   }
 
   /** How many streams a target matches now, without a pass over all streams when counts say it. */
@@ -187,7 +187,7 @@ export class Streams {
     let slow: Stream[] | null = null
     for (let i = 0; i < list.length; i++) {
       const c = list[i]!
-      if (!matches(c, target) || c.socket.destroyed) continue
+      if (c.doomed || !matches(c, target) || c.socket.destroyed) continue
       // A filter is user code: a blocked stream it matched is remembered, not asked again.
       if (seq !== -1 && target.filter !== undefined && c.blocked) this.backlog.member(seq, c)
       const buf = c.chunked ? frame.chunk : frame.body
@@ -197,7 +197,7 @@ export class Streams {
       else reached++
     }
     this.metrics.bytesOut += bytes
-    if (slow !== null) for (const c of slow) this.drop(c, 'buffer')
+    if (slow !== null) this.dropInSlices(slow, 'buffer')
     return reached
   }
 
@@ -209,7 +209,7 @@ export class Streams {
     let bytes = 0
     for (let i = 0; i < this.list.length; i++) {
       const c = this.list[i]!
-      if (c.blocked || c.socket.destroyed) continue
+      if (c.blocked || c.doomed || c.socket.destroyed) continue
       const buf = HEARTBEAT.bytesFor(c.chunked)
       c.send(buf, 0)
       bytes += buf.length
@@ -245,7 +245,7 @@ export class Streams {
     let unsent = 0
     for (let i = 0; i < this.list.length; i++) {
       const c = this.list[i]!
-      if (!c.blocked) continue
+      if (!c.blocked || c.doomed) continue
       unsent += c.unsent
       // A big write in progress completes only when its last byte is taken; libuv's count of its
       // unsent bytes shows the kernel taking bytes in between.
@@ -269,7 +269,7 @@ export class Streams {
    * most are dropped (`buffer`) until the total is back under three quarters of it.
    */
   private dropLargest(unsent: number): void {
-    const blocked = this.list.filter((c) => c.blocked).sort((a, b) => b.unsent - a.unsent)
+    const blocked = this.list.filter((c) => c.blocked && !c.doomed).sort((a, b) => b.unsent - a.unsent)
     const goal = (this.maxUnsentBytes * 3) / 4
     const victims: Stream[] = []
     for (const c of blocked) {
@@ -281,12 +281,22 @@ export class Streams {
   }
 
   /**
-   * Drop many streams a slice per event-loop turn: closing a socket costs tens of microseconds,
-   * and 10 000 of them at once would hold every other stream's events for a fraction of a second.
+   * Drop many streams a slice per event-loop turn: closing a socket, and telling the listeners
+   * (a log line each), costs tens of microseconds, and 10 000 streams that cross --max-buffer in
+   * the same fan-out would otherwise hold every other stream's events for a fraction of a second.
+   * The ones waiting for their slice are passed by (`doomed`): they get nothing more.
    */
   private dropInSlices(list: Stream[], reason: DropReason): void {
-    for (const c of list.splice(0, DROP_SLICE)) this.drop(c, reason)
-    if (list.length > 0) setImmediate(() => this.dropInSlices(list, reason))
+    if (list.length <= DROP_SLICE) {
+      for (const c of list) this.drop(c, reason)
+      return
+    }
+    for (const c of list) c.doomed = true
+    const next = (): void => {
+      for (const c of list.splice(0, DROP_SLICE)) this.drop(c, reason)
+      if (list.length > 0) setImmediate(next)
+    }
+    next()
   }
 
   /**
