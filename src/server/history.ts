@@ -14,8 +14,8 @@ export interface HistoryEntry {
 }
 
 /** A fixed ring: adding past a bound forgets the oldest. Positions are absolute sequence numbers. */
-export class History {
-  private readonly ring: Array<HistoryEntry | undefined>
+export class History<E extends HistoryEntry = HistoryEntry> {
+  private readonly ring: Array<E | undefined>
   private next = 0 // sequence number the next entry gets
   private count = 0
   private bytesHeld = 0
@@ -26,7 +26,7 @@ export class History {
     readonly capacity: number,
     readonly maxBytes: number,
   ) {
-    this.ring = new Array<HistoryEntry | undefined>(capacity)
+    this.ring = new Array<E | undefined>(capacity)
   }
 
   get size(): number {
@@ -42,7 +42,7 @@ export class History {
     return this.seqById.has(id)
   }
 
-  add(entry: HistoryEntry): void {
+  add(entry: E): void {
     const size = entry.frame.chunk.length
     if (this.capacity === 0) return
     // Never skipped, even when bigger than the whole byte bound (then it is kept alone): a
@@ -60,7 +60,7 @@ export class History {
    * entry. Returns false, visiting nothing, when the id cannot be placed: older than what is
    * retained, newer than the newest, or never ours. The caller then says `reset`.
    */
-  since(lastEventId: string, visit: (entry: HistoryEntry) => void): boolean {
+  since(lastEventId: string, visit: (entry: E) => void): boolean {
     let from: number
     if (lastEventId === '0') {
       from = this.next - this.count

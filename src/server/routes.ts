@@ -4,6 +4,7 @@
 import { isUtf8 } from 'node:buffer'
 import { jittered } from '../wire.js'
 import { bearerToken, hasRole, ROLE_ADMIN, ROLE_PUBLISH, type AuthUser } from './auth.js'
+import type { Accepted } from './bus/bus.js'
 import type { Target } from './target.js'
 import { ALLOWED_METHODS, HttpError } from './errors.js'
 import type { RequestHead } from './http-head.js'
@@ -22,13 +23,16 @@ export interface Peer {
 export interface RouteContext {
   /** The token lists first; the `authenticate` hook (which sees the request) only for tokens they lack. */
   authenticate(token: string, req: RequestHead, peer: Peer): AuthUser | null
-  /** Publish through the bus; returns the event's id and the streams it reached. */
-  publish(message: SseMessage, target: Target): { id: string; delivered: number }
-  clientExists(id: number): boolean
-  userOnline(user: string): boolean
-  closeClient(id: number): boolean
-  closeAll(): number
-  stats(): Stats
+  /**
+   * Publish through the bus: the event's id and the streams it reached, now or once the cluster
+   * accepted it. Throws (or rejects) an HttpError: 404 `offline` for a user or client connected
+   * nowhere, 409, 413, 503.
+   */
+  publish(message: SseMessage, target: Target): Accepted | Promise<Accepted>
+  /** Wherever the stream is (in a cluster, maybe another process). */
+  closeClient(id: number): boolean | Promise<boolean>
+  closeAll(): number | Promise<number>
+  stats(): Stats | Promise<Stats>
   readonly clientCount: number
   readonly maxClients: number
   readonly retryMs: number
@@ -74,18 +78,19 @@ export function route(req: RequestHead, body: Buffer, ctx: RouteContext, peer: P
   }
   if (path === '/publish') {
     allow(method, 'POST, OPTIONS', method === 'POST')
-    return reply(publish(req, body, ctx, peer))
+    return publish(req, body, ctx, peer)
   }
   if (path === '/stats' || path === '/metrics') {
     allow(method, 'GET, HEAD, OPTIONS', method === 'GET' || method === 'HEAD')
     const denied = checkRole(req, ctx, peer, ROLE_ADMIN)
     if (denied !== null) return reply(denied)
-    const stats = ctx.stats()
-    return reply(path === '/stats' ? json(200, stats) : { status: 200, body: prometheusText(stats), contentType: 'text/plain; version=0.0.4; charset=utf-8' })
+    const asStats = (stats: Stats): Outcome =>
+      reply(path === '/stats' ? json(200, stats) : { status: 200, body: prometheusText(stats), contentType: 'text/plain; version=0.0.4; charset=utf-8' })
+    return after(ctx.stats(), asStats)
   }
   if (path === '/clients' || path.startsWith('/clients/')) {
     allow(method, 'DELETE, OPTIONS', method === 'DELETE')
-    return reply(closeClients(req, ctx, peer))
+    return closeClients(req, ctx, peer)
   }
 
   allow(method, 'GET, HEAD, OPTIONS', method === 'GET' || method === 'HEAD')
@@ -137,13 +142,13 @@ function openStream(req: RequestHead, ctx: RouteContext, peer: Peer): Outcome {
 }
 
 /** POST /publish?channel=&event=&id=&user=&role=&client= with the data as the body. */
-function publish(req: RequestHead, body: Buffer, ctx: RouteContext, peer: Peer): Reply {
+function publish(req: RequestHead, body: Buffer, ctx: RouteContext, peer: Peer): Outcome | Promise<Outcome> {
   const denied = checkRole(req, ctx, peer, ROLE_PUBLISH)
-  if (denied !== null) return denied
+  if (denied !== null) return reply(denied)
 
   const fields = new URLSearchParams(req.query)
   let data: string | null = null
-  if (!isUtf8(body)) return json(400, { error: 'body is not valid UTF-8' })
+  if (!isUtf8(body)) return reply(json(400, { error: 'body is not valid UTF-8' }))
   const contentType = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase()
   const form = contentType === 'application/x-www-form-urlencoded' ? new URLSearchParams(body.toString('utf8')) : null
   // `curl --data-binary hello` labels a plain body as a form by default, so a "form" that holds
@@ -187,30 +192,44 @@ function publish(req: RequestHead, body: Buffer, ctx: RouteContext, peer: Peer):
     const problem = messageProblem(message)
     if (problem !== null) throw new HttpError(400, problem)
   } catch (err) {
-    if (err instanceof HttpError) return json(err.status, { error: err.message })
+    if (err instanceof HttpError) return reply(json(err.status, { error: err.message }))
     throw err
   }
 
-  if ((target.user !== undefined && !ctx.userOnline(target.user)) || (target.client !== undefined && !ctx.clientExists(target.client))) {
-    return json(404, { delivered: 0, error: 'offline' })
-  }
+  let accepted: Accepted | Promise<Accepted>
   try {
-    return json(200, ctx.publish(message, target))
+    accepted = ctx.publish(message, target)
   } catch (err) {
-    // 413: over maxEventBytes encoded; 409: an id the history still holds.
-    if (err instanceof HttpError) return json(err.status, { error: err.message })
-    throw err
+    return reply(publishRefused(err))
   }
+  if (!(accepted instanceof Promise)) return reply(json(200, accepted))
+  return accepted.then(
+    (a) => reply(json(200, a)),
+    (err: unknown) => reply(publishRefused(err)),
+  )
+}
+
+/** 404 `offline`: a user or client connected nowhere; 409: an id the history still holds; 413: over maxEventBytes; 503: the cluster bus is down. */
+function publishRefused(err: unknown): Reply {
+  if (!(err instanceof HttpError)) throw err
+  if (err.status === 404) return json(404, { delivered: 0, error: 'offline' })
+  return json(err.status, { error: err.message }, err.headers)
+}
+
+/** `f(value)`, at once when `value` is not a promise: the one-process path stays synchronous. */
+function after<T>(value: T | Promise<T>, f: (v: T) => Outcome): Outcome | Promise<Outcome> {
+  return value instanceof Promise ? value.then(f) : f(value)
 }
 
 /** DELETE /clients/ID closes one stream; DELETE /clients closes all. */
-function closeClients(req: RequestHead, ctx: RouteContext, peer: Peer): Reply {
+function closeClients(req: RequestHead, ctx: RouteContext, peer: Peer): Outcome | Promise<Outcome> {
   const denied = checkRole(req, ctx, peer, ROLE_ADMIN)
-  if (denied !== null) return denied
-  if (req.path === '/clients') return json(200, { closed: ctx.closeAll() })
+  if (denied !== null) return reply(denied)
+  if (req.path === '/clients') return after(ctx.closeAll(), (closed) => reply(json(200, { closed })))
   const id = req.path.slice('/clients/'.length)
-  if (/^[1-9]\d{0,15}$/.test(id) && ctx.closeClient(Number(id))) return json(200, { closed: 1 })
-  return json(404, { closed: 0, error: 'unknown client' })
+  const unknown = reply(json(404, { closed: 0, error: 'unknown client' }))
+  if (!/^[1-9]\d{0,15}$/.test(id)) return unknown
+  return after(ctx.closeClient(Number(id)), (closed) => (closed ? reply(json(200, { closed: 1 })) : unknown))
 }
 
 /**

@@ -9,7 +9,7 @@ import * as tls from 'node:tls'
 import { jittered } from '../wire.js'
 import { Access, type TokenLists } from './auth.js'
 import type { SseServerEvents } from './events.js'
-import type { Bus, BusEvent } from './bus/bus.js'
+import type { Accepted, Bus, BusEvent, BusNode } from './bus/bus.js'
 import { LocalBus } from './bus/local.js'
 import { ByteBudget, Connection, type ConnectionHost } from './connection.js'
 import { errorResponse, HttpError } from './errors.js'
@@ -50,7 +50,6 @@ export class SseServer extends EventEmitter<SseServerEvents> {
   private housekeeping: NodeJS.Timeout | null = null
   private heartbeat: NodeJS.Timeout | null = null
   private ticker: NodeJS.Timeout | null = null
-  private lastClientId = 0
   private lastEventId: number
   private stopping: Promise<void> | null = null
   private tlsFiles: TlsFiles | null
@@ -73,7 +72,7 @@ export class SseServer extends EventEmitter<SseServerEvents> {
     this.history = new History(this.settings.history, this.settings.historyBytes)
     this.streams = new Streams(this.metrics, this.settings.maxBufferBytes, this.settings.maxUnsentBytes, this.backlog, (c, reason) => this.onRemove(c, reason))
     this.bus = options.bus ?? new LocalBus()
-    this.bus.subscribe((e) => this.deliver(e))
+    this.bus.attach(this.busNode())
     this.routes = this.routeContext()
     this.host = this.connectionHost()
     const cors = this.settings.corsOrigin
@@ -142,44 +141,69 @@ export class SseServer extends EventEmitter<SseServerEvents> {
     return this.stopping
   }
 
-  /** Send to every stream (that `filter` accepts); returns the streams reached. */
+  /**
+   * Send to every stream (that `filter` accepts); returns the streams reached. (On a cluster bus:
+   * the streams of this process it will reach, the event being on its way through the cluster.)
+   */
   broadcast(msg: SseMessage, filter?: (client: ClientView) => boolean): number {
-    return this.publishEvent(msg, filter === undefined ? {} : { filter }).delivered
+    return this.reached(msg, filter === undefined ? {} : { filter })
   }
 
   /** Send to the streams subscribed to `channel`. */
   publish(channel: string, msg: SseMessage): number {
-    return this.publishEvent(msg, { channel }).delivered
+    return this.reached(msg, { channel })
   }
 
   /** Send to one stream; its id does not survive a reconnect, so it is not kept for replay. */
   send(clientId: number, msg: SseMessage): number {
-    return this.publishEvent(msg, { client: clientId }).delivered
+    return this.reached(msg, { client: clientId })
   }
 
   /** Send to every stream of one user (from `--users` or `authenticate`). */
   sendToUser(user: string, msg: SseMessage): number {
-    return this.publishEvent(msg, { user }).delivered
+    return this.reached(msg, { user })
   }
 
   /**
    * Publish to any combination of targets; returns the event id and the streams reached. Throws
    * TypeError for a message that cannot go on the wire, and an Error with `status` 413 (over
-   * maxEventBytes encoded) or 409 (its id is one that history still holds).
+   * maxEventBytes encoded) or 409 (its id is one that history still holds). On a cluster bus,
+   * whose answer comes later, use publishAsync().
    */
-  publishEvent(msg: SseMessage, target: Target): { id: string; delivered: number } {
+  publishEvent(msg: SseMessage, target: Target): Accepted {
+    const r = this.submit(msg, target, false)
+    if (r instanceof Promise) throw new Error('this server is one process of a cluster: use publishAsync()')
+    return r
+  }
+
+  /** publishEvent() that waits for the cluster's answer (resolves at once on the in-process bus). */
+  async publishAsync(msg: SseMessage, target: Target): Promise<Accepted> {
+    return this.submit(msg, target, false)
+  }
+
+  /** The sync sends' answer: on a cluster bus, the matching streams here (failures are warned, not thrown). */
+  private reached(msg: SseMessage, target: Target): number {
+    const r = this.submit(msg, target, false)
+    if (!(r instanceof Promise)) return r.delivered
+    r.catch((err: Error) => process.emitWarning(`rawsse: an event was not published: ${err.message}`))
+    return this.streams.countMatches(target)
+  }
+
+  /** Check a message and hand it to the bus; `strict`: a user or client connected nowhere is a 404. */
+  private submit(msg: SseMessage, target: Target, strict: boolean): Accepted | Promise<Accepted> {
     const problem = messageProblem(msg)
     if (problem !== null) throw new TypeError(problem)
     const size = eventSize(msg)
     if (size > this.settings.maxEventBytes) throw new HttpError(413, `event is ${size} bytes encoded; the limit is ${this.settings.maxEventBytes}`)
     // A repeated id would make Last-Event-ID ambiguous: a client resuming from it would skip or repeat events.
     if (msg.id !== undefined && this.history.has(msg.id)) throw new HttpError(409, `id ${msg.id} is already in the history`)
-    const id = msg.id ?? String(++this.lastEventId)
-    const message: BusEvent['message'] = { data: msg.data, id }
+    const message: SseMessage = { data: msg.data }
+    if (msg.id !== undefined) message.id = msg.id
     if (msg.event !== undefined) message.event = msg.event
-    const delivered = this.bus.publish({ message, target, keep: target.client === undefined })
-    if (this.listenerCount('publish') > 0) this.emit('publish', { id, event: msg.event, target, delivered, bytes: size })
-    return { id, delivered }
+    const r = this.bus.publish({ message, target, keep: target.client === undefined, strict })
+    if (this.listenerCount('publish') === 0) return r
+    const emit = (a: Accepted): Accepted => (this.emit('publish', { id: a.id, event: msg.event, target, delivered: a.delivered, bytes: size }), a)
+    return r instanceof Promise ? r.then(emit) : emit(r)
   }
 
   get clientCount(): number {
@@ -250,11 +274,24 @@ export class SseServer extends EventEmitter<SseServerEvents> {
 
   // ---------------------------------------------------------------- publishing
 
-  /** The bus's subscriber: encode once, keep for replay, queue for this turn's fan-out. */
+  /** What the bus may ask of this process; built once. */
+  private busNode(): BusNode {
+    return {
+      deliver: (e) => this.deliver(e),
+      nextEventId: () => String(++this.lastEventId),
+      closeClient: (id) => this.closeClient(id),
+      closeAll: () => this.closeAll(),
+      stats: () => this.stats(),
+      clientExists: (id) => this.streams.get(id) !== undefined,
+      userOnline: (user) => this.streams.userOnline(user),
+    }
+  }
+
+  /** The bus hands every event here, in order: encode once, keep for replay, queue for this turn's fan-out. */
   private deliver(e: BusEvent): number {
     const frame = encodeEvent(e.message)
     this.metrics.published++
-    if (e.keep) this.history.add({ id: e.message.id, frame, target: e.target })
+    if (e.keep && e.message.id !== undefined) this.history.add({ id: e.message.id, frame, target: e.target })
     let reached: number
     if (e.target.client !== undefined || e.target.filter !== undefined) {
       // One stream, found by id: write at once (after anything queued before it, to keep order)
@@ -327,7 +364,7 @@ export class SseServer extends EventEmitter<SseServerEvents> {
       socket.write(head)
       return null
     }
-    const stream = new Stream(++this.lastClientId, socket, o.who, o.channels, chunked, this.backlog)
+    const stream = new Stream(this.bus.nextClientId(), socket, o.who, o.channels, chunked, this.backlog)
     const ready = encodeEvent({ event: 'ready', data: JSON.stringify({ client: stream.id, user: stream.user, channels: stream.channels }) }, this.jitteredRetry())
 
     // Head, ready and reset in one write; the replay after them, paced by the socket. Nothing can
@@ -343,11 +380,13 @@ export class SseServer extends EventEmitter<SseServerEvents> {
     }
     this.metrics.bytesOut += stream.begin(first, replay)
     this.streams.add(stream)
+    this.bus.opened(stream)
     this.emit('connect', stream)
     return stream
   }
 
   private onRemove(c: Stream, reason: DropReason | 'closed'): void {
+    this.bus.closed(c.id)
     if (reason === 'admin' || reason === 'shutdown' || reason === 'revoked') {
       // streams.drop() has just written the last chunk and FIN. Once those bytes are with the
       // kernel the socket is done; a client that reads nothing is cut off after LINGER_MS.
@@ -394,12 +433,10 @@ export class SseServer extends EventEmitter<SseServerEvents> {
     return {
       authenticate: (token, req, peer) =>
         this.access.authenticate(token, () => ({ method: req.method, path: req.path, headers: req.headers, remoteAddress: peer.remoteAddress })),
-      publish: (message, target) => this.publishEvent(message, target),
-      clientExists: (id) => streams.get(id) !== undefined,
-      userOnline: (user) => streams.userOnline(user),
-      closeClient: (id) => this.closeClient(id),
-      closeAll: () => this.closeAll(),
-      stats: () => this.stats(),
+      publish: (message, target) => this.submit(message, target, true),
+      closeClient: (id) => this.bus.closeClient(id),
+      closeAll: () => this.bus.closeAll(),
+      stats: () => this.bus.stats(),
       get clientCount() {
         return streams.size
       },

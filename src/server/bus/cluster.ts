@@ -1,0 +1,207 @@
+// The bus of one worker of a `--workers` cluster (the primary's side is primary.ts). Publishing
+// sends the event to the primary and resolves once the primary has accepted it and given it an
+// id; the event itself comes back in the primary's next `batch`, like every other worker's, so
+// all workers deliver one order. Streams opened and closed here are told to the primary once
+// per turn (its presence counts answer `delivered` and 404), and questions about streams
+// elsewhere (close one, close all, stats) go through it.
+
+import { HttpError } from '../errors.js'
+import type { Stats } from '../metrics.js'
+import type { ClientView } from '../stream.js'
+import type { Accepted, Bus, BusDraft, BusNode } from './bus.js'
+import type { FromWorker, NodeStats, Question, ToWorker, WireEvent, WireStream, WireTarget } from './ipc.js'
+
+/** What the primary gave this worker to start with. */
+export interface WorkerInit {
+  node: string
+  /** The token the primary generated (no token was configured), or null. */
+  token: string | null
+}
+
+interface Pending<T> {
+  resolve: (v: T) => void
+  reject: (e: Error) => void
+}
+
+export class ClusterBus implements Bus {
+  /** This worker's name in /stats `nodes` and /metrics. */
+  readonly name: string
+  /** The primary said stop or reload (the command decides what that means). */
+  onStop: () => void = () => {}
+  onReload: () => void = () => {}
+  private node: BusNode | null = null
+  private history: WireEvent[]
+  private sent = 0
+  private readonly publishes = new Map<number, Pending<Accepted>>()
+  private readonly questions = new Map<number, Pending<unknown>>()
+  private ids: [number, number]
+  private nextIds: [number, number] | null = null
+  private askedIds = false
+  private lastClientId: number
+  private opened_: WireStream[] = []
+  private closed_: number[] = []
+  private presenceQueued = false
+  private closedBus = false
+  private readonly onMessage = (msg: ToWorker): void => this.handle(msg)
+
+  private constructor(
+    init: Extract<ToWorker, { t: 'init' }>,
+    private readonly send: (msg: FromWorker) => void,
+  ) {
+    this.name = init.node
+    this.history = init.history
+    this.ids = init.ids
+    this.lastClientId = init.ids[0] - 1
+    process.on('message', this.onMessage)
+  }
+
+  /** Wait for the primary's `init` (this process must be a cluster worker). */
+  static connect(): Promise<{ bus: ClusterBus; init: WorkerInit }> {
+    const send = (msg: FromWorker): void => void process.send?.(msg)
+    return new Promise((resolve) => {
+      const first = (msg: ToWorker): void => {
+        if (msg.t !== 'init') return
+        process.off('message', first)
+        resolve({ bus: new ClusterBus(msg, send), init: { node: msg.node, token: msg.token } })
+      }
+      process.on('message', first)
+    })
+  }
+
+  /** The server: it gets the cluster's retained history at once, before it listens. */
+  attach(node: BusNode): void {
+    this.node = node
+    for (const e of this.history) node.deliver(e)
+    this.history = []
+  }
+
+  publish(draft: BusDraft): Promise<Accepted> {
+    if (this.closedBus) return Promise.reject(new HttpError(503, 'bus unavailable'))
+    const t = draft.target
+    if (t.filter !== undefined) throw new TypeError('a filter is a function: it cannot cross to the other processes of a cluster')
+    const target: WireTarget = {}
+    if (t.channel !== undefined) target.channel = t.channel
+    if (t.user !== undefined) target.user = t.user
+    if (t.role !== undefined) target.role = t.role
+    if (t.client !== undefined) target.client = t.client
+    const n = ++this.sent
+    return new Promise<Accepted>((resolve, reject) => {
+      this.publishes.set(n, { resolve, reject })
+      this.send({ t: 'publish', n, strict: draft.strict, message: draft.message, target, keep: draft.keep })
+    })
+  }
+
+  nextClientId(): number {
+    if (this.lastClientId >= this.ids[1]) {
+      // The next block is asked for at half of this one, so it has long come.
+      if (this.nextIds === null) throw new HttpError(503, 'no stream ids left; try again', [['Retry-After', '1']])
+      this.ids = this.nextIds
+      this.nextIds = null
+      this.askedIds = false
+      this.lastClientId = this.ids[0] - 1
+    }
+    const id = ++this.lastClientId
+    if (!this.askedIds && id - this.ids[0] >= (this.ids[1] - this.ids[0]) / 2) {
+      this.askedIds = true
+      this.send({ t: 'ids' })
+    }
+    return id
+  }
+
+  opened(c: ClientView): void {
+    this.opened_.push([c.id, c.user, c.channels, c.roles])
+    this.queuePresence()
+  }
+
+  closed(id: number): void {
+    this.closed_.push(id)
+    this.queuePresence()
+  }
+
+  closeClient(id: number): boolean | Promise<boolean> {
+    if (this.node!.closeClient(id)) return true
+    return this.ask({ q: 'close-client', id }).then((v) => v === true)
+  }
+
+  closeAll(): Promise<number> {
+    return this.ask({ q: 'close-all' }).then((v) => (typeof v === 'number' ? v : 0))
+  }
+
+  stats(): Promise<Stats> {
+    return this.ask({ q: 'stats' }) as Promise<Stats>
+  }
+
+  close(): void {
+    this.closedBus = true
+    process.off('message', this.onMessage)
+    for (const p of [...this.publishes.values(), ...this.questions.values()]) p.reject(new HttpError(503, 'bus unavailable'))
+    this.publishes.clear()
+    this.questions.clear()
+  }
+
+  private handle(msg: ToWorker): void {
+    switch (msg.t) {
+      case 'batch':
+        for (const e of msg.events) this.node?.deliver(e)
+        break
+      case 'accepted':
+        this.settle(this.publishes, msg.n)?.resolve({ id: msg.id, delivered: msg.delivered })
+        break
+      case 'refused':
+        this.settle(this.publishes, msg.n)?.reject(new HttpError(msg.status, msg.error))
+        break
+      case 'ids':
+        this.nextIds = msg.ids
+        break
+      case 'ask':
+        this.send({ t: 'answer', n: msg.n, value: this.answer(msg) })
+        break
+      case 'answer':
+        this.settle(this.questions, msg.n)?.resolve(msg.value)
+        break
+      case 'stop':
+        this.onStop()
+        break
+      case 'reload':
+        this.onReload()
+        break
+    }
+  }
+
+  /** The primary's question about this worker's own streams. */
+  private answer(q: Question): unknown {
+    const node = this.node!
+    if (q.q === 'close-all') return node.closeAll()
+    if (q.q === 'close-client') return node.closeClient(q.id)
+    const stats: NodeStats = { ...node.stats(), node: this.name, pid: process.pid, bus: 'up' }
+    return stats
+  }
+
+  private ask(q: Question): Promise<unknown> {
+    if (this.closedBus) return Promise.reject(new HttpError(503, 'bus unavailable'))
+    const n = ++this.sent
+    return new Promise((resolve, reject) => {
+      this.questions.set(n, { resolve, reject })
+      this.send({ t: 'ask', n, ...q })
+    })
+  }
+
+  private settle<T>(map: Map<number, Pending<T>>, n: number): Pending<T> | undefined {
+    const p = map.get(n)
+    map.delete(n)
+    return p
+  }
+
+  /** Streams opened and closed in one turn go to the primary in one message. */
+  private queuePresence(): void {
+    if (this.presenceQueued) return
+    this.presenceQueued = true
+    setImmediate(() => {
+      this.presenceQueued = false
+      const msg: FromWorker = { t: 'presence', opened: this.opened_, closed: this.closed_ }
+      this.opened_ = []
+      this.closed_ = []
+      this.send(msg)
+    })
+  }
+}

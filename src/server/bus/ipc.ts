@@ -1,0 +1,58 @@
+// The messages between the primary of a `--workers` cluster and its workers, over Node's IPC
+// channel (JSON). The primary sequences: every event reaches it, gets its id there, and goes to
+// every worker in one message per event-loop turn (`batch`), never one message per event per
+// stream. Questions that need the whole cluster (stats, closing a stream elsewhere) are asked
+// and answered by number (`ask` / `answer`), in both directions.
+
+import type { Stats } from '../metrics.js'
+import type { SseMessage } from '../sse-encode.js'
+
+/** A target that can cross a process boundary: plain fields, never a filter function. */
+export interface WireTarget {
+  channel?: string
+  user?: string
+  role?: string
+  client?: number
+}
+
+export interface WireEvent {
+  message: SseMessage
+  target: WireTarget
+  keep: boolean
+}
+
+/** A stream as the cluster's presence knows it: enough to count a target's matches. */
+export type WireStream = [id: number, user: string | null, channels: readonly string[], roles: readonly string[]]
+
+/** Questions a worker asks the cluster, and the primary asks a worker. */
+export type Question = { q: 'stats' } | { q: 'close-all' } | { q: 'close-client'; id: number }
+
+/** One node's part of a cluster's /stats. */
+export interface NodeStats extends Stats {
+  node: string
+  pid: number
+  bus: 'up' | 'down'
+}
+
+export type ToWorker =
+  | { t: 'init'; node: string; token: string | null; history: WireEvent[]; ids: [first: number, last: number] }
+  | { t: 'batch'; events: WireEvent[] }
+  | { t: 'accepted'; n: number; id: string; delivered: number }
+  | { t: 'refused'; n: number; status: number; error: string }
+  | { t: 'ids'; ids: [first: number, last: number] }
+  | ({ t: 'ask'; n: number } & Question)
+  | { t: 'answer'; n: number; value: unknown }
+  | { t: 'stop' }
+  | { t: 'reload' }
+
+export type FromWorker =
+  | { t: 'listening'; port: number }
+  | { t: 'fatal'; error: string }
+  | ({ t: 'publish'; n: number; strict: boolean } & WireEvent)
+  | { t: 'presence'; opened: WireStream[]; closed: number[] }
+  | { t: 'ids' }
+  | ({ t: 'ask'; n: number } & Question)
+  | { t: 'answer'; n: number; value: unknown }
+
+/** Stream ids are handed to workers in blocks this big; a worker asks for the next at half. */
+export const CLIENT_ID_BLOCK = 1 << 16
