@@ -28,6 +28,7 @@
 // It writes its section of bench/RESULTS.md (between `<!-- fanout:begin -->` and
 // `<!-- fanout:end -->`; bench/http.mjs owns another): date, machine, command, tables, and each
 // peer's ratio to rawsse. Every process it starts is killed by PID when it is done, on errors and on Ctrl-C.
+// Its figures, per round, also go in a `<!-- fanout-data {...} -->` comment, which bench/charts.mjs draws as SVG in bench/charts/.
 //
 // --quick: N = 100 and 1 000, one round, 3 s runs, idle RSS at 1 000; a smoke test, not results.
 // --baseline PATH: another build of rawsse (its dist/cli.js) runs as peer `rawsse-baseline`, so a
@@ -70,6 +71,7 @@ import {
   tail,
   writeSection,
 } from './lib.mjs'
+import { dataComment, writeCharts } from './charts.mjs'
 
 const SERVER_CORE = '0'
 const LOAD_CORE = '1'
@@ -163,11 +165,11 @@ const nodePeer = (name, script) => ({
   },
 })
 
-/** rawsse as its bin runs it; `cli` may be another build's dist/cli.js (--baseline). */
-const rawssePeer = (name, cli) => ({
+/** rawsse as its bin runs it; `cli` may be another build's dist/cli.js (--baseline); `extra`: more flags. */
+const rawssePeer = (name, cli, extra = []) => ({
   name,
   async start() {
-    const args = ['--port', String(await freePort()), '--tick', '0', '--heartbeat', '0', '--publish-token', PUBLISH_TOKEN, '--max-clients', '20000', '--history', '1000']
+    const args = ['--port', String(await freePort()), '--tick', '0', '--heartbeat', '0', '--publish-token', PUBLISH_TOKEN, '--max-clients', '20000', '--history', '1000', ...extra]
     const { proc, value } = await startProcess(name, 'taskset', ['-c', SERVER_CORE, process.execPath, ...binNodeFlags(), cli, ...args], { ready: listeningUrl })
     return {
       proc,
@@ -180,8 +182,13 @@ const rawssePeer = (name, cli) => ({
   },
 })
 
+/** The peers of a run without --peers. */
+const DEFAULT_PEERS = ['rawsse', 'better-sse', 'node-http', 'nchan']
+
 export const PEERS = {
   rawsse: rawssePeer('rawsse', CLI),
+  // Only when asked (--peers): rawsse without its log (--log text is the default), to price it.
+  'rawsse-log-off': rawssePeer('rawsse-log-off', CLI, ['--log', 'off']),
   'better-sse': nodePeer('better-sse', path.join(BENCH, 'peers', 'better-sse.mjs')),
   'node-http': nodePeer('node-http', path.join(BENCH, 'peers', 'node-http.mjs')),
   nchan: {
@@ -348,7 +355,7 @@ function parseFlags(argv) {
   const { get, list, num, done } = flagReader(argv, ['quick', 'idle-only'])
   const o = {
     quick,
-    peers: list('peers', Object.keys(PEERS).join(',')),
+    peers: list('peers', DEFAULT_PEERS.join(',')),
     streams: argv.includes('--idle-only') ? [] : list('streams', quick ? '100,1000' : '100,1000,10000,19000').map(Number),
     windows: list('windows', '1,8').map(Number),
     rounds: num('rounds', quick ? 1 : 3),
@@ -458,6 +465,7 @@ async function main() {
 
   const md = report(o, m, command, results, rss, notes)
   writeSection(o.out, 'fanout', md)
+  writeCharts(o.out)
   process.stdout.write(md + '\n')
   process.stderr.write(`wrote the fan-out section of ${path.relative(process.cwd(), o.out) || o.out}\n`)
 }
@@ -537,7 +545,7 @@ function perStream(row, key) {
   return (row[key] - row.rss0) / Math.max(1, row.open)
 }
 
-function report(o, m, command, results, rss, notes) {
+export function report(o, m, command, results, rss, notes) {
   const peers = o.peers
   const ok = (runs) => (runs ?? []).filter((r) => !r.error)
   const med = (runs, f) => median(ok(runs).map(f))
@@ -626,7 +634,60 @@ function report(o, m, command, results, rss, notes) {
   out.push('- nchan treats a subscriber as EventSource only when it sends `Accept: text/event-stream`, so every stream request carries that header; nchan answers 202 to a publish.')
   if (notes.length === 0) out.push('- Every run completed.')
   for (const n of notes) out.push(`- ${n}`)
+  out.push('', dataComment(fanoutData(o, m, command, results, rss)))
   return out.join('\n')
+}
+
+/**
+ * The tables' figures as JSON, each row with its value in every round (the tables keep only the
+ * median and the min–max), for bench/charts.mjs and any later reader. The shape is the one
+ * charts.mjs's parseFanoutTables reads out of the tables of a section written before this.
+ */
+export function fanoutData(o, m, command, results, rss) {
+  const round = (x, digits = 0) => (Number.isFinite(x) ? Number(x.toFixed(digits)) : null)
+  const spreadOf = (xs, digits = 0) => {
+    const v = xs.filter(Number.isFinite)
+    return v.length > 1 ? [round(Math.min(...v), digits), round(Math.max(...v), digits)] : null
+  }
+  const good = (runs) => runs.filter((r) => !r.error)
+  const closed = []
+  for (const w of o.windows) {
+    for (const n of o.streams) {
+      for (const peer of o.peers) {
+        const runs = results[`W${w}`]?.[n]?.[peer]
+        if (!runs) continue
+        const dps = good(runs).map((r) => r.deliveriesPerSecond)
+        const p50 = good(runs).map((r) => r.latencyMs?.p50)
+        const p99 = good(runs).map((r) => r.latencyMs?.p99)
+        const rounds = { dps: dps.map((x) => round(x)), p50: p50.map((x) => round(x, 2)), p99: p99.map((x) => round(x, 2)) }
+        closed.push({ window: w, n, peer, dps: round(median(dps)), spread: spreadOf(dps), p50: round(median(p50), 1), p99: round(median(p99), 1), rounds })
+      }
+    }
+  }
+  let rate = null
+  if (results.rate) {
+    const rows = []
+    for (const peer of o.peers) {
+      const runs = results.rate[o.rateStreams]?.[peer]
+      if (!runs) continue
+      const [p50, p90, p99, max] = ['p50', 'p90', 'p99', 'max'].map((k) => good(runs).map((r) => r.latencyMs?.[k]))
+      const rounds = { p50: p50.map((x) => round(x, 2)), p90: p90.map((x) => round(x, 2)), p99: p99.map((x) => round(x, 2)), max: max.map((x) => round(x, 1)) }
+      rows.push({ peer, p50: round(median(p50), 2), p90: round(median(p90), 2), p99: round(median(p99), 2), p99Spread: spreadOf(p99, 2), max: round(median(max), 1), rounds })
+    }
+    rate = { rate: o.rate, n: o.rateStreams, rows }
+  }
+  const idle = []
+  for (const n of o.rssStreams) {
+    for (const peer of o.peers) {
+      const rows = rss[n]?.[peer]
+      if (!rows) continue
+      const settled = rows.map((r) => perStream(r, 'settled'))
+      const at2s = rows.map((r) => perStream(r, 'open2s'))
+      const rounds = { perStream: settled.map((x) => round(x)), perStream2s: at2s.map((x) => round(x)), rssLeft: rows.map((r) => r.left) }
+      idle.push({ n, peer, perStream: round(median(settled)), spread: spreadOf(settled), perStream2s: round(median(at2s)), rounds })
+    }
+  }
+  return { date: m.date, command, rawsse: m.rawsse, quick: o.quick, rounds: o.rounds, settle: o.settle, peers: o.peers, closed, rate, idle }
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {
