@@ -4,6 +4,7 @@
 // redacted by the server (`/events/***`), and no line carries a header or a setting's value.
 
 import type { ClientView, DropReason, ErrorReply, PublishedEvent, SseServer } from '../index.js'
+import { AsyncLines, type LineSink } from './log-sink.js'
 
 export type LogFormat = 'text' | 'json' | 'off'
 export const LOG_FORMATS: readonly LogFormat[] = ['text', 'json', 'off']
@@ -13,7 +14,12 @@ type Fields = Record<string, string | number | boolean | null | undefined | read
 /** Writes one line per call; nothing with format `off`. */
 export type Log = (event: string, fields?: Fields) => void
 
-export function makeLog(format: LogFormat, out: NodeJS.WritableStream = process.stderr): Log {
+/** Standard error: as it is on a terminal (a person reads as it goes), else without blocking (log-sink.ts). */
+function standardError(): LineSink {
+  return process.stderr.isTTY ? process.stderr : new AsyncLines(2)
+}
+
+export function makeLog(format: LogFormat, out: LineSink = standardError()): Log {
   if (format === 'off') return () => {}
   return (event, fields = {}) => {
     const time = new Date().toISOString()

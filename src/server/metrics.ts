@@ -50,35 +50,45 @@ export class Metrics {
   }
 }
 
-/** Prometheus text exposition format 0.0.4: `# HELP`, `# TYPE`, then samples. */
-export function prometheusText(s: Stats): string {
+/** A cluster's /stats: the totals, and each process's own figures. */
+export interface ClusterStats extends Stats {
+  nodes: ReadonlyArray<Stats & { node: string }>
+}
+
+type Sample = [labels: string, value: number]
+
+/** Each metric: name, type, help, and its samples from one process's figures (labels without braces). */
+const METRICS: ReadonlyArray<[string, 'gauge' | 'counter', string, (s: Stats) => Sample[]]> = [
+  ['rawsse_clients', 'gauge', 'Open streams per channel.', (s) => Object.entries(s.channels).map(([ch, n]) => [`channel="${escapeLabel(ch)}"`, n])],
+  ['rawsse_events_published_total', 'counter', 'Events published.', (s) => [['', s.published]]],
+  ['rawsse_deliveries_total', 'counter', 'Events written to streams.', (s) => [['', s.deliveries]]],
+  ['rawsse_drops_total', 'counter', 'Streams closed by the server, by reason.', (s) => Object.entries(s.drops).map(([reason, n]) => [`reason="${reason}"`, n])],
+  ['rawsse_bytes_out_total', 'counter', 'Bytes written to streams.', (s) => [['', s.bytesOut]]],
+  ['rawsse_history_events', 'gauge', 'Events retained for Last-Event-ID replay.', (s) => [['', s.history.events]]],
+  ['rawsse_history_bytes', 'gauge', 'Bytes of the events retained for replay.', (s) => [['', s.history.bytes]]],
+  ['rawsse_connections', 'gauge', 'TCP connections open, streams included.', (s) => [['', s.connections.open]]],
+  ['rawsse_connections_shed_total', 'counter', 'Connections closed while waiting for a request head, to make room.', (s) => [['', s.connections.shed]]],
+  ['rawsse_connections_refused_total', 'counter', 'Connections refused because every connection was busy.', (s) => [['', s.connections.refused]]],
+  ['rawsse_uptime_seconds', 'gauge', 'Seconds since the server started.', (s) => [['', s.uptimeSeconds]]],
+  ['process_resident_memory_bytes', 'gauge', 'Resident memory size in bytes.', (s) => [['', s.rssBytes]]],
+]
+
+/**
+ * Prometheus text exposition format 0.0.4: `# HELP`, `# TYPE`, then samples. A cluster's carry
+ * each process's series with a `node` label (Prometheus sums them), not the totals.
+ */
+export function prometheusText(s: Stats | ClusterStats): string {
   const lines: string[] = []
-  const metric = (name: string, type: 'gauge' | 'counter', help: string, samples: Array<[string, number]>): void => {
+  const parts: Array<[string, Stats]> = 'nodes' in s ? s.nodes.map((n) => [`node="${escapeLabel(n.node)}"`, n]) : [['', s]]
+  for (const [name, type, help, samples] of METRICS) {
     lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`)
-    for (const [labels, value] of samples) lines.push(`${name}${labels} ${value}`)
+    for (const [node, stats] of parts) {
+      for (const [labels, value] of samples(stats)) {
+        const all = [node, labels].filter((l) => l !== '').join(',')
+        lines.push(`${name}${all === '' ? '' : `{${all}}`} ${value}`)
+      }
+    }
   }
-  metric(
-    'rawsse_clients',
-    'gauge',
-    'Open streams per channel.',
-    Object.entries(s.channels).map(([ch, n]) => [`{channel="${escapeLabel(ch)}"}`, n]),
-  )
-  metric('rawsse_events_published_total', 'counter', 'Events published.', [['', s.published]])
-  metric('rawsse_deliveries_total', 'counter', 'Events written to streams.', [['', s.deliveries]])
-  metric(
-    'rawsse_drops_total',
-    'counter',
-    'Streams closed by the server, by reason.',
-    Object.entries(s.drops).map(([reason, n]) => [`{reason="${reason}"}`, n]),
-  )
-  metric('rawsse_bytes_out_total', 'counter', 'Bytes written to streams.', [['', s.bytesOut]])
-  metric('rawsse_history_events', 'gauge', 'Events retained for Last-Event-ID replay.', [['', s.history.events]])
-  metric('rawsse_history_bytes', 'gauge', 'Bytes of the events retained for replay.', [['', s.history.bytes]])
-  metric('rawsse_connections', 'gauge', 'TCP connections open, streams included.', [['', s.connections.open]])
-  metric('rawsse_connections_shed_total', 'counter', 'Connections closed while waiting for a request head, to make room.', [['', s.connections.shed]])
-  metric('rawsse_connections_refused_total', 'counter', 'Connections refused because every connection was busy.', [['', s.connections.refused]])
-  metric('rawsse_uptime_seconds', 'gauge', 'Seconds since the server started.', [['', s.uptimeSeconds]])
-  metric('process_resident_memory_bytes', 'gauge', 'Resident memory size in bytes.', [['', s.rssBytes]])
   return lines.join('\n') + '\n'
 }
 

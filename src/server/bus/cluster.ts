@@ -65,6 +65,7 @@ export class ClusterBus implements Bus {
         resolve({ bus: new ClusterBus(msg, send), init: { node: msg.node, token: msg.token } })
       }
       process.on('message', first)
+      send({ t: 'hello' })
     })
   }
 

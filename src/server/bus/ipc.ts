@@ -46,6 +46,8 @@ export type ToWorker =
   | { t: 'reload' }
 
 export type FromWorker =
+  /** The worker listens for messages now: an ES module starts asynchronously, and what the primary sent before this would be lost. */
+  | { t: 'hello' }
   | { t: 'listening'; port: number }
   | { t: 'fatal'; error: string }
   | ({ t: 'publish'; n: number; strict: boolean } & WireEvent)

@@ -100,6 +100,8 @@ export class ClusterPrimary {
       case 'answer':
         this.answered(msg.n, slot, msg.value)
         break
+      default:
+        break // hello, listening, fatal: the command's business (commands/workers.ts)
     }
   }
 

@@ -1,0 +1,265 @@
+// The server command's run: settings to SseServer options, the start-up lines, the console and
+// --stdin, signals and SIGHUP, for one process (serve()). With --workers N the primary and its
+// workers (workers.ts) use the same pieces, so the command looks and answers the same either way.
+
+import { readFileSync, statSync } from 'node:fs'
+import * as path from 'node:path'
+import * as readline from 'node:readline'
+import { fileURLToPath } from 'node:url'
+import { attachDemo } from '../demo.js'
+import { SseServer, type SseServerOptions } from '../index.js'
+import { parseUsers, ROLE_PUBLISH, type UserEntry } from '../server/auth.js'
+import * as L from '../server/limits.js'
+import { Args, UsageError } from './args.js'
+import { LOG_FORMATS, logServer, makeLog, type Log, type LogFormat } from './log.js'
+
+export function packageVersion(): string {
+  const pkg = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'package.json')
+  return (JSON.parse(readFileSync(pkg, 'utf8')) as { version: string }).version
+}
+
+export function optionsFrom(p: Args): SseServerOptions {
+  const opts: SseServerOptions = {}
+  const set = <K extends keyof SseServerOptions>(key: K, v: SseServerOptions[K] | undefined): void => {
+    if (v !== undefined) opts[key] = v
+  }
+  set('port', p.wholeNumber('port', 0, 65535))
+  set('host', p.last('host'))
+  Object.assign(opts, tokensFrom(p))
+  const publicDir = p.last('public')
+  if (publicDir !== undefined && !statSync(publicDir, { throwIfNoEntry: false })?.isDirectory()) {
+    throw new UsageError(`--public ${publicDir}: not a folder`)
+  }
+  set('publicDir', publicDir)
+  const tlsFiles = readTls(p)
+  if (tlsFiles !== null) opts.tls = tlsFiles
+  set('corsOrigin', p.last('cors-origin'))
+  set('heartbeatMs', p.wholeNumber('heartbeat'))
+  set('retryMs', p.wholeNumber('retry'))
+  set('history', p.wholeNumber('history'))
+  set('historyBytes', p.wholeNumber('history-bytes'))
+  set('maxClients', p.wholeNumber('max-clients'))
+  set('maxConnections', p.wholeNumber('max-connections', 1))
+  set('backlog', p.wholeNumber('backlog', 1))
+  set('maxBufferBytes', p.wholeNumber('max-buffer'))
+  set('maxEventBytes', p.wholeNumber('max-event-bytes'))
+  set('tickMs', p.wholeNumber('tick'))
+  return opts
+}
+
+/** Who may connect: --token, --publish-token and the --users file (read now, and again on SIGHUP). */
+function tokensFrom(p: Args): Pick<SseServerOptions, 'tokens' | 'publishTokens' | 'users'> {
+  const out: Pick<SseServerOptions, 'tokens' | 'publishTokens' | 'users'> = {}
+  if (p.has('token')) out.tokens = p.all('token')
+  if (p.has('publish-token')) out.publishTokens = p.all('publish-token')
+  for (const t of [...(out.tokens ?? []), ...(out.publishTokens ?? [])]) {
+    if (t === '') throw new UsageError('a token must not be empty')
+  }
+  const usersFile = p.last('users')
+  if (usersFile !== undefined) {
+    let json: unknown
+    try {
+      json = JSON.parse(readFileSync(usersFile, 'utf8'))
+    } catch (err) {
+      // Never V8's message for bad JSON: it quotes a slice of the file, which holds tokens.
+      const e = err as NodeJS.ErrnoException
+      throw new UsageError(`--users ${usersFile}: ${e.code ?? 'not valid JSON'}`)
+    }
+    try {
+      out.users = parseUsers(json)
+    } catch (err) {
+      throw new UsageError(`--users ${usersFile}: ${(err as Error).message}`)
+    }
+  }
+  return out
+}
+
+/** The --tls-cert and --tls-key files, read now (and again on SIGHUP); null without them. */
+function readTls(p: Args): { cert: Buffer; key: Buffer } | null {
+  const certFile = p.last('tls-cert')
+  const keyFile = p.last('tls-key')
+  if (certFile === undefined && keyFile === undefined) return null
+  if (certFile === undefined || keyFile === undefined) throw new UsageError('--tls-cert and --tls-key go together')
+  const read = (flag: string, file: string): Buffer => {
+    try {
+      return readFileSync(file)
+    } catch (err) {
+      throw new UsageError(`--${flag} ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+    }
+  }
+  return { cert: read('tls-cert', certFile), key: read('tls-key', keyFile) }
+}
+
+/** Library option → flag, for the library's error messages (a RangeError from new SseServer). */
+const OPTION_FLAGS: Readonly<Record<string, string>> = {
+  maxEventBytes: '--max-event-bytes',
+  maxBufferBytes: '--max-buffer',
+  historyBytes: '--history-bytes',
+  maxClients: '--max-clients',
+  maxConnections: '--max-connections',
+  corsOrigin: '--cors-origin',
+  heartbeatMs: '--heartbeat',
+  retryMs: '--retry',
+  tickMs: '--tick',
+}
+
+/** new SseServer(opts), its errors in the words of the command line. */
+export function makeServer(opts: SseServerOptions): SseServer {
+  try {
+    return new SseServer(opts)
+  } catch (err) {
+    // The library names its options; the person at the command line typed flags.
+    throw new UsageError((err as Error).message.replace(/\b[a-z]+[A-Z]\w*\b/g, (name) => OPTION_FLAGS[name] ?? name))
+  }
+}
+
+/** The --log writer (a bad format is a usage error). */
+export function logFrom(p: Args): Log {
+  const format = p.last('log') ?? 'text'
+  if (!(LOG_FORMATS as readonly string[]).includes(format)) throw new UsageError(`--log must be ${LOG_FORMATS.join(', ')}, not '${format}'`)
+  return makeLog(format as LogFormat)
+}
+
+const shellQuote = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`
+
+/** The start-up lines (the first is the contract's `rawsse listening on …`), with the token the printed URLs use. */
+export function startupLines(opts: SseServerOptions, generatedToken: string | null, addr: { host: string; port: number }): string {
+  const host = addr.host.includes(':') ? `[${addr.host}]` : addr.host
+  const base = `${opts.tls !== undefined ? 'https' : 'http'}://${host}:${addr.port}`
+  // A token that may publish, so the demo page's form works.
+  const publisher = generatedToken ?? opts.publishTokens?.[0] ?? opts.users?.find((u: UserEntry) => u.roles.includes(ROLE_PUBLISH))?.token
+  const token = publisher ?? opts.tokens?.[0] ?? opts.users?.[0]?.token ?? ''
+  const enc = encodeURIComponent(token)
+  const out: string[] = [
+    `rawsse listening on ${base}`,
+    `demo page: ${base}/#token=${enc}`,
+    `stream:    ${base}/events/${enc}`,
+    publisher !== undefined
+      ? `publish:   curl -X POST -H ${shellQuote('Authorization: Bearer ' + token)} --data-binary 'hello' ${shellQuote(base + '/publish')}`
+      : 'publish:   no token with the publish role was given (--publish-token or --users)',
+  ]
+  return out.join('\n') + '\n'
+}
+
+/**
+ * SIGHUP: the config file, the users file and the certificate files are read again. Streams
+ * whose token went or lost rights are closed (`revoked`); anything that no longer reads right
+ * keeps what was in use, and one log line says why (never quoting a file).
+ */
+export function reload(server: SseServer, reread: () => Args, log: Log): void {
+  let now: Args
+  let tokens: ReturnType<typeof tokensFrom>
+  try {
+    now = reread()
+    tokens = tokensFrom(now)
+  } catch (err) {
+    return log('reload-failed', { reason: (err as Error).message })
+  }
+  const revoked = server.updateTokens(tokens)
+  if (!server.secure) return log('reload', { revoked, tls: false })
+  try {
+    server.reloadTls(readTls(now)!)
+    log('reload', { revoked, tls: true })
+  } catch (err) {
+    log('reload-failed', { revoked, tls: true, reason: (err as Error).message.split('\n')[0] })
+  }
+}
+
+/** What the console and --stdin act on: one process's server, or a cluster's primary. */
+export interface ConsoleTarget {
+  /** Broadcast a line as event `message`; returns the streams it reached. Throws when refused. */
+  broadcast(line: string): number
+  clients(): { total: number; channels: Record<string, number> }
+  stop(): void
+}
+
+/**
+ * Broadcast a typed or piped line; null when refused. It is a publish like any other, so it obeys
+ * the limits of `POST /publish` (body, event size): one over them is refused with one line on
+ * standard error, never sent to every reader.
+ */
+function broadcastLine(target: ConsoleTarget, line: string): number | null {
+  const bytes = Buffer.byteLength(line)
+  try {
+    if (bytes > L.MAX_BODY_BYTES) throw new Error(`over the ${L.MAX_BODY_BYTES}-byte limit of a publish`)
+    return target.broadcast(line)
+  } catch (err) {
+    process.stderr.write(`rawsse: a line of ${bytes} bytes was not broadcast: ${(err as Error).message}\n`)
+    return null
+  }
+}
+
+/** A terminal: typed lines are broadcast, /clients and /quit; a pipe: lines with --stdin, else one notice. */
+export function startConsole(p: Args, target: ConsoleTarget): void {
+  if (process.stdin.isTTY) {
+    process.stdout.write('type a line to broadcast it; /clients counts streams per channel; /quit stops\n')
+    const rl = readline.createInterface({ input: process.stdin, output: process.stdout, terminal: true })
+    rl.on('line', (line) => {
+      const cmd = line.trim()
+      if (cmd === '/quit') return target.stop()
+      if (cmd === '/clients') {
+        const { total, channels } = target.clients()
+        const rows = Object.entries(channels).map(([ch, n]) => `  ${ch}: ${n}`)
+        process.stdout.write(`${total} streams\n${rows.join('\n')}${rows.length ? '\n' : ''}`)
+        return
+      }
+      if (cmd.startsWith('/')) {
+        process.stdout.write('commands: /clients, /quit; any other line is broadcast\n')
+        return
+      }
+      if (line === '') return
+      const n = broadcastLine(target, line)
+      if (n === null) return
+      process.stdout.write(`delivered to ${n} stream${n === 1 ? '' : 's'}\n`)
+    })
+    rl.on('close', () => target.stop()) // Ctrl-D
+    rl.on('SIGINT', () => target.stop()) // readline takes Ctrl-C away from the process
+  } else if (p.has('stdin')) {
+    const rl = readline.createInterface({ input: process.stdin, terminal: false })
+    rl.on('line', (line) => void broadcastLine(target, line))
+  } else {
+    // Input from a pipe or a file is read only with --stdin; the first bytes that come get one line
+    // saying so, rather than silence that looks like a hang.
+    process.stdin.once('data', () => {
+      process.stderr.write('rawsse: standard input is not a terminal and --stdin is not given: input is ignored\n')
+      process.stdin.destroy()
+    })
+  }
+}
+
+/** One process: run the server with settings `p`; `reread()` gathers them again (SIGHUP). */
+export async function serve(p: Args, reread: () => Args): Promise<void> {
+  const opts = optionsFrom(p)
+  const server = makeServer(opts)
+  const log = logFrom(p)
+  logServer(server, log, p.has('log-publish'))
+  attachDemo(server) // chat presence, monitor feed and demo task for the pages in public/
+  let addr: { host: string; port: number }
+  try {
+    addr = await server.listen()
+  } catch (err) {
+    process.stderr.write(`rawsse: cannot listen on ${opts.host ?? L.DEFAULT_HOST}:${opts.port ?? L.DEFAULT_PORT}: ${(err as Error).message}\n`)
+    process.exit(1)
+  }
+  process.stdout.write(startupLines(opts, server.generatedToken, addr))
+  // After the start-up lines: on a terminal, where both streams meet, the listening line stays first.
+  log('start', { host: addr.host, port: addr.port, pid: process.pid, version: packageVersion() })
+
+  let stopping = false
+  const stop = (): void => {
+    if (stopping) return
+    stopping = true
+    log('stop', { streams: server.clientCount })
+    // Exit 0 within the grace period even if a socket will not close.
+    setTimeout(() => process.exit(0), L.SHUTDOWN_GRACE_MS).unref()
+    void server.stop().then(() => process.exit(0))
+  }
+  process.on('SIGINT', stop)
+  process.on('SIGTERM', stop)
+  process.on('SIGHUP', () => reload(server, reread, log))
+  startConsole(p, {
+    broadcast: (line) => server.broadcast({ data: line }),
+    clients: () => ({ total: server.clientCount, channels: server.stats().channels }),
+    stop,
+  })
+}

@@ -1,0 +1,207 @@
+// `rawsse --workers N` as real processes: a primary and N workers on one port, streams landing on
+// different workers (told apart by their client ids: each worker draws ids from its own block of
+// 65 536, and /stats `nodes`), answering as one process: one order and one id sequence, replay on
+// any worker, client= and DELETE /clients/ID across workers, a killed worker replaced, SIGTERM to
+// the primary ending every stream, a worker that cannot listen ending the cluster once.
+
+import t, { type Test } from 'tap'
+import * as net from 'node:net'
+import { clientId, openStream, parseResponse, rawRequest, sleep, type RawClient } from './helpers.js'
+import { Child, CLI, startCli, START_MS, until, type Cli } from './process.js'
+
+const SUB = 'sub-token'
+const PUB = 'pub-token'
+/** Stream ids come in blocks of this size, one block per worker at a time (src/server/bus/ipc.ts). */
+const BLOCK = 1 << 16
+
+async function cluster(t: Test, workers: number, extra: readonly string[] = []): Promise<Cli> {
+  return startCli(t, ['--port', '0', '--workers', String(workers), '--token', SUB, '--publish-token', PUB, '--tick', '0', '--heartbeat', '0', '--log', 'off', ...extra])
+}
+
+/** One request on a connection of its own (so the primary hands it to the next worker). */
+async function request(port: number, method: string, path: string, body = ''): Promise<{ status: number; json: Record<string, unknown> }> {
+  const raw = await rawRequest(
+    port,
+    `${method} ${path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${PUB}\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  )
+  const r = parseResponse(raw)
+  return { status: r.status, json: JSON.parse(r.body) as Record<string, unknown> }
+}
+
+/** The ids and data of the events a stream got, in order (ready and comments left out). */
+function events(c: RawClient): Array<[string, string]> {
+  const out: Array<[string, string]> = []
+  for (const m of c.received.matchAll(/id: ([^\n]+)\ndata: ([^\n]*)\n\n/g)) out.push([m[1]!, m[2]!])
+  return out
+}
+
+/** Open streams until they sit on `n` different workers (round robin spreads them); at most 4n tries. */
+async function spread(t: Test, port: number, n: number, path = `/events/${SUB}`): Promise<RawClient[]> {
+  const out: RawClient[] = []
+  const blocks = new Set<number>()
+  for (let i = 0; i < 4 * n && blocks.size < n; i++) {
+    const c = await openStream(port, path)
+    t.teardown(() => c.close())
+    out.push(c)
+    blocks.add(Math.floor((clientId(c) - 1) / BLOCK))
+  }
+  t.equal(blocks.size, n, `streams on ${n} different workers (id blocks ${[...blocks].join(', ')})`)
+  return out
+}
+
+t.test('--workers 3: every stream gets every event, published through any worker, with the same ids in the same order', async (t) => {
+  const cli = await cluster(t, 3)
+  t.match(cli.lines[0], /^rawsse listening on http:\/\/127\.0\.0\.1:\d+$/, 'the start-up lines once')
+  t.equal(cli.child.stdout.split('rawsse listening on').length - 1, 1)
+  const streams = await spread(t, cli.port, 3)
+  const stats = await request(cli.port, 'GET', '/stats')
+  const nodes = stats.json.nodes as Array<{ node: string; clients: number; pid: number }>
+  t.equal(nodes.length, 3, '/stats lists 3 nodes')
+  t.equal(stats.json.clients, streams.length, '/stats clients is the sum')
+  t.equal(nodes.reduce((n, x) => n + x.clients, 0), streams.length)
+  t.equal(new Set(nodes.map((x) => x.pid)).size, 3, 'three worker processes')
+
+  const answers: Array<{ status: number; json: Record<string, unknown> }> = []
+  // Several at once, each on its own connection: different workers publish concurrently.
+  for (let round = 0; round < 5; round++) {
+    answers.push(...(await Promise.all([0, 1, 2, 3].map((k) => request(cli.port, 'POST', '/publish', `e${round}-${k}`)))))
+  }
+  t.ok(answers.every((a) => a.status === 200 && a.json.delivered === streams.length), 'every publish: 200, delivered to every stream')
+  const ids = answers.map((a) => Number(a.json.id))
+  t.equal(new Set(ids).size, 20, '20 distinct ids')
+  await until(() => streams.every((c) => events(c).length === 20), () => 'every stream has 20 events', 5000)
+  const first = events(streams[0]!)
+  for (const c of streams) t.same(events(c), first, `stream ${clientId(c)}: the same events, ids and order`)
+  const seen = first.map(([id]) => Number(id))
+  t.same(seen, [...seen].sort((a, b) => a - b), 'ids increase in delivery order')
+  t.same([...seen].sort((a, b) => a - b), [...ids].sort((a, b) => a - b), 'the ids the publishers were given')
+})
+
+t.test('--workers 2: replay on another worker while events are published: no gap, no duplicate', async (t) => {
+  const cli = await cluster(t, 2)
+  let sent = 0
+  let publishing = true
+  const publisher = (async () => {
+    while (publishing) {
+      await request(cli.port, 'POST', '/publish', `p${++sent}`)
+      await sleep(5)
+    }
+  })()
+  const got: Array<[string, string]> = []
+  let last: string | null = null
+  for (let hop = 0; hop < 6; hop++) {
+    const c = await openStream(cli.port, `/events/${SUB}`, last === null ? {} : { 'Last-Event-ID': last })
+    t.notMatch(c.received, /event: reset/, `hop ${hop}: no reset`)
+    await until(() => events(c).length >= 3, () => `hop ${hop}: three events`, 5000)
+    c.close()
+    const e = events(c)
+    got.push(...e)
+    last = e.at(-1)![0]
+  }
+  publishing = false
+  await publisher
+  const ids = got.map(([id]) => Number(id))
+  t.equal(new Set(ids).size, ids.length, 'no duplicate')
+  const datas = got.map(([, d]) => Number(d.slice(1)))
+  t.same(datas, Array.from({ length: datas.length }, (_, i) => datas[0]! + i), `no gap: ${datas.length} events in a row across 6 reconnections`)
+})
+
+t.test('--workers 2: client= and DELETE /clients/ID reach a stream on another worker; 404 for one connected nowhere', async (t) => {
+  const cli = await cluster(t, 2)
+  const streams = await spread(t, cli.port, 2)
+  const [a, b] = [streams[0]!, streams.at(-1)!]
+  for (const target of [a, b]) {
+    // Published from several connections (both workers): each stream gets only its own.
+    for (let k = 0; k < 2; k++) {
+      const r = await request(cli.port, 'POST', `/publish?client=${clientId(target)}`, `for-${clientId(target)}-${k}`)
+      t.same([r.status, r.json.delivered], [200, 1])
+    }
+  }
+  await until(() => events(a).length === 2 && events(b).length === 2, () => 'two events each', 5000)
+  t.ok(events(a).every(([, d]) => d.startsWith(`for-${clientId(a)}-`)) && events(b).every(([, d]) => d.startsWith(`for-${clientId(b)}-`)), 'each got only its own')
+  t.same(await request(cli.port, 'POST', '/publish?client=999999', 'x'), { status: 404, json: { delivered: 0, error: 'offline' } })
+  t.same(await request(cli.port, 'POST', '/publish?user=nobody', 'x'), { status: 404, json: { delivered: 0, error: 'offline' } })
+  for (const target of [a, b]) {
+    t.same(await request(cli.port, 'DELETE', `/clients/${clientId(target)}`), { status: 200, json: { closed: 1 } }, `DELETE /clients/${clientId(target)}`)
+    await target.waitClosed(5000)
+    t.ok(target.received.endsWith('0\r\n\r\n'), 'the stream ended with the last chunk')
+  }
+  t.same(await request(cli.port, 'DELETE', `/clients/${clientId(a)}`), { status: 404, json: { closed: 0, error: 'unknown client' } })
+  const all = await request(cli.port, 'DELETE', '/clients')
+  t.same(all, { status: 200, json: { closed: streams.length - 2 } }, 'DELETE /clients closes the rest, on both workers')
+})
+
+t.test('--workers 2: kill -9 of a worker: it is replaced, and its clients come back with Last-Event-ID and miss nothing', async (t) => {
+  const cli = await cluster(t, 2)
+  const streams = await spread(t, cli.port, 2)
+  const nodes = (await request(cli.port, 'GET', '/stats')).json.nodes as Array<{ pid: number; clients: number }>
+  const victim = nodes.find((n) => n.clients > 0)!
+  for (let i = 1; i <= 3; i++) t.equal((await request(cli.port, 'POST', '/publish', `before-${i}`)).status, 200)
+  await until(() => streams.every((c) => events(c).length === 3), () => 'three events everywhere', 5000)
+  process.kill(victim.pid, 'SIGKILL')
+  await until(() => streams.some((c) => c.closed), () => 'the victim’s streams cut', 5000)
+  // Published while the victim's clients are away (the other worker answers).
+  for (let i = 1; i <= 3; i++) t.equal((await request(cli.port, 'POST', '/publish', `during-${i}`)).status, 200)
+  const back: RawClient[] = []
+  for (const c of streams.filter((s) => s.closed)) {
+    const last = events(c).at(-1)![0]
+    const again = await openStream(cli.port, `/events/${SUB}`, { 'Last-Event-ID': last })
+    t.teardown(() => again.close())
+    back.push(again)
+  }
+  t.ok(back.length > 0, `${back.length} streams came back`)
+  for (const c of back) {
+    await until(() => events(c).length === 3, () => 'the three missed events', 5000)
+    t.same(events(c).map(([, d]) => d), ['during-1', 'during-2', 'during-3'], 'exactly what it missed')
+  }
+  await until(
+    async () => {
+      const n = (await request(cli.port, 'GET', '/stats')).json.nodes as Array<{ pid: number }>
+      return n.length === 2 && !n.some((x) => x.pid === victim.pid)
+    },
+    () => 'a replacement worker in /stats',
+    10_000,
+  )
+  t.pass('the killed worker was replaced')
+})
+
+t.test('--workers 2: SIGTERM to the primary ends every stream with the last chunk and exits 0 within 5 s', async (t) => {
+  const cli = await cluster(t, 2)
+  const streams = await spread(t, cli.port, 2)
+  const started = Date.now()
+  cli.child.proc.kill('SIGTERM')
+  const exit = await cli.child.waitExit(6000)
+  t.same(exit, { code: 0, signal: null }, 'exit 0')
+  t.ok(Date.now() - started < 5000, `within 5 s (${Date.now() - started} ms)`)
+  for (const c of streams) {
+    await c.waitClosed(2000)
+    t.ok(c.received.endsWith('0\r\n\r\n'), `stream ${clientId(c)} got 0\\r\\n\\r\\n`)
+  }
+})
+
+t.test('--workers 2: the time tick reaches each stream once per period; /metrics carries a node label', async (t) => {
+  const cli = await cluster(t, 2, ['--tick', '200'])
+  const streams = await spread(t, cli.port, 2)
+  await sleep(1100)
+  for (const c of streams) {
+    const ticks = c.received.split('event: time\n').length - 1
+    t.ok(ticks >= 3 && ticks <= 7, `stream ${clientId(c)}: ${ticks} ticks in 1.1 s at one per 200 ms`)
+  }
+  const raw = await rawRequest(cli.port, `GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${PUB}\r\nConnection: close\r\n\r\n`)
+  t.match(raw, /rawsse_clients\{node="worker-1",channel="default"\} \d+/)
+  t.match(raw, /rawsse_clients\{node="worker-2",channel="default"\} \d+/)
+})
+
+t.test('--workers 2 on a port already taken: one clear error line and exit 1, no restart loop', async (t) => {
+  const blocker = net.createServer()
+  await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => blocker.close())
+  const { port } = blocker.address() as net.AddressInfo
+  const child = new Child(t, process.execPath, [CLI, '--port', String(port), '--workers', '2', '--token', SUB, '--log', 'off'], { stdin: 'ignore' })
+  const exit = await child.waitExit(START_MS)
+  t.same(exit, { code: 1, signal: null }, 'exit 1')
+  const lines = child.stderr.split('\n').filter(Boolean)
+  t.equal(lines.length, 1, `one line: ${child.stderr}`)
+  t.match(lines[0], new RegExp(`^rawsse: cannot listen on 127\\.0\\.0\\.1:${port}: .*EADDRINUSE`))
+  t.equal(child.stdout, '', 'no start-up lines')
+})
