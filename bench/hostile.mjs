@@ -72,8 +72,9 @@
 // Internal: `node bench/hostile.mjs --helper canary|flood|storm JSON` are its load processes.
 
 import { spawnSync } from 'node:child_process'
-import { existsSync, readdirSync, readFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs'
 import * as net from 'node:net'
+import * as os from 'node:os'
 import * as path from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { waitForPorts } from './fanout.mjs'
@@ -830,6 +831,8 @@ function serverArgv(o, port) {
   return [
     process.execPath,
     ...nodeFlagsOf(o.cli),
+    '--import',
+    pathToFileURL(path.join(BENCH, 'loop-monitor.mjs')).href,
     o.cli,
     '--port',
     String(port),
@@ -849,8 +852,20 @@ function serverArgv(o, port) {
 
 async function startServer(o) {
   const port = await freePort()
-  const { proc } = await startProcess('rawsse', 'taskset', ['-c', SERVER_CORE, ...serverArgv(o, port)], { ready: listeningUrl })
-  return { proc, pid: proc.pid, port }
+  // The server's own loop delay (bench/loop-monitor.mjs), to a file of this run; the variable is
+  // set only while this one process is spawned.
+  const loopLog = path.join(mkdtempSync(path.join(os.tmpdir(), 'rawsse-loop-')), 'loop.log')
+  process.env.RAWSSE_LOOP_LOG = loopLog
+  const started = startProcess('rawsse', 'taskset', ['-c', SERVER_CORE, ...serverArgv(o, port)], { ready: listeningUrl })
+  delete process.env.RAWSSE_LOOP_LOG
+  const { proc } = await started
+  return { proc, pid: proc.pid, port, loopLog }
+}
+
+/** The server's loop-delay lines: [epoch ms, longest delay in ms of the 100 ms before]. */
+function loopDelays(file) {
+  if (!existsSync(file)) return []
+  return readFileSync(file, 'utf8').trim().split('\n').filter(Boolean).map((l) => l.split(' ').map(Number))
 }
 
 const alive = (proc) => proc.child.exitCode === null && proc.child.signalCode === null
@@ -975,7 +990,7 @@ async function caseStall(o, n, notes) {
     r.kernelSendQ = kernelSendQueues(server.port)
     r.serverAlive = alive(server.proc)
     if (!r.serverAlive) r.serverExit = `${exitOf(server.proc)}: ${tail(server.proc.stderr, 200)}`
-    Object.assign(r, analyseStall(res, smp.stop(), r, n))
+    Object.assign(r, analyseStall(res, smp.stop(), r, n, loopDelays(server.loopLog)))
   } finally {
     smp.stop()
     await canary?.stop(1000)
@@ -985,7 +1000,7 @@ async function caseStall(o, n, notes) {
   return r
 }
 
-function analyseStall(res, samples, r, n) {
+function analyseStall(res, samples, r, n, delays = []) {
   const out = {}
   out.floodPublishes = res.flood.count
   out.floodErrors = res.flood.errors
@@ -1031,6 +1046,10 @@ function analyseStall(res, samples, r, n) {
   const windowLoop = first && res.loop ? res.loop.filter((p) => p[0] >= first.t - 1000 && p[0] <= (last ?? first).t + 1000) : []
   out.dropWindowLoopMs = windowLoop.length > 0 ? Math.max(...windowLoop.map((p) => p[1])) : null
   out.loopMaxMs = res.loop?.length ? Math.max(...res.loop.map((p) => p[1])) : null
+  // The server's own event-loop delay (bench/loop-monitor.mjs): in the same window, and over the run.
+  const inWindow = first ? delays.filter(([t]) => t >= first.t - 1000 && t <= (last ?? first).t + 1000) : []
+  out.serverLoopWindowMs = inWindow.length > 0 ? Math.max(...inWindow.map(([, ms]) => ms)) : null
+  out.serverLoopMaxMs = delays.length > 0 ? Math.max(...delays.filter(([t]) => t >= res.t0).map(([, ms]) => ms)) : null
   out.loopP50Ms = res.loop?.length ? quantile(res.loop.map((p) => p[1]), 0.5) : null
   out.dropWindowS = first ? [(first.t - res.t0) / 1000, ((last ?? first).t - res.t0) / 1000] : null
   const inGap = during.filter((s) => s.t >= gapFrom && s.t <= gapFrom + gap)
@@ -1252,7 +1271,8 @@ function stallCell(c) {
   // Runs from before this figure existed: when the drops fell inside the longest canary gap, the
   // worst round trip was the drops'.
   const drop = c.dropWindowMaxRttMs ?? (c.droppedInGap > 0 ? c.worstMs : null)
-  const loop = c.dropWindowLoopMs === undefined || c.dropWindowLoopMs === null ? '' : `loop (\`GET /healthz\`) ${msOrS(c.dropWindowLoopMs)}, `
+  const own = c.serverLoopWindowMs === undefined || c.serverLoopWindowMs === null ? '' : `server's loop delay ${msOrS(c.serverLoopWindowMs)} (worst over the run ${msOrS(c.serverLoopMaxMs)}), `
+  const loop = own + (c.dropWindowLoopMs === undefined || c.dropWindowLoopMs === null ? '' : `\`GET /healthz\` ${msOrS(c.dropWindowLoopMs)}, `)
   return `${loop}publish ${drop === null ? '–' : msOrS(drop)} while dropped (worst overall ${block}); RSS peak ${mib(c.rssPeak)} MiB`
 }
 
@@ -1267,7 +1287,7 @@ function summaryTable(blocks) {
   const ns = [...new Set(data.flatMap((d) => [...(d.stall ?? []).map((c) => c.n), ...(d.stallSkipped ?? [])]))].sort((a, b) => a - b)
   for (const n of ns) {
     const cell = (d) => (d.stallSkipped?.includes(n) ? 'not run: a smaller N did not recover within the bound' : stallCell(d.stall?.find((c) => c.n === n)))
-    rows.push([`1: drop ${fmt(n)} stalled streams`, 'worst round trip while the streams are dropped: `GET /healthz` (the loop blocked) and a publish (its fan-out to N + 1 streams too)', '< 100 ms (at 10 000)', ...data.map(cell)])
+    rows.push([`1: drop ${fmt(n)} stalled streams`, 'while the streams are dropped: the server\'s own event-loop delay (bench/loop-monitor.mjs); the worst round trip of `GET /healthz` and of a publish (its fan-out to N + 1 streams too) from a client process on the other core', '< 100 ms (at 10 000)', ...data.map(cell)])
   }
   const modes = [...new Set(data.flatMap((d) => (d.flood ?? []).map((f) => f.mode)))]
   for (const mode of modes) {
@@ -1323,7 +1343,7 @@ function labelReport(o, m, command, build, res, notes) {
   if (res.stall) {
     out.push(`**Case 1: stalled streams dropped.** Stalled sockets: SO_RCVBUF ${o.stalledRcvbuf}, TCP_MAXSEG ${o.stalledMss}. ${EVENT_BYTES}-byte events back to back${o.publishRate > 0 ? ` (at most ${o.publishRate}/s)` : ''} for ${o.publishSeconds} s on one connection (the server's stall timeout is ${STALL_TIMEOUT_S} s, --max-buffer its default 1 MiB); a probe event every 100 ms to a reading canary. Stopped ${o.recoverBound} s after publishing if not recovered.`)
     out.push('')
-    out.push('| N stalled | publishes (/s) | first drop at | worst probe round trip | `GET /healthz` round trip: worst while dropped / worst / p50 | longest canary gap: length (from) | streams dropped in it (at) | canary flowing again after that drop | other canary gaps over 1 s (from; streams dropped in it) | RSS before → peak → after (MiB) | dropped: stall / buffer | streams left |')
+    out.push('| N stalled | publishes (/s) | first drop at | worst probe round trip | the server\'s loop delay: worst while dropped / over the run; `GET /healthz` round trip: worst while dropped / worst / p50 | longest canary gap: length (from) | streams dropped in it (at) | canary flowing again after that drop | other canary gaps over 1 s (from; streams dropped in it) | RSS before → peak → after (MiB) | dropped: stall / buffer | streams left |')
     out.push('|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|')
     for (const c of res.stall) {
       if (c.error) {
@@ -1338,7 +1358,7 @@ function labelReport(o, m, command, build, res, notes) {
       const drops = c.drops ? `${fmt(c.drops.stall)} / ${fmt(c.drops.buffer)}${c.statsAgeS > 2 ? ` (the last /stats answer, ${secs(c.statsAgeS * 1000, 0)} before the end)` : ''}` : 'no /stats answer'
       const at = (x) => (x === null ? '–' : `${fmt(x, 1)} s`)
       const ms = (x) => (x === null || x === undefined ? '–' : msOrS(x))
-      const loopCell = `${ms(c.dropWindowLoopMs)} / ${ms(c.loopMaxMs)} / ${ms(c.loopP50Ms)}`
+      const loopCell = `${ms(c.serverLoopWindowMs)} / ${ms(c.serverLoopMaxMs)}; ${ms(c.dropWindowLoopMs)} / ${ms(c.loopMaxMs)} / ${ms(c.loopP50Ms)}`
       const others = (c.otherGaps ?? []).map((g) => `${secs(g.ms)} (${fmt(g.atS, 1)} s; ${fmt(g.dropped)})`).join(', ') || '–'
       out.push(
         `| ${fmt(c.n)} | ${fmt(c.floodPublishes)} (${fmt(c.floodRate)}) | ${at(c.firstDropAtS)} | ${worst} | ${loopCell} | ${secs(c.longestGapMs)}${c.gapOpen ? ', to the end' : ''} (${fmt(c.longestGapAtS, 1)} s) | ${fmt(c.droppedInGap)} (${at(c.gapDropAtS)}) | ${flow} | ${others} | ${mib(c.rssBefore)} → ${mib(c.rssPeak)} → ${mib(c.rssAfter)} | ${drops} | ${left} |`,

@@ -5,27 +5,15 @@
 // skipped and passes; under CI=true a missing browser fails.
 
 import t from 'tap'
-import { existsSync } from 'node:fs'
 import type { Browser, Page } from 'playwright-core'
 import { attachDemo } from '../src/demo.js'
 import type { ErrorReply, SseServerOptions } from '../src/index.js'
 import { publish, PUB, startServer, type Running } from './helpers.js'
+import { browserMissing, canRun, launchChromium } from './needs.js'
 import { until as untilWithin, type Teardown } from './process.js'
 
-const CHROMIUM = '/usr/bin/chromium'
 const WAIT_MS = 8000 // how long a page may take to show something before the test fails
 const TICK_MS = 100 // a fast `time` tick: several lines a second to hide
-
-/** Why the browser tests cannot run here, or null when they can. */
-async function browserMissing(): Promise<string | null> {
-  if (!existsSync(CHROMIUM)) return `${CHROMIUM} is not installed (Debian: apt-get install chromium)`
-  try {
-    await import('playwright-core')
-  } catch (err) {
-    return `playwright-core cannot be loaded (${(err as Error).message}); run npm install`
-  }
-  return null
-}
 
 const until = <T>(probe: () => Promise<T | null | undefined | false> | T | null | undefined | false, what: () => string, ms = WAIT_MS): Promise<T> => untilWithin(probe, what, ms)
 
@@ -122,26 +110,9 @@ function noTrouble(t: Asserts, w: Watched, errorReplies: string[]): void {
   t.same(errorReplies, [], 'the server answered no request with an error (no /favicon.ico 404)')
 }
 
-const missing = await browserMissing()
-if (missing !== null) {
-  // CI=true (GitHub Actions, GitLab and most others); CI=1 on a few.
-  if (process.env.CI !== undefined && !['', '0', 'false'].includes(process.env.CI)) {
-    t.fail(`hub browser tests cannot run under CI=true: ${missing}`)
-  } else {
-    t.comment(`hub browser tests skipped: ${missing}`)
-    // tap's terminal reporter hides comments of passing files but shows their standard error.
-    process.stderr.write(`demo-hub: browser tests skipped: ${missing}\n`)
-    t.pass(`hub browser tests not run: ${missing}; under CI=true this is a failure`)
-  }
-} else {
-  const { chromium } = await import('playwright-core')
-
+if (canRun(t, 'demo-hub', 'hub browser tests', await browserMissing())) {
   t.before(async () => {
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    })
+    browser = await launchChromium()
   })
   t.teardown(() => browser?.close())
 

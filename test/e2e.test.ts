@@ -18,26 +18,15 @@ import type { Browser, BrowserContext, Page } from 'playwright-core'
 import { attachDemo, type DemoOptions } from '../src/demo.js'
 import type { ClientView, SseServerOptions } from '../src/index.js'
 import { clientId, openStream, PUB, sleep, startServer, TOKEN, type RawClient, type Running } from './helpers.js'
+import { browserMissing, canRun, launchChromium } from './needs.js'
 import { until as untilWithin, type Teardown } from './process.js'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const PUBLIC = path.join(ROOT, 'public')
 const SHOTS = process.env.UPDATE_SCREENSHOTS === '1' ? path.join(PUBLIC, 'screenshots') : mkdtempSync(path.join(tmpdir(), 'rawsse-shots-'))
 const CLI = path.join(ROOT, 'dist', 'cli.js')
-const CHROMIUM = '/usr/bin/chromium'
 const WAIT_MS = 8000 // how long a page may take to show something before the test fails
 
-
-/** Why the browser tests cannot run here, or null when they can. */
-async function browserMissing(): Promise<string | null> {
-  if (!existsSync(CHROMIUM)) return `${CHROMIUM} is not installed (Debian: apt-get install chromium)`
-  try {
-    await import('playwright-core')
-  } catch (err) {
-    return `playwright-core cannot be loaded (${(err as Error).message}); run npm install`
-  }
-  return null
-}
 
 /** Polls `probe` until it returns something truthy, for as long as a page may take. */
 const until = <T>(probe: () => Promise<T | null | undefined | false> | T | null | undefined | false, what: () => string, ms = WAIT_MS): Promise<T> => untilWithin(probe, what, ms)
@@ -398,27 +387,9 @@ t.test('demo: detaching stops listening', async (t) => {
 
 // ------------------------------------------------------------------ in the browser
 
-const missing = await browserMissing()
-if (missing !== null) {
-  // CI=true (GitHub Actions, GitLab and most others); CI=1 on a few.
-  if (process.env.CI !== undefined && !['', '0', 'false'].includes(process.env.CI)) {
-    t.fail(`browser tests cannot run under CI=true: ${missing}`)
-  } else {
-    t.comment(`browser tests skipped: ${missing}`)
-    // tap's terminal reporter hides comments of passing files but shows their standard error.
-    process.stderr.write(`e2e: browser tests skipped: ${missing}\n`)
-    t.pass(`browser tests not run: ${missing}; under CI=true this is a failure`)
-  }
-} else {
-  const { chromium } = await import('playwright-core')
-
+if (canRun(t, 'e2e', 'browser tests', await browserMissing())) {
   t.before(async () => {
-    // launch() makes a fresh profile itself (and refuses --user-data-dir).
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    })
+    browser = await launchChromium()
   })
   t.teardown(() => browser?.close())
 

@@ -16,13 +16,13 @@ import * as net from 'node:net'
 import * as os from 'node:os'
 import * as path from 'node:path'
 import * as tls from 'node:tls'
+import { canRun, UNDER_CI } from './needs.js'
 import { Child, ROOT, START_MS, startCli, until, type Teardown } from './process.js'
 
 const SUB = `sub-${randomBytes(12).toString('hex')}` // may open streams; must never reach the access log
 const PUB = `pub-${randomBytes(12).toString('hex')}` // may publish
 const PROMPT_MS = 1000 // an unbuffered event crosses loopback in milliseconds; a buffered one never comes
 // CI=true (GitHub Actions, GitLab and most others); CI=1 on a few.
-const UNDER_CI = process.env.CI !== undefined && !['', '0', 'false'].includes(process.env.CI)
 
 /** The nginx command that runs (on PATH, else Debian's /usr/sbin/nginx, not on a non-root PATH), or null. */
 function findNginx(): string | null {
@@ -203,17 +203,7 @@ class TlsStream {
 }
 
 const nginx = findNginx()
-const why = whyNot(nginx)
-if (why !== null) {
-  if (UNDER_CI) {
-    t.fail(`proxy tests cannot run under CI=true: ${why}`)
-  } else {
-    t.comment(`proxy tests skipped: ${why}`)
-    // tap's terminal reporter hides comments of passing files but shows their standard error.
-    process.stderr.write(`proxy: nginx tests skipped: ${why}\n`)
-    t.pass(`proxy tests not run: ${why}; under CI=true this is a failure`)
-  }
-} else {
+if (canRun(t, 'proxy', 'nginx tests', whyNot(nginx))) {
   // Heartbeat and tick off: nothing but the event under test can push bytes through nginx.
   const rawsse = await startCli(t, ['--port', '0', '--tick', '0', '--heartbeat', '0', '--token', SUB, '--publish-token', PUB])
   const dir = mkdtempSync(path.join(os.tmpdir(), 'rawsse-proxy-'))

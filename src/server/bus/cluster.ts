@@ -41,6 +41,8 @@ export class ClusterBus implements Bus {
   private opened_: WireStream[] = []
   private closed_: number[] = []
   private presenceQueued = false
+  /** Messages that came before attach(). */
+  private early: ToWorker[] = []
   private closedBus = false
   private readonly onMessage = (msg: ToWorker): void => this.handle(msg)
 
@@ -69,11 +71,14 @@ export class ClusterBus implements Bus {
     })
   }
 
-  /** The server: it gets the cluster's retained history at once, before it listens. */
+  /** The server: it gets the cluster's retained history at once, before it listens, then what came since. */
   attach(node: BusNode): void {
     this.node = node
     for (const e of this.history) node.deliver(e)
     this.history = []
+    const early = this.early
+    this.early = []
+    for (const msg of early) this.handle(msg)
   }
 
   publish(draft: BusDraft): Promise<Accepted> {
@@ -141,9 +146,15 @@ export class ClusterBus implements Bus {
   }
 
   private handle(msg: ToWorker): void {
+    // Node emits every message of one read at once: batches can come in the same turn as `init`,
+    // before the server is attached. They wait, in order.
+    if (this.node === null) {
+      this.early.push(msg)
+      return
+    }
     switch (msg.t) {
       case 'batch':
-        for (const e of msg.events) this.node?.deliver(e)
+        for (const e of msg.events) this.node.deliver(e)
         break
       case 'accepted':
         this.settle(this.publishes, msg.n)?.resolve({ id: msg.id, delivered: msg.delivered })
@@ -155,7 +166,7 @@ export class ClusterBus implements Bus {
         this.nextIds = msg.ids
         break
       case 'ask':
-        this.send({ t: 'answer', n: msg.n, value: this.answer(msg) })
+        this.send({ t: 'answer', n: msg.n, value: this.answer(this.node, msg) })
         break
       case 'answer':
         this.settle(this.questions, msg.n)?.resolve(msg.value)
@@ -170,8 +181,7 @@ export class ClusterBus implements Bus {
   }
 
   /** The primary's question about this worker's own streams. */
-  private answer(q: Question): unknown {
-    const node = this.node!
+  private answer(node: BusNode, q: Question): unknown {
     if (q.q === 'close-all') return node.closeAll()
     if (q.q === 'close-client') return node.closeClient(q.id)
     const stats: NodeStats = { ...node.stats(), node: this.name, pid: process.pid, bus: 'up' }

@@ -54,6 +54,9 @@ export class ClusterPrimary {
 
   /** A worker joined (or replaced a dead one): it gets the history and its first stream ids. */
   join(slot: number, link: WorkerLink, token: string | null): void {
+    // What this turn accepted goes to the others first: it is in the history the newcomer gets,
+    // and must not reach it twice.
+    this.flush()
     this.workers.set(slot, link)
     const history: WireEvent[] = []
     this.history.since('0', (e) => history.push(e.event))
