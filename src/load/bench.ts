@@ -13,7 +13,7 @@ import { Publisher } from './publisher.js'
 import { Live } from './live.js'
 import { table, type BenchReport } from './report.js'
 import { Histogram, monotonicUs } from './stats.js'
-import type { FromGroup, GroupConfig, GroupFinal } from './worker.js'
+import type { FromGroup, GroupConfig, GroupFinal } from './messages.js'
 
 /** Runs `rawsse bench ...` (argv without `bench`); resolves to the exit code. Throws UsageError for a bad command line. */
 export async function runBench(argv: readonly string[]): Promise<number> {

@@ -6,7 +6,8 @@ import { fork, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { openFileLimit } from '../process-limits.js'
 import { FD_MARGIN } from './limits.js'
-import { StreamGroup, WORKER_ENV, type FromGroup, type GroupConfig, type GroupFinal, type Progress, type ToGroup } from './worker.js'
+import { WORKER_ENV, type FromGroup, type GroupConfig, type GroupFinal, type Progress, type ToGroup } from './messages.js'
+import { StreamGroup } from './worker.js'
 
 /** A group of streams, in this process or in a forked worker; the coordinator sees only messages. */
 export interface Link {

@@ -5,7 +5,7 @@
 import { closeSync, openSync, writeSync } from 'node:fs'
 import { PROGRESS_LINE_COLUMNS } from './limits.js'
 import { Histogram } from './stats.js'
-import type { GroupSample } from './worker.js'
+import type { GroupSample } from './messages.js'
 
 /** The run's counts at a tick, as the coordinator has them. */
 export interface LiveState {

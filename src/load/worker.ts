@@ -14,81 +14,9 @@ import { SseParser } from '../client/sse-parse.js'
 import { DEFAULT_EVENT } from '../wire.js'
 import { CONNECT_TICK_MS, CONNECT_TIMEOUT_MS, MAX_CATCH_UP_TICKS, MAX_ERROR_TEXT, MIN_RING, PROGRESS_MS, READ_BUFFER_BYTES, STREAMS_PER_SOURCE_ADDRESS } from './limits.js'
 import { BodyTemplate, Histogram, monotonicUs } from './stats.js'
+import type { FromGroup, GroupConfig, Progress, ToGroup } from './messages.js'
+import { WORKER_ENV } from './messages.js'
 import { quoted } from './text.js'
-
-/** The environment variable that makes a forked copy of this module a worker. */
-export const WORKER_ENV = 'RAWSSE_BENCH_WORKER'
-
-export interface GroupConfig {
-  /** The stream URL. */
-  url: string
-  /** Request header fields after Host, in order. */
-  fields: Array<[string, string]>
-  /** The index of this group's first stream among all streams (picks source addresses). */
-  firstIndex: number
-  count: number
-  /** Connections per second for this group. */
-  connectRate: number
-  template: string
-  /** The publisher's window W; 0 when it publishes at a rate (no window to report for) or not at all. */
-  window: number
-  /** Bind streams to 127.0.0.1, 127.0.0.2, … (the target is a loopback address). */
-  rotateSources: boolean
-}
-
-/** Coordinator → group. */
-export type ToGroup =
-  | { type: 'init'; config: GroupConfig }
-  /** Publishing starts; deliveries received from `warmupEndUs` on are the measured ones. */
-  | { type: 'start'; warmupEndUs: number }
-  /** The coordinator's once-a-second question (--out): the latencies since the last one. */
-  | { type: 'sample' }
-  | { type: 'stop' }
-
-export interface GroupFinal {
-  connected: number
-  connectErrors: number
-  /** Streams that ended or failed after they had connected. */
-  streamErrors: number
-  received: number
-  duplicates: number
-  receivedMeasured: number
-  /** Monotonic µs of the last delivery, 0 when none. */
-  lastReceiveUs: number
-  hist: number[]
-  histCount: number
-  histMax: number
-  histMeasured: number[]
-  histMeasuredCount: number
-  histMeasuredMax: number
-  /** This process's CPU time in µs (forked groups only; an in-process group's is the coordinator's). */
-  cpuUserUs: number
-  cpuSystemUs: number
-  firstError: string | null
-}
-
-/** What a group has seen so far: the coordinator's window, drain and progress line read it. */
-export interface Progress {
-  /** Every open stream of the group has received every seq up to this; -1: no open streams. */
-  allUpTo: number
-  received: number
-  streamErrors: number
-  connected: number
-  connectErrors: number
-}
-
-/** Group → coordinator. */
-export type FromGroup =
-  | { type: 'connected'; connected: number; connectErrors: number; firstError: string | null }
-  | ({ type: 'progress' } & Progress)
-  | { type: 'final'; final: GroupFinal }
-  | ({ type: 'sample' } & GroupSample)
-
-/** A group's deliveries since the last sample: their latency histogram, sparse (Histogram.sparse). */
-export interface GroupSample {
-  hist: number[]
-  histMax: number
-}
 
 const enum Phase {
   Head,

@@ -9,7 +9,7 @@ import * as tls from 'node:tls'
 import { jittered } from '../wire.js'
 import { Access, type TokenLists } from './auth.js'
 import type { SseServerEvents } from './events.js'
-import type { Accepted, Bus, BusEvent, BusNode } from './bus/bus.js'
+import type { Accepted, Bus, BusNode } from './bus/bus.js'
 import { LocalBus } from './bus/local.js'
 import { ByteBudget, Connection, type ConnectionHost } from './connection.js'
 import { errorResponse, HttpError } from './errors.js'
@@ -19,10 +19,11 @@ import * as L from './limits.js'
 import { Metrics, type DropReason, type Stats } from './metrics.js'
 import { resolveSettings, type Settings, type SseServerOptions, type TlsFiles } from './options.js'
 import { beforeBody, route, type OpenStream, type RouteContext } from './routes.js'
-import { encodeEvent, eventSize, messageProblem, retryFrame, streamHead, type Frame, type SseMessage } from './sse-encode.js'
+import { encodeEvent, eventSize, messageProblem, retryFrame, streamHead, type SseMessage } from './sse-encode.js'
 import { StaticFiles } from './static.js'
 import { Stream, type ClientView } from './stream.js'
 import { Backlog } from './backlog.js'
+import { Delivery } from './delivery.js'
 import { Streams } from './streams.js'
 import { matches, type Target } from './target.js'
 
@@ -40,6 +41,7 @@ export class SseServer extends EventEmitter<SseServerEvents> {
   private readonly metrics = new Metrics()
   private readonly streams: Streams
   private readonly history: History
+  private readonly delivery: Delivery
   /** What blocked streams are still owed (shared by all of them). */
   private readonly backlog = new Backlog()
   private readonly conns = new Set<Connection>()
@@ -71,6 +73,7 @@ export class SseServer extends EventEmitter<SseServerEvents> {
     this.statics = this.settings.publicDir === null ? null : new StaticFiles(this.settings.publicDir)
     this.history = new History(this.settings.history, this.settings.historyBytes)
     this.streams = new Streams(this.metrics, this.settings.maxBufferBytes, this.settings.maxUnsentBytes, this.backlog, (c, reason) => this.onRemove(c, reason))
+    this.delivery = new Delivery(this.streams, this.history, this.metrics)
     this.bus = options.bus ?? new LocalBus()
     this.bus.attach(this.busNode())
     this.routes = this.routeContext()
@@ -112,7 +115,7 @@ export class SseServer extends EventEmitter<SseServerEvents> {
     const sweepMs = Math.max(1, Math.min(L.HOUSEKEEPING_MS, stallTimeoutMs))
     this.housekeeping = setInterval(() => this.streams.dropStalled(Date.now(), stallTimeoutMs), sweepMs)
     if (heartbeatMs > 0) this.heartbeat = setInterval(() => this.streams.heartbeat(), heartbeatMs)
-    if (tickMs > 0) this.ticker = setInterval(() => this.broadcastNow({ event: 'time', data: new Date().toISOString() }), tickMs)
+    if (tickMs > 0) this.ticker = setInterval(() => this.delivery.tick({ event: 'time', data: new Date().toISOString() }), tickMs)
     const addr = server.address() as net.AddressInfo
     return { host, port: addr.port }
   }
@@ -277,7 +280,7 @@ export class SseServer extends EventEmitter<SseServerEvents> {
   /** What the bus may ask of this process; built once. */
   private busNode(): BusNode {
     return {
-      deliver: (e) => this.deliver(e),
+      deliver: (e) => this.delivery.deliver(e),
       nextEventId: () => String(++this.lastEventId),
       closeClient: (id) => this.closeClient(id),
       closeAll: () => this.closeAll(),
@@ -285,42 +288,6 @@ export class SseServer extends EventEmitter<SseServerEvents> {
       clientExists: (id) => this.streams.get(id) !== undefined,
       userOnline: (user) => this.streams.userOnline(user),
     }
-  }
-
-  /** The bus hands every event here, in order: encode once, keep for replay, queue for this turn's fan-out. */
-  private deliver(e: BusEvent): number {
-    const frame = encodeEvent(e.message)
-    this.metrics.published++
-    if (e.keep && e.message.id !== undefined) this.history.add({ id: e.message.id, frame, target: e.target })
-    let reached: number
-    if (e.target.client !== undefined || e.target.filter !== undefined) {
-      // One stream, found by id: write at once (after anything queued before it, to keep order)
-      // rather than make every stream of the next batch test a target meant for one. A filter
-      // (user code) too: counted and written in one pass, it runs once per stream, not twice.
-      this.streams.flush()
-      reached = this.streams.fanOut(frame, e.target)
-    } else {
-      reached = this.enqueue(frame, e.target)
-    }
-    this.metrics.deliveries += reached
-    return reached
-  }
-
-  private enqueue(frame: Frame, target: Target): number {
-    if (!this.streams.hasQueued) setImmediate(this.flushQueued)
-    return this.streams.queue(frame, target)
-  }
-
-  private readonly flushQueued = (): void => this.streams.flush()
-
-  /**
-   * The `time` tick: no id, not kept, and local to this process (each process has its own
-   * clock and ticks its own streams), so it does not go through the bus.
-   */
-  private broadcastNow(msg: SseMessage): void {
-    const reached = this.enqueue(encodeEvent(msg), {})
-    this.metrics.published++
-    this.metrics.deliveries += reached
   }
 
   private jitteredRetry(): number {
