@@ -1,6 +1,6 @@
 // `--workers N` measured (issue 12, "Measure"): one build of rawsse, nginx + nchan beside it.
 //
-//   node bench/workers.mjs [--cli PATH] [--rounds 3] [--label NAME] [--quick] [--out bench/RESULTS.md]
+//   node bench/workers.mjs [--cli PATH] [--rounds 3] [--label NAME] [--parts hold,cost,primary,big] [--quick] [--out bench/RESULTS.md]
 //
 // Nothing is pinned: `taskset -c 0` would put both workers of a cluster on one core, and what is
 // compared is CPU time per unit of work, not throughput. The load tool is the build's own `rawsse
@@ -553,12 +553,14 @@ function buildCommit(cli) {
 
 function parseFlags(argv) {
   const quick = argv.includes('--quick')
-  const { get, num, done } = flagReader(argv, ['quick'])
+  const { get, num, list, done } = flagReader(argv, ['quick'])
   const o = {
     quick,
     sizes: quick ? QUICK : FULL,
     cli: path.resolve(get('cli') ?? CLI),
     rounds: num('rounds', quick ? 1 : 3),
+    // Which measurements: hold (38 000 streams), cost (10 000, 1 vs 2 workers, nchan), primary, big (30 000).
+    parts: new Set(list('parts', 'hold,cost,primary,big')),
     label: get('label') ?? (quick ? 'quick' : 'current'),
     // A quick run checks the script: it writes nowhere unless told where.
     out: get('out') !== undefined ? path.resolve(get('out')) : quick ? null : path.join(BENCH, 'RESULTS.md'),
@@ -567,6 +569,7 @@ function parseFlags(argv) {
   if (!/^[\w.-]+$/.test(o.label)) throw new Error(`--label must be letters, digits, . _ or -, not '${o.label}'`)
   if (!existsSync(o.cli)) throw new Error(`--cli ${o.cli}: no such file`)
   if (!Number.isInteger(o.rounds) || o.rounds < 1) throw new Error('--rounds must be a whole number ≥ 1')
+  for (const p of o.parts) if (!['hold', 'cost', 'primary', 'big'].includes(p)) throw new Error(`--parts: hold, cost, primary, big; not '${p}'`)
   return o
 }
 
@@ -591,7 +594,7 @@ async function main() {
   const t0 = Date.now()
   for (let round = 1; round <= o.rounds; round++) {
     // The 38 000 first, the 30 000 last: they share 127.0.0.2's ports, whose TIME_WAIT lasts 60 s.
-    try {
+    if (o.parts.has('hold')) try {
       const h = await holdRound(o, round, notes)
       res.hold.push(h)
       process.stderr.write(`round ${round} hold: ${h.error ? `ERROR ${h.error}` : `${h.connected} connected (all after ${fmt(h.connectS)} s), lost ${h.lost}, /stats ${h.stats?.clients} (${(h.stats?.nodes ?? []).map((n) => n.clients).join('/')}), ${fmt(h.perStreamHeld)} bytes/stream, files ${h.files.join('/')}`}\n`)
@@ -600,9 +603,9 @@ async function main() {
       res.hold.push({ round, error: err.message.split('\n')[0] })
       notes.push(`hold, round ${round}: ${err.message.split('\n')[0]}`)
     }
-    for (const [kind, workers] of [['rawsse', 1], ['rawsse', 2], ['nchan', 2]]) res.cost.push(...(await costRound(o, round, kind, workers, S.cost, notes)))
-    res.primary.push(...(await primaryRound(o, round, notes).catch((err) => (notes.push(`primary, round ${round}: ${err.message.split('\n')[0]}`), []))))
-    res.cost.push(...(await costRound(o, round, 'rawsse', 2, S.big, notes)))
+    if (o.parts.has('cost')) for (const [kind, workers] of [['rawsse', 1], ['rawsse', 2], ['nchan', 2]]) res.cost.push(...(await costRound(o, round, kind, workers, S.cost, notes)))
+    if (o.parts.has('primary')) res.primary.push(...(await primaryRound(o, round, notes).catch((err) => (notes.push(`primary, round ${round}: ${err.message.split('\n')[0]}`), []))))
+    if (o.parts.has('big')) res.cost.push(...(await costRound(o, round, 'rawsse', 2, S.big, notes)))
   }
   res.minutes = (Date.now() - t0) / 60000
   const block = labelBlock(o, m, command, build, res, notes)

@@ -204,6 +204,21 @@ t.test('--workers 2: a worker that joins while events are published has the same
   }
 })
 
+t.test('--workers 2: publishes pipelined on one connection are answered in order, ids in request order, with other requests between them', async (t) => {
+  const cli = await cluster(t, 2)
+  const streams = await spread(t, cli.port, 2)
+  const post = (data: string): string => `POST /publish HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${PUB}\r\nContent-Type: text/plain\r\nContent-Length: ${data.length}\r\n\r\n${data}`
+  const requests = [post('q1'), post('q2'), post('q3'), 'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n', post('q4'), `${post('q5').replace('HTTP/1.1\r\n', 'HTTP/1.1\r\nConnection: close\r\n')}`]
+  const raw = await rawRequest(cli.port, requests.join(''), 5000)
+  const answers = raw.split(/(?=HTTP\/1\.1 )/).map((r) => parseResponse(r))
+  t.same(answers.map((a) => a.status), [200, 200, 200, 200, 200, 200], 'six answers, all 200')
+  t.same(JSON.parse(answers[3]!.body), { status: 'ok' }, 'the health check in its place')
+  const ids = [0, 1, 2, 4, 5].map((i) => Number((JSON.parse(answers[i]!.body) as { id: string }).id))
+  t.same(ids, [...ids].sort((a, b) => a - b), `ids in request order (${ids.join(', ')})`)
+  await until(() => streams.every((c) => events(c).length === 5), () => 'five events at every stream', 5000)
+  for (const c of streams) t.same(events(c).map(([, d]) => d), ['q1', 'q2', 'q3', 'q4', 'q5'], `stream ${clientId(c)}: each once, in order`)
+})
+
 t.test('--workers 2: SIGTERM to the primary ends every stream with the last chunk and exits 0 within 5 s', async (t) => {
   const cli = await cluster(t, 2)
   const streams = await spread(t, cli.port, 2)

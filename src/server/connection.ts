@@ -8,7 +8,7 @@ import type * as net from 'node:net'
 import { errorResponse, HttpError } from './errors.js'
 import { BodyReader } from './http-body.js'
 import { parseHead, type RequestHead } from './http-head.js'
-import { KEEP_ALIVE_IDLE_MS, LINGER_MS } from './limits.js'
+import { KEEP_ALIVE_IDLE_MS, LINGER_MS, MAX_PUBLISHES_IN_FLIGHT } from './limits.js'
 import { formatHead, formatResponse, type FrameOptions, type Reply } from './response.js'
 import type { OpenStream, Outcome } from './routes.js'
 import type { Stream } from './stream.js'
@@ -105,6 +105,13 @@ export class Connection {
   private stream: Stream | null = null
   /** Request bytes this connection holds (its part of host.requestBytes). */
   private held = 0
+  /**
+   * Publishes whose answer comes later (a cluster's bus), oldest first; their answers go out in
+   * this order. Pipelined publishes behind them are read meanwhile (the events of one turn then
+   * travel together), any other request waits in `deferred` until these are answered.
+   */
+  private pending: Array<{ req: RequestHead; outcome: Outcome | null }> = []
+  private deferred: { req: RequestHead; body: Buffer } | null = null
 
   constructor(
     readonly socket: net.Socket,
@@ -132,7 +139,7 @@ export class Connection {
 
   /** The server is stopping: a connection still waiting for (the rest of) a request closes now. */
   stop(): void {
-    if (this.state === State.Head || this.state === State.Body) this.close()
+    if ((this.state === State.Head || this.state === State.Body) && this.pending.length === 0) this.close()
   }
 
   onData(data: Buffer): void {
@@ -170,7 +177,7 @@ export class Connection {
     } else if (this.state === State.Body || (this.state === State.Head && this.buffered !== null)) {
       // The client will send no more, so this request can never complete: say so, like Node does.
       this.refuse(new HttpError(400, this.state === State.Body ? 'incomplete request body' : 'incomplete request head'))
-    } else if (this.state === State.Head) {
+    } else if (this.state === State.Head && this.pending.length === 0) {
       this.close()
     }
   }
@@ -232,14 +239,26 @@ export class Connection {
       return
     }
     this.account()
-    if (this.peerEnded && this.state === State.Head) this.close()
+    if (this.peerEnded && this.state === State.Head && this.pending.length === 0) this.close()
   }
 
   private dispatch(req: RequestHead, body: Buffer): void {
     this.disarm()
+    const publish = req.method === 'POST' && req.path === '/publish'
+    if (this.pending.length > 0) {
+      if (!publish) {
+        // Its answer must come after theirs.
+        this.deferred = { req, body }
+        this.enter(State.Busy)
+        this.socket.pause()
+        return
+      }
+      return this.queue(req, this.host.route(req, body, this.socket))
+    }
     this.enter(State.Busy)
     const outcome = this.host.route(req, body, this.socket)
     if (!(outcome instanceof Promise)) return this.answer(req, outcome)
+    if (publish) return this.queue(req, outcome)
     // Answers go out in request order, so later pipelined requests wait, unread, meanwhile.
     this.socket.pause()
     outcome.then(
@@ -250,6 +269,58 @@ export class Connection {
       },
       (err: unknown) => this.refuse(err),
     )
+  }
+
+  /** A publish answered later: keep its place in line, and read the next request meanwhile (up to MAX_PUBLISHES_IN_FLIGHT). */
+  private queue(req: RequestHead, outcome: Outcome | Promise<Outcome>): void {
+    const slot: { req: RequestHead; outcome: Outcome | null } = { req, outcome: null }
+    this.pending.push(slot)
+    const settle = (o: Outcome): void => {
+      slot.outcome = o
+      this.answerPending()
+    }
+    if (outcome instanceof Promise) outcome.then(settle, (err: unknown) => this.refuse(err))
+    else settle(outcome)
+    if (this.pending.length === 0 || this.state === State.Closing) return
+    if (this.pending.length >= MAX_PUBLISHES_IN_FLIGHT) {
+      this.enter(State.Busy)
+      this.socket.pause()
+      this.arm(this.host.sendTimeoutMs)
+      return
+    }
+    this.request = null
+    this.enter(State.Head)
+    this.idle = this.buffered === null
+    this.arm(this.idle ? KEEP_ALIVE_IDLE_MS : this.host.headTimeoutMs)
+  }
+
+  /** Write the answers that have come, in request order; once none is awaited, go on as after any reply. */
+  private answerPending(): void {
+    while (this.pending.length > 0 && this.pending[0]!.outcome !== null) {
+      if (this.socket.destroyed || this.state === State.Closing) return
+      const { req, outcome } = this.pending.shift()!
+      const reply = outcome!.kind === 'reply' ? outcome!.reply : { status: 500, body: 'internal error\n' }
+      const keepAlive = req.keepAlive && !this.peerEnded && !this.host.stopping && reply.close !== true
+      if (reply.status >= 400) this.host.errorReply(reply.status, typeof reply.body === 'string' ? reply.body.trim() : '', req, this.socket.remoteAddress)
+      this.socket.write(formatResponse(reply, { head: false, keepAlive, http10: req.version === '1.0', corsOrigin: this.host.corsOrigin }))
+      if (!keepAlive) return this.close()
+    }
+    if (this.pending.length > 0 || this.state === State.Stream) return
+    // Every answer is out. A request that waited for them goes now; else, as after any reply.
+    if (this.deferred !== null) {
+      const { req, body } = this.deferred
+      this.deferred = null
+      this.socket.resume() // paused while it waited; dispatch() pauses again if it must
+      this.dispatch(req, body)
+      if (this.state === State.Head || this.state === State.Body) this.process()
+      return
+    }
+    if (this.state === State.Busy) {
+      this.replied(true)
+      this.process()
+    } else if (this.peerEnded && this.state === State.Head && this.buffered === null) {
+      this.close()
+    }
   }
 
   private answer(req: RequestHead, outcome: Outcome): void {
@@ -361,7 +432,8 @@ export class Connection {
    */
   private enter(state: State): void {
     this.state = state
-    if (state === State.Head) this.host.waiting.add(this)
+    // One with answers still to send is not idle: never closed to make room.
+    if (state === State.Head && this.pending.length === 0) this.host.waiting.add(this)
     else this.host.waiting.delete(this)
   }
 

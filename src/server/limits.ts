@@ -35,6 +35,7 @@ export const MAX_NAME_BYTES = 256 // channel, event name, user or role longer th
 export const MAX_ID_BYTES = 256 // event id longer than this: 400
 export const STALL_TIMEOUT_MS = 30_000 // unsent bytes that have not shrunk this long: the stream is dropped
 export const MAX_LOG_PENDING_BYTES = 4 * 1024 * 1024 // --log lines waiting for standard error's reader; past it lines are dropped and counted
+export const MAX_PUBLISHES_IN_FLIGHT = 64 // pipelined publishes of one connection awaiting a cluster's answer: past it, the connection is not read
 export const MAX_WORKERS = 256 // --workers: far past any machine's cores, short of a fork bomb by typo
 export const SHUTDOWN_GRACE_MS = 5_000 // stop(): sockets still open after this are destroyed
 export const CLUSTER_EXIT_MARGIN_MS = 500 // --workers: the primary ends stragglers this long before the 5 s are up
