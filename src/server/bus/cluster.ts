@@ -9,7 +9,7 @@ import { HttpError } from '../errors.js'
 import type { Stats } from '../metrics.js'
 import type { ClientView } from '../stream.js'
 import type { Accepted, Bus, BusDraft, BusNode } from './bus.js'
-import type { FromWorker, NodeStats, Question, ToWorker, WireEvent, WireStream, WireTarget } from './ipc.js'
+import type { FromWorker, NodeStats, PublishItem, Question, ToWorker, WireEvent, WireStream, WireTarget } from './ipc.js'
 
 /** What the primary gave this worker to start with. */
 export interface WorkerInit {
@@ -91,10 +91,18 @@ export class ClusterBus implements Bus {
     if (t.role !== undefined) target.role = t.role
     if (t.client !== undefined) target.client = t.client
     const n = ++this.sent
-    return new Promise<Accepted>((resolve, reject) => {
-      this.publishes.set(n, { resolve, reject })
-      this.send({ t: 'publish', n, strict: draft.strict, message: draft.message, target, keep: draft.keep })
-    })
+    // The publishes of one turn (a connection's pipelined ones) go to the primary in one message,
+    // so they come back in one batch and reach each stream in one write.
+    if (this.outbox.length === 0) process.nextTick(this.sendOutbox)
+    this.outbox.push({ n, strict: draft.strict, message: draft.message, target, keep: draft.keep })
+    return new Promise<Accepted>((resolve, reject) => this.publishes.set(n, { resolve, reject }))
+  }
+
+  private outbox: PublishItem[] = []
+  private readonly sendOutbox = (): void => {
+    const items = this.outbox
+    this.outbox = []
+    this.send({ t: 'publish', items })
   }
 
   nextClientId(): number {
@@ -155,12 +163,11 @@ export class ClusterBus implements Bus {
     switch (msg.t) {
       case 'batch':
         for (const e of msg.events) this.node.deliver(e)
-        break
-      case 'accepted':
-        this.settle(this.publishes, msg.n)?.resolve({ id: msg.id, delivered: msg.delivered })
-        break
-      case 'refused':
-        this.settle(this.publishes, msg.n)?.reject(new HttpError(msg.status, msg.error))
+        for (const a of msg.answers) {
+          const p = this.settle(this.publishes, a.n)
+          if ('id' in a) p?.resolve({ id: a.id, delivered: a.delivered })
+          else p?.reject(new HttpError(a.status, a.error))
+        }
         break
       case 'ids':
         this.nextIds = msg.ids

@@ -21,6 +21,10 @@ export interface WireEvent {
   keep: boolean
 }
 
+export type PublishItem = { n: number; strict: boolean } & WireEvent
+
+export type PublishAnswer = { n: number; id: string; delivered: number } | { n: number; status: number; error: string }
+
 /** A stream as the cluster's presence knows it: enough to count a target's matches. */
 export type WireStream = [id: number, user: string | null, channels: readonly string[], roles: readonly string[]]
 
@@ -36,9 +40,8 @@ export interface NodeStats extends Stats {
 
 export type ToWorker =
   | { t: 'init'; node: string; token: string | null; history: WireEvent[]; ids: [first: number, last: number] }
-  | { t: 'batch'; events: WireEvent[] }
-  | { t: 'accepted'; n: number; id: string; delivered: number }
-  | { t: 'refused'; n: number; status: number; error: string }
+  /** Every event of one turn of the primary, and this worker's publishes it answered in that turn (after the events: their publishers' streams have them first). */
+  | { t: 'batch'; events: WireEvent[]; answers: PublishAnswer[] }
   | { t: 'ids'; ids: [first: number, last: number] }
   | ({ t: 'ask'; n: number } & Question)
   | { t: 'answer'; n: number; value: unknown }
@@ -50,7 +53,8 @@ export type FromWorker =
   | { t: 'hello' }
   | { t: 'listening'; port: number }
   | { t: 'fatal'; error: string }
-  | ({ t: 'publish'; n: number; strict: boolean } & WireEvent)
+  /** The publishes of one turn of a worker, in order (pipelined ones travel together). */
+  | { t: 'publish'; items: PublishItem[] }
   | { t: 'presence'; opened: WireStream[]; closed: number[] }
   | { t: 'ids' }
   | ({ t: 'ask'; n: number } & Question)

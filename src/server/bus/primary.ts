@@ -11,7 +11,7 @@ import { History, type HistoryEntry } from '../history.js'
 import { DROP_REASONS, type Stats } from '../metrics.js'
 import { encodeEvent, type SseMessage } from '../sse-encode.js'
 import type { Accepted } from './bus.js'
-import { CLIENT_ID_BLOCK, type FromWorker, type NodeStats, type Question, type ToWorker, type WireEvent, type WireTarget } from './ipc.js'
+import { CLIENT_ID_BLOCK, type FromWorker, type NodeStats, type PublishAnswer, type Question, type ToWorker, type WireEvent, type WireTarget } from './ipc.js'
 import { Presence } from './presence.js'
 
 /** How the primary reaches one worker. */
@@ -40,7 +40,8 @@ export class ClusterPrimary {
   private lastEventId: number
   private readonly workers = new Map<number, WorkerLink>()
   private batch: WireEvent[] = []
-  private replies: Array<[number, ToWorker]> = []
+  /** This turn's answers to each worker's publishes, by slot. */
+  private answers = new Map<number, PublishAnswer[]>()
   private flushQueued = false
   private nextIdBlock = 0
   private asked = 0
@@ -77,16 +78,17 @@ export class ClusterPrimary {
   onMessage(slot: number, msg: FromWorker): void {
     switch (msg.t) {
       case 'publish': {
-        let reply: ToWorker
-        try {
-          const a = this.accept({ message: msg.message, target: msg.target, keep: msg.keep }, msg.strict)
-          reply = { t: 'accepted', n: msg.n, id: a.id, delivered: a.delivered }
-        } catch (err) {
-          const e = err instanceof HttpError ? err : new HttpError(500, (err as Error).message)
-          reply = { t: 'refused', n: msg.n, status: e.status, error: e.message }
+        let answers = this.answers.get(slot)
+        if (answers === undefined) this.answers.set(slot, (answers = []))
+        for (const p of msg.items) {
+          try {
+            const a = this.accept({ message: p.message, target: p.target, keep: p.keep }, p.strict)
+            answers.push({ n: p.n, id: a.id, delivered: a.delivered })
+          } catch (err) {
+            const e = err instanceof HttpError ? err : new HttpError(500, (err as Error).message)
+            answers.push({ n: p.n, status: e.status, error: e.message })
+          }
         }
-        // After the batch that carries the event: its publisher's streams have it first.
-        this.replies.push([slot, reply])
         this.queueFlush()
         break
       }
@@ -183,18 +185,15 @@ export class ClusterPrimary {
     setImmediate(this.flush)
   }
 
-  /** One message per worker per turn with every event of the turn, then the publishers' answers. */
+  /** One message per worker per turn: every event of the turn, and that worker's answers. */
   private readonly flush = (): void => {
     this.flushQueued = false
     const events = this.batch
-    const replies = this.replies
+    const answers = this.answers
     this.batch = []
-    this.replies = []
-    if (events.length > 0) {
-      const msg: ToWorker = { t: 'batch', events }
-      for (const w of this.workers.values()) w.send(msg)
-    }
-    for (const [slot, reply] of replies) this.workers.get(slot)?.send(reply)
+    this.answers = new Map()
+    if (events.length === 0 && answers.size === 0) return
+    for (const [slot, w] of this.workers) w.send({ t: 'batch', events, answers: answers.get(slot) ?? [] })
   }
 
   private idBlock(): [number, number] {
