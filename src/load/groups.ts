@@ -41,6 +41,7 @@ export function forkedLink(config: GroupConfig): Link {
     onDeath: () => {},
   }
   child.on('message', (msg: FromGroup) => {
+    if (msg.type === 'hello') return void child.send({ type: 'init', config } satisfies ToGroup)
     if (msg.type === 'final') finished = true
     link.onMessage(msg)
   })
@@ -51,7 +52,6 @@ export function forkedLink(config: GroupConfig): Link {
   child.on('exit', (code, signal) => {
     if (!finished) link.onDeath(`a worker exited (${signal ?? `code ${code}`}) before its report`)
   })
-  child.send({ type: 'init', config } satisfies ToGroup)
   return link
 }
 

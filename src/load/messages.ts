@@ -64,6 +64,8 @@ export interface Progress {
 
 /** Group → coordinator. */
 export type FromGroup =
+  /** A forked group listens for messages now (it is sent `init` then). */
+  | { type: 'hello' }
   | { type: 'connected'; connected: number; connectErrors: number; firstError: string | null }
   | ({ type: 'progress' } & Progress)
   | { type: 'final'; final: GroupFinal }

@@ -46,7 +46,7 @@ report what arrived. URL is the stream, e.g. http://127.0.0.1:6500/events/TOKEN
   -h, --help               print this help and exit
 
 Subscribers count events of type message whose data holds the body (the server may wrap it).
-Streams to a 127.x address are bound to source addresses 127.0.0.1, 127.0.0.2, … (20 000 each).
+Streams to a 127.x address are bound to source addresses 127.0.0.1, 127.0.0.2, … (14 000 each).
 Without --publish, streams are opened and held for --duration, then connected and errors reported.
 A progress line goes to standard error when it is a terminal.
 A publish answered 4xx (not 429), or none succeeding for ${PUBLISH_GIVE_UP_MS / 1000} s, stops the run; a failed publish

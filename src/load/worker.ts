@@ -380,6 +380,9 @@ if (process.env[WORKER_ENV] === '1' && process.send !== undefined) {
       group?.handle(msg)
     }
   })
+  // An ES module starts asynchronously: a message sent before this listener existed would be
+  // lost, so the coordinator sends `init` only once it hears this.
+  process.send({ type: 'hello' } satisfies FromGroup)
   // The coordinator died: nobody is left to report to.
   process.on('disconnect', () => process.exit(0))
   // Ctrl-C reaches the whole process group; the coordinator decides when to stop, then reports.
