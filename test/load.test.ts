@@ -278,16 +278,17 @@ t.test('latency quantiles are within 1/128 of the exact ones', async (t) => {
   for (const q of [0.5, 0.99, 1]) t.equal(a.quantile(q), both.quantile(q), `merged q ${q}`)
 })
 
-t.test('streams past 20 000 come from the next loopback source address', async (t) => {
+t.test('streams past 14 000 come from the next loopback source address', async (t) => {
   t.equal(sourceAddress(0), null, 'the first block: the kernel picks 127.0.0.1')
   t.equal(sourceAddress(STREAMS_PER_SOURCE_ADDRESS - 1), null)
   t.equal(sourceAddress(STREAMS_PER_SOURCE_ADDRESS), '127.0.0.2')
   t.equal(sourceAddress(2 * STREAMS_PER_SOURCE_ADDRESS - 1), '127.0.0.2')
   t.equal(sourceAddress(2 * STREAMS_PER_SOURCE_ADDRESS), '127.0.0.3')
   t.equal(sourceAddress(255 * STREAMS_PER_SOURCE_ADDRESS), '127.0.1.0')
-  // A block must fit in this machine's ephemeral port range, or its last streams find no port.
+  // A bound block must fit in the half of this machine's ephemeral ports that bind() to port 0
+  // searches first (the even ones), or its last streams each search long for a port.
   const [lo, hi] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number)
-  t.ok(STREAMS_PER_SOURCE_ADDRESS <= hi! - lo! + 1, `a block of ${STREAMS_PER_SOURCE_ADDRESS} fits in the ephemeral ports ${lo}–${hi}`)
+  t.ok(STREAMS_PER_SOURCE_ADDRESS <= (hi! - lo! + 1) / 2, `a block of ${STREAMS_PER_SOURCE_ADDRESS} fits in half the ephemeral ports ${lo}–${hi}`)
   // The kernel takes such an address as a source for a 127.0.0.1 server: the server sees it.
   const seen = new Promise<string | undefined>((resolve) => {
     const server = net.createServer((s) => {
