@@ -49,6 +49,7 @@ import {
   BUSY_LIMIT,
   busiestCorePercent,
   childPids,
+  rssBytes as processRss,
   CLI,
   ephemeralPorts,
   fmt,
@@ -85,13 +86,12 @@ const mib = (bytes) => fmt(bytes / 2 ** 20, 1)
 // ---------------------------------------------------------------------------------------------
 // Memory and CPU of a server process (and its children: nginx's worker).
 
+/** RSS of a server and its children (nginx: master plus worker). */
 function rssBytes(pid) {
   let total = 0
   for (const p of [pid, ...childPids(pid)]) {
-    try {
-      const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${p}/status`, 'utf8'))
-      if (m) total += Number(m[1]) * 1024
-    } catch {}
+    const b = processRss(p)
+    if (Number.isFinite(b)) total += b
   }
   return total
 }

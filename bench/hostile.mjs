@@ -80,6 +80,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url'
 import { waitForPorts } from './fanout.mjs'
 import {
   BENCH,
+  binNodeFlags,
   BUSY_LIMIT,
   busiestCorePercent,
   CLI,
@@ -96,6 +97,7 @@ import {
   PUBLISH_TOKEN,
   readSection,
   ROOT,
+  rssBytes,
   run,
   shellJoin,
   sleep,
@@ -131,14 +133,6 @@ function quantile(xs, q) {
 // ---------------------------------------------------------------------------------------------
 // /proc readings.
 
-function rssBytes(pid) {
-  try {
-    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
-    return m ? Number(m[1]) * 1024 : NaN
-  } catch {
-    return NaN
-  }
-}
 
 function fdCount(pid) {
   try {
@@ -820,17 +814,11 @@ while True:
 // ---------------------------------------------------------------------------------------------
 // The server under test.
 
-/** The node flags on a CLI's `#!/usr/bin/env -S node …` line (as lib.mjs's binNodeFlags does for this repo's). */
-function nodeFlagsOf(cli) {
-  const first = readFileSync(cli, 'utf8').split('\n', 1)[0]
-  const m = /^#!\S*env -S node(.*)$/.exec(first)
-  return m ? m[1].trim().split(/\s+/).filter(Boolean) : []
-}
 
 function serverArgv(o, port) {
   return [
     process.execPath,
-    ...nodeFlagsOf(o.cli),
+    ...binNodeFlags(o.cli),
     '--import',
     pathToFileURL(path.join(BENCH, 'loop-monitor.mjs')).href,
     o.cli,

@@ -27,15 +27,24 @@ export const BUSY_LIMIT = 15 // percent of a core used by others before a run: w
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 
-/** The node flags on dist/cli.js's `#!/usr/bin/env -S node …` line: rawsse runs as its bin runs it. Read once. */
-let nodeFlags = null
-export function binNodeFlags() {
-  if (nodeFlags === null) {
-    const first = readFileSync(CLI, 'utf8').split('\n', 1)[0]
-    const m = /^#!\S*env -S node(.*)$/.exec(first)
-    nodeFlags = m ? m[1].trim().split(/\s+/).filter(Boolean) : []
+/** The node flags on a CLI's `#!/usr/bin/env -S node …` line (this repository's dist/cli.js by default): rawsse runs as its bin runs it. */
+const nodeFlags = new Map()
+export function binNodeFlags(cli = CLI) {
+  if (!nodeFlags.has(cli)) {
+    const m = /^#!\S*env -S node(.*)$/.exec(readFileSync(cli, 'utf8').split('\n', 1)[0])
+    nodeFlags.set(cli, m ? m[1].trim().split(/\s+/).filter(Boolean) : [])
   }
-  return nodeFlags
+  return nodeFlags.get(cli)
+}
+
+/** A process's resident memory (VmRSS) in bytes; NaN once it is gone. */
+export function rssBytes(pid) {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+    return m ? Number(m[1]) * 1024 : NaN
+  } catch {
+    return NaN
+  }
 }
 
 /**

@@ -53,8 +53,8 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 import { pathToFileURL } from 'node:url'
 import {
-  BENCH, BUSY_LIMIT, busiestCorePercent, childPids, CLI, ephemeralPorts, flagReader, fmt, freePort, killAll, listeningUrl,
-  machine, machineMarkdown, median, nginxBin, placeSectionAfter, PUBLISH_TOKEN, ratio, readSection, ROOT, run, shellJoin,
+  BENCH, binNodeFlags, BUSY_LIMIT, busiestCorePercent, childPids, CLI, ephemeralPorts, flagReader, fmt, freePort, killAll, listeningUrl,
+  machine, machineMarkdown, median, nginxBin, placeSectionAfter, PUBLISH_TOKEN, ratio, readSection, ROOT, rssBytes, run, shellJoin,
   sleep, spread, startProcess, tail, writeSection,
 } from './lib.mjs'
 
@@ -92,7 +92,7 @@ function ticks(pid) {
   const f = s.slice(s.lastIndexOf(')') + 2).split(' ')
   return s ? Number(f[11]) + Number(f[12]) : 0
 }
-const rss = (pid) => attempt(() => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) * 1024, NaN)
+const rss = rssBytes
 const openFiles = (pid) => attempt(() => readdirSync(`/proc/${pid}/fd`).length, NaN)
 
 /** CPU seconds of the server (all its processes), of its main process alone, and of the load tool. */
@@ -102,11 +102,6 @@ function cpuSample(server, benchPids) {
   return { at: Date.now(), main: sum([server.pid]), total: sum([server.pid, ...kids]), kids: kids.join(','), bench: sum(benchPids.flatMap((p) => [p, ...childPids(p)])) }
 }
 
-/** The node flags on a CLI's `#!/usr/bin/env -S node …` line: the server runs as its bin runs it. */
-function nodeFlagsOf(cli) {
-  const m = /^#!\S*env -S node(.*)$/.exec(readFileSync(cli, 'utf8').split('\n', 1)[0])
-  return m ? m[1].trim().split(/\s+/).filter(Boolean) : []
-}
 
 /**
  * Waits until each source address the load tool binds (127.0.0.2 from stream 20 000 on) has ports
@@ -140,7 +135,7 @@ async function waitForSources(streams, maxMs = 75_000) {
 async function startRawsse(o, workers) {
   const port = await freePort()
   const args = ['--port', String(port), '--tick', '0', '--heartbeat', '0', '--publish-token', PUBLISH_TOKEN, '--max-clients', '20000', '--history', '1000', '--workers', String(workers)]
-  const { proc, value } = await startProcess(`rawsse --workers ${workers}`, process.execPath, [...nodeFlagsOf(o.cli), o.cli, ...args], { ready: listeningUrl, withChildren: true, timeoutMs: 20_000 })
+  const { proc, value } = await startProcess(`rawsse --workers ${workers}`, process.execPath, [...binNodeFlags(o.cli), o.cli, ...args], { ready: listeningUrl, withChildren: true, timeoutMs: 20_000 })
   return { name: `rawsse --workers ${workers}`, proc, pid: proc.pid, port, stream: `${value}/events/${PUBLISH_TOKEN}`, publish: `${value}/publish`, publishHeaders: [`Authorization: Bearer ${PUBLISH_TOKEN}`] }
 }
 
