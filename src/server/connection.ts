@@ -8,7 +8,8 @@ import type * as net from 'node:net'
 import { errorResponse, HttpError } from './errors.js'
 import { BodyReader } from './http-body.js'
 import { parseHead, type RequestHead } from './http-head.js'
-import { KEEP_ALIVE_IDLE_MS, LINGER_MS, MAX_PUBLISHES_IN_FLIGHT } from './limits.js'
+import { KEEP_ALIVE_IDLE_MS, LINGER_MS } from './limits.js'
+import { PendingAnswers } from './pending-answers.js'
 import { formatHead, formatResponse, type FrameOptions, type Reply } from './response.js'
 import type { OpenStream, Outcome } from './routes.js'
 import type { Stream } from './stream.js'
@@ -106,12 +107,10 @@ export class Connection {
   /** Request bytes this connection holds (its part of host.requestBytes). */
   private held = 0
   /**
-   * Publishes whose answer comes later (a cluster's bus), oldest first; their answers go out in
-   * this order. Pipelined publishes behind them are read meanwhile (the events of one turn then
-   * travel together), any other request waits in `deferred` until these are answered.
+   * Publishes whose answer comes later (a cluster's bus). Pipelined publishes behind them are
+   * read meanwhile (the events of one turn then travel together); any other request waits.
    */
-  private pending: Array<{ req: RequestHead; outcome: Outcome | null }> = []
-  private deferred: { req: RequestHead; body: Buffer } | null = null
+  private readonly pending = new PendingAnswers()
 
   constructor(
     readonly socket: net.Socket,
@@ -139,7 +138,7 @@ export class Connection {
 
   /** The server is stopping: a connection still waiting for (the rest of) a request closes now. */
   stop(): void {
-    if ((this.state === State.Head || this.state === State.Body) && this.pending.length === 0) this.close()
+    if ((this.state === State.Head || this.state === State.Body) && this.pending.size === 0) this.close()
   }
 
   onData(data: Buffer): void {
@@ -177,7 +176,7 @@ export class Connection {
     } else if (this.state === State.Body || (this.state === State.Head && this.buffered !== null)) {
       // The client will send no more, so this request can never complete: say so, like Node does.
       this.refuse(new HttpError(400, this.state === State.Body ? 'incomplete request body' : 'incomplete request head'))
-    } else if (this.state === State.Head && this.pending.length === 0) {
+    } else if (this.state === State.Head && this.pending.size === 0) {
       this.close()
     }
   }
@@ -239,16 +238,16 @@ export class Connection {
       return
     }
     this.account()
-    if (this.peerEnded && this.state === State.Head && this.pending.length === 0) this.close()
+    if (this.peerEnded && this.state === State.Head && this.pending.size === 0) this.close()
   }
 
   private dispatch(req: RequestHead, body: Buffer): void {
     this.disarm()
     const publish = req.method === 'POST' && req.path === '/publish'
-    if (this.pending.length > 0) {
+    if (this.pending.size > 0) {
       if (!publish) {
         // Its answer must come after theirs.
-        this.deferred = { req, body }
+        this.pending.waiting = { req, body }
         this.enter(State.Busy)
         this.socket.pause()
         return
@@ -273,16 +272,9 @@ export class Connection {
 
   /** A publish answered later: keep its place in line, and read the next request meanwhile (up to MAX_PUBLISHES_IN_FLIGHT). */
   private queue(req: RequestHead, outcome: Outcome | Promise<Outcome>): void {
-    const slot: { req: RequestHead; outcome: Outcome | null } = { req, outcome: null }
-    this.pending.push(slot)
-    const settle = (o: Outcome): void => {
-      slot.outcome = o
-      this.answerPending()
-    }
-    if (outcome instanceof Promise) outcome.then(settle, (err: unknown) => this.refuse(err))
-    else settle(outcome)
-    if (this.pending.length === 0 || this.state === State.Closing) return
-    if (this.pending.length >= MAX_PUBLISHES_IN_FLIGHT) {
+    this.pending.add(req, outcome, () => this.answerPending(), (err) => this.refuse(err))
+    if (this.pending.size === 0 || this.state === State.Closing) return
+    if (this.pending.full) {
       this.enter(State.Busy)
       this.socket.pause()
       this.arm(this.host.sendTimeoutMs)
@@ -296,20 +288,20 @@ export class Connection {
 
   /** Write the answers that have come, in request order; once none is awaited, go on as after any reply. */
   private answerPending(): void {
-    while (this.pending.length > 0 && this.pending[0]!.outcome !== null) {
+    for (let next = this.pending.next(); next !== null; next = this.pending.next()) {
       if (this.socket.destroyed || this.state === State.Closing) return
-      const { req, outcome } = this.pending.shift()!
-      const reply = outcome!.kind === 'reply' ? outcome!.reply : { status: 500, body: 'internal error\n' }
+      const { req, outcome } = next
+      const reply = outcome.kind === 'reply' ? outcome.reply : { status: 500, body: 'internal error\n' }
       const keepAlive = req.keepAlive && !this.peerEnded && !this.host.stopping && reply.close !== true
       if (reply.status >= 400) this.host.errorReply(reply.status, typeof reply.body === 'string' ? reply.body.trim() : '', req, this.socket.remoteAddress)
       this.socket.write(formatResponse(reply, { head: false, keepAlive, http10: req.version === '1.0', corsOrigin: this.host.corsOrigin }))
       if (!keepAlive) return this.close()
     }
-    if (this.pending.length > 0 || this.state === State.Stream) return
+    if (this.pending.size > 0 || this.state === State.Stream) return
     // Every answer is out. A request that waited for them goes now; else, as after any reply.
-    if (this.deferred !== null) {
-      const { req, body } = this.deferred
-      this.deferred = null
+    if (this.pending.waiting !== null) {
+      const { req, body } = this.pending.waiting
+      this.pending.waiting = null
       this.socket.resume() // paused while it waited; dispatch() pauses again if it must
       this.dispatch(req, body)
       if (this.state === State.Head || this.state === State.Body) this.process()
@@ -433,7 +425,7 @@ export class Connection {
   private enter(state: State): void {
     this.state = state
     // One with answers still to send is not idle: never closed to make room.
-    if (state === State.Head && this.pending.length === 0) this.host.waiting.add(this)
+    if (state === State.Head && this.pending.size === 0) this.host.waiting.add(this)
     else this.host.waiting.delete(this)
   }
 
