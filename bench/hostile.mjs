@@ -5,7 +5,7 @@
 //       [--publish-rate 0] [--recover-bound 120]
 //       [--flood 20000] [--flood-procs 4] [--flood-seconds 30] [--floods keepalive,idle,loris]
 //       [--storm 10000] [--storm-bound 90] [--storm-drop server,client] [--storm-missed 5]
-//       [--storm-live-ms 500] [--commit SHA] [--out bench/RESULTS.md]
+//       [--storm-live-ms 500] [--commit SHA] [--profile DIR] [--out bench/RESULTS.md]
 //
 // e.g. `node bench/hostile.mjs --cli /tmp/before/dist/cli.js --label before`, and once the fix is
 // built, `node bench/hostile.mjs --label after [--server-arg --some-flag --server-arg VALUE]`.
@@ -821,6 +821,8 @@ function serverArgv(o, port) {
     ...binNodeFlags(o.cli),
     '--import',
     pathToFileURL(path.join(BENCH, 'loop-monitor.mjs')).href,
+    // --profile DIR: a V8 CPU profile of the server, written when it exits.
+    ...(o.profile === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${o.profile}`]),
     o.cli,
     '--port',
     String(port),
@@ -1472,6 +1474,7 @@ function parseFlags(argv) {
     stormLiveMs: num('storm-live-ms', 500),
     stormDrops: list('storm-drop', 'server,client'),
     commit: get('commit'),
+    profile: get('profile') === undefined ? undefined : path.resolve(get('profile')),
     // A quick run checks the script: it writes nowhere unless told where.
     out: get('out') !== undefined ? path.resolve(get('out')) : quick ? null : path.join(BENCH, 'RESULTS.md'),
   }

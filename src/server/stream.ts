@@ -143,6 +143,7 @@ export class Stream implements ClientView {
   /** The socket took everything it had: write the rest of a replay, then what is owed, a slice per write while it takes them. */
   drained(): void {
     this.progressAt = Date.now()
+    if (this.doomed || this.socket.destroyed || !this.backlog.mayWrite(this)) return
     if (this.replay !== null && !this.writeReplay()) return
     while (this.pendingFrom !== -1) {
       const owed = this.backlog.collect(this, this.chunked, this.pendingFrom, WRITE_SLICE_BYTES)
@@ -215,11 +216,20 @@ export class Stream implements ClientView {
    */
   private writeViews(bufs: readonly Buffer[], from: number, to: number): boolean {
     const s = this.socket
-    if (to - from === 1) return s.write(bufs[from]!)
-    s.cork()
+    let bytes = 0
     let taken = true
-    for (let i = from; i < to; i++) taken = s.write(bufs[i]!)
-    s.uncork()
+    if (to - from === 1) {
+      bytes = bufs[from]!.length
+      taken = s.write(bufs[from]!)
+    } else {
+      s.cork()
+      for (let i = from; i < to; i++) {
+        bytes += bufs[i]!.length
+        taken = s.write(bufs[i]!)
+      }
+      s.uncork()
+    }
+    this.backlog.spent(bytes)
     return taken
   }
 
