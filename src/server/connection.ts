@@ -3,7 +3,6 @@
 // the next request, become an event stream, or close. The server is reached only through the
 // small ConnectionHost interface below; this file knows no routes, streams or history.
 
-import { createReadStream } from 'node:fs'
 import type * as net from 'node:net'
 import { errorResponse, HttpError } from './errors.js'
 import { BodyReader } from './http-body.js'
@@ -13,6 +12,7 @@ import { PendingAnswers } from './pending-answers.js'
 import { formatHead, formatResponse, type FrameOptions, type Reply } from './response.js'
 import type { OpenStream, Outcome } from './routes.js'
 import type { Stream } from './stream.js'
+import { pipeFile } from './static.js'
 
 /** Request bytes held in memory by every connection together, and the most they may be. */
 export class ByteBudget {
@@ -293,8 +293,7 @@ export class Connection {
       const { req, outcome } = next
       const reply = outcome.kind === 'reply' ? outcome.reply : { status: 500, body: 'internal error\n' }
       const keepAlive = req.keepAlive && !this.peerEnded && !this.host.stopping && reply.close !== true
-      if (reply.status >= 400) this.host.errorReply(reply.status, typeof reply.body === 'string' ? reply.body.trim() : '', req, this.socket.remoteAddress)
-      this.socket.write(formatResponse(reply, { head: false, keepAlive, http10: req.version === '1.0', corsOrigin: this.host.corsOrigin }))
+      this.writeReply(req, reply, { head: false, keepAlive, http10: req.version === '1.0', corsOrigin: this.host.corsOrigin })
       if (!keepAlive) return this.close()
     }
     if (this.pending.size > 0 || this.state === State.Stream) return
@@ -324,30 +323,22 @@ export class Connection {
       corsOrigin: this.host.corsOrigin,
     }
     if (outcome.kind === 'file' && !opts.head) {
-      const { reply, file, size } = outcome
-      this.socket.write(formatHead(reply, size, opts), 'latin1')
-      const stream = createReadStream(file, { start: 0, end: size - 1 })
-      this.host.filesOpen++
-      stream.once('close', () => this.host.filesOpen--)
-      // The send deadline: each time the client has taken what was written, it starts again.
-      const progress = (): void => this.arm(this.host.sendTimeoutMs)
-      this.socket.on('drain', progress)
+      this.socket.write(formatHead(outcome.reply, outcome.size, opts), 'latin1')
       this.arm(this.host.sendTimeoutMs)
-      stream.on('error', () => this.socket.destroy()) // the head is sent: no status can say it now
-      stream.on('end', () => {
-        this.socket.off('drain', progress)
+      const progress = (): void => this.arm(this.host.sendTimeoutMs)
+      return pipeFile(this.socket, outcome.file, outcome.size, this.host, progress, () => {
         this.replied(opts.keepAlive)
         this.process() // a request pipelined behind the file
       })
-      // A client that goes away mid-file must not leave the file open.
-      this.socket.once('close', () => stream.destroy())
-      stream.pipe(this.socket, { end: false })
-      return
     }
-    const reply = outcome.reply
+    this.writeReply(req, outcome.reply, opts)
+    this.replied(opts.keepAlive && outcome.reply.close !== true)
+  }
+
+  /** A plain reply's bytes (and, for an error, the `error-reply` the log hears). */
+  private writeReply(req: RequestHead, reply: Reply, opts: FrameOptions): void {
     if (reply.status >= 400) this.host.errorReply(reply.status, typeof reply.body === 'string' ? reply.body.trim() : '', req, this.socket.remoteAddress)
     this.socket.write(formatResponse(reply, opts))
-    this.replied(opts.keepAlive && reply.close !== true)
   }
 
   /** A plain reply is written: wait for the next request, or close. */

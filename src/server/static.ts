@@ -4,7 +4,8 @@
 // anything whose path has a segment starting with `.` (`/.env`, `/.git/config`), asked for or
 // reached through a symlink: such files are a deploy's secrets, never its pages.
 
-import { promises as fs } from 'node:fs'
+import { createReadStream, promises as fs } from 'node:fs'
+import type * as net from 'node:net'
 import * as path from 'node:path'
 import { HttpError } from './errors.js'
 import { STATIC_CACHE_MAX_FILE_BYTES } from './limits.js'
@@ -137,4 +138,24 @@ function etagMatches(header: string, etag: string): boolean {
     .split(',')
     .map((t) => t.trim())
     .some((t) => t === '*' || t.replace(/^W\//, '') === bare)
+}
+
+/**
+ * Send a file's bytes after its head, leaving the socket open for the next request. The file
+ * counts in `files.open` while it is; `progress` is called each time the client has taken what
+ * was written (the send deadline starts again), `done` at its end. A client that goes away
+ * mid-file closes it; a read error ends the connection (the head is sent: no status can say it).
+ */
+export function pipeFile(socket: net.Socket, file: string, size: number, files: { filesOpen: number }, progress: () => void, done: () => void): void {
+  const stream = createReadStream(file, { start: 0, end: size - 1 })
+  files.filesOpen++
+  stream.once('close', () => files.filesOpen--)
+  socket.on('drain', progress)
+  stream.on('error', () => socket.destroy())
+  stream.on('end', () => {
+    socket.off('drain', progress)
+    done()
+  })
+  socket.once('close', () => stream.destroy())
+  stream.pipe(socket, { end: false })
 }
