@@ -18,6 +18,7 @@ import { publish } from './commands/publish.js'
 import { packageVersion, serve } from './commands/serve.js'
 import { runPrimary, runWorker } from './commands/workers.js'
 import { runBench } from './load/bench.js'
+import { loadRedis } from './server/bus/redis-client.js'
 import * as L from './server/limits.js'
 import { DEFAULT_RETRY_MS } from './wire.js'
 
@@ -48,6 +49,8 @@ const FLAGS: readonly Flag[] = [
   { name: 'tick', arg: 'MS', def: String(L.DEFAULT_TICK_MS), help: 'broadcast event time (server ISO time); 0 = off' },
   { name: 'stdin', arg: '', def: '', help: 'broadcast each line of standard input as event message' },
   { name: 'workers', arg: 'N', def: '1', help: 'processes sharing the port, one cluster (auto = one per CPU core)' },
+  { name: 'redis', arg: 'URL', def: '', help: 'redis://[user:pass@]host:port[/db] or rediss://…: every process on it is one cluster (npm install redis)' },
+  { name: 'redis-prefix', arg: 'NAME', def: L.DEFAULT_REDIS_PREFIX, help: 'key prefix, so several clusters can share one Redis' },
   { name: 'log', arg: 'FORMAT', def: 'text', help: 'text, json or off: a line on stderr per stream opened and closed, error answer, start and stop' },
   { name: 'log-publish', arg: '', def: '', help: 'log every publish too' },
   { name: 'config', arg: 'FILE', def: '', help: 'JSON object of flag names and values, e.g. {"port": 8080, "publish-token": ["…"]}' },
@@ -98,6 +101,8 @@ async function main(argv: readonly string[]): Promise<void> {
     const settings = (): Args => gatherSettings(cmdline, FLAGS, process.env, ['help', 'version', 'config'])
     const p = settings()
     if (cluster.isWorker) return await runWorker(p, settings)
+    // Before anything starts: without the package, one line saying how to get it (exit 2).
+    if (p.has('redis')) await loadRedis().catch((err: Error) => Promise.reject(new UsageError(err.message)))
     const workers = workerCount(p)
     if (workers === 1) await serve(p, settings)
     else await runPrimary(p, workers)

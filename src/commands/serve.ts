@@ -44,6 +44,10 @@ export function optionsFrom(p: Args): SseServerOptions {
   set('maxBufferBytes', p.wholeNumber('max-buffer'))
   set('maxEventBytes', p.wholeNumber('max-event-bytes'))
   set('tickMs', p.wholeNumber('tick'))
+  const redis = p.last('redis')
+  if (redis !== undefined && !/^rediss?:\/\/\S+$/.test(redis)) throw new UsageError('--redis must be a redis:// or rediss:// URL')
+  set('redis', redis)
+  set('redisPrefix', p.last('redis-prefix'))
   return opts
 }
 
@@ -101,6 +105,7 @@ const OPTION_FLAGS: Readonly<Record<string, string>> = {
   heartbeatMs: '--heartbeat',
   retryMs: '--retry',
   tickMs: '--tick',
+  redisPrefix: '--redis-prefix',
 }
 
 /** new SseServer(opts), its errors in the words of the command line. */
@@ -167,8 +172,8 @@ export function reload(server: SseServer, reread: () => Args, log: Log): void {
 
 /** What the console and --stdin act on: one process's server, or a cluster's primary. */
 export interface ConsoleTarget {
-  /** Broadcast a line as event `message`; returns the streams it reached. Throws when refused. */
-  broadcast(line: string): number
+  /** Broadcast a line as event `message`; returns (or resolves to) the streams it reached. Throws or rejects when refused. */
+  broadcast(line: string): number | Promise<number>
   clients(): { total: number; channels: Record<string, number> }
   stop(): void
 }
@@ -178,11 +183,11 @@ export interface ConsoleTarget {
  * the limits of `POST /publish` (body, event size): one over them is refused with one line on
  * standard error, never sent to every reader.
  */
-function broadcastLine(target: ConsoleTarget, line: string): number | null {
+async function broadcastLine(target: ConsoleTarget, line: string): Promise<number | null> {
   const bytes = Buffer.byteLength(line)
   try {
     if (bytes > L.MAX_BODY_BYTES) throw new Error(`over the ${L.MAX_BODY_BYTES}-byte limit of a publish`)
-    return target.broadcast(line)
+    return await target.broadcast(line)
   } catch (err) {
     process.stderr.write(`rawsse: a line of ${bytes} bytes was not broadcast: ${(err as Error).message}\n`)
     return null
@@ -208,9 +213,9 @@ export function startConsole(p: Args, target: ConsoleTarget): void {
         return
       }
       if (line === '') return
-      const n = broadcastLine(target, line)
-      if (n === null) return
-      process.stdout.write(`delivered to ${n} stream${n === 1 ? '' : 's'}\n`)
+      void broadcastLine(target, line).then((n) => {
+        if (n !== null) process.stdout.write(`delivered to ${n} stream${n === 1 ? '' : 's'}\n`)
+      })
     })
     rl.on('close', () => target.stop()) // Ctrl-D
     rl.on('SIGINT', () => target.stop()) // readline takes Ctrl-C away from the process
@@ -227,6 +232,31 @@ export function startConsole(p: Args, target: ConsoleTarget): void {
   }
 }
 
+/**
+ * What the process says about its Redis: before it first listens, one line on standard error
+ * while it waits (a mistyped host must not look like a hang); after, a log line per change.
+ */
+export function busWatcher(p: Args, log: Log): (state: 'up' | 'down', detail: string) => void {
+  let waited = false
+  let listening = false
+  return (state, detail) => {
+    if (!listening && state === 'down' && !waited) {
+      waited = true
+      const url = p.last('redis') ?? ''
+      let where = url
+      try {
+        where = new URL(url).host // never the password
+      } catch {
+        // the URL was checked at start: not reached
+      }
+      process.stderr.write(`rawsse: waiting for redis at ${where}: ${detail}\n`)
+    }
+    // The first `up` is the start itself (the start line says so, after the listening line).
+    if (state === 'up' && !listening) return void (listening = true)
+    log(state === 'up' ? 'bus-up' : 'bus-down', state === 'up' ? {} : { reason: detail })
+  }
+}
+
 /** One process: run the server with settings `p`; `reread()` gathers them again (SIGHUP). */
 export async function serve(p: Args, reread: () => Args): Promise<void> {
   const opts = optionsFrom(p)
@@ -234,6 +264,7 @@ export async function serve(p: Args, reread: () => Args): Promise<void> {
   const log = logFrom(p)
   logServer(server, log, p.has('log-publish'))
   attachDemo(server) // chat presence, monitor feed and demo task for the pages in public/
+  server.on('bus', busWatcher(p, log))
   let addr: { host: string; port: number }
   try {
     addr = await server.listen()
@@ -258,7 +289,8 @@ export async function serve(p: Args, reread: () => Args): Promise<void> {
   process.on('SIGTERM', stop)
   process.on('SIGHUP', () => reload(server, reread, log))
   startConsole(p, {
-    broadcast: (line) => server.broadcast({ data: line }),
+    // Through publishAsync: on a Redis cluster the count is the cluster's, and a refusal (503) is said.
+    broadcast: (line) => server.publishAsync({ data: line }, {}).then((a) => a.delivered),
     clients: () => ({ total: server.clientCount, channels: server.stats().channels }),
     stop,
   })

@@ -10,12 +10,13 @@ import { attachDemo } from '../demo.js'
 import { ClusterBus } from '../server/bus/cluster.js'
 import type { FromWorker, ToWorker } from '../server/bus/ipc.js'
 import { ClusterPrimary } from '../server/bus/primary.js'
+import { RedisBus } from '../server/bus/redis.js'
 import * as L from '../server/limits.js'
 import { resolveSettings } from '../server/options.js'
 import { eventSize } from '../server/sse-encode.js'
 import type { Args } from './args.js'
 import { logServer } from './log.js'
-import { logFrom, makeServer, optionsFrom, packageVersion, reload, startConsole, startupLines } from './serve.js'
+import { busWatcher, logFrom, makeServer, optionsFrom, packageVersion, reload, startConsole, startupLines } from './serve.js'
 
 /** A worker's place in the cluster: a replacement takes the slot (and name) of the one that died. */
 interface Slot {
@@ -31,7 +32,10 @@ export async function runPrimary(p: Args, count: number): Promise<void> {
   const settings = resolveSettings(opts)
   const token = probe.generatedToken
   const log = logFrom(p)
-  const primary = new ClusterPrimary({ history: settings.history, historyBytes: settings.historyBytes, lastEventId: settings.lastEventId })
+  // With --redis this machine is one node of a cluster on Redis: the primary is that node for all
+  // of its workers (Redis gives the ids and the order; the workers are told as before).
+  const redis = opts.redis === undefined ? undefined : new RedisBus({ url: opts.redis, prefix: opts.redisPrefix, history: settings.history, lastEventId: settings.lastEventId })
+  const primary = new ClusterPrimary({ history: settings.history, historyBytes: settings.historyBytes, lastEventId: settings.lastEventId }, redis)
   const slots = new Map<number, Slot>()
   let announced = false
   let stopping = false
@@ -89,6 +93,7 @@ export async function runPrimary(p: Args, count: number): Promise<void> {
     if (ticker !== null) clearInterval(ticker)
     log('stop', { streams: primary.presence.size })
     primary.tellAll({ t: 'stop' })
+    primary.bus.close()
     // Exit 0 within the contract's 5 s even if a worker will not finish; the workers' own grace
     // is the same, so a straggler is ended here a little before it.
     setTimeout(() => {
@@ -104,11 +109,16 @@ export async function runPrimary(p: Args, count: number): Promise<void> {
     broadcast: (line) => {
       const size = eventSize({ data: line })
       if (size > settings.maxEventBytes) throw new Error(`event is ${size} bytes encoded; the limit is ${settings.maxEventBytes}`)
-      return primary.publish({ data: line }).delivered
+      const r = primary.publish({ data: line })
+      return r instanceof Promise ? r.then((a) => a.delivered) : r.delivered
     },
     clients: () => ({ total: primary.presence.size, channels: primary.presence.channels() }),
     stop,
   })
+  if (redis !== undefined) {
+    redis.watch(busWatcher(p, log))
+    await redis.start() // the history, before any worker gets it
+  }
   for (let slot = 1; slot <= count; slot++) fork(slot)
 }
 
@@ -118,7 +128,8 @@ export async function runWorker(p: Args, reread: () => Args): Promise<void> {
   const opts = optionsFrom(p)
   if (init.token !== null) opts.publishTokens = [...(opts.publishTokens ?? []), init.token]
   opts.tickMs = 0 // the primary ticks, once for the cluster
-  opts.bus = bus
+  opts.bus = bus // with --redis too: the primary is this machine's node of that cluster
+  delete opts.redis
   const server = makeServer(opts)
   const log = logFrom(p)
   logServer(server, log, p.has('log-publish'))

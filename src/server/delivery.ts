@@ -8,6 +8,10 @@ import type { Metrics } from './metrics.js'
 import { encodeEvent, type Frame, type SseMessage } from './sse-encode.js'
 import type { Streams } from './streams.js'
 import type { Target } from './target.js'
+import { HISTORY_GAP_REASON } from './limits.js'
+
+/** The event that says "events are missing before this one": a Last-Event-ID the history cannot place, or a cluster's lost events. */
+export const RESET_FRAME = encodeEvent({ event: 'reset', data: `{"reason":"${HISTORY_GAP_REASON}"}` })
 
 export class Delivery {
   constructor(
@@ -33,6 +37,16 @@ export class Delivery {
     }
     this.metrics.deliveries += reached
     return reached
+  }
+
+  /**
+   * The bus lost events this process never got: whatever history holds no longer follows on
+   * from what a client saw, so it is forgotten (a Last-Event-ID from before says `reset`), and
+   * every open stream is told now.
+   */
+  gap(): void {
+    this.history.clear()
+    this.enqueue(RESET_FRAME, {})
   }
 
   /**

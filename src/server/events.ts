@@ -32,4 +32,6 @@ export interface SseServerEvents {
   'error-reply': [reply: ErrorReply]
   /** Emitted only while someone listens. */
   publish: [event: PublishedEvent]
+  /** A cluster's bus (Redis) stopped answering (`down`, with why) or answers again (`up`). */
+  bus: [state: 'up' | 'down', detail: string]
 }

@@ -73,6 +73,11 @@ export class History<E extends HistoryEntry = HistoryEntry> {
     return true
   }
 
+  /** Forget every entry (ids already handed out stay used: the sequence goes on). */
+  clear(): void {
+    while (this.count > 0) this.dropOldest()
+  }
+
   private dropOldest(): void {
     const seq = this.next - this.count
     const slot = seq % this.capacity

@@ -45,6 +45,20 @@ export const DRAIN_BYTES_PER_TURN = 4 * 1024 * 1024 // what draining streams may
 export const DROP_SLICE = 500 // stalled streams closed per event-loop turn when many go at once: each close costs tens of µs
 export const MAX_BACKLOG_BYTES = 64 * 1024 * 1024 // events kept for blocked streams; one owed older events than this holds is dropped as slow
 
+// --- a cluster on Redis (--redis) ---
+export const DEFAULT_REDIS_PREFIX = 'rawsse'
+export const REDIS_READ_COUNT = 1_000 // stream entries per read (XREAD, XRANGE): a node catching up delivers them in slices this big
+export const REDIS_BLOCK_MS = 2_000 // a blocking read returns empty after this: the loop looks at its flags at least this often
+export const REDIS_RETRY_MS = 100 // the read's pause after a failure, before it tries again (the client itself reconnects with backoff)
+export const REDIS_BACKOFF_FIRST_MS = 50 // reconnection: 50 ms, doubling, jittered ×0.5–1…
+export const REDIS_BACKOFF_MAX_MS = 1_000 // …up to this: a Redis that comes back is found within a second
+export const REDIS_RETRY_AFTER_S = 1 // Retry-After of `503 bus unavailable`
+export const REDIS_ACK_WAIT_MS = 2_000 // a publish Redis acknowledged is answered when this node has it, or after this long
+export const REDIS_PRESENCE_MS = 1_000 // each node's snapshot (streams, figures) is written and the others' read this often
+export const REDIS_PRESENCE_TTL_MS = 3_000 // a node whose snapshot is this old is gone (killed): its streams count no more
+export const REDIS_ASK_TIMEOUT_MS = 2_000 // close a stream / close all: answers later than this are not waited for
+export const REDIS_STREAM_SLACK = 10_000 // entries the stream keeps beyond --history kept events, for events to one client
+
 // --- static files ---
 export const STATIC_CACHE_MAX_FILE_BYTES = 1024 * 1024 // files up to this size are kept in memory, bigger ones streamed
 

@@ -50,6 +50,29 @@ export class Metrics {
   }
 }
 
+/**
+ * A cluster's totals from its nodes' figures: counts summed; what every node has alike (events
+ * published, history, uptime) from the node answering.
+ */
+export function sumStats(parts: readonly Stats[], own: Pick<Stats, 'published' | 'history' | 'uptimeSeconds'>): Stats {
+  const sum = (f: (s: Stats) => number): number => parts.reduce((n, s) => n + f(s), 0)
+  const drops = Object.fromEntries(DROP_REASONS.map((r) => [r, sum((s) => s.drops[r])])) as Stats['drops']
+  const channels: Record<string, number> = {}
+  for (const s of parts) for (const [ch, n] of Object.entries(s.channels)) channels[ch] = (channels[ch] ?? 0) + n
+  return {
+    clients: sum((s) => s.clients),
+    channels,
+    published: own.published,
+    deliveries: sum((s) => s.deliveries),
+    drops,
+    bytesOut: sum((s) => s.bytesOut),
+    history: own.history,
+    connections: { open: sum((s) => s.connections.open), shed: sum((s) => s.connections.shed), refused: sum((s) => s.connections.refused) },
+    uptimeSeconds: own.uptimeSeconds,
+    rssBytes: sum((s) => s.rssBytes),
+  }
+}
+
 /** A cluster's /stats: the totals, and each process's own figures. */
 export interface ClusterStats extends Stats {
   nodes: ReadonlyArray<Stats & { node: string }>

@@ -66,6 +66,13 @@ export interface SseServerOptions {
   firstEventId?: number
   /** Replace the in-process bus, e.g. with one shared between processes. */
   bus?: Bus
+  /**
+   * `redis://[user:pass@]host:port[/db]` or `rediss://…`: every server given the same URL and
+   * prefix is one cluster (README "Many machines"). Needs the `redis` package (`npm install redis`).
+   */
+  redis?: string
+  /** Key prefix on that Redis, so several clusters can share it; default `rawsse`. */
+  redisPrefix?: string
   /** Serve HTTPS: a certificate chain and its private key (PEM). `reloadTls()` replaces them while running. */
   tls?: TlsFiles
 }

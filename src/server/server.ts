@@ -11,6 +11,7 @@ import { Access, type TokenLists } from './auth.js'
 import type { SseServerEvents } from './events.js'
 import type { Accepted, Bus, BusNode } from './bus/bus.js'
 import { LocalBus } from './bus/local.js'
+import { RedisBus } from './bus/redis.js'
 import { ByteBudget, Connection, type ConnectionHost } from './connection.js'
 import { errorResponse, HttpError } from './errors.js'
 import type { RequestHead } from './http-head.js'
@@ -23,7 +24,7 @@ import { encodeEvent, eventSize, messageProblem, retryFrame, streamHead, type Ss
 import { StaticFiles } from './static.js'
 import { Stream, type ClientView } from './stream.js'
 import { Backlog } from './backlog.js'
-import { Delivery } from './delivery.js'
+import { Delivery, RESET_FRAME } from './delivery.js'
 import { Streams } from './streams.js'
 import { matches, type Target } from './target.js'
 
@@ -74,8 +75,9 @@ export class SseServer extends EventEmitter<SseServerEvents> {
     this.history = new History(this.settings.history, this.settings.historyBytes)
     this.streams = new Streams(this.metrics, this.settings.maxBufferBytes, this.settings.maxUnsentBytes, this.backlog, (c, reason) => this.onRemove(c, reason))
     this.delivery = new Delivery(this.streams, this.history, this.metrics)
-    this.bus = options.bus ?? new LocalBus()
+    this.bus = options.bus ?? (options.redis === undefined ? new LocalBus() : new RedisBus({ url: options.redis, prefix: options.redisPrefix, history: this.settings.history, lastEventId: this.settings.lastEventId }))
     this.bus.attach(this.busNode())
+    this.bus.watch?.((state, detail) => this.emit('bus', state, detail))
     this.routes = this.routeContext()
     this.host = this.connectionHost()
     const cors = this.settings.corsOrigin
@@ -88,6 +90,8 @@ export class SseServer extends EventEmitter<SseServerEvents> {
   async listen(): Promise<{ host: string; port: number }> {
     if (this.server !== null) throw new Error('listen() was called twice')
     const { port, host, backlog, stallTimeoutMs, heartbeatMs, tickMs } = this.settings
+    // A cluster's history first: a stream must never open on a node that has not got it yet.
+    await this.bus.start?.()
     // allowHalfOpen: a client's FIN must not close our side before we have answered it.
     // highWaterMark 1: write() says false whenever a byte is left unsent, and 'drain' comes when
     // the socket has sent everything, which is what a Stream's own output queue waits for.
@@ -281,7 +285,9 @@ export class SseServer extends EventEmitter<SseServerEvents> {
   private busNode(): BusNode {
     return {
       deliver: (e) => this.delivery.deliver(e),
+      gap: () => this.delivery.gap(),
       nextEventId: () => String(++this.lastEventId),
+      count: (target) => this.streams.countMatches(target),
       closeClient: (id) => this.closeClient(id),
       closeAll: () => this.closeAll(),
       stats: () => this.stats(),
@@ -343,7 +349,7 @@ export class SseServer extends EventEmitter<SseServerEvents> {
       const placed = this.history.since(o.lastEventId, (e) => {
         if (matches(stream, e.target)) replay.push(e.frame.bytesFor(chunked))
       })
-      if (!placed) first.push(RESET.bytesFor(chunked))
+      if (!placed) first.push(RESET_FRAME.bytesFor(chunked))
     }
     this.metrics.bytesOut += stream.begin(first, replay)
     this.streams.add(stream)
@@ -419,6 +425,3 @@ export class SseServer extends EventEmitter<SseServerEvents> {
 
 /** The answer to a connection that finds every other one busy. */
 const BUSY = errorResponse(new HttpError(503, 'no connection free; try again', [['Retry-After', '1']]))
-
-/** The event a stream starts with when its Last-Event-ID cannot be placed. */
-const RESET = encodeEvent({ event: 'reset', data: `{"reason":"${L.HISTORY_GAP_REASON}"}` })

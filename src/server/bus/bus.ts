@@ -6,8 +6,8 @@
 
 import type { Stats } from '../metrics.js'
 import type { SseMessage } from '../sse-encode.js'
-import type { ClientView } from '../stream.js'
 import type { Target } from '../target.js'
+import type { NodeStats } from './ipc.js'
 
 /** An event as every process delivers it: its final id, its target, whether history keeps it. */
 export interface BusEvent {
@@ -29,18 +29,37 @@ export interface Accepted {
   delivered: number
 }
 
+/** A stream as a cluster shares it: enough to count what a target reaches. */
+export interface StreamInfo {
+  readonly id: number
+  readonly user: string | null
+  readonly channels: readonly string[]
+  readonly roles: readonly string[]
+}
+
+/** A node's figures for a cluster's /stats: its own, and (a machine's primary) each of its workers'. */
+export type NodeFigures = Stats & { nodes?: NodeStats[] }
+
 /**
- * One process as the bus sees it: it delivers what the bus hands it, in the bus's order, and
- * answers for its own streams. The server is one.
+ * One member of a cluster as the bus sees it: it delivers what the bus hands it, in the bus's
+ * order, and answers for its own streams. The server is one; so is the primary of `--workers`,
+ * for all of its workers together, when it is one node of a Redis cluster.
  */
 export interface BusNode {
   /** Write the event to the matching streams here (and keep it); returns how many it reached. */
   deliver(event: BusEvent): number
+  /**
+   * The bus lost events this node never got (Redis lost its data, or trimmed what a node that
+   * was cut off missed): forget the history, and tell every open stream with `reset`.
+   */
+  gap(): void
   /** The id for an event published in this process (a one-process bus's sequence). */
   nextEventId(): string
-  closeClient(id: number): boolean
-  closeAll(): number
-  stats(): Stats
+  /** Streams here a target reaches. */
+  count(target: Target): number
+  closeClient(id: number): boolean | Promise<boolean>
+  closeAll(): number | Promise<number>
+  stats(): NodeFigures | Promise<NodeFigures>
   clientExists(id: number): boolean
   userOnline(user: string): boolean
 }
@@ -48,12 +67,18 @@ export interface BusNode {
 export interface Bus {
   /** Called once by the server that uses this bus. */
   attach(node: BusNode): void
+  /** Join the cluster and load its retained history, before the node accepts streams (listen() waits for it). */
+  start?(): Promise<void>
+  /** Be told when the bus stops answering and when it answers again (a bus between machines). */
+  watch?(fn: (state: 'up' | 'down', detail: string) => void): void
   /** Give the event its id and hand it to every process, in the one order. Throws or rejects an HttpError (404, 409, 503). */
   publish(draft: BusDraft): Accepted | Promise<Accepted>
   /** A stream id unique in the cluster. */
   nextClientId(): number
+  /** A block of stream ids unique in the cluster, for a machine's primary to hand to one worker. */
+  idBlock(): [first: number, last: number]
   /** A stream opened or closed here (a cluster shares who is connected where). */
-  opened(client: ClientView): void
+  opened(client: StreamInfo): void
   closed(id: number): void
   /** Close a stream wherever it is; false when there is none with that id. */
   closeClient(id: number): boolean | Promise<boolean>

@@ -7,8 +7,7 @@
 
 import { HttpError } from '../errors.js'
 import type { Stats } from '../metrics.js'
-import type { ClientView } from '../stream.js'
-import type { Accepted, Bus, BusDraft, BusNode } from './bus.js'
+import type { Accepted, Bus, BusDraft, BusNode, StreamInfo } from './bus.js'
 import type { FromWorker, NodeStats, PublishItem, Question, ToWorker, WireEvent, WireStream, WireTarget } from './ipc.js'
 
 /** What the primary gave this worker to start with. */
@@ -105,6 +104,10 @@ export class ClusterBus implements Bus {
     this.send({ t: 'publish', items })
   }
 
+  idBlock(): [number, number] {
+    throw new Error('a worker hands out no id blocks: its primary does')
+  }
+
   nextClientId(): number {
     if (this.lastClientId >= this.ids[1]) {
       // The next block is asked for at half of this one, so it has long come.
@@ -122,7 +125,7 @@ export class ClusterBus implements Bus {
     return id
   }
 
-  opened(c: ClientView): void {
+  opened(c: StreamInfo): void {
     this.opened_.push([c.id, c.user, c.channels, c.roles])
     this.queuePresence()
   }
@@ -172,8 +175,11 @@ export class ClusterBus implements Bus {
       case 'ids':
         this.nextIds = msg.ids
         break
+      case 'gap':
+        this.node.gap()
+        break
       case 'ask':
-        this.send({ t: 'answer', n: msg.n, value: this.answer(this.node, msg) })
+        void this.answer(this.node, msg).then((value) => this.send({ t: 'answer', n: msg.n, value }))
         break
       case 'answer':
         this.settle(this.questions, msg.n)?.resolve(msg.value)
@@ -188,10 +194,10 @@ export class ClusterBus implements Bus {
   }
 
   /** The primary's question about this worker's own streams. */
-  private answer(node: BusNode, q: Question): unknown {
+  private async answer(node: BusNode, q: Question): Promise<unknown> {
     if (q.q === 'close-all') return node.closeAll()
     if (q.q === 'close-client') return node.closeClient(q.id)
-    const stats: NodeStats = { ...node.stats(), node: this.name, pid: process.pid, bus: 'up' }
+    const stats: NodeStats = { ...(await node.stats()), node: this.name, pid: process.pid, bus: 'up' }
     return stats
   }
 

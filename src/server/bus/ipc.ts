@@ -43,6 +43,8 @@ export type ToWorker =
   /** Every event of one turn of the primary, and this worker's publishes it answered in that turn (after the events: their publishers' streams have them first). */
   | { t: 'batch'; events: WireEvent[]; answers: PublishAnswer[] }
   | { t: 'ids'; ids: [first: number, last: number] }
+  /** The cluster lost events (Redis lost its data): forget history, `reset` every stream. After the batches before it. */
+  | { t: 'gap' }
   | ({ t: 'ask'; n: number } & Question)
   | { t: 'answer'; n: number; value: unknown }
   | { t: 'stop' }

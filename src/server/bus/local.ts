@@ -2,8 +2,8 @@
 // every question is the node's own.
 
 import { HttpError } from '../errors.js'
-import type { Accepted, Bus, BusDraft, BusNode } from './bus.js'
-import type { Stats } from '../metrics.js'
+import type { Accepted, Bus, BusDraft, BusNode, NodeFigures } from './bus.js'
+import { CLIENT_ID_BLOCK } from './ipc.js'
 
 /**
  * Publish delivers synchronously, so `POST /publish` can answer with the exact number of streams
@@ -32,19 +32,25 @@ export class LocalBus implements Bus {
     return ++this.lastClientId
   }
 
+  idBlock(): [number, number] {
+    const first = this.lastClientId + 1
+    this.lastClientId += CLIENT_ID_BLOCK
+    return [first, this.lastClientId]
+  }
+
   opened(): void {}
 
   closed(): void {}
 
-  closeClient(id: number): boolean {
+  closeClient(id: number): boolean | Promise<boolean> {
     return this.node!.closeClient(id)
   }
 
-  closeAll(): number {
+  closeAll(): number | Promise<number> {
     return this.node!.closeAll()
   }
 
-  stats(): Stats {
+  stats(): NodeFigures | Promise<NodeFigures> {
     return this.node!.stats()
   }
 

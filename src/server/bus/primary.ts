@@ -5,13 +5,18 @@
 // keeps the same history. The primary keeps that history too (a worker that starts, or replaces
 // a dead one, gets it before it listens), and a mirror of who is connected where (presence.ts),
 // from which `delivered` and `404 offline` are answered. No sockets of its own but IPC.
+//
+// With `--redis` as well, the ids and the order come from Redis instead: the primary is then one
+// node of the Redis cluster for all of its workers (the BusNode it gives its bus), and what it
+// reads from Redis goes to its workers in the same batches.
 
 import { HttpError } from '../errors.js'
 import { History, type HistoryEntry } from '../history.js'
-import { DROP_REASONS, type Stats } from '../metrics.js'
+import { sumStats, type Stats } from '../metrics.js'
 import { encodeEvent, type SseMessage } from '../sse-encode.js'
-import type { Accepted } from './bus.js'
-import { CLIENT_ID_BLOCK, type FromWorker, type NodeStats, type PublishAnswer, type Question, type ToWorker, type WireEvent, type WireTarget } from './ipc.js'
+import type { Accepted, Bus, BusNode, NodeFigures } from './bus.js'
+import type { FromWorker, NodeStats, PublishAnswer, Question, ToWorker, WireEvent, WireTarget } from './ipc.js'
+import { LocalBus } from './local.js'
 import { Presence } from './presence.js'
 
 /** How the primary reaches one worker. */
@@ -43,14 +48,18 @@ export class ClusterPrimary {
   /** This turn's answers to each worker's publishes, by slot. */
   private answers = new Map<number, PublishAnswer[]>()
   private flushQueued = false
-  private nextIdBlock = 0
   private asked = 0
   private readonly waiting = new Map<number, Waiting>()
   private readonly startedAt = Date.now()
 
-  constructor(settings: { history: number; historyBytes: number; lastEventId: number }) {
+  constructor(
+    settings: { history: number; historyBytes: number; lastEventId: number },
+    /** Who sequences: this process (the default), or Redis for many machines. */
+    readonly bus: Bus = new LocalBus(),
+  ) {
     this.history = new History<Kept>(settings.history, settings.historyBytes)
     this.lastEventId = settings.lastEventId
+    bus.attach(this.busNode())
   }
 
   /** A worker joined (or replaced a dead one): it gets the history and its first stream ids. */
@@ -61,7 +70,7 @@ export class ClusterPrimary {
     this.workers.set(slot, link)
     const history: WireEvent[] = []
     this.history.since('0', (e) => history.push(e.event))
-    link.send({ t: 'init', node: link.name, token, history, ids: this.idBlock() })
+    link.send({ t: 'init', node: link.name, token, history, ids: this.bus.idBlock() })
   }
 
   /** A worker is gone: its streams are, and no answer is awaited from it any more. */
@@ -77,27 +86,34 @@ export class ClusterPrimary {
 
   onMessage(slot: number, msg: FromWorker): void {
     switch (msg.t) {
-      case 'publish': {
-        let answers = this.answers.get(slot)
-        if (answers === undefined) this.answers.set(slot, (answers = []))
+      case 'publish':
         for (const p of msg.items) {
-          try {
-            const a = this.accept({ message: p.message, target: p.target, keep: p.keep }, p.strict)
-            answers.push({ n: p.n, id: a.id, delivered: a.delivered })
-          } catch (err) {
+          const answered = (a: Accepted): void => this.answerTo(slot, { n: p.n, id: a.id, delivered: a.delivered })
+          const refused = (err: unknown): void => {
             const e = err instanceof HttpError ? err : new HttpError(500, (err as Error).message)
-            answers.push({ n: p.n, status: e.status, error: e.message })
+            this.answerTo(slot, { n: p.n, status: e.status, error: e.message })
+          }
+          try {
+            const r = this.accept({ message: p.message, target: p.target, keep: p.keep }, p.strict)
+            if (r instanceof Promise) r.then(answered, refused)
+            else answered(r)
+          } catch (err) {
+            refused(err)
           }
         }
-        this.queueFlush()
         break
-      }
       case 'presence':
-        for (const s of msg.opened) this.presence.opened(slot, s)
-        for (const id of msg.closed) this.presence.closed(id)
+        for (const s of msg.opened) {
+          this.presence.opened(slot, s)
+          this.bus.opened({ id: s[0], user: s[1], channels: s[2], roles: s[3] })
+        }
+        for (const id of msg.closed) {
+          this.presence.closed(id)
+          this.bus.closed(id)
+        }
         break
       case 'ids':
-        this.workers.get(slot)?.send({ t: 'ids', ids: this.idBlock() })
+        this.workers.get(slot)?.send({ t: 'ids', ids: this.bus.idBlock() })
         break
       case 'ask':
         void this.answer(msg).then((value) => this.workers.get(slot)?.send({ t: 'answer', n: msg.n, value }))
@@ -111,21 +127,14 @@ export class ClusterPrimary {
   }
 
   /**
-   * Sequence one event: the cluster's id, history, and the next batch. Throws HttpError 409 (an
-   * id history still holds) or, when `strict`, 404 (a user or client connected nowhere).
+   * Sequence one event through the bus: the cluster's id, history, and the next batch. Throws (or
+   * rejects) HttpError 409 (an id history still holds), 404 when `strict` (a user or client
+   * connected nowhere), 503 (Redis away).
    */
-  accept(e: WireEvent, strict: boolean): Accepted {
-    const { message, target } = e
-    if (strict && ((target.user !== undefined && !this.presence.userOnline(target.user)) || (target.client !== undefined && this.presence.nodeOf(target.client) === undefined))) {
-      throw new HttpError(404, 'offline')
-    }
+  accept(e: WireEvent, strict: boolean): Accepted | Promise<Accepted> {
+    const { message } = e
     if (message.id !== undefined && this.history.has(message.id)) throw new HttpError(409, `id ${message.id} is already in the history`)
-    const id = message.id ?? String(++this.lastEventId)
-    const event: WireEvent = { message: { ...message, id }, target, keep: e.keep }
-    // Encoded here too only to size it as the workers do, so every history forgets the same events.
-    if (e.keep) this.history.add({ id, frame: encodeEvent(event.message), target, event })
-    this.push(event)
-    return { id, delivered: this.presence.count(target) }
+    return this.bus.publish({ ...e, strict })
   }
 
   /** The `time` tick, one for the whole cluster: no id, not kept. */
@@ -134,36 +143,57 @@ export class ClusterPrimary {
   }
 
   /** Publish from the primary itself (the console, --stdin). */
-  publish(message: SseMessage, target: WireTarget = {}): Accepted {
+  publish(message: SseMessage, target: WireTarget = {}): Accepted | Promise<Accepted> {
     return this.accept({ message, target, keep: target.client === undefined }, false)
   }
 
-  /** The cluster's /stats: every worker's figures summed, the primary's own sequence and history, and each node. */
-  async stats(): Promise<Stats & { nodes: NodeStats[] }> {
+  /** This machine's figures: every worker's summed, the primary's own sequence and history, and each worker. */
+  async machineStats(): Promise<Stats & { nodes: NodeStats[] }> {
     const nodes = (await this.askAll({ q: 'stats' })).filter((v): v is NodeStats => v !== undefined)
-    const sum = (f: (s: NodeStats) => number): number => nodes.reduce((n, s) => n + f(s), 0)
-    const drops = Object.fromEntries(DROP_REASONS.map((r) => [r, sum((s) => s.drops[r])])) as Stats['drops']
-    const channels: Record<string, number> = {}
-    for (const s of nodes) for (const [ch, n] of Object.entries(s.channels)) channels[ch] = (channels[ch] ?? 0) + n
-    return {
-      clients: sum((s) => s.clients),
-      channels,
+    const totals = sumStats(nodes, {
       published: this.published,
-      deliveries: sum((s) => s.deliveries),
-      drops,
-      bytesOut: sum((s) => s.bytesOut),
       history: { events: this.history.size, bytes: this.history.bytes },
-      connections: { open: sum((s) => s.connections.open), shed: sum((s) => s.connections.shed), refused: sum((s) => s.connections.refused) },
       uptimeSeconds: Math.floor((Date.now() - this.startedAt) / 1000),
-      rssBytes: sum((s) => s.rssBytes) + process.memoryUsage.rss(),
-      nodes,
-    }
+    })
+    return { ...totals, rssBytes: totals.rssBytes + process.memoryUsage.rss(), nodes }
   }
 
-  /** Close every stream of the cluster; resolves to how many. */
-  async closeAll(): Promise<number> {
+  /** Close every stream of this machine's workers; resolves to how many. */
+  private async closeAllHere(): Promise<number> {
     const counts = await this.askAll({ q: 'close-all' })
     return counts.reduce((n: number, c) => n + (typeof c === 'number' ? c : 0), 0)
+  }
+
+  /** The machine as its bus sees it: one node holding every worker's streams. */
+  private busNode(): BusNode {
+    return {
+      deliver: (e) => {
+        const event: WireEvent = { message: e.message, target: e.target as WireTarget, keep: e.keep }
+        const id = e.message.id
+        // Encoded here too only to size it as the workers do, so every history forgets the same events.
+        if (e.keep && id !== undefined) this.history.add({ id, frame: encodeEvent(event.message), target: event.target, event })
+        this.push(event)
+        return this.presence.count(event.target)
+      },
+      gap: () => {
+        // What this turn holds came before the gap: out first, then the workers say `reset`.
+        this.flush()
+        this.history.clear()
+        this.tellAll({ t: 'gap' })
+      },
+      nextEventId: () => String(++this.lastEventId),
+      count: (t) => this.presence.count(t as WireTarget),
+      closeClient: async (id) => {
+        const slot = this.presence.nodeOf(id)
+        if (slot === undefined) return false
+        const [closed] = await this.ask([slot], { q: 'close-client', id })
+        return closed === true
+      },
+      closeAll: () => this.closeAllHere(),
+      stats: (): Promise<NodeFigures> => this.machineStats(),
+      clientExists: (id) => this.presence.nodeOf(id) !== undefined,
+      userOnline: (user) => this.presence.userOnline(user),
+    }
   }
 
   /** Tell every worker (stop, reload). */
@@ -172,6 +202,13 @@ export class ClusterPrimary {
   }
 
   // ---------------------------------------------------------------- batches
+
+  private answerTo(slot: number, a: PublishAnswer): void {
+    let answers = this.answers.get(slot)
+    if (answers === undefined) this.answers.set(slot, (answers = []))
+    answers.push(a)
+    this.queueFlush()
+  }
 
   private push(event: WireEvent): void {
     this.published++
@@ -196,22 +233,13 @@ export class ClusterPrimary {
     for (const [slot, w] of this.workers) w.send({ t: 'batch', events, answers: answers.get(slot) ?? [] })
   }
 
-  private idBlock(): [number, number] {
-    const first = this.nextIdBlock * CLIENT_ID_BLOCK + 1
-    this.nextIdBlock++
-    return [first, first + CLIENT_ID_BLOCK - 1]
-  }
-
   // ---------------------------------------------------------------- questions
 
   /** A worker's question about the whole cluster. */
   private async answer(q: Question): Promise<unknown> {
-    if (q.q === 'stats') return this.stats()
-    if (q.q === 'close-all') return this.closeAll()
-    const slot = this.presence.nodeOf(q.id)
-    if (slot === undefined) return false
-    const [closed] = await this.ask([slot], q)
-    return closed === true
+    if (q.q === 'stats') return this.bus.stats()
+    if (q.q === 'close-all') return this.bus.closeAll()
+    return this.bus.closeClient(q.id)
   }
 
   private askAll(q: Question): Promise<unknown[]> {

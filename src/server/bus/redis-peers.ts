@@ -1,0 +1,171 @@
+// The other nodes of a Redis cluster, as this one knows them. Once a second every node writes a
+// snapshot of itself (its /stats figures, and its streams when they changed) in a hash that
+// expires when the node stops writing, and reads the others': from them come `delivered`, `404
+// offline`, the cluster's /stats and who holds a stream, at most a second or two old (the
+// contract's "at most 2 s"). Questions that must reach a node now (close a stream, close all)
+// go over pub/sub and are answered by number, like a `--workers` primary asks its workers.
+//
+// Keys: {p}:nodes (sorted set: node name → expiry, ms), {p}:node:NAME (hash: v version, s stats
+// JSON, c streams JSON); channels {p}:control (questions to all) and {p}:reply:NAME (answers).
+
+import * as L from '../limits.js'
+import type { BusNode, NodeFigures, StreamInfo } from './bus.js'
+import type { NodeStats, Question, WireStream } from './ipc.js'
+import { Presence } from './presence.js'
+import type { RedisLink } from './redis-client.js'
+
+interface Peer {
+  readonly index: number
+  version: string
+  figures: NodeFigures | null
+}
+
+interface Asked {
+  pending: number
+  values: unknown[]
+  done: (values: unknown[]) => void
+  timer: NodeJS.Timeout
+}
+
+type Control = { from: string; n: number } & Question
+type Reply = { n: number; value: unknown }
+
+export class Peers {
+  /** Every other node's streams (by peer index): what a target reaches elsewhere. */
+  readonly presence = new Presence()
+  private readonly own = new Map<number, WireStream>()
+  private ownVersion = 0
+  private writtenVersion = -1
+  private readonly peers = new Map<string, Peer>()
+  private nextIndex = 1
+  private asked = 0
+  private readonly waiting = new Map<number, Asked>()
+  private readonly keys: { nodes: string; control: string; reply: string; replyTo: (name: string) => string; node: (name: string) => string }
+
+  constructor(
+    private readonly link: RedisLink,
+    private readonly sub: RedisLink,
+    prefix: string,
+    readonly name: string,
+    private readonly node: () => BusNode,
+  ) {
+    const k = (s: string): string => `{${prefix}}:${s}`
+    this.keys = { nodes: k('nodes'), control: k('control'), reply: k(`reply:${name}`), replyTo: (n) => k(`reply:${n}`), node: (n) => k(`node:${n}`) }
+  }
+
+  /** Listen for questions and answers (the subscription survives reconnections). */
+  listen(): Promise<void> {
+    return this.sub.subscribe([this.keys.control, this.keys.reply], (message, channel) => {
+      if (channel === this.keys.reply) this.answered(JSON.parse(message) as Reply)
+      else void this.question(JSON.parse(message) as Control)
+    })
+  }
+
+  opened(s: StreamInfo): void {
+    this.own.set(s.id, [s.id, s.user, s.channels, s.roles])
+    this.ownVersion++
+  }
+
+  closed(id: number): void {
+    if (this.own.delete(id)) this.ownVersion++
+  }
+
+  /** Live peers. */
+  get size(): number {
+    return this.peers.size
+  }
+
+  /** The other nodes' latest figures. */
+  figures(): NodeFigures[] {
+    return [...this.peers.values()].flatMap((p) => (p.figures === null ? [] : [p.figures]))
+  }
+
+  /** Write this node's snapshot and read the others'; once a second. `bus` goes into this node's figures. */
+  async exchange(bus: 'up' | 'down'): Promise<void> {
+    const now = Date.now()
+    const figures = await this.node().stats()
+    const nodes: NodeStats[] = (figures.nodes ?? [{ ...figures, node: '', pid: process.pid, bus }]).map((n) => ({ ...n, node: n.node === '' ? this.name : `${this.name}/${n.node}`, bus }))
+    const key = this.keys.node(this.name)
+    const fields = ['v', String(this.ownVersion), 's', JSON.stringify({ ...figures, nodes })]
+    if (this.writtenVersion !== this.ownVersion) fields.push('c', JSON.stringify([...this.own.values()]))
+    const written = this.ownVersion
+    await Promise.all([
+      this.link.send(['HSET', key, ...fields]),
+      this.link.send(['PEXPIRE', key, String(L.REDIS_PRESENCE_TTL_MS)]),
+      this.link.send(['ZADD', this.keys.nodes, String(now + L.REDIS_PRESENCE_TTL_MS), this.name]),
+      this.link.send(['ZREMRANGEBYSCORE', this.keys.nodes, '-inf', String(now)]),
+    ])
+    this.writtenVersion = written
+    const names = ((await this.link.send(['ZRANGE', this.keys.nodes, '0', '-1'])) as string[]).filter((n) => n !== this.name)
+    const listed = new Set(names)
+    for (const [name, p] of this.peers) {
+      if (listed.has(name)) continue
+      this.presence.nodeGone(p.index)
+      this.peers.delete(name)
+    }
+    await Promise.all(names.map((name) => this.readPeer(name)))
+  }
+
+  /** Say goodbye: the others forget this node now rather than when its snapshot expires. */
+  async leave(): Promise<void> {
+    await Promise.all([this.link.send(['ZREM', this.keys.nodes, this.name]), this.link.send(['DEL', this.keys.node(this.name)])])
+  }
+
+  /** Ask every other node; resolves with the answers that came within REDIS_ASK_TIMEOUT_MS. */
+  ask(q: Question): Promise<unknown[]> {
+    const expected = this.peers.size
+    if (expected === 0) return Promise.resolve([])
+    return new Promise((done) => {
+      const n = ++this.asked
+      const timer = setTimeout(() => {
+        this.waiting.delete(n)
+        done(asked.values)
+      }, L.REDIS_ASK_TIMEOUT_MS)
+      const asked: Asked = { pending: expected, values: [], done, timer }
+      this.waiting.set(n, asked)
+      const msg: Control = { from: this.name, n, ...q }
+      this.link.send(['PUBLISH', this.keys.control, JSON.stringify(msg)]).catch(() => {
+        clearTimeout(timer)
+        this.waiting.delete(n)
+        done([])
+      })
+    })
+  }
+
+  private async readPeer(name: string): Promise<void> {
+    const key = this.keys.node(name)
+    const [version, stats] = (await this.link.send(['HMGET', key, 'v', 's'])) as [string | null, string | null]
+    if (version === null || stats === null) return
+    let p = this.peers.get(name)
+    if (p === undefined) this.peers.set(name, (p = { index: this.nextIndex++, version: '', figures: null }))
+    p.figures = JSON.parse(stats) as NodeFigures
+    if (p.version === version) return
+    const streams = (await this.link.send(['HGET', key, 'c'])) as string | null
+    if (streams === null) return
+    this.presence.nodeGone(p.index)
+    for (const s of JSON.parse(streams) as WireStream[]) this.presence.opened(p.index, s)
+    p.version = version
+  }
+
+  /** Another node's question about our streams. */
+  private async question(msg: Control): Promise<void> {
+    if (msg.from === this.name) return
+    const node = this.node()
+    let value: unknown
+    if (msg.q === 'close-all') value = await node.closeAll()
+    else if (msg.q === 'close-client') value = await node.closeClient(msg.id)
+    else return
+    const reply: Reply = { n: msg.n, value }
+    await this.link.send(['PUBLISH', this.keys.replyTo(msg.from), JSON.stringify(reply)]).catch(() => {})
+  }
+
+  private answered(r: Reply): void {
+    const w = this.waiting.get(r.n)
+    if (w === undefined) return
+    w.values.push(r.value)
+    if (--w.pending > 0) return
+    clearTimeout(w.timer)
+    this.waiting.delete(r.n)
+    w.done(w.values)
+  }
+}

@@ -1,0 +1,245 @@
+// The cluster's events in one Redis Stream: appended by a Lua script that gives each event its
+// place and its id in one atomic step (so there is one order and one id sequence for every node),
+// and read by every node with a blocking XREAD from the last place it saw, so that order, and
+// catching up after a disconnection, come from Redis itself.
+//
+// Keys (one hash slot, `{prefix}`, so a Redis Cluster can hold them too):
+//   {p}:events  the stream; entry ID `<pos>-0`, fields i (event id), k (kept: 1/0), d (JSON [message, target])
+//   {p}:pos     the last place given: places are 1, 2, 3… with no hole, so a node that reads a
+//               place further on than the next one knows Redis trimmed what it missed: a gap
+//   {p}:seq     the last server-assigned event id (ids may jump ahead: never back)
+//   {p}:kept    places of the kept events, newest first: the stream is trimmed to the oldest of
+//               the last `history` kept ones, so a node that starts late loads the same history
+//               the others hold (events to one client between them are not counted)
+//   {p}:ids     publisher-given ids still in history (→ 409 on a repeat), scored by place
+//   {p}:epoch   a random name for this Redis's lifetime of the stream: when Redis loses its data
+//               it is gone, and a node that finds another knows it missed events it cannot get
+//   {p}:client-ids  the last stream id handed out (in blocks, redis.ts)
+
+import { randomBytes } from 'node:crypto'
+import { HttpError } from '../errors.js'
+import * as L from '../limits.js'
+import type { SseMessage } from '../sse-encode.js'
+import type { BusEvent } from './bus.js'
+import type { WireTarget } from './ipc.js'
+import { Script, type RedisLink } from './redis-client.js'
+
+export interface StreamKeys {
+  events: string
+  pos: string
+  seq: string
+  kept: string
+  ids: string
+  epoch: string
+  /** The last stream id handed out in a block (redis.ts). */
+  clientIds: string
+}
+
+export function streamKeys(prefix: string): StreamKeys {
+  const k = (name: string): string => `{${prefix}}:${name}`
+  return { events: k('events'), pos: k('pos'), seq: k('seq'), kept: k('kept'), ids: k('ids'), epoch: k('epoch'), clientIds: k('client-ids') }
+}
+
+/** Join (or rejoin) the stream: its epoch, created when there is none, and the place it is at. */
+const SYNC = new Script(`
+local created = redis.call('SET', KEYS[1], ARGV[1], 'NX')
+local floor = tonumber(ARGV[2])
+if created then
+  -- A new lifetime: nothing of an old one may linger.
+  redis.call('DEL', KEYS[3], KEYS[4], KEYS[5], KEYS[6])
+  if ARGV[3] == '1' then
+    -- Redis lost its data while this node held events: ids go on above any id given before,
+    -- the current time in microseconds (the scale of the default first id), not just above
+    -- what this node saw.
+    local t = redis.call('TIME')
+    local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+    if now > floor then floor = now end
+    -- Stream ids too: the blocks handed out before are still in use.
+    redis.call('SET', KEYS[7], string.format('%d', now))
+  end
+end
+local seq = tonumber(redis.call('GET', KEYS[2]) or '0')
+if seq < floor then redis.call('SET', KEYS[2], string.format('%d', floor)) end
+return {redis.call('GET', KEYS[1]), redis.call('GET', KEYS[3]) or '0'}
+`)
+
+/** Append one event: refused if the epoch is not the caller's or a publisher-given id is still held. */
+const APPEND = new Script(`
+if redis.call('GET', KEYS[6]) ~= ARGV[1] then return redis.error_reply('EPOCH') end
+local custom = ARGV[4]
+if custom ~= '' and redis.call('ZSCORE', KEYS[5], custom) then return redis.error_reply('DUP') end
+local pos = string.format('%d', redis.call('INCR', KEYS[1]))
+local id = custom
+if custom == '' then id = string.format('%d', redis.call('INCR', KEYS[2])) end
+redis.call('XADD', KEYS[3], pos .. '-0', 'i', id, 'k', ARGV[5], 'd', ARGV[6])
+if custom ~= '' then redis.call('ZADD', KEYS[5], pos, custom) end
+local history = tonumber(ARGV[2])
+if ARGV[5] == '1' then
+  redis.call('LPUSH', KEYS[4], pos)
+  if redis.call('LLEN', KEYS[4]) > history then
+    redis.call('LTRIM', KEYS[4], 0, history - 1)
+    local oldest = redis.call('LINDEX', KEYS[4], -1)
+    redis.call('XTRIM', KEYS[3], 'MINID', oldest .. '-0')
+    redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', '(' .. oldest)
+  end
+end
+-- Events to one client are not counted by history: this bounds a flood of them.
+redis.call('XTRIM', KEYS[3], 'MAXLEN', '~', history + tonumber(ARGV[3]))
+return {pos, id}
+`)
+
+/** What the stream hands its reader, in order. */
+export interface StreamSink {
+  deliver(pos: number, event: BusEvent): void
+  /** Events this node never got are gone (trimmed, or Redis lost its data). */
+  gap(): void
+}
+
+export class EventStream {
+  /** The place of the last entry delivered (in this epoch). */
+  lastPos = 0
+  private epoch: string | null = null
+  /** The highest numeric id seen, or the first id this node would give: the floor ids never go below. */
+  private highestId: number
+  private synced = false
+  private closed = false
+
+  constructor(
+    private readonly writer: RedisLink,
+    private readonly reader: RedisLink,
+    private readonly keys: StreamKeys,
+    private readonly history: number,
+    lastEventId: number,
+    private readonly sink: StreamSink,
+  ) {
+    this.highestId = lastEventId
+  }
+
+  /** Reading, and the epoch known: publishing is possible. */
+  get up(): boolean {
+    return this.synced && this.writer.ready
+  }
+
+  /** Join, and deliver the retained entries (the history a late node gets), before live reading starts. */
+  async load(): Promise<void> {
+    const at = await this.sync()
+    let from = '-'
+    for (;;) {
+      const page = (await this.reader.send(['XRANGE', this.keys.events, from, `${at}-0`, 'COUNT', String(L.REDIS_READ_COUNT)])) as RawEntry[]
+      for (const raw of page) this.take(raw)
+      if (page.length < L.REDIS_READ_COUNT) break
+      from = `(${page[page.length - 1]![0]}`
+    }
+    this.lastPos = at
+  }
+
+  /** The blocking read, until close(); after a disconnection it rejoins and catches up from lastPos. */
+  async run(): Promise<void> {
+    while (!this.closed) {
+      try {
+        if (!this.synced) {
+          const at = await this.sync()
+          if (at < this.lastPos) {
+            // Only a stream that was removed and made again can be behind us: what it holds is new.
+            this.sink.gap()
+            this.lastPos = 0
+          }
+        }
+        const reply = (await this.reader.send(['XREAD', 'COUNT', String(L.REDIS_READ_COUNT), 'BLOCK', String(L.REDIS_BLOCK_MS), 'STREAMS', this.keys.events, `${this.lastPos}-0`])) as RawReply | null
+        if (reply === null) continue
+        const entries = reply[0]![1]
+        if (entries.length > 0 && positionOf(entries[0]!) !== this.lastPos + 1) this.sink.gap()
+        for (const raw of entries) this.take(raw)
+      } catch {
+        this.synced = false
+        if (!this.closed) await delay(L.REDIS_RETRY_MS)
+      }
+    }
+  }
+
+  /** Resynchronise at the next read (the epoch may have changed: a flushed or restarted Redis). */
+  resync(): void {
+    this.synced = false
+  }
+
+  /** Whether the epoch in Redis is still ours (checked once a second: a flush without a restart closes no connection). */
+  async checkEpoch(): Promise<void> {
+    if (this.synced && (await this.writer.send(['GET', this.keys.epoch])) !== this.epoch) this.resync()
+  }
+
+  /** Append; resolves with the event's place and id once Redis has it. Rejects 409 (id held) or 503. */
+  async append(message: SseMessage, target: WireTarget, keep: boolean): Promise<{ pos: number; id: string }> {
+    if (!this.up) throw unavailable()
+    const { id, ...rest } = message
+    let reply: [string, string]
+    try {
+      reply = (await APPEND.run(
+        this.writer,
+        [this.keys.pos, this.keys.seq, this.keys.events, this.keys.kept, this.keys.ids, this.keys.epoch],
+        [this.epoch!, String(Math.max(1, this.history)), String(L.REDIS_STREAM_SLACK), id ?? '', keep ? '1' : '0', JSON.stringify([rest, target])],
+      )) as [string, string]
+    } catch (err) {
+      const m = (err as Error).message
+      if (m.startsWith('DUP')) throw new HttpError(409, `id ${id} is already in the history`)
+      if (m.startsWith('EPOCH')) this.resync()
+      throw unavailable()
+    }
+    return { pos: Number(reply[0]), id: reply[1] }
+  }
+
+  close(): void {
+    this.closed = true
+  }
+
+  /** Join: the epoch (a new one when Redis has none), ids raised to our floor; returns Redis's last place. */
+  private async sync(): Promise<number> {
+    const candidate = randomBytes(8).toString('hex')
+    const reply = (await SYNC.run(
+      this.reader,
+      [this.keys.epoch, this.keys.seq, this.keys.pos, this.keys.events, this.keys.kept, this.keys.ids, this.keys.clientIds],
+      [candidate, String(this.highestId), this.epoch === null ? '0' : '1'],
+    )) as [string, string]
+    const [epoch, pos] = reply
+    if (this.epoch !== null && epoch !== this.epoch) {
+      // Redis lost the stream this node was reading: what it missed is gone. Read the new one from its start.
+      this.sink.gap()
+      this.lastPos = 0
+    }
+    this.epoch = epoch
+    this.synced = true
+    return Number(pos)
+  }
+
+  private take(raw: RawEntry): void {
+    const pos = positionOf(raw)
+    const f = raw[1]
+    let id = ''
+    let keep = false
+    let data = '[{"data":""},{}]'
+    for (let i = 0; i + 1 < f.length; i += 2) {
+      if (f[i] === 'i') id = f[i + 1]!
+      else if (f[i] === 'k') keep = f[i + 1] === '1'
+      else if (f[i] === 'd') data = f[i + 1]!
+    }
+    const [message, target] = JSON.parse(data) as [SseMessage, WireTarget]
+    const n = Number(id)
+    if (Number.isSafeInteger(n) && n > this.highestId) this.highestId = n
+    this.lastPos = pos
+    this.sink.deliver(pos, { message: { ...message, id }, target, keep })
+  }
+}
+
+type RawEntry = [id: string, fields: string[]]
+type RawReply = Array<[key: string, entries: RawEntry[]]>
+
+function positionOf(raw: RawEntry): number {
+  return Number(raw[0].slice(0, raw[0].indexOf('-')))
+}
+
+export function unavailable(): HttpError {
+  return new HttpError(503, 'bus unavailable', [['Retry-After', String(L.REDIS_RETRY_AFTER_S)]])
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms))
+}

@@ -1,0 +1,264 @@
+// The bus of a cluster on Redis: every rawsse process given the same Redis URL and prefix is one
+// node of it (a `--workers` primary is one node for all of its workers). Events go through one
+// Redis Stream (redis-stream.ts), which gives the order and the ids; each node keeps its own
+// history from it, so replay stays local. Who is connected where, and each node's figures, are
+// shared once a second (redis-peers.ts). A publish is answered once Redis has acknowledged the
+// event and this node has delivered it, so a client that publishes and then resumes here with
+// that id finds it in history.
+//
+// Three connections per node: commands, the blocking read, and pub/sub (a subscribed connection
+// can do nothing else). When Redis is away: publishing answers 503, streams stay open, and the
+// read resumes where it stopped, or says `reset` where Redis no longer holds what was missed.
+
+import { hostname } from 'node:os'
+import { HttpError } from '../errors.js'
+import * as L from '../limits.js'
+import { sumStats, type Stats } from '../metrics.js'
+import type { Accepted, Bus, BusDraft, BusEvent, BusNode, StreamInfo } from './bus.js'
+import { CLIENT_ID_BLOCK, type NodeStats, type WireTarget } from './ipc.js'
+import { redisLink, type RedisLink } from './redis-client.js'
+import { Peers } from './redis-peers.js'
+import { EventStream, streamKeys, unavailable } from './redis-stream.js'
+
+export interface RedisBusSettings {
+  /** `redis://[user:pass@]host:port[/db]` or `rediss://…`. */
+  url: string
+  /** Key prefix; default `rawsse`. */
+  prefix?: string | undefined
+  /** Events every node keeps for replay (give every node the same). */
+  history: number
+  /** The id before the first this node would give (the floor ids never go below). */
+  lastEventId: number
+}
+
+/** A publish Redis acknowledged, waiting for this node's read to deliver it. */
+interface Waiting {
+  id: string
+  target: WireTarget
+  resolve: (a: Accepted) => void
+  timer: NodeJS.Timeout
+}
+
+export type BusState = 'up' | 'down'
+
+export class RedisBus implements Bus {
+  /** This node's name in /stats `nodes` and /metrics: host and process id. */
+  readonly name = `${hostname()}:${process.pid}`
+  /** Where Redis is, for messages: never the URL (it may hold a password). */
+  readonly where: string
+  private readonly prefix: string
+  private node: BusNode | null = null
+  private links: RedisLink[] = []
+  private stream: EventStream | null = null
+  private peers: Peers | null = null
+  private readonly waiting = new Map<number, Waiting>()
+  private blocks: Array<[number, number]> = []
+  private ids: [number, number] = [1, 0]
+  private lastClientId = 0
+  private fetchingBlock = false
+  private exchangeTimer: NodeJS.Timeout | null = null
+  private state: BusState | 'starting' = 'starting'
+  private readonly watchers: Array<(state: BusState, detail: string) => void> = []
+  private shut = false
+
+  constructor(private readonly settings: RedisBusSettings) {
+    if (!/^rediss?:\/\/[^\s]+$/.test(settings.url)) throw new RangeError('redis must be a redis:// or rediss:// URL')
+    this.prefix = settings.prefix ?? L.DEFAULT_REDIS_PREFIX
+    if (!/^[!-z|~]{1,64}$/.test(this.prefix)) throw new RangeError('redisPrefix must be 1 to 64 visible characters, without { or }')
+    let where: string
+    try {
+      where = new URL(settings.url).host
+    } catch {
+      throw new RangeError('redis must be a redis:// or rediss:// URL')
+    }
+    this.where = where
+  }
+
+  attach(node: BusNode): void {
+    this.node = node
+  }
+
+  /** `up` once Redis answers and the stream is read; `down` (with why) when it stops answering. */
+  watch(fn: (state: BusState, detail: string) => void): void {
+    this.watchers.push(fn)
+  }
+
+  get up(): boolean {
+    return this.stream?.up === true
+  }
+
+  /** Connect (waiting while Redis is unreachable, saying so through watch()), load the history, then read live. */
+  async start(): Promise<void> {
+    const writer = await redisLink(this.settings.url)
+    const reader = writer.duplicate()
+    const sub = writer.duplicate()
+    this.links = [writer, reader, sub]
+    writer.onDown((reason) => this.setState('down', reason))
+    writer.onReady(() => this.stream !== null && this.setState('up', ''))
+    await Promise.all(this.links.map((l) => l.connect()))
+    const node = this.node!
+    this.stream = new EventStream(writer, reader, streamKeys(this.prefix), this.settings.history, this.settings.lastEventId, {
+      deliver: (pos, e) => this.delivered(pos, e),
+      gap: () => {
+        node.gap()
+        for (const pos of [...this.waiting.keys()]) this.answer(pos)
+      },
+    })
+    this.peers = new Peers(writer, sub, this.prefix, this.name, () => node)
+    await this.stream.load()
+    await this.peers.listen()
+    await Promise.all([this.fetchBlock(), this.fetchBlock()])
+    this.ids = this.blocks.shift()!
+    this.lastClientId = this.ids[0] - 1
+    await this.exchange()
+    this.exchangeTimer = setInterval(() => void this.exchange(), L.REDIS_PRESENCE_MS)
+    void this.stream.run()
+    this.setState('up', '')
+  }
+
+  publish(draft: BusDraft): Promise<Accepted> {
+    const stream = this.stream
+    if (stream === null || this.shut) return Promise.reject(unavailable())
+    const t = draft.target
+    if (t.filter !== undefined) throw new TypeError('a filter is a function: it cannot cross to the other processes of a cluster')
+    const target: WireTarget = {}
+    if (t.channel !== undefined) target.channel = t.channel
+    if (t.user !== undefined) target.user = t.user
+    if (t.role !== undefined) target.role = t.role
+    if (t.client !== undefined) target.client = t.client
+    if (draft.strict && !this.reachable(target)) return Promise.reject(new HttpError(404, 'offline'))
+    return stream.append(draft.message, target, draft.keep).then(
+      ({ pos, id }) =>
+        new Promise<Accepted>((resolve) => {
+          if (pos <= stream.lastPos) return resolve({ id, delivered: this.count(target) })
+          // Normally the read has it within a round trip; if Redis went away after acknowledging
+          // it, answer anyway after a while: it is Redis's, and will be delivered when it is back.
+          const timer = setTimeout(() => this.answer(pos), L.REDIS_ACK_WAIT_MS)
+          this.waiting.set(pos, { id, target, resolve, timer })
+        }),
+    )
+  }
+
+  nextClientId(): number {
+    if (this.lastClientId >= this.ids[1]) this.ids = this.takeBlock()
+    return ++this.lastClientId
+  }
+
+  idBlock(): [number, number] {
+    return this.takeBlock()
+  }
+
+  opened(s: StreamInfo): void {
+    this.peers?.opened(s)
+  }
+
+  closed(id: number): void {
+    this.peers?.closed(id)
+  }
+
+  async closeClient(id: number): Promise<boolean> {
+    if (await this.node!.closeClient(id)) return true
+    if (this.peers === null || this.peers.presence.nodeOf(id) === undefined) return false
+    const answers = await this.peers.ask({ q: 'close-client', id })
+    return answers.includes(true)
+  }
+
+  async closeAll(): Promise<number> {
+    const [here, there] = await Promise.all([this.node!.closeAll(), this.peers?.ask({ q: 'close-all' }) ?? []])
+    return there.reduce((n: number, c) => n + (typeof c === 'number' ? c : 0), here)
+  }
+
+  /** The cluster's figures: this node's now, the others' from their last snapshot. */
+  async stats(): Promise<Stats & { nodes: NodeStats[] }> {
+    const own = await this.node!.stats()
+    const bus = this.state === 'up' ? 'up' : 'down'
+    const ownNodes: NodeStats[] = (own.nodes ?? [{ ...own, node: '', pid: process.pid, bus }]).map((n) => ({ ...n, node: n.node === '' ? this.name : `${this.name}/${n.node}`, bus }))
+    const others = this.peers?.figures() ?? []
+    const nodes = [...ownNodes, ...others.flatMap((f) => f.nodes ?? [])]
+    return { ...sumStats([own, ...others], { published: own.published, history: own.history, uptimeSeconds: own.uptimeSeconds }), nodes }
+  }
+
+  close(): void {
+    if (this.shut) return
+    this.shut = true
+    if (this.exchangeTimer !== null) clearInterval(this.exchangeTimer)
+    this.stream?.close()
+    for (const pos of [...this.waiting.keys()]) this.answer(pos)
+    const links = this.links
+    const done = (): void => links.forEach((l) => l.close())
+    if (this.peers !== null && links[0]?.ready === true) void this.peers.leave().then(done, done)
+    else done()
+  }
+
+  // ---------------------------------------------------------------- the read
+
+  private delivered(pos: number, e: BusEvent): void {
+    this.node!.deliver(e)
+    if (this.waiting.size > 0) this.answer(pos)
+  }
+
+  private answer(pos: number): void {
+    const w = this.waiting.get(pos)
+    if (w === undefined) return
+    this.waiting.delete(pos)
+    clearTimeout(w.timer)
+    w.resolve({ id: w.id, delivered: this.count(w.target) })
+  }
+
+  /** Streams a target reaches: here exactly, elsewhere from the last snapshots. */
+  private count(target: WireTarget): number {
+    return this.node!.count(target) + (this.peers?.presence.count(target) ?? 0)
+  }
+
+  /** A user or client target connected somewhere. */
+  private reachable(t: WireTarget): boolean {
+    const node = this.node!
+    const elsewhere = this.peers?.presence
+    if (t.user !== undefined && !node.userOnline(t.user) && elsewhere?.userOnline(t.user) !== true) return false
+    if (t.client !== undefined && !node.clientExists(t.client) && elsewhere?.nodeOf(t.client) === undefined) return false
+    return true
+  }
+
+  // ---------------------------------------------------------------- upkeep
+
+  /** Once a second: share this node's snapshot, read the others', and check the epoch. */
+  private async exchange(): Promise<void> {
+    try {
+      await Promise.all([this.peers!.exchange(this.state === 'up' ? 'up' : 'down'), this.stream!.checkEpoch()])
+      if (this.state === 'down' && this.up) this.setState('up', '')
+    } catch (err) {
+      this.setState('down', (err as Error).message)
+    }
+  }
+
+  private setState(state: BusState, detail: string): void {
+    if (this.shut) return
+    if (state === this.state) return
+    this.state = state
+    for (const fn of this.watchers) fn(state, detail)
+  }
+
+  /** Stream ids come from Redis in blocks; one is always kept in reserve, so opening a stream never waits. */
+  private takeBlock(): [number, number] {
+    const block = this.blocks.shift()
+    if (block === undefined) {
+      void this.fetchBlock()
+      throw new HttpError(503, 'no stream ids left; try again', [['Retry-After', '1']])
+    }
+    void this.fetchBlock()
+    return block
+  }
+
+  private async fetchBlock(): Promise<void> {
+    if (this.fetchingBlock && this.blocks.length > 0) return
+    this.fetchingBlock = true
+    try {
+      const last = Number(await this.links[0]!.send(['INCRBY', streamKeys(this.prefix).clientIds, String(CLIENT_ID_BLOCK)]))
+      this.blocks.push([last - CLIENT_ID_BLOCK + 1, last])
+    } catch {
+      // Redis is away: the next takeBlock() asks again.
+    } finally {
+      this.fetchingBlock = false
+    }
+  }
+}
