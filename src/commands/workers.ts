@@ -55,7 +55,7 @@ export async function runPrimary(p: Args, count: number): Promise<void> {
     const name = `worker-${slot}`
     worker.on('message', (msg: FromWorker) => {
       if (msg.t === 'hello') {
-        primary.join(slot, { name, send: (m: ToWorker) => worker.isConnected() && worker.send(m) }, token)
+        void primary.join(slot, { name, send: (m: ToWorker) => worker.isConnected() && worker.send(m) }, token)
       } else if (msg.t === 'listening') {
         state.listening = true
         if (!announced && [...slots.values()].every((s) => s.listening)) announce(msg.port)

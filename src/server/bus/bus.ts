@@ -76,7 +76,7 @@ export interface Bus {
   /** A stream id unique in the cluster. */
   nextClientId(): number
   /** A block of stream ids unique in the cluster, for a machine's primary to hand to one worker. */
-  idBlock(): [first: number, last: number]
+  idBlock(): [first: number, last: number] | Promise<[first: number, last: number]>
   /** A stream opened or closed here (a cluster shares who is connected where). */
   opened(client: StreamInfo): void
   closed(id: number): void

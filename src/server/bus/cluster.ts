@@ -8,7 +8,7 @@
 import { HttpError } from '../errors.js'
 import type { Stats } from '../metrics.js'
 import type { Accepted, Bus, BusDraft, BusNode, StreamInfo } from './bus.js'
-import type { FromWorker, NodeStats, PublishItem, Question, ToWorker, WireEvent, WireStream, WireTarget } from './ipc.js'
+import { wireTarget, type FromWorker, type NodeStats, type PublishItem, type Question, type ToWorker, type WireEvent, type WireStream } from './ipc.js'
 
 /** What the primary gave this worker to start with. */
 export interface WorkerInit {
@@ -82,13 +82,7 @@ export class ClusterBus implements Bus {
 
   publish(draft: BusDraft): Promise<Accepted> {
     if (this.closedBus) return Promise.reject(new HttpError(503, 'bus unavailable'))
-    const t = draft.target
-    if (t.filter !== undefined) throw new TypeError('a filter is a function: it cannot cross to the other processes of a cluster')
-    const target: WireTarget = {}
-    if (t.channel !== undefined) target.channel = t.channel
-    if (t.user !== undefined) target.user = t.user
-    if (t.role !== undefined) target.role = t.role
-    if (t.client !== undefined) target.client = t.client
+    const target = wireTarget(draft.target)
     const n = ++this.sent
     // The publishes of one turn (a connection's pipelined ones) go to the primary in one message,
     // so they come back in one batch and reach each stream in one write.

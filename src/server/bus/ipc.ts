@@ -6,6 +6,7 @@
 
 import type { Stats } from '../metrics.js'
 import type { SseMessage } from '../sse-encode.js'
+import type { Target } from '../target.js'
 
 /** A target that can cross a process boundary: plain fields, never a filter function. */
 export interface WireTarget {
@@ -13,6 +14,17 @@ export interface WireTarget {
   user?: string
   role?: string
   client?: number
+}
+
+/** A target as it crosses to another process; throws TypeError for a filter (a function cannot). */
+export function wireTarget(t: Target): WireTarget {
+  if (t.filter !== undefined) throw new TypeError('a filter is a function: it cannot cross to the other processes of a cluster')
+  const w: WireTarget = {}
+  if (t.channel !== undefined) w.channel = t.channel
+  if (t.user !== undefined) w.user = t.user
+  if (t.role !== undefined) w.role = t.role
+  if (t.client !== undefined) w.client = t.client
+  return w
 }
 
 export interface WireEvent {

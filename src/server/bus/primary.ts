@@ -44,6 +44,7 @@ export class ClusterPrimary {
   private readonly history: History<Kept>
   private lastEventId: number
   private readonly workers = new Map<number, WorkerLink>()
+  private readonly joining = new Map<number, WorkerLink>()
   private batch: WireEvent[] = []
   /** This turn's answers to each worker's publishes, by slot. */
   private answers = new Map<number, PublishAnswer[]>()
@@ -62,19 +63,36 @@ export class ClusterPrimary {
     bus.attach(this.busNode())
   }
 
-  /** A worker joined (or replaced a dead one): it gets the history and its first stream ids. */
-  join(slot: number, link: WorkerLink, token: string | null): void {
-    // What this turn accepted goes to the others first: it is in the history the newcomer gets,
-    // and must not reach it twice.
+  /**
+   * A worker joined (or replaced a dead one): it gets the history and its first stream ids (on
+   * Redis they may have to be fetched; while Redis is away, it waits, trying again each second).
+   */
+  async join(slot: number, link: WorkerLink, token: string | null): Promise<void> {
+    this.joining.set(slot, link)
+    let ids: [number, number]
+    for (;;) {
+      try {
+        ids = await this.bus.idBlock()
+        break
+      } catch {
+        await new Promise((resolve) => setTimeout(resolve, 1000))
+        if (this.joining.get(slot) !== link) return
+      }
+    }
+    if (this.joining.get(slot) !== link) return // it left meanwhile
+    this.joining.delete(slot)
+    // From here to the send, one turn: what this turn accepted goes to the others first (it is
+    // in the history the newcomer gets, and must not reach it twice).
     this.flush()
     this.workers.set(slot, link)
     const history: WireEvent[] = []
     this.history.since('0', (e) => history.push(e.event))
-    link.send({ t: 'init', node: link.name, token, history, ids: this.bus.idBlock() })
+    link.send({ t: 'init', node: link.name, token, history, ids })
   }
 
   /** A worker is gone: its streams are, and no answer is awaited from it any more. */
   leave(slot: number): void {
+    this.joining.delete(slot)
     if (!this.workers.delete(slot)) return
     this.presence.nodeGone(slot)
     for (const [n, w] of this.waiting) if (w.pending.has(slot)) this.answered(n, slot, undefined)
@@ -113,7 +131,10 @@ export class ClusterPrimary {
         }
         break
       case 'ids':
-        this.workers.get(slot)?.send({ t: 'ids', ids: this.bus.idBlock() })
+        void Promise.resolve(this.bus.idBlock()).then(
+          (ids) => this.workers.get(slot)?.send({ t: 'ids', ids }),
+          () => {}, // Redis away: the worker asks again when it takes its next block
+        )
         break
       case 'ask':
         void this.answer(msg).then((value) => this.workers.get(slot)?.send({ t: 'answer', n: msg.n, value }))

@@ -14,6 +14,12 @@ import type { NodeStats, Question, WireStream } from './ipc.js'
 import { Presence } from './presence.js'
 import type { RedisLink } from './redis-client.js'
 
+/** A node's entries in /stats `nodes`: itself, or (a machine's primary) each of its workers as NAME/worker-K. */
+export function nodeEntries(name: string, figures: NodeFigures, bus: 'up' | 'down'): NodeStats[] {
+  if (figures.nodes === undefined) return [{ ...figures, node: name, pid: process.pid, bus }]
+  return figures.nodes.map((n) => ({ ...n, node: `${name}/${n.node}`, bus }))
+}
+
 interface Peer {
   readonly index: number
   version: string
@@ -84,17 +90,19 @@ export class Peers {
   async exchange(bus: 'up' | 'down'): Promise<void> {
     const now = Date.now()
     const figures = await this.node().stats()
-    const nodes: NodeStats[] = (figures.nodes ?? [{ ...figures, node: '', pid: process.pid, bus }]).map((n) => ({ ...n, node: n.node === '' ? this.name : `${this.name}/${n.node}`, bus }))
+    const nodes = nodeEntries(this.name, figures, bus)
     const key = this.keys.node(this.name)
     const fields = ['v', String(this.ownVersion), 's', JSON.stringify({ ...figures, nodes })]
     if (this.writtenVersion !== this.ownVersion) fields.push('c', JSON.stringify([...this.own.values()]))
     const written = this.ownVersion
-    await Promise.all([
-      this.link.send(['HSET', key, ...fields]),
+    const [added] = await Promise.all([
+      this.link.send(['HSET', key, ...fields]) as Promise<number>,
       this.link.send(['PEXPIRE', key, String(L.REDIS_PRESENCE_TTL_MS)]),
       this.link.send(['ZADD', this.keys.nodes, String(now + L.REDIS_PRESENCE_TTL_MS), this.name]),
       this.link.send(['ZREMRANGEBYSCORE', this.keys.nodes, '-inf', String(now)]),
     ])
+    // A hash that was not there (it expired, or Redis lost it) gets the streams too, now.
+    if (added > 0 && fields.length === 4) await this.link.send(['HSET', key, 'c', JSON.stringify([...this.own.values()])])
     this.writtenVersion = written
     const names = ((await this.link.send(['ZRANGE', this.keys.nodes, '0', '-1'])) as string[]).filter((n) => n !== this.name)
     const listed = new Set(names)

@@ -15,9 +15,9 @@ import { HttpError } from '../errors.js'
 import * as L from '../limits.js'
 import { sumStats, type Stats } from '../metrics.js'
 import type { Accepted, Bus, BusDraft, BusEvent, BusNode, StreamInfo } from './bus.js'
-import { CLIENT_ID_BLOCK, type NodeStats, type WireTarget } from './ipc.js'
+import { CLIENT_ID_BLOCK, wireTarget, type NodeStats, type WireTarget } from './ipc.js'
 import { redisLink, type RedisLink } from './redis-client.js'
-import { Peers } from './redis-peers.js'
+import { nodeEntries, Peers } from './redis-peers.js'
 import { EventStream, streamKeys, unavailable } from './redis-stream.js'
 
 export interface RedisBusSettings {
@@ -55,7 +55,7 @@ export class RedisBus implements Bus {
   private blocks: Array<[number, number]> = []
   private ids: [number, number] = [1, 0]
   private lastClientId = 0
-  private fetchingBlock = false
+  private refilling = false
   private exchangeTimer: NodeJS.Timeout | null = null
   private state: BusState | 'starting' = 'starting'
   private readonly watchers: Array<(state: BusState, detail: string) => void> = []
@@ -107,9 +107,9 @@ export class RedisBus implements Bus {
     this.peers = new Peers(writer, sub, this.prefix, this.name, () => node)
     await this.stream.load()
     await this.peers.listen()
-    await Promise.all([this.fetchBlock(), this.fetchBlock()])
-    this.ids = this.blocks.shift()!
+    this.ids = await this.fetchBlock()
     this.lastClientId = this.ids[0] - 1
+    this.blocks.push(await this.fetchBlock())
     await this.exchange()
     this.exchangeTimer = setInterval(() => void this.exchange(), L.REDIS_PRESENCE_MS)
     void this.stream.run()
@@ -119,13 +119,7 @@ export class RedisBus implements Bus {
   publish(draft: BusDraft): Promise<Accepted> {
     const stream = this.stream
     if (stream === null || this.shut) return Promise.reject(unavailable())
-    const t = draft.target
-    if (t.filter !== undefined) throw new TypeError('a filter is a function: it cannot cross to the other processes of a cluster')
-    const target: WireTarget = {}
-    if (t.channel !== undefined) target.channel = t.channel
-    if (t.user !== undefined) target.user = t.user
-    if (t.role !== undefined) target.role = t.role
-    if (t.client !== undefined) target.client = t.client
+    const target = wireTarget(draft.target)
     if (draft.strict && !this.reachable(target)) return Promise.reject(new HttpError(404, 'offline'))
     return stream.append(draft.message, target, draft.keep).then(
       ({ pos, id }) =>
@@ -140,12 +134,20 @@ export class RedisBus implements Bus {
   }
 
   nextClientId(): number {
-    if (this.lastClientId >= this.ids[1]) this.ids = this.takeBlock()
+    if (this.lastClientId >= this.ids[1]) {
+      const block = this.blocks.shift()
+      this.refill()
+      if (block === undefined) throw new HttpError(503, 'no stream ids left; try again', [['Retry-After', '1']])
+      this.ids = block
+      this.lastClientId = block[0] - 1
+    }
     return ++this.lastClientId
   }
 
-  idBlock(): [number, number] {
-    return this.takeBlock()
+  idBlock(): [number, number] | Promise<[number, number]> {
+    const block = this.blocks.shift()
+    this.refill()
+    return block ?? this.fetchBlock()
   }
 
   opened(s: StreamInfo): void {
@@ -172,9 +174,8 @@ export class RedisBus implements Bus {
   async stats(): Promise<Stats & { nodes: NodeStats[] }> {
     const own = await this.node!.stats()
     const bus = this.state === 'up' ? 'up' : 'down'
-    const ownNodes: NodeStats[] = (own.nodes ?? [{ ...own, node: '', pid: process.pid, bus }]).map((n) => ({ ...n, node: n.node === '' ? this.name : `${this.name}/${n.node}`, bus }))
     const others = this.peers?.figures() ?? []
-    const nodes = [...ownNodes, ...others.flatMap((f) => f.nodes ?? [])]
+    const nodes = [...nodeEntries(this.name, own, bus), ...others.flatMap((f) => f.nodes ?? [])]
     return { ...sumStats([own, ...others], { published: own.published, history: own.history, uptimeSeconds: own.uptimeSeconds }), nodes }
   }
 
@@ -238,27 +239,18 @@ export class RedisBus implements Bus {
     for (const fn of this.watchers) fn(state, detail)
   }
 
-  /** Stream ids come from Redis in blocks; one is always kept in reserve, so opening a stream never waits. */
-  private takeBlock(): [number, number] {
-    const block = this.blocks.shift()
-    if (block === undefined) {
-      void this.fetchBlock()
-      throw new HttpError(503, 'no stream ids left; try again', [['Retry-After', '1']])
-    }
-    void this.fetchBlock()
-    return block
+  /** Stream ids come from Redis in blocks; one is kept in reserve, so opening a stream never waits. */
+  private refill(): void {
+    if (this.refilling || this.blocks.length > 0) return
+    this.refilling = true
+    this.fetchBlock().then(
+      (block) => this.blocks.push(block),
+      () => {}, // Redis is away: the next block taken asks again
+    ).finally(() => (this.refilling = false))
   }
 
-  private async fetchBlock(): Promise<void> {
-    if (this.fetchingBlock && this.blocks.length > 0) return
-    this.fetchingBlock = true
-    try {
-      const last = Number(await this.links[0]!.send(['INCRBY', streamKeys(this.prefix).clientIds, String(CLIENT_ID_BLOCK)]))
-      this.blocks.push([last - CLIENT_ID_BLOCK + 1, last])
-    } catch {
-      // Redis is away: the next takeBlock() asks again.
-    } finally {
-      this.fetchingBlock = false
-    }
+  private async fetchBlock(): Promise<[number, number]> {
+    const last = Number(await this.links[0]!.send(['INCRBY', streamKeys(this.prefix).clientIds, String(CLIENT_ID_BLOCK)]))
+    return [last - CLIENT_ID_BLOCK + 1, last]
   }
 }
