@@ -40,6 +40,7 @@ export async function runPrimary(p: Args, count: number): Promise<void> {
   let announced = false
   let stopping = false
   let ticker: NodeJS.Timeout | null = null
+  let closing: Promise<void> = Promise.resolve()
 
   const fail = (why: string): void => {
     process.stderr.write(`rawsse: ${why}\n`)
@@ -70,7 +71,7 @@ export async function runPrimary(p: Args, count: number): Promise<void> {
       primary.leave(slot)
       if (slots.get(slot) === state) slots.delete(slot)
       if (stopping) {
-        if (slots.size === 0) process.exit(0)
+        if (slots.size === 0) void closing.then(() => process.exit(0))
         return
       }
       if (!state.listening) return fail(state.error ?? `${name} exited before it listened (${signal ?? `code ${code}`})`)
@@ -93,14 +94,14 @@ export async function runPrimary(p: Args, count: number): Promise<void> {
     if (ticker !== null) clearInterval(ticker)
     log('stop', { streams: primary.presence.size })
     primary.tellAll({ t: 'stop' })
-    primary.bus.close()
+    closing = Promise.resolve(primary.bus.close())
     // Exit 0 within the contract's 5 s even if a worker will not finish; the workers' own grace
     // is the same, so a straggler is ended here a little before it.
     setTimeout(() => {
       for (const s of slots.values()) s.worker.process.kill('SIGKILL')
       process.exit(0)
     }, L.SHUTDOWN_GRACE_MS - L.CLUSTER_EXIT_MARGIN_MS).unref()
-    if (slots.size === 0) process.exit(0)
+    if (slots.size === 0) void closing.then(() => process.exit(0))
   }
   process.on('SIGINT', stop)
   process.on('SIGTERM', stop)

@@ -54,8 +54,8 @@ export const REDIS_BACKOFF_FIRST_MS = 50 // reconnection: 50 ms, doubling, jitte
 export const REDIS_BACKOFF_MAX_MS = 1_000 // …up to this: a Redis that comes back is found within a second
 export const REDIS_RETRY_AFTER_S = 1 // Retry-After of `503 bus unavailable`
 export const REDIS_ACK_WAIT_MS = 2_000 // a publish Redis acknowledged is answered when this node has it, or after this long
-export const REDIS_PRESENCE_MS = 1_000 // each node's snapshot (streams, figures) is written and the others' read this often
-export const REDIS_PRESENCE_TTL_MS = 3_000 // a node whose snapshot is this old is gone (killed): its streams count no more
+export const REDIS_PRESENCE_MS = 500 // each node's snapshot (streams, figures) is written and the others' read this often
+export const REDIS_PRESENCE_TTL_MS = 2_000 // a node whose snapshot is this old is gone (killed): its streams count no more (a node that stops says so at once)
 export const REDIS_ASK_TIMEOUT_MS = 2_000 // close a stream / close all: answers later than this are not waited for
 export const REDIS_STREAM_SLACK = 10_000 // entries the stream keeps beyond --history kept events, for events to one client
 

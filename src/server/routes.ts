@@ -29,6 +29,8 @@ export interface RouteContext {
    * nowhere, 409, 413, 503.
    */
   publish(message: SseMessage, target: Target): Accepted | Promise<Accepted>
+  /** Null when `lastEventId` can be placed now; else a wait for this node to have what the cluster has (it may just be behind). */
+  catchUp(lastEventId: string): Promise<void> | null
   /** Wherever the stream is (in a cluster, maybe another process). */
   closeClient(id: number): boolean | Promise<boolean>
   closeAll(): number | Promise<number>
@@ -108,7 +110,7 @@ function allow(method: string, allowed: string, ok: boolean): void {
  * `Authorization: Bearer TOKEN`: a client that can set headers keeps its token out of URLs, and so
  * out of proxies' access logs. A token in the path wins over the header.
  */
-function openStream(req: RequestHead, ctx: RouteContext, peer: Peer): Outcome {
+function openStream(req: RequestHead, ctx: RouteContext, peer: Peer): Outcome | Promise<Outcome> {
   const raw = req.path.slice('/events/'.length)
   let token: string | null
   try {
@@ -138,7 +140,9 @@ function openStream(req: RequestHead, ctx: RouteContext, peer: Peer): Outcome {
     throw new HttpError(503, 'too many streams', [['Retry-After', String(seconds)]])
   }
   // Most streams take the default: they share one array (a client record is kept per stream).
-  return { kind: 'stream', who, channels: channels.length === 0 ? DEFAULT_CHANNELS : channels, lastEventId }
+  const outcome: Outcome = { kind: 'stream', who, channels: channels.length === 0 ? DEFAULT_CHANNELS : channels, lastEventId }
+  const behind = lastEventId === null ? null : ctx.catchUp(lastEventId)
+  return behind === null ? outcome : behind.then(() => outcome)
 }
 
 /** POST /publish?channel=&event=&id=&user=&role=&client= with the data as the body. */

@@ -139,8 +139,7 @@ export class SseServer extends EventEmitter<SseServerEvents> {
       }, L.SHUTDOWN_GRACE_MS)
       server.close(() => {
         clearTimeout(grace)
-        this.bus.close()
-        resolve()
+        void Promise.resolve(this.bus.close()).then(resolve, resolve)
       })
       for (const c of [...this.streams.list]) this.streams.drop(c, 'shutdown', retryFrame(this.jitteredRetry()))
       for (const conn of this.conns) conn.stop()
@@ -407,6 +406,7 @@ export class SseServer extends EventEmitter<SseServerEvents> {
       authenticate: (token, req, peer) =>
         this.access.authenticate(token, () => ({ method: req.method, path: req.path, headers: req.headers, remoteAddress: peer.remoteAddress })),
       publish: (message, target) => this.submit(message, target, true),
+      catchUp: (lastEventId) => (lastEventId === '0' || this.history.has(lastEventId) || this.bus.catchUp === undefined ? null : this.bus.catchUp()),
       closeClient: (id) => this.bus.closeClient(id),
       closeAll: () => this.bus.closeAll(),
       stats: () => this.bus.stats(),

@@ -86,5 +86,11 @@ export interface Bus {
   closeAll(): number | Promise<number>
   /** The cluster's figures (one process: its own). */
   stats(): Stats | Promise<Stats>
-  close(): void
+  /** Leave the cluster (a Redis node says goodbye, so the others stop counting its streams at once). */
+  close(): void | Promise<void>
+  /**
+   * Resolves once this node has what the cluster has published so far (bounded): asked before a
+   * `Last-Event-ID` this node cannot place is answered with `reset`, in case it is just behind.
+   */
+  catchUp?(): Promise<void>
 }

@@ -1,4 +1,4 @@
-// The other nodes of a Redis cluster, as this one knows them. Once a second every node writes a
+// The other nodes of a Redis cluster, as this one knows them. Twice a second every node writes a
 // snapshot of itself (its /stats figures, and its streams when they changed) in a hash that
 // expires when the node stops writing, and reads the others': from them come `delivered`, `404
 // offline`, the cluster's /stats and who holds a stream, at most a second or two old (the
@@ -86,7 +86,7 @@ export class Peers {
     return [...this.peers.values()].flatMap((p) => (p.figures === null ? [] : [p.figures]))
   }
 
-  /** Write this node's snapshot and read the others'; once a second. `bus` goes into this node's figures. */
+  /** Write this node's snapshot and read the others'; every REDIS_PRESENCE_MS. `bus` goes into this node's figures. */
   async exchange(bus: 'up' | 'down'): Promise<void> {
     const now = Date.now()
     const figures = await this.node().stats()

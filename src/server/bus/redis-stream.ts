@@ -103,6 +103,10 @@ export class EventStream {
   private highestId: number
   private synced = false
   private closed = false
+  /** The ids of the last places delivered (oldest first), to find where a Redis restored from an older copy parts from what we delivered. */
+  private readonly recent = new Map<number, string>()
+  /** Waiting for the read to reach a place (catchUp()). */
+  private readonly reaching: Array<{ pos: number; done: () => void }> = []
 
   constructor(
     private readonly writer: RedisLink,
@@ -138,12 +142,8 @@ export class EventStream {
     while (!this.closed) {
       try {
         if (!this.synced) {
-          const at = await this.sync()
-          if (at < this.lastPos) {
-            // Only a stream that was removed and made again can be behind us: what it holds is new.
-            this.sink.gap()
-            this.lastPos = 0
-          }
+          await this.sync()
+          await this.rewind()
         }
         const reply = (await this.reader.send(['XREAD', 'COUNT', String(L.REDIS_READ_COUNT), 'BLOCK', String(L.REDIS_BLOCK_MS), 'STREAMS', this.keys.events, `${this.lastPos}-0`])) as RawReply | null
         if (reply === null) continue
@@ -157,12 +157,27 @@ export class EventStream {
     }
   }
 
+  /**
+   * Resolves once this node has delivered everything Redis held when asked (or after
+   * REDIS_ACK_WAIT_MS): a client resuming with an id this node has not read yet must not be told
+   * `reset` just because its event went through another node a moment ago.
+   */
+  async catchUp(): Promise<void> {
+    if (!this.up) return
+    const pos = Number((await this.writer.send(['GET', this.keys.pos]).catch(() => '0')) ?? '0')
+    if (pos <= this.lastPos) return
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, L.REDIS_ACK_WAIT_MS)
+      this.reaching.push({ pos, done: () => (clearTimeout(timer), resolve()) })
+    })
+  }
+
   /** Resynchronise at the next read (the epoch may have changed: a flushed or restarted Redis). */
   resync(): void {
     this.synced = false
   }
 
-  /** Whether the epoch in Redis is still ours (checked once a second: a flush without a restart closes no connection). */
+  /** Whether the epoch in Redis is still ours (checked with every snapshot: a flush without a restart closes no connection). */
   async checkEpoch(): Promise<void> {
     if (this.synced && (await this.writer.send(['GET', this.keys.epoch])) !== this.epoch) this.resync()
   }
@@ -191,6 +206,24 @@ export class EventStream {
     this.closed = true
   }
 
+  /**
+   * After a reconnection in the same epoch: does Redis still hold what we delivered last? A Redis
+   * restarted from an older snapshot does not, and may already hold new events at the places we
+   * had delivered others at. Walk back to the last place where Redis and we agree; what we
+   * delivered after it is gone (`reset`), and the read goes on from there.
+   */
+  private async rewind(): Promise<void> {
+    if (this.lastPos === 0 || this.recent.get(this.lastPos) === undefined) return
+    const raw = (await this.reader.send(['XREVRANGE', this.keys.events, `${this.lastPos}-0`, '-', 'COUNT', String(L.REDIS_READ_COUNT)])) as RawEntry[]
+    if (raw.length === 0) return // trimmed away: the next read says whether anything is missing
+    const agreed = raw.find((e) => this.recent.get(positionOf(e)) === fieldOf(e, 'i'))
+    const at = agreed === undefined ? positionOf(raw[0]!) : positionOf(agreed)
+    if (agreed !== undefined && at === this.lastPos) return
+    this.sink.gap()
+    for (const pos of this.recent.keys()) if (pos > at) this.recent.delete(pos)
+    this.lastPos = at
+  }
+
   /** Join: the epoch (a new one when Redis has none), ids raised to our floor; returns Redis's last place. */
   private async sync(): Promise<number> {
     const candidate = randomBytes(8).toString('hex')
@@ -204,6 +237,7 @@ export class EventStream {
       // Redis lost the stream this node was reading: what it missed is gone. Read the new one from its start.
       this.sink.gap()
       this.lastPos = 0
+      this.recent.clear()
     }
     this.epoch = epoch
     this.synced = true
@@ -212,21 +246,22 @@ export class EventStream {
 
   private take(raw: RawEntry): void {
     const pos = positionOf(raw)
-    const f = raw[1]
-    let id = ''
-    let keep = false
-    let data = '[{"data":""},{}]'
-    for (let i = 0; i + 1 < f.length; i += 2) {
-      if (f[i] === 'i') id = f[i + 1]!
-      else if (f[i] === 'k') keep = f[i + 1] === '1'
-      else if (f[i] === 'd') data = f[i + 1]!
-    }
-    const [message, target] = JSON.parse(data) as [SseMessage, WireTarget]
+    const id = fieldOf(raw, 'i') ?? ''
+    const [message, target] = JSON.parse(fieldOf(raw, 'd') ?? '[{"data":""},{}]') as [SseMessage, WireTarget]
     const n = Number(id)
     if (Number.isSafeInteger(n) && n > this.highestId) this.highestId = n
     this.lastPos = pos
-    this.sink.deliver(pos, { message: { ...message, id }, target, keep })
+    this.recent.set(pos, id)
+    if (this.recent.size > L.REDIS_READ_COUNT) this.recent.delete(this.recent.keys().next().value!)
+    this.sink.deliver(pos, { message: { ...message, id }, target, keep: fieldOf(raw, 'k') === '1' })
+    while (this.reaching.length > 0 && this.reaching[0]!.pos <= pos) this.reaching.shift()!.done()
   }
+}
+
+function fieldOf(raw: RawEntry, name: string): string | undefined {
+  const f = raw[1]
+  for (let i = 0; i + 1 < f.length; i += 2) if (f[i] === name) return f[i + 1]
+  return undefined
 }
 
 type RawEntry = [id: string, fields: string[]]

@@ -2,7 +2,7 @@
 // node of it (a `--workers` primary is one node for all of its workers). Events go through one
 // Redis Stream (redis-stream.ts), which gives the order and the ids; each node keeps its own
 // history from it, so replay stays local. Who is connected where, and each node's figures, are
-// shared once a second (redis-peers.ts). A publish is answered once Redis has acknowledged the
+// shared twice a second (redis-peers.ts). A publish is answered once Redis has acknowledged the
 // event and this node has delivered it, so a client that publishes and then resumes here with
 // that id finds it in history.
 //
@@ -179,16 +179,24 @@ export class RedisBus implements Bus {
     return { ...sumStats([own, ...others], { published: own.published, history: own.history, uptimeSeconds: own.uptimeSeconds }), nodes }
   }
 
-  close(): void {
+  catchUp(): Promise<void> {
+    return this.stream?.catchUp() ?? Promise.resolve()
+  }
+
+  /** Say goodbye (bounded by REDIS_ASK_TIMEOUT_MS), then close the connections. */
+  async close(): Promise<void> {
     if (this.shut) return
     this.shut = true
     if (this.exchangeTimer !== null) clearInterval(this.exchangeTimer)
     this.stream?.close()
     for (const pos of [...this.waiting.keys()]) this.answer(pos)
-    const links = this.links
-    const done = (): void => links.forEach((l) => l.close())
-    if (this.peers !== null && links[0]?.ready === true) void this.peers.leave().then(done, done)
-    else done()
+    if (this.peers !== null && this.links[0]?.ready === true) {
+      let timer: NodeJS.Timeout | undefined
+      const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, L.REDIS_ASK_TIMEOUT_MS)))
+      await Promise.race([this.peers.leave().catch(() => {}), late])
+      clearTimeout(timer)
+    }
+    for (const l of this.links) l.close()
   }
 
   // ---------------------------------------------------------------- the read
@@ -222,7 +230,7 @@ export class RedisBus implements Bus {
 
   // ---------------------------------------------------------------- upkeep
 
-  /** Once a second: share this node's snapshot, read the others', and check the epoch. */
+  /** Every REDIS_PRESENCE_MS: share this node's snapshot, read the others', and check the epoch. */
   private async exchange(): Promise<void> {
     try {
       await Promise.all([this.peers!.exchange(this.state === 'up' ? 'up' : 'down'), this.stream!.checkEpoch()])
