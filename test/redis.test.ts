@@ -649,6 +649,21 @@ if (canRun(t, FILE, 'the Redis tests', redisMissing())) {
     t.same(wrong, [], 'each resumed stream: ready, then only the event after its id')
   })
 
+  t.test('a stream that waited for its process to catch up (an id it cannot place) still notices its client leaving', async (t) => {
+    const redis = await startRedis(t)
+    const slow = await redisProxy(t, redis.port, { delayMs: 150 })
+    const b = await node(t, slow)
+    // An id no process gave: b first makes sure it has read what Redis holds (a round trip through
+    // the slow relay), then says reset. Meanwhile the connection was not read; it must be again.
+    const c = await stream(null, b.port, '', { 'Last-Event-ID': 'never-given' })
+    t.equal(resets(c), 1, 'reset: the id cannot be placed')
+    const own = async (): Promise<number> => nodesOf(await stats(b.port))[0]?.clients ?? -1
+    t.equal(await own(), 1, 'the stream is counted')
+    c.close()
+    await until(async () => ((await own()) === 0 ? true : null), () => 'the closed stream to leave the count', COUNTS_MS)
+    t.pass('its FIN was seen: the stream is gone')
+  })
+
   t.test('SIGTERM to one process: its streams end with 0\\r\\n\\r\\n, it exits 0 within 5 s, and the others stop counting it', async (t) => {
     const redis = await startRedis(t)
     const [a, b] = await Promise.all([node(t, redis), node(t, redis)])

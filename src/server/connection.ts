@@ -379,6 +379,7 @@ export class Connection {
     this.stream = stream
     this.request = null // the stream keeps what it needs; the parsed head can go
     this.buffered = null // anything pipelined after a stream request can never be answered
+    this.socket.resume() // paused if the stream waited (a cluster catching up): its client's FIN must be seen
   }
 
   /** Answer a refused request with its status and close (no status once a stream has begun). */
