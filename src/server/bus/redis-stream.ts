@@ -145,16 +145,33 @@ export class EventStream {
           await this.sync()
           await this.rewind()
         }
-        const reply = (await this.reader.send(['XREAD', 'COUNT', String(L.REDIS_READ_COUNT), 'BLOCK', String(L.REDIS_BLOCK_MS), 'STREAMS', this.keys.events, `${this.lastPos}-0`])) as RawReply | null
-        if (reply === null) continue
-        const entries = reply[0]![1]
-        if (entries.length > 0 && positionOf(entries[0]!) !== this.lastPos + 1) this.sink.gap()
-        for (const raw of entries) this.take(raw)
+        const batch = await this.read(this.lastPos, true)
+        if (batch.length === 0) continue
+        // A blocked read is woken by the first event of a burst (Redis answers it after the first
+        // append of a pipeline): what came in the same moment is read at once, without blocking,
+        // and delivered in the same turn, so each stream gets the burst in one write.
+        while (batch.length < L.REDIS_READ_COUNT) {
+          const more = await this.read(positionOf(batch[batch.length - 1]!), false)
+          if (more.length === 0) break
+          batch.push(...more)
+        }
+        for (const raw of batch) {
+          // Places have no hole: one further on than the next means Redis trimmed what we missed.
+          if (positionOf(raw) !== this.lastPos + 1) this.sink.gap()
+          this.take(raw)
+        }
       } catch {
         this.synced = false
         if (!this.closed) await delay(L.REDIS_RETRY_MS)
       }
     }
+  }
+
+  /** The entries after place `from` (waiting up to REDIS_BLOCK_MS for one when `block`). */
+  private async read(from: number, block: boolean): Promise<RawEntry[]> {
+    const wait = block ? ['BLOCK', String(L.REDIS_BLOCK_MS)] : []
+    const reply = (await this.reader.send(['XREAD', 'COUNT', String(L.REDIS_READ_COUNT), ...wait, 'STREAMS', this.keys.events, `${from}-0`])) as RawReply | null
+    return reply === null ? [] : reply[0]![1]
   }
 
   /**
