@@ -8,9 +8,10 @@
 //   {p}:pos     the last place given: places are 1, 2, 3… with no hole, so a node that reads a
 //               place further on than the next one knows Redis trimmed what it missed: a gap
 //   {p}:seq     the last server-assigned event id (ids may jump ahead: never back)
-//   {p}:kept    places of the kept events, newest first: the stream is trimmed to the oldest of
-//               the last `history` kept ones, so a node that starts late loads the same history
-//               the others hold (events to one client between them are not counted)
+//   {p}:kept    places of the kept events, newest first: the stream is trimmed (every 64th
+//               place) to the oldest of the last `history` kept ones, so a node that starts
+//               late loads the same history the others hold (events to one client between
+//               them are not counted)
 //   {p}:ids     publisher-given ids still in history (→ 409 on a repeat), scored by place
 //   {p}:epoch   a random name for this Redis's lifetime of the stream: when Redis loses its data
 //               it is gone, and a node that finds another knows it missed events it cannot get
@@ -73,18 +74,21 @@ local id = custom
 if custom == '' then id = string.format('%d', redis.call('INCR', KEYS[2])) end
 redis.call('XADD', KEYS[3], pos .. '-0', 'i', id, 'k', ARGV[5], 'd', ARGV[6])
 if custom ~= '' then redis.call('ZADD', KEYS[5], pos, custom) end
-local history = tonumber(ARGV[2])
-if ARGV[5] == '1' then
-  redis.call('LPUSH', KEYS[4], pos)
+if ARGV[5] == '1' then redis.call('LPUSH', KEYS[4], pos) end
+-- Trimming every TRIM_EVERY places, not at each: the stream then holds between history and
+-- history + TRIM_EVERY kept events, never fewer (a node that starts late still loads a full
+-- history; its ring keeps the last \`history\`, as every other node's).
+if tonumber(pos) % tonumber(ARGV[7]) == 0 then
+  local history = tonumber(ARGV[2])
   if redis.call('LLEN', KEYS[4]) > history then
     redis.call('LTRIM', KEYS[4], 0, history - 1)
     local oldest = redis.call('LINDEX', KEYS[4], -1)
     redis.call('XTRIM', KEYS[3], 'MINID', oldest .. '-0')
     redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', '(' .. oldest)
   end
+  -- Events to one client are not counted by history: this bounds a flood of them.
+  redis.call('XTRIM', KEYS[3], 'MAXLEN', '~', history + tonumber(ARGV[3]))
 end
--- Events to one client are not counted by history: this bounds a flood of them.
-redis.call('XTRIM', KEYS[3], 'MAXLEN', '~', history + tonumber(ARGV[3]))
 return {pos, id}
 `)
 
@@ -217,7 +221,7 @@ export class EventStream {
       reply = (await APPEND.run(
         this.writer,
         [this.keys.pos, this.keys.seq, this.keys.events, this.keys.kept, this.keys.ids, this.keys.epoch],
-        [this.epoch!, String(Math.max(1, this.history)), String(L.REDIS_STREAM_SLACK), id ?? '', keep ? '1' : '0', JSON.stringify([rest, target])],
+        [this.epoch!, String(Math.max(1, this.history)), String(L.REDIS_STREAM_SLACK), id ?? '', keep ? '1' : '0', JSON.stringify([rest, target]), String(L.REDIS_TRIM_EVERY)],
       )) as [string, string]
     } catch (err) {
       const m = (err as Error).message
