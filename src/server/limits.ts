@@ -58,6 +58,7 @@ export const REDIS_PRESENCE_MS = 500 // each node's snapshot (streams, figures) 
 export const REDIS_PRESENCE_TTL_MS = 2_000 // a node whose snapshot is this old is gone (killed): its streams count no more (a node that stops says so at once)
 export const REDIS_ASK_TIMEOUT_MS = 2_000 // close a stream / close all: answers later than this are not waited for
 export const REDIS_STREAM_SLACK = 10_000 // entries the stream keeps beyond --history kept events, for events to one client
+export const REDIS_BURST_MS = 1 // a blocked read answered sooner than this means events come back to back: they are read until Redis has no more, then delivered together
 export const REDIS_TRIM_EVERY = 64 // the stream is trimmed at every 64th place, not at each: Redis then holds up to 64 kept events more than --history
 
 // --- static files ---

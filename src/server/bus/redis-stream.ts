@@ -151,27 +151,28 @@ export class EventStream {
           await this.sync()
           await this.rewind()
         }
-        let batch = await this.read(this.lastPos, true)
+        const asked = performance.now()
+        const batch = await this.read(this.lastPos, true)
         if (batch.length === 0) continue
         // A blocked read is woken by the first event of a burst (Redis answers it after the first
-        // append of a pipeline). At rest, that event goes out at once; then a read that does not
-        // block says whether more came meanwhile. If so, this is a burst: from now on what a read
-        // brings is held until Redis has no more, and delivered in one turn, so each stream gets
-        // the burst in one write (8 events a write at W = 8, not 3). A blocked read whose event
-        // came alone ends the burst.
-        let more = false
-        for (;;) {
-          if (!this.bursting) {
-            this.deliverAll(batch)
-            batch = []
-          }
-          const next = await this.read(batch.length === 0 ? this.lastPos : positionOf(batch[batch.length - 1]!), false)
-          if (next.length === 0) break
-          more = this.bursting = true
-          batch.push(...next)
-          if (batch.length >= L.REDIS_READ_COUNT) break
+        // append of a pipeline). At rest (one event, after a wait) it goes out at once: one read
+        // per event. Several at once, or one that came at once, mean a burst: from then on what a
+        // read brings is held, and read after without blocking until Redis has no more, then
+        // delivered in one turn, so each stream gets the burst in one write (8 events a write at
+        // W = 8, not 3). A blocked read whose event came alone ends the burst.
+        if (batch.length > 1 || performance.now() - asked < L.REDIS_BURST_MS) this.bursting = true
+        if (!this.bursting) {
+          this.deliverAll(batch)
+          continue
         }
-        if (!more) this.bursting = false // a lone event: the burst is over
+        let more = false
+        while (batch.length < L.REDIS_READ_COUNT) {
+          const next = await this.read(positionOf(batch[batch.length - 1]!), false)
+          if (next.length === 0) break
+          more = true
+          batch.push(...next)
+        }
+        if (!more && batch.length === 1) this.bursting = false
         this.deliverAll(batch)
       } catch {
         this.synced = false
