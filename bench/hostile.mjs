@@ -81,6 +81,7 @@ import { waitForPorts } from './fanout.mjs'
 import {
   BENCH,
   binNodeFlags,
+  Http,
   BUSY_LIMIT,
   busiestCorePercent,
   CLI,
@@ -180,87 +181,6 @@ function sampler(pid) {
   }
 }
 
-// ---------------------------------------------------------------------------------------------
-// A small keep-alive HTTP/1.1 client (publish, stats, DELETE): one request at a time per
-// instance; a connection the server closed while idle (5 s keep-alive) is replaced, and a
-// request that met such a close before any byte of its answer is sent again once.
-
-class Http {
-  constructor(port, { localAddress } = {}) {
-    this.port = port
-    this.localAddress = localAddress
-    this.socket = null
-    this.chain = Promise.resolve()
-  }
-
-  request(method, target, { headers = {}, body = '' } = {}) {
-    const p = this.chain.then(() => this.#send(method, target, headers, body, true))
-    this.chain = p.catch(() => {})
-    return p
-  }
-
-  close() {
-    this.socket?.destroy()
-    this.socket = null
-  }
-
-  #connect() {
-    const s = net.connect({ port: this.port, host: '127.0.0.1', ...(this.localAddress ? { localAddress: this.localAddress } : {}) })
-    s.setNoDelay(true)
-    s.used = false
-    s.on('error', () => {})
-    s.on('close', () => {
-      if (this.socket === s) this.socket = null
-    })
-    this.socket = s
-    return s
-  }
-
-  #send(method, target, headers, body, mayRetry) {
-    const reused = this.socket !== null && !this.socket.destroyed && this.socket.used
-    const s = this.socket !== null && !this.socket.destroyed ? this.socket : this.#connect()
-    s.used = true
-    const bodyBuf = Buffer.from(body)
-    let head = `${method} ${target} HTTP/1.1\r\nHost: 127.0.0.1:${this.port}\r\n`
-    for (const [k, v] of Object.entries(headers)) head += `${k}: ${v}\r\n`
-    if (bodyBuf.length || method === 'POST') head += `Content-Length: ${bodyBuf.length}\r\n`
-    head += '\r\n'
-    return new Promise((resolve, reject) => {
-      let buf = Buffer.alloc(0)
-      let got = 0
-      const done = (err, res) => {
-        s.off('data', onData)
-        s.off('close', onClose)
-        if (err) reject(err)
-        else resolve(res)
-      }
-      const onData = (d) => {
-        got += d.length
-        buf = buf.length ? Buffer.concat([buf, d]) : d
-        const end = buf.indexOf('\r\n\r\n')
-        if (end === -1) return
-        const headText = buf.toString('latin1', 0, end)
-        const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(headText)?.[1] ?? 0)
-        const len = Number(/\r\ncontent-length:\s*(\d+)/i.exec(headText)?.[1] ?? 0)
-        if (buf.length < end + 4 + len) return
-        const resBody = buf.toString('utf8', end + 4, end + 4 + len)
-        if (/\r\nconnection:\s*close/i.test(headText)) s.destroy()
-        done(null, { status, body: resBody })
-      }
-      const onClose = () => {
-        if (got === 0 && reused && mayRetry) {
-          s.off('data', onData)
-          s.off('close', onClose)
-          this.#send(method, target, headers, body, false).then(resolve, reject)
-        } else done(new Error(`${method} ${target}: connection closed before the answer`))
-      }
-      s.on('data', onData)
-      s.on('close', onClose)
-      s.write(head)
-      if (bodyBuf.length) s.write(bodyBuf)
-    })
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // An event-stream reader, lean enough for 10 000 in one process: the status line, then lines;

@@ -451,3 +451,119 @@ export function flagReader(argv, booleans = []) {
   }
   return { get, list, num, done }
 }
+
+/**
+ * A small keep-alive HTTP/1.1 client (publish, stats, DELETE): one request at a time per instance;
+ * a connection the server closed while idle (5 s keep-alive) is replaced, and a request that met
+ * such a close before any byte of its answer is sent again once; no answer within 10 s fails it.
+ * `localAddress` binds its connections to a source address (127.0.0.2, …).
+ */
+export class Http {
+  constructor(port, { localAddress } = {}) {
+    this.port = port
+    this.localAddress = localAddress
+    this.socket = null
+    this.chain = Promise.resolve()
+  }
+
+  request(method, target, { headers = {}, body = '' } = {}) {
+    const p = this.chain.then(() => this.#send(method, target, headers, body, true))
+    this.chain = p.catch(() => {})
+    return p
+  }
+
+  close() {
+    this.socket?.destroy()
+    this.socket = null
+  }
+
+  #connect() {
+    const s = net.connect({ port: this.port, host: '127.0.0.1', ...(this.localAddress ? { localAddress: this.localAddress } : {}) })
+    s.setNoDelay(true)
+    s.used = false
+    s.on('error', () => {})
+    s.on('close', () => {
+      if (this.socket === s) this.socket = null
+    })
+    this.socket = s
+    return s
+  }
+
+  #send(method, target, headers, body, mayRetry) {
+    const reused = this.socket !== null && !this.socket.destroyed && this.socket.used
+    const s = this.socket !== null && !this.socket.destroyed ? this.socket : this.#connect()
+    s.used = true
+    const bodyBuf = Buffer.from(body)
+    let head = `${method} ${target} HTTP/1.1\r\nHost: 127.0.0.1:${this.port}\r\n`
+    for (const [k, v] of Object.entries(headers)) head += `${k}: ${v}\r\n`
+    if (bodyBuf.length || method === 'POST') head += `Content-Length: ${bodyBuf.length}\r\n`
+    head += '\r\n'
+    return new Promise((resolve, reject) => {
+      let buf = Buffer.alloc(0)
+      let got = 0
+      const done = (err, res) => {
+        clearTimeout(timer)
+        s.off('data', onData)
+        s.off('close', onClose)
+        if (err) reject(err)
+        else resolve(res)
+      }
+      const timer = setTimeout(() => (s.destroy(), done(new Error(`${method} ${target}: no answer within 10 s`))), 10_000)
+      const onData = (d) => {
+        got += d.length
+        buf = buf.length ? Buffer.concat([buf, d]) : d
+        const end = buf.indexOf('\r\n\r\n')
+        if (end === -1) return
+        const headText = buf.toString('latin1', 0, end)
+        const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(headText)?.[1] ?? 0)
+        const len = Number(/\r\ncontent-length:\s*(\d+)/i.exec(headText)?.[1] ?? 0)
+        if (buf.length < end + 4 + len) return
+        const resBody = buf.toString('utf8', end + 4, end + 4 + len)
+        if (/\r\nconnection:\s*close/i.test(headText)) s.destroy()
+        done(null, { status, body: resBody })
+      }
+      const onClose = () => {
+        if (got === 0 && reused && mayRetry) {
+          clearTimeout(timer)
+          s.off('data', onData)
+          s.off('close', onClose)
+          this.#send(method, target, headers, body, false).then(resolve, reject)
+        } else done(new Error(`${method} ${target}: connection closed before the answer`))
+      }
+      s.on('data', onData)
+      s.on('close', onClose)
+      s.write(head)
+      if (bodyBuf.length) s.write(bodyBuf)
+    })
+  }
+}
+
+/**
+ * The git commit of the build at `cli`: its checkout's HEAD; for a copy without git (`git archive
+ * HEAD | tar -x`, the way to build one while others work in the checkout), the newest of this
+ * repository's last 50 commits whose src/ is byte for byte the copy's.
+ */
+export function buildCommit(cli) {
+  const root = path.resolve(path.dirname(cli), '..')
+  const top = run('git', ['-C', root, 'rev-parse', '--show-toplevel'])
+  if (top && path.resolve(top) === root) {
+    const dirty = run('git', ['-C', root, 'status', '--porcelain', '--', 'src'])
+    return `${run('git', ['-C', root, 'rev-parse', '--short', 'HEAD'])}${dirty ? ' with src/ modified (uncommitted changes)' : ''}`
+  }
+  const files = (run('find', [path.join(root, 'src'), '-type', 'f']) ?? '').split('\n').filter(Boolean)
+  const hashes = spawnSync('git', ['-C', ROOT, 'hash-object', '--stdin-paths'], { input: files.join('\n'), encoding: 'utf8' }).stdout.trim().split('\n')
+  const mine = new Map(files.map((f, k) => [path.relative(root, f), hashes[k]]))
+  for (const c of (run('git', ['-C', ROOT, 'rev-list', '--max-count=50', 'HEAD']) ?? '').split('\n').filter(Boolean)) {
+    const tree = (run('git', ['-C', ROOT, 'ls-tree', '-r', c, '--', 'src']) ?? '').split('\n').filter(Boolean)
+    if (files.length && tree.length === mine.size && tree.every((l) => mine.get(l.split('\t')[1]) === l.split(/\s+/)[2])) return `${c.slice(0, 7)} (a copy whose src/ is that commit's)`
+  }
+  return `unknown (${root} is no git checkout, and its src/ is none of the last 50 commits')`
+}
+
+/** The blocks of a RESULTS.md section by label (`<!-- NAME-label:LABEL:begin -->` … `:end -->`), in order. */
+export function labelBlocks(section, name) {
+  const blocks = new Map()
+  const re = new RegExp(`<!-- ${name}-label:(\\S+?):begin -->[\\s\\S]*?<!-- ${name}-label:\\1:end -->`, 'g')
+  for (const m of (section ?? '').matchAll(re)) blocks.set(m[1], m[0])
+  return blocks
+}

@@ -53,9 +53,9 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 import { pathToFileURL } from 'node:url'
 import {
-  BENCH, binNodeFlags, BUSY_LIMIT, busiestCorePercent, childPids, CLI, ephemeralPorts, flagReader, fmt, freePort, killAll, listeningUrl,
+  BENCH, binNodeFlags, buildCommit, BUSY_LIMIT, busiestCorePercent, childPids, CLI, ephemeralPorts, flagReader, fmt, freePort, killAll, listeningUrl,
   machine, machineMarkdown, median, nginxBin, placeSectionAfter, PUBLISH_TOKEN, ratio, readSection, ROOT, rssBytes, run, shellJoin,
-  sleep, spread, startProcess, tail, writeSection,
+  sleep, spread, startProcess, tail, writeSection, labelBlocks,
 } from './lib.mjs'
 
 const FULL = {
@@ -515,33 +515,7 @@ function sectionText(blocks) {
   return out.join('\n')
 }
 
-function labelBlocks(section) {
-  const blocks = new Map()
-  for (const m of (section ?? '').matchAll(/<!-- workers-label:(\S+?):begin -->[\s\S]*?<!-- workers-label:\1:end -->/g)) blocks.set(m[1], m[0])
-  return blocks
-}
 
-/**
- * The git commit of the build at `cli`: its checkout's HEAD; for a copy without git (`git archive
- * HEAD | tar -x`, the way to build one while others work in the checkout), the newest of this
- * repository's last 50 commits whose src/ is byte for byte the copy's.
- */
-function buildCommit(cli) {
-  const root = path.resolve(path.dirname(cli), '..')
-  const top = run('git', ['-C', root, 'rev-parse', '--show-toplevel'])
-  if (top && path.resolve(top) === root) {
-    const dirty = run('git', ['-C', root, 'status', '--porcelain', '--', 'src'])
-    return `${run('git', ['-C', root, 'rev-parse', '--short', 'HEAD'])}${dirty ? ' with src/ modified (uncommitted changes)' : ''}`
-  }
-  const files = (run('find', [path.join(root, 'src'), '-type', 'f']) ?? '').split('\n').filter(Boolean)
-  const hashes = spawnSync('git', ['-C', ROOT, 'hash-object', '--stdin-paths'], { input: files.join('\n'), encoding: 'utf8' }).stdout.trim().split('\n')
-  const mine = new Map(files.map((f, k) => [path.relative(root, f), hashes[k]]))
-  for (const c of (run('git', ['-C', ROOT, 'rev-list', '--max-count=50', 'HEAD']) ?? '').split('\n').filter(Boolean)) {
-    const tree = (run('git', ['-C', ROOT, 'ls-tree', '-r', c, '--', 'src']) ?? '').split('\n').filter(Boolean)
-    if (files.length && tree.length === mine.size && tree.every((l) => mine.get(l.split('\t')[1]) === l.split(/\s+/)[2])) return `${c.slice(0, 7)} (a copy whose src/ is that commit's)`
-  }
-  return `unknown (${root} is no git checkout, and its src/ is none of the last 50 commits')`
-}
 
 // ---------------------------------------------------------------------------------------------
 // The run.
@@ -609,7 +583,7 @@ async function main() {
     process.stderr.write('--quick without --out: nothing written\n')
   } else {
     placeSectionAfter(o.out, 'workers', 'fanout')
-    const blocks = labelBlocks(readSection(o.out, 'workers'))
+    const blocks = labelBlocks(readSection(o.out, 'workers'), 'workers')
     blocks.set(o.label, block)
     writeSection(o.out, 'workers', sectionText(blocks))
     process.stderr.write(`wrote the ${o.label} block of the workers section of ${path.relative(process.cwd(), o.out) || o.out}\n`)
