@@ -81,6 +81,7 @@ import { waitForPorts } from './fanout.mjs'
 import {
   BENCH,
   binNodeFlags,
+  compareIds,
   Http,
   BUSY_LIMIT,
   busiestCorePercent,
@@ -600,25 +601,10 @@ async function stormHelper(cfg) {
   let dups = 0
   for (const st of streams) {
     if (Number.isNaN(st.readyAt)) continue
-    const seen = new Set()
-    let gap = false
-    let dup = false
-    let order = false
-    let prev = -1
-    for (const id of st.ids) {
-      if (seen.has(id)) {
-        dup = true
-        dups++
-      }
-      seen.add(id)
-      const k = pos.get(id)
-      if (k === undefined) extra++
-      else {
-        if (k < prev) order = true
-        prev = Math.max(prev, k)
-      }
-    }
-    for (const id of published) if (!seen.has(id)) (gap = true), missing++
+    const { gap, dup, order, ...n } = compareIds(st.ids, published, pos)
+    dups += n.dups
+    extra += n.extra
+    missing += n.missing
     if (!gap && !dup && !order && st.ids.length === published.length) exact++
     if (gap) withGap++
     if (dup) withDup++

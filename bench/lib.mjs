@@ -567,3 +567,28 @@ export function labelBlocks(section, name) {
   for (const m of (section ?? '').matchAll(re)) blocks.set(m[1], m[0])
   return blocks
 }
+
+/**
+ * What a stream received (`ids`, in order) against what was published (`published`, in order;
+ * `pos`: id → its place): a gap (one missing), a duplicate, an id out of order, and the counts.
+ */
+export function compareIds(ids, published, pos) {
+  const seen = new Set()
+  const r = { gap: false, dup: false, order: false, dups: 0, extra: 0, missing: 0 }
+  let prev = -1
+  for (const id of ids) {
+    if (seen.has(id)) {
+      r.dup = true
+      r.dups++
+    }
+    seen.add(id)
+    const k = pos.get(id)
+    if (k === undefined) r.extra++
+    else {
+      if (k < prev) r.order = true
+      prev = Math.max(prev, k)
+    }
+  }
+  for (const id of published) if (!seen.has(id)) (r.gap = true), r.missing++
+  return r
+}

@@ -79,7 +79,7 @@ import { waitForPorts } from './fanout.mjs'
 import {
   BENCH, binNodeFlags, buildCommit, BUSY_LIMIT, busiestCorePercent, childPids, CLI, flagReader, fmt, freePort, killAll, listeningUrl, machine,
   machineMarkdown, median, placeSectionAfter, PUBLISH_TOKEN, ratio, readSection, ROOT, rssBytes, run, shellJoin, sleep, spread,
-  startProcess, tail, writeSection, Http, labelBlocks,
+  startProcess, tail, writeSection, Http, labelBlocks, compareIds,
 } from './lib.mjs'
 
 const SELF = fileURLToPath(import.meta.url)
@@ -910,25 +910,10 @@ async function stormHelper(cfg) {
   const missed = []
   for (const st of streams) {
     if (st.failedA !== undefined && st.closedAt === null) continue
-    const seen = new Set()
-    let gap = false
-    let dup = false
-    let order = false
-    let prev = -1
-    for (const id of st.ids) {
-      if (seen.has(id)) {
-        dup = true
-        dups++
-      }
-      seen.add(id)
-      const p = pos.get(id)
-      if (p === undefined) extra++
-      else {
-        if (p < prev) order = true
-        prev = Math.max(prev, p)
-      }
-    }
-    for (const id of published) if (!seen.has(id)) (gap = true), missing++
+    const { gap, dup, order, ...n } = compareIds(st.ids, published, pos)
+    dups += n.dups
+    extra += n.extra
+    missing += n.missing
     if (!gap && !dup && !order && st.ids.length === published.length) exact++
     if (gap) withGap++
     if (dup) withDup++
