@@ -83,6 +83,8 @@ import {
   binNodeFlags,
   compareIds,
   Http,
+  listenCounters,
+  openStream,
   BUSY_LIMIT,
   busiestCorePercent,
   CLI,
@@ -144,20 +146,6 @@ function fdCount(pid) {
   }
 }
 
-/** TcpExt ListenOverflows and ListenDrops, machine-wide (this network namespace). */
-export function listenCounters() {
-  try {
-    const lines = readFileSync('/proc/net/netstat', 'utf8').split('\n')
-    for (let i = 0; i + 1 < lines.length; i++) {
-      if (!lines[i].startsWith('TcpExt:') || !lines[i + 1].startsWith('TcpExt:')) continue
-      const k = lines[i].trim().split(/\s+/)
-      const v = lines[i + 1].trim().split(/\s+/)
-      return { overflows: Number(v[k.indexOf('ListenOverflows')]), drops: Number(v[k.indexOf('ListenDrops')]) }
-    }
-  } catch {}
-  return { overflows: NaN, drops: NaN }
-}
-
 const readProc = (p) => {
   try {
     return readFileSync(p, 'utf8').trim()
@@ -183,58 +171,6 @@ function sampler(pid) {
 }
 
 
-// ---------------------------------------------------------------------------------------------
-// An event-stream reader, lean enough for 10 000 in one process: the status line, then lines;
-// `id:`, `event:` and `data:` fields, dispatched on a blank line. Chunk-size lines (`1d\r`) and the
-// `\r` after each chunk are not fields and are skipped.
-
-function openStream({ port, path: target, headers = {}, localAddress, onStatus, onEvent, onClose }) {
-  const s = net.connect({ port, host: '127.0.0.1', ...(localAddress ? { localAddress } : {}) })
-  let head = ''
-  let inBody = false
-  let rest = ''
-  let id = null
-  let event = null
-  let data = null
-  s.setEncoding('latin1')
-  s.on('error', (e) => (s.lastError = e.code ?? e.message))
-  s.on('connect', () => {
-    let h = `GET ${target} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nAccept: text/event-stream\r\n`
-    for (const [k, v] of Object.entries(headers)) h += `${k}: ${v}\r\n`
-    s.write(h + '\r\n')
-  })
-  s.on('data', (text) => {
-    if (!inBody) {
-      head += text
-      const end = head.indexOf('\r\n\r\n')
-      if (end === -1) {
-        if (head.length > 16384) s.destroy()
-        return
-      }
-      const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(head)?.[1] ?? 0)
-      onStatus?.(status)
-      if (status !== 200) {
-        s.destroy()
-        return
-      }
-      inBody = true
-      text = head.slice(end + 4)
-      head = ''
-    }
-    const lines = (rest + text).split('\n')
-    rest = lines.pop()
-    for (const line of lines) {
-      if (line === '') {
-        if (id !== null || event !== null || data !== null) onEvent({ id, event: event ?? 'message', data: data ?? '' })
-        id = event = data = null
-      } else if (line.startsWith('id: ')) id = line.slice(4)
-      else if (line.startsWith('event: ')) event = line.slice(7)
-      else if (line.startsWith('data: ')) data = data === null ? line.slice(6) : `${data}\n${line.slice(6)}`
-    }
-  })
-  s.on('close', () => onClose?.(s.lastError ?? null))
-  return s
-}
 
 // ---------------------------------------------------------------------------------------------
 // Helper: the canary of case 1 (publisher, probe, canary subscriber, /stats), on core 1.

@@ -55,7 +55,7 @@ import { pathToFileURL } from 'node:url'
 import {
   BENCH, binNodeFlags, buildCommit, BUSY_LIMIT, busiestCorePercent, childPids, CLI, ephemeralPorts, flagReader, fmt, freePort, killAll, listeningUrl,
   machine, machineMarkdown, median, nginxBin, placeSectionAfter, PUBLISH_TOKEN, ratio, readSection, ROOT, rssBytes, run, shellJoin,
-  sleep, spread, startProcess, tail, writeSection, labelBlocks,
+  sleep, spread, startProcess, tail, writeSection, labelBlocks, labelledSection,
 } from './lib.mjs'
 
 const FULL = {
@@ -508,11 +508,7 @@ function compact(res) {
 }
 
 function sectionText(blocks) {
-  const out = ['## Every core: `--workers N` (issue 12, "Measure")', '']
-  out.push('`node bench/workers.mjs --label NAME` writes this section (do not edit it by hand), one block per label; its header says how each figure is made. Figures are from a shared 2-core VM on which server, workers and load tool share both cores; treat differences under about 20 % as noise.')
-  out.push('')
-  for (const [, text] of blocks) out.push(text, '')
-  return out.join('\n')
+  return labelledSection('## Every core: `--workers N` (issue 12, "Measure")', '`node bench/workers.mjs --label NAME` writes this section (do not edit it by hand), one block per label; its header says how each figure is made. Figures are from a shared 2-core VM on which server, workers and load tool share both cores; treat differences under about 20 % as noise.', blocks)
 }
 
 
