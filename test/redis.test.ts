@@ -13,6 +13,7 @@ import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
 import { clientId, parseResponse, rawRequest, RawClient, sleep } from './helpers.js'
+import { SseServer } from '../src/index.js'
 import { canRun } from './needs.js'
 import { Child, CLI, ROOT, startCli, START_MS, until, type Cli, type Exit } from './process.js'
 import { freePort, redisArray, redisCommand, redisMissing, redisProxy, startRedis, type Redis } from './redis-server.js'
@@ -822,6 +823,27 @@ if (canRun(t, FILE, 'the Redis tests', redisMissing())) {
       await c.waitClosed(5000)
       t.ok(c.received.endsWith('0\r\n\r\n'), `stream ${clientId(c)} got 0\\r\\n\\r\\n`)
     }
+  })
+
+  t.test('the library: two SseServers with the redis option are one cluster; publishAsync answers with the cluster id; publishEvent refuses; stop() leaves', async (t) => {
+    const redis = await startRedis(t)
+    const opts = { port: 0, redis: redis.url, redisPrefix: 'lib', tokens: [SUB], publishTokens: [PUB], tickMs: 0, heartbeatMs: 0, publicDir: null }
+    const a = new SseServer(opts)
+    const b = new SseServer(opts)
+    const states: string[] = []
+    b.on('bus', (state) => states.push(state))
+    const [pa, pb] = await Promise.all([a.listen(), b.listen()])
+    t.teardown(() => Promise.all([a.stop(), b.stop()]))
+    const onB = await stream(t, pb.port)
+    const accepted = await a.publishAsync({ data: 'from the library' }, {})
+    await onB.waitFor('data: from the library\n', 5000)
+    t.same(published(onB), [`${accepted.id} from the library`], 'the stream on the other server got it, with the id publishAsync answered')
+    t.throws(() => a.publishEvent({ data: 'x' }, {}), /publishAsync/, 'publishEvent: the answer comes later on a cluster bus')
+    t.throws(() => a.broadcast({ data: 'x' }, () => true), TypeError, 'a filter cannot cross processes')
+    t.same(states, ['up'], 'one bus event: up, once it joined (none more while Redis answers)')
+    await a.stop()
+    await statsSettle([pb.port], (s) => nodesOf(s).length === 1, 'the stopped server leaves the cluster at once')
+    t.ok(pa.port > 0 && pa.port !== pb.port, 'two listening servers')
   })
 
   t.test('--redis-prefix: clusters with different prefixes on one Redis do not see each other’s events; every key carries its prefix', async (t) => {
