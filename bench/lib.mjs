@@ -707,3 +707,25 @@ export function listenCounters() {
   } catch {}
   return { overflows: NaN, drops: NaN }
 }
+
+/** Nearest-rank quantile; Infinity entries (never happened) sort last. */
+export function quantile(xs, q) {
+  const v = xs.filter((x) => typeof x === 'number' && !Number.isNaN(x)).sort((a, b) => a - b)
+  if (v.length === 0) return NaN
+  return v[Math.min(v.length - 1, Math.max(0, Math.ceil(q * v.length) - 1))]
+}
+
+/**
+ * Source addresses of our own for this run, 127.A.B.C with A and B random, so no earlier run's
+ * TIME_WAIT is met; one per PER_SOURCE connections, because bind() with port 0 searches the
+ * ports already bound to that address and gets slow (seconds of system time for 10 000 on one).
+ */
+export const PER_SOURCE = 1000
+const RUN_A = 10 + Math.floor(Math.random() * 200)
+const RUN_B = Math.floor(Math.random() * 250)
+let sourceCount = 0
+const newSource = () => {
+  const k = sourceCount++
+  return `127.${RUN_A}.${(RUN_B + Math.floor(k / 250)) % 250}.${1 + (k % 250)}`
+}
+export const sourcesFor = (count) => Array.from({ length: Math.max(1, Math.ceil(count / PER_SOURCE)) }, newSource)

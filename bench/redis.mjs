@@ -79,7 +79,7 @@ import { waitForPorts } from './fanout.mjs'
 import {
   BENCH, binNodeFlags, buildCommit, BUSY_LIMIT, busiestCorePercent, childPids, CLI, flagReader, fmt, freePort, killAll, listeningUrl, machine,
   machineMarkdown, median, placeSectionAfter, PUBLISH_TOKEN, ratio, readSection, ROOT, rssBytes, run, shellJoin, sleep, spread,
-  startProcess, tail, writeSection, Http, labelBlocks, labelledSection, compareIds, openStream, listenCounters,
+  startProcess, tail, writeSection, Http, labelBlocks, labelledSection, compareIds, openStream, listenCounters, PER_SOURCE, quantile, sourcesFor,
 } from './lib.mjs'
 
 const SELF = fileURLToPath(import.meta.url)
@@ -102,7 +102,6 @@ const REDIS_IDLE_MS = 3000 // redis-server's idle CPU is read over this long whe
 const HOLD_AFTER_MS = 8000 // the holding tool gets this long after the publisher's end to receive the rest
 const ONE = 'one process'
 const TWO = '2 nodes on Redis'
-const PER_SOURCE = 1000 // storm: connections per source address of our own (bind() with port 0 slows as one fills)
 const mib = (b) => fmt(b / 2 ** 20, 1)
 
 // ---------------------------------------------------------------------------------------------
@@ -488,22 +487,6 @@ async function latencyPart(o, notes) {
 
 // ---------------------------------------------------------------------------------------------
 // Part 3: the storm.
-
-const RUN_A = 10 + Math.floor(Math.random() * 200)
-const RUN_B = Math.floor(Math.random() * 250)
-let sourceCount = 0
-/** Source addresses of our own, 127.A.B.C, so that no earlier run's TIME_WAIT is met. */
-const newSource = () => {
-  const k = sourceCount++
-  return `127.${RUN_A}.${(RUN_B + Math.floor(k / 250)) % 250}.${1 + (k % 250)}`
-}
-const sourcesFor = (count) => Array.from({ length: Math.max(1, Math.ceil(count / PER_SOURCE)) }, newSource)
-
-function quantile(xs, q) {
-  const v = xs.filter((x) => typeof x === 'number' && !Number.isNaN(x)).sort((a, b) => a - b)
-  if (v.length === 0) return NaN
-  return v[Math.min(v.length - 1, Math.max(0, Math.ceil(q * v.length) - 1))]
-}
 
 async function stormPart(o, notes) {
   const out = []

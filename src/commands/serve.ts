@@ -242,13 +242,7 @@ export function busWatcher(p: Args, log: Log): (state: 'up' | 'down', detail: st
   return (state, detail) => {
     if (!listening && state === 'down' && !waited) {
       waited = true
-      const url = p.last('redis') ?? ''
-      let where = url
-      try {
-        where = new URL(url).host // never the password
-      } catch {
-        // the URL was checked at start: not reached
-      }
+      const where = new URL(p.last('redis')!).host // never the password (the URL was checked before the bus could say anything)
       process.stderr.write(`rawsse: waiting for redis at ${where}: ${detail}\n`)
     }
     // The first `up` is the start itself (the start line says so, after the listening line).

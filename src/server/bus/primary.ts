@@ -18,6 +18,7 @@ import type { Accepted, Bus, BusNode, NodeFigures } from './bus.js'
 import type { FromWorker, NodeStats, PublishAnswer, Question, ToWorker, WireEvent, WireTarget } from './ipc.js'
 import { LocalBus } from './local.js'
 import { Presence } from './presence.js'
+import { Questions } from './questions.js'
 
 /** How the primary reaches one worker. */
 export interface WorkerLink {
@@ -27,14 +28,6 @@ export interface WorkerLink {
 
 interface Kept extends HistoryEntry {
   readonly event: WireEvent
-}
-
-/** Answers a worker asked for, by number; the primary's own questions to workers wait here too. */
-interface Waiting {
-  /** The workers yet to answer. */
-  pending: Set<number>
-  values: unknown[]
-  done: (values: unknown[]) => void
 }
 
 export class ClusterPrimary {
@@ -49,8 +42,8 @@ export class ClusterPrimary {
   /** This turn's answers to each worker's publishes, by slot. */
   private answers = new Map<number, PublishAnswer[]>()
   private flushQueued = false
-  private asked = 0
-  private readonly waiting = new Map<number, Waiting>()
+  /** The primary's questions to its workers, by slot. */
+  private readonly questions = new Questions<number>()
   private readonly startedAt = Date.now()
 
   constructor(
@@ -69,17 +62,12 @@ export class ClusterPrimary {
    */
   async join(slot: number, link: WorkerLink, token: string | null): Promise<void> {
     this.joining.set(slot, link)
-    let ids: [number, number]
-    for (;;) {
-      try {
-        ids = await this.bus.idBlock()
-        break
-      } catch {
-        await new Promise((resolve) => setTimeout(resolve, 1000))
-        if (this.joining.get(slot) !== link) return
-      }
+    let ids: [number, number] | null = null
+    while (ids === null) {
+      ids = await Promise.resolve(this.bus.idBlock()).catch(() => null)
+      if (this.joining.get(slot) !== link) return // it left meanwhile
+      if (ids === null) await new Promise((resolve) => setTimeout(resolve, 1000))
     }
-    if (this.joining.get(slot) !== link) return // it left meanwhile
     this.joining.delete(slot)
     // From here to the send, one turn: what this turn accepted goes to the others first (it is
     // in the history the newcomer gets, and must not reach it twice).
@@ -95,7 +83,7 @@ export class ClusterPrimary {
     this.joining.delete(slot)
     if (!this.workers.delete(slot)) return
     this.presence.nodeGone(slot)
-    for (const [n, w] of this.waiting) if (w.pending.has(slot)) this.answered(n, slot, undefined)
+    this.questions.gone(slot)
   }
 
   get workerCount(): number {
@@ -140,7 +128,7 @@ export class ClusterPrimary {
         void this.answer(msg).then((value) => this.workers.get(slot)?.send({ t: 'answer', n: msg.n, value }))
         break
       case 'answer':
-        this.answered(msg.n, slot, msg.value)
+        this.questions.answered(msg.n, slot, msg.value)
         break
       default:
         break // hello, listening, fatal: the command's business (commands/workers.ts)
@@ -267,23 +255,11 @@ export class ClusterPrimary {
     return this.ask([...this.workers.keys()], q)
   }
 
-  /** Ask workers `slots` one question; resolves with their answers (undefined for one that left). */
+  /** Ask workers `slots` one question; resolves with the answers of those that did not leave meanwhile. */
   private ask(slots: number[], q: Question): Promise<unknown[]> {
-    return new Promise((done) => {
-      const n = ++this.asked
-      const live = slots.filter((s) => this.workers.has(s))
-      if (live.length === 0) return done([])
-      this.waiting.set(n, { pending: new Set(live), values: [], done })
+    const live = slots.filter((s) => this.workers.has(s))
+    return this.questions.ask(live, (n) => {
       for (const s of live) this.workers.get(s)!.send({ t: 'ask', n, ...q })
     })
-  }
-
-  private answered(n: number, slot: number, value: unknown): void {
-    const w = this.waiting.get(n)
-    if (w === undefined || !w.pending.delete(slot)) return
-    w.values.push(value)
-    if (w.pending.size > 0) return
-    this.waiting.delete(n)
-    w.done(w.values)
   }
 }

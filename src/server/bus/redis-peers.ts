@@ -12,6 +12,7 @@ import * as L from '../limits.js'
 import type { BusNode, NodeFigures, StreamInfo } from './bus.js'
 import type { NodeStats, Question, WireStream } from './ipc.js'
 import { Presence } from './presence.js'
+import { Questions } from './questions.js'
 import type { RedisLink } from './redis-client.js'
 
 /** A node's entries in /stats `nodes`: itself, or (a machine's primary) each of its workers as NAME/worker-K. */
@@ -26,15 +27,8 @@ interface Peer {
   figures: NodeFigures | null
 }
 
-interface Asked {
-  pending: number
-  values: unknown[]
-  done: (values: unknown[]) => void
-  timer: NodeJS.Timeout
-}
-
 type Control = { from: string; n: number } & Question
-type Reply = { n: number; value: unknown }
+type Reply = { from: string; n: number; value: unknown }
 
 export class Peers {
   /** Every other node's streams (by peer index): what a target reaches elsewhere. */
@@ -44,8 +38,8 @@ export class Peers {
   private writtenVersion = -1
   private readonly peers = new Map<string, Peer>()
   private nextIndex = 1
-  private asked = 0
-  private readonly waiting = new Map<number, Asked>()
+  /** This node's questions to the others, by node name. */
+  private readonly questions = new Questions<string>()
   private readonly keys: { nodes: string; control: string; reply: string; replyTo: (name: string) => string; node: (name: string) => string }
 
   constructor(
@@ -62,8 +56,9 @@ export class Peers {
   /** Listen for questions and answers (the subscription survives reconnections). */
   listen(): Promise<void> {
     return this.sub.subscribe([this.keys.control, this.keys.reply], (message, channel) => {
-      if (channel === this.keys.reply) this.answered(JSON.parse(message) as Reply)
-      else void this.question(JSON.parse(message) as Control)
+      if (channel !== this.keys.reply) return void this.question(JSON.parse(message) as Control)
+      const r = JSON.parse(message) as Reply
+      this.questions.answered(r.n, r.from, r.value)
     })
   }
 
@@ -110,6 +105,7 @@ export class Peers {
       if (listed.has(name)) continue
       this.presence.nodeGone(p.index)
       this.peers.delete(name)
+      this.questions.gone(name)
     }
     await Promise.all(names.map((name) => this.readPeer(name)))
   }
@@ -121,23 +117,8 @@ export class Peers {
 
   /** Ask every other node; resolves with the answers that came within REDIS_ASK_TIMEOUT_MS. */
   ask(q: Question): Promise<unknown[]> {
-    const expected = this.peers.size
-    if (expected === 0) return Promise.resolve([])
-    return new Promise((done) => {
-      const n = ++this.asked
-      const timer = setTimeout(() => {
-        this.waiting.delete(n)
-        done(asked.values)
-      }, L.REDIS_ASK_TIMEOUT_MS)
-      const asked: Asked = { pending: expected, values: [], done, timer }
-      this.waiting.set(n, asked)
-      const msg: Control = { from: this.name, n, ...q }
-      this.link.send(['PUBLISH', this.keys.control, JSON.stringify(msg)]).catch(() => {
-        clearTimeout(timer)
-        this.waiting.delete(n)
-        done([])
-      })
-    })
+    const send = (n: number): Promise<unknown> => this.link.send(['PUBLISH', this.keys.control, JSON.stringify({ from: this.name, n, ...q } satisfies Control)])
+    return this.questions.ask(this.peers.keys(), send, L.REDIS_ASK_TIMEOUT_MS)
   }
 
   private async readPeer(name: string): Promise<void> {
@@ -163,17 +144,7 @@ export class Peers {
     if (msg.q === 'close-all') value = await node.closeAll()
     else if (msg.q === 'close-client') value = await node.closeClient(msg.id)
     else return
-    const reply: Reply = { n: msg.n, value }
+    const reply: Reply = { from: this.name, n: msg.n, value }
     await this.link.send(['PUBLISH', this.keys.replyTo(msg.from), JSON.stringify(reply)]).catch(() => {})
-  }
-
-  private answered(r: Reply): void {
-    const w = this.waiting.get(r.n)
-    if (w === undefined) return
-    w.values.push(r.value)
-    if (--w.pending > 0) return
-    clearTimeout(w.timer)
-    this.waiting.delete(r.n)
-    w.done(w.values)
   }
 }

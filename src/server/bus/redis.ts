@@ -44,8 +44,6 @@ export type BusState = 'up' | 'down'
 export class RedisBus implements Bus {
   /** This node's name in /stats `nodes` and /metrics: host and process id. */
   readonly name = `${hostname()}:${process.pid}`
-  /** Where Redis is, for messages: never the URL (it may hold a password). */
-  readonly where: string
   private readonly prefix: string
   private node: BusNode | null = null
   private links: RedisLink[] = []
@@ -62,16 +60,9 @@ export class RedisBus implements Bus {
   private shut = false
 
   constructor(private readonly settings: RedisBusSettings) {
-    if (!/^rediss?:\/\/[^\s]+$/.test(settings.url)) throw new RangeError('redis must be a redis:// or rediss:// URL')
+    if (!/^rediss?:\/\/\S+$/.test(settings.url) || !URL.canParse(settings.url)) throw new RangeError('redis must be a redis:// or rediss:// URL')
     this.prefix = settings.prefix ?? L.DEFAULT_REDIS_PREFIX
     if (!/^[!-z|~]{1,64}$/.test(this.prefix)) throw new RangeError('redisPrefix must be 1 to 64 visible characters, without { or }')
-    let where: string
-    try {
-      where = new URL(settings.url).host
-    } catch {
-      throw new RangeError('redis must be a redis:// or rediss:// URL')
-    }
-    this.where = where
   }
 
   attach(node: BusNode): void {
