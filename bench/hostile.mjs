@@ -4,8 +4,9 @@
 //       [--stalled 3000,10000] [--stalled-rcvbuf 4096] [--stalled-mss 536] [--publish-seconds 35]
 //       [--publish-rate 0] [--recover-bound 120]
 //       [--flood 20000] [--flood-procs 4] [--flood-seconds 30] [--floods keepalive,idle,loris]
-//       [--storm 10000] [--storm-bound 90] [--storm-drop server,client] [--storm-missed 5]
-//       [--storm-live-ms 500] [--commit SHA] [--profile DIR] [--out bench/RESULTS.md]
+//       [--storm 10000] [--storm-bound 90] [--storm-drop server,client,resume] [--storm-missed 5]
+//       [--storm-live-ms 500] [--storm-history 1000] [--storm-resume-at 500] [--storm-live-count 200]
+//       [--storm-resume-live-ms 50] [--commit SHA] [--profile DIR] [--out bench/RESULTS.md]
 //
 // e.g. `node bench/hostile.mjs --cli /tmp/before/dist/cli.js --label before`, and once the fix is
 // built, `node bench/hostile.mjs --label after [--server-arg --some-flag --server-arg VALUE]`.
@@ -58,6 +59,13 @@
 //     bound), whether each stream ended with exactly the published ids (no gap, no duplicate, in
 //     order), and the kernel's TcpExtListenOverflows / ListenDrops delta over the storm
 //     (/proc/net/netstat: the whole machine, so another program's overflows would count too).
+//     --storm-drop `resume` (issue 20's storm): --storm-history numbered events (~10 bytes of data
+//     each) are published first; then all --storm streams connect in one loop with
+//     `Last-Event-ID` = the --storm-resume-at-th of them, while --storm-live-count more are
+//     published one at a time, --storm-resume-live-ms apart. Each should end with exactly the
+//     events after its id. Reported besides: `GET /healthz` every 20 ms from this process
+//     (p50 / p99 / max while the storm lasts), the live publishes' answer times, and the longest
+//     block of the server's own event loop (bench/loop-monitor.mjs).
 //
 // It writes its section of bench/RESULTS.md (between `<!-- hostile:begin -->` and
 // `<!-- hostile:end -->`, right after the HTTP section) with one block per label: a run replaces
@@ -588,6 +596,140 @@ async function stormHelper(cfg) {
   process.exit(0)
 }
 
+// Helper: the resume storm of case 3 (issue 20): `history` numbered events are published first;
+// then all n streams connect in one loop, each with Last-Event-ID = the `resumeAt`-th of them,
+// while `liveCount` more are published one at a time, `livePeriodMs` apart. Every stream should
+// end with exactly the events after its Last-Event-ID. Prints one JSON line.
+
+async function resumeStormHelper(cfg) {
+  const { port, n, boundMs, history = 1000, resumeAt = 500, liveCount = 200, livePeriodMs = 50 } = cfg
+  const auth = { Authorization: `Bearer ${PUBLISH_TOKEN}` }
+  const log = (s) => process.stderr.write(`storm: ${s}\n`)
+  const api = new Http(port)
+  const published = []
+  const publishMs = []
+  const publish = async (k) => {
+    const t = performance.now()
+    const r = await api.request('POST', '/publish', { headers: auth, body: `e${k}` })
+    publishMs.push(performance.now() - t)
+    if (r.status !== 200) throw new Error(`publish: ${r.status} ${r.body}`)
+    published.push(Number(JSON.parse(r.body).id))
+  }
+  for (let k = 0; k < history; k++) await publish(k)
+  publishMs.length = 0
+  const from = String(published[resumeAt - 1])
+  log(`${history} events published; ${n} streams resume from id ${from}`)
+  const streams = Array.from({ length: n }, () => ({ ids: [], readyAt: NaN, retries: 0, statuses: {}, reasons: {}, resets: 0 }))
+  const bump = (o, k) => (o[k] = (o[k] ?? 0) + 1)
+  const counters0 = listenCounters()
+  const fireAt = performance.now()
+  const fireEpoch = Date.now()
+  const connectOne = (st) => {
+    st.ready = false
+    st.socket = openStream({
+      port,
+      path: `/events/${SUB_TOKEN}`,
+      // No source address (as in the reconnect storm above): the kernel picks 127.0.0.1 and a port.
+      headers: { 'Last-Event-ID': from },
+      onStatus: (status) => bump(st.statuses, status),
+      onEvent: (ev) => {
+        if (ev.event === 'ready') {
+          if (Number.isNaN(st.readyAt)) st.readyAt = performance.now()
+          st.ready = true
+        } else if (ev.event === 'reset') st.resets++
+        else if (ev.id !== null) st.ids.push(Number(ev.id))
+      },
+      onClose: (err) => {
+        if (st.stop || st.ready) return
+        bump(st.reasons, err ?? 'closed')
+        if (performance.now() - fireAt < boundMs) {
+          st.retries++
+          setTimeout(() => !st.stop && connectOne(st), 1000)
+        }
+      },
+    })
+  }
+  for (const st of streams) connectOne(st)
+  const fireLoopMs = performance.now() - fireAt
+  for (let k = 0; k < liveCount; k++) {
+    const next = fireAt + fireLoopMs + (k + 1) * livePeriodMs
+    await sleep(Math.max(0, next - performance.now()))
+    await publish(history + k)
+  }
+  while (streams.some((st) => Number.isNaN(st.readyAt)) && performance.now() - fireAt < boundMs) await sleep(100)
+  const stormMs = performance.now() - fireAt
+  const endEpoch = Date.now()
+  const counters1 = listenCounters()
+  const expected = published.slice(resumeAt)
+  const lastId = expected.at(-1)
+  const t4 = Date.now()
+  while (streams.some((st) => !Number.isNaN(st.readyAt) && st.ids.at(-1) !== lastId) && Date.now() - t4 < 30_000) await sleep(100)
+  const deliveredMs = performance.now() - fireAt
+  for (const st of streams) st.stop = true
+  await api.request('DELETE', '/clients', { headers: auth }).catch(() => {})
+  const t5 = Date.now()
+  while (streams.some((st) => st.socket && !st.socket.destroyed && !st.socket.readableEnded) && Date.now() - t5 < 10_000) await sleep(50)
+  for (const st of streams) st.socket?.destroy()
+  api.close()
+
+  const ttr = streams.map((st) => (Number.isNaN(st.readyAt) ? Infinity : st.readyAt - fireAt))
+  const pos = new Map(expected.map((id, k) => [id, k]))
+  let exact = 0
+  let withGap = 0
+  let withDup = 0
+  let outOfOrder = 0
+  for (const st of streams) {
+    if (Number.isNaN(st.readyAt)) continue
+    const { gap, dup, order, extra } = compareIds(st.ids, expected, pos)
+    if (!gap && !dup && !order && extra === 0 && st.ids.length === expected.length) exact++
+    if (gap) withGap++
+    if (dup) withDup++
+    if (order) outOfOrder++
+  }
+  const sum = (f) => streams.reduce((a, st) => a + f(st), 0)
+  const merge = (f) => {
+    const o = {}
+    for (const st of streams) for (const [k, v] of Object.entries(f(st))) o[k] = (o[k] ?? 0) + v
+    return o
+  }
+  const res = {
+    n,
+    drop: 'resume',
+    history,
+    resumeAt,
+    liveCount,
+    livePeriodMs,
+    expected: expected.length,
+    fireEpoch,
+    endEpoch,
+    fireLoopMs,
+    stormMs,
+    deliveredMs,
+    boundMs,
+    readyWithinGoal: ttr.filter((t) => t <= STORM_GOAL_MS).length,
+    readyWithinBound: ttr.filter((t) => t <= boundMs).length,
+    notServed: ttr.filter((t) => !Number.isFinite(t)).length,
+    p50: quantile(ttr, 0.5),
+    p99: quantile(ttr, 0.99),
+    max: quantile(ttr, 1),
+    publishP50: quantile(publishMs, 0.5),
+    publishP99: quantile(publishMs, 0.99),
+    exact,
+    withGap,
+    withDup,
+    outOfOrder,
+    resets: sum((st) => st.resets),
+    retries: sum((st) => st.retries),
+    statuses: merge((st) => st.statuses),
+    reasons: merge((st) => st.reasons),
+    listenOverflows: counters1.overflows - counters0.overflows,
+    listenDrops: counters1.drops - counters0.drops,
+  }
+  for (const k of ['p50', 'p99', 'max']) if (!Number.isFinite(res[k])) res[k] = null
+  process.stdout.write(JSON.stringify(res) + '\n')
+  process.exit(0)
+}
+
 // ---------------------------------------------------------------------------------------------
 // The stalled clients of case 1: python3, because node cannot set SO_RCVBUF or TCP_MAXSEG.
 // argv: N PORT PATH SOURCES RCVBUF MSS (SOURCES: comma-separated, one per 1 000 sockets). Connects N sockets one by one (a pause every 100), each
@@ -960,6 +1102,16 @@ async function caseFlood(o, mode, notes) {
     r.serverFdsMax = Math.max(...window.map((s) => s.fds))
     r.helpers = helpers.map((h) => lastJsonLine(h.stdout))
     r.serverAlive = alive(server.proc)
+    if (drop === 'resume') {
+      const during = (t) => t >= r.fireEpoch && t <= r.endEpoch
+      const rtts = probes.filter(([t]) => during(t)).map(([, ms]) => ms)
+      r.healthProbes = rtts.length
+      r.healthP50 = quantile(rtts, 0.5)
+      r.healthP99 = quantile(rtts, 0.99)
+      r.healthMax = quantile(rtts, 1)
+      // The loop monitor's lines cover the 100 ms before their time stamp.
+      r.loopMaxMs = Math.max(0, ...loopDelays(server.loopLog).filter(([t]) => t >= r.fireEpoch && t - 100 <= r.endEpoch).map(([, ms]) => ms))
+    }
     r.rssPeak = Math.max(...smp.samples.map((s) => s.rss).filter(Number.isFinite))
     r.emfileWarnings = (server.proc.stderr.match(/EMFILE/g) ?? []).length
   } finally {
@@ -988,7 +1140,35 @@ async function caseFlood(o, mode, notes) {
 // ---------------------------------------------------------------------------------------------
 // Case 3.
 
-const DROP_NAMES = { server: 'server drops all (`DELETE /clients`)', client: 'clients drop all (closed from their side)' }
+const DROP_NAMES = {
+  server: 'server drops all (`DELETE /clients`)',
+  client: 'clients drop all (closed from their side)',
+  resume: 'all resume mid-history while events are published',
+}
+
+/** GET /healthz every 20 ms on one keep-alive connection until stop(): [epoch ms, round trip ms]. */
+function healthProbe(port) {
+  const h = new Http(port)
+  const out = []
+  let running = true
+  const done = (async () => {
+    while (running) {
+      const at = Date.now()
+      const t = performance.now()
+      const r = await Promise.race([h.request('GET', '/healthz'), sleep(10_000).then(() => null)]).catch(() => null)
+      out.push([at, r === null ? 10_000 : performance.now() - t])
+      await sleep(20)
+    }
+  })()
+  return {
+    async stop() {
+      running = false
+      await done
+      h.close()
+      return out
+    },
+  }
+}
 
 async function caseStorm(o, drop, notes) {
   const server = await startServer(o)
@@ -1001,14 +1181,29 @@ async function caseStorm(o, drop, notes) {
     if (waited >= 1) notes.push(`case 3: waited ${fmt(waited)} s for ${fmt(o.storm)} free ports on 127.0.0.1 first (TIME_WAIT of earlier connections)`)
     const boundMs = o.stormBound * 1000
     const limitMs = 120_000 + 30_000 + 15_000 + boundMs + 30_000 + o.storm * 5
-    helper = (await startHelper('storm', 'storm', { port: server.port, n: o.storm, sources: sourcesFor(o.storm), boundMs, missed: o.stormMissed, livePeriodMs: o.stormLiveMs, drop }, () => true)).proc
+    const cfg = { port: server.port, n: o.storm, sources: sourcesFor(o.storm), boundMs, missed: o.stormMissed, livePeriodMs: o.stormLiveMs, drop }
+    if (drop === 'resume') Object.assign(cfg, { history: o.stormHistory, resumeAt: o.stormResumeAt, liveCount: o.stormLiveCount, livePeriodMs: o.stormResumeLiveMs })
+    helper = (await startHelper('storm', 'storm', cfg, () => true)).proc
+    // /healthz from this process (not the one holding the streams) every 20 ms, for the whole run.
+    const probe = drop === 'resume' ? healthProbe(server.port) : null
     const outcome = await Promise.race([helper.exited, sleep(limitMs).then(() => 'timeout')])
+    const probes = (await probe?.stop()) ?? []
     await Promise.race([helper.closed, sleep(2000)])
     if (outcome === 'timeout') throw new Error(`the storm helper did not finish within ${limitMs / 1000} s`)
     r = lastJsonLine(helper.stdout)
     if (!r) throw new Error(`the storm helper gave no result: ${tail(helper.stderr || helper.stdout, 300)}`)
     process.stderr.write(tail(helper.stderr, 400) + '\n')
     r.serverAlive = alive(server.proc)
+    if (drop === 'resume') {
+      const during = (t) => t >= r.fireEpoch && t <= r.endEpoch
+      const rtts = probes.filter(([t]) => during(t)).map(([, ms]) => ms)
+      r.healthProbes = rtts.length
+      r.healthP50 = quantile(rtts, 0.5)
+      r.healthP99 = quantile(rtts, 0.99)
+      r.healthMax = quantile(rtts, 1)
+      // The loop monitor's lines cover the 100 ms before their time stamp.
+      r.loopMaxMs = Math.max(0, ...loopDelays(server.loopLog).filter(([t]) => t >= r.fireEpoch && t - 100 <= r.endEpoch).map(([, ms]) => ms))
+    }
     r.rssPeak = Math.max(...smp.samples.map((s) => s.rss).filter(Number.isFinite))
     r.fdsPeak = Math.max(...smp.samples.map((s) => s.fds).filter(Number.isFinite))
   } finally {
@@ -1220,6 +1415,12 @@ function labelReport(o, m, command, build, res, notes) {
       out.push(
         `| ${DROP_NAMES[s.drop] ?? s.drop} | ${fmt(s.n)} | ${fmt(s.readyWithinGoal)} | ${fmt(s.readyWithinBound)} | ${q(s.p50)} / ${q(s.p99)} / ${q(s.max)} | ${fmt(s.exact)} of ${fmt(s.readyWithinBound)} served | ${fmt(s.withGap)} / ${fmt(s.withDup)} / ${fmt(s.outOfOrder)} | ${fmt(s.retries)} | ${fmt(s.listenOverflows)} / ${fmt(s.listenDrops)} | ${mib(s.rssPeak)} MiB |`,
       )
+      if (s.drop === 'resume') {
+        more.push(
+          `- resume: ${fmt(s.history)} events published first; every stream connects with \`Last-Event-ID\` = the ${fmt(s.resumeAt)}th, while ${fmt(s.liveCount)} more are published one at a time ${s.livePeriodMs} ms apart, so each should get exactly ${fmt(s.expected)}; \`reset\`s: ${fmt(s.resets)}; the ${fmt(s.n)} connect() calls took ${fmt(s.fireLoopMs)} ms of the client process; all delivered ${secs(s.deliveredMs, 2)} after the first connect. While the storm lasted: \`GET /healthz\` every 20 ms from another process, p50 / p99 / max ${msOrS(s.healthP50)} / ${msOrS(s.healthP99)} / ${msOrS(s.healthMax)} (${fmt(s.healthProbes)} probes); the live publishes' answers p50 / p99 ${msOrS(s.publishP50)} / ${msOrS(s.publishP99)}; the server's event loop blocked at most ${msOrS(s.loopMaxMs)} (its own monitor, 10 ms resolution); closes before \`ready\`: ${JSON.stringify(s.reasons)}; statuses: ${JSON.stringify(s.statuses)}; server open files at most ${fmt(s.fdsPeak)}.`,
+        )
+        continue
+      }
       more.push(
         `- ${s.drop} drop: ${fmt(s.published)} events published in all (each stream should end with every one, in order: "exact"); ${fmt(s.initialReady)} of ${fmt(s.n)} streams open before the storm; \`DELETE /clients\`: ${s.deleteStatus} \`${s.deleteBody}\`; the ${fmt(s.n)} connect() calls took ${fmt(s.fireLoopMs)} ms of the client process; closes before \`ready\`: ${JSON.stringify(s.reasons)}; statuses: ${JSON.stringify(s.statuses)}; server open files at most ${fmt(s.fdsPeak)}.`,
       )
@@ -1295,7 +1496,11 @@ function parseFlags(argv) {
     stormBound: num('storm-bound', 90),
     stormMissed: num('storm-missed', 5),
     stormLiveMs: num('storm-live-ms', 500),
-    stormDrops: list('storm-drop', 'server,client'),
+    stormDrops: list('storm-drop', 'server,client,resume'),
+    stormHistory: num('storm-history', quick ? 200 : 1000),
+    stormResumeAt: num('storm-resume-at', quick ? 100 : 500),
+    stormLiveCount: num('storm-live-count', quick ? 40 : 200),
+    stormResumeLiveMs: num('storm-resume-live-ms', 50),
     commit: get('commit'),
     profile: get('profile') === undefined ? undefined : path.resolve(get('profile')),
     // A quick run checks the script: it writes nowhere unless told where.
@@ -1320,7 +1525,7 @@ async function main() {
     const cfg = JSON.parse(argv[2])
     if (argv[1] === 'canary') return canaryHelper(cfg)
     if (argv[1] === 'flood') return floodHelper(cfg)
-    if (argv[1] === 'storm') return stormHelper(cfg)
+    if (argv[1] === 'storm') return cfg.drop === 'resume' ? resumeStormHelper(cfg) : stormHelper(cfg)
     throw new Error(`unknown helper ${argv[1]}`)
   }
   const o = parseFlags(argv)
@@ -1397,7 +1602,7 @@ async function main() {
         const s = await caseStorm(o, drop, notes)
         res.storm.push(s)
         process.stderr.write(
-          `case 3, ${drop} drop: ${s.readyWithinGoal} of ${s.n} ready within 10 s, ${s.readyWithinBound} within ${o.stormBound} s; p50 ${msOrS(s.p50)} p99 ${msOrS(s.p99)} max ${msOrS(s.max)}; exact ${s.exact}; overflows ${s.listenOverflows}\n`,
+          `case 3, ${drop} drop: ${s.readyWithinGoal} of ${s.n} ready within 10 s, ${s.readyWithinBound} within ${o.stormBound} s; p50 ${msOrS(s.p50)} p99 ${msOrS(s.p99)} max ${msOrS(s.max)}; exact ${s.exact}; overflows ${s.listenOverflows}${drop === 'resume' ? `; /healthz p99 ${msOrS(s.healthP99)} max ${msOrS(s.healthMax)}; loop blocked ≤ ${msOrS(s.loopMaxMs)}; publish p99 ${msOrS(s.publishP99)}; resets ${s.resets}` : ''}\n`,
         )
         if (!s.serverAlive) notes.push(`case 3, ${drop} drop: the server exited during the storm`)
       } catch (err) {

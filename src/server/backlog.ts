@@ -1,9 +1,13 @@
-// What blocked streams are still owed: the recent events in publish order, kept once for every
-// stream whose socket is not taking bytes. A blocked stream keeps only where it stopped (a
-// sequence number) and how many bytes it is owed; when its socket drains it collects its events
-// from here, matched against their targets again, and writes them as one Buffer. So a stream
-// that stalls costs two numbers however long it stalls, and an event one entry however many
-// streams are blocked. Nothing is kept while no stream is blocked. No sockets.
+// What streams are still owed: the recent events in publish order, kept once however many
+// streams are behind. A stream whose socket is not taking bytes (blocked) keeps only where it
+// stopped (a sequence number) and how many bytes it is owed; when its socket drains it collects
+// its events from here, matched against their targets again, and writes them as one Buffer. So a
+// stream that stalls costs two numbers however long it stalls, and an event one entry however
+// many streams are blocked. Every event is appended, because a fan-out to many streams is written
+// a slice of streams per turn (fanout-job.ts): a stream that blocks, or must be written out of
+// turn, before its slice comes finds the events it has not had here. The events of one fan-out
+// are a set with a generation number (`gen`); a stream remembers the newest set it has had.
+// Entries are forgotten once no stream is owed them. No sockets.
 
 import { DRAIN_BYTES_PER_TURN } from './limits.js'
 import type { Frame } from './sse-encode.js'
@@ -32,8 +36,16 @@ export class Backlog {
   private first = 0
   /** Bytes of the entries kept (chunked framing). */
   bytes = 0
-  /** Streams blocked now: while there are none, nothing is appended. */
+  /** Streams blocked now. */
   blocked = 0
+  /**
+   * The newest set of events (a fan-out, or the events queued for the next one). A stream whose
+   * `gen` is lower has not had all of them: it is behind.
+   */
+  gen = 0
+  /** Where each set not yet written to every stream starts: setStarts[i] is set `firstOpenGen + i`'s. */
+  private setStarts: number[] = []
+  private firstOpenGen = 1
 
   // Draining streams share a budget of bytes per event-loop turn: a socket's 'drain' says only
   // that the kernel took the last slice, not that anyone read it, so thousands of stalled streams
@@ -84,7 +96,29 @@ export class Backlog {
     return this.first + this.entries.length - this.head
   }
 
-  /** Keep an event for the blocked streams; returns its sequence number. */
+  /** The events appended from now on until the next openSet() are set `gen`, a new one. */
+  openSet(): void {
+    if (this.setStarts.length === 0) this.firstOpenGen = this.gen + 1
+    this.gen++
+    this.setStarts.push(this.end)
+  }
+
+  /** Every stream has had set `g` (and those before it): where they start need not be kept. */
+  setDone(g: number): void {
+    while (this.setStarts.length > 0 && this.firstOpenGen <= g) {
+      this.setStarts.shift()
+      this.firstOpenGen++
+    }
+    if (this.blocked === 0) this.forget(this.end)
+  }
+
+  /** Where a stream that has had the sets up to `gen` is owed from: the next set's start, or the end. */
+  owedAfter(gen: number): number {
+    if (gen >= this.gen) return this.end
+    return this.setStarts[Math.max(0, gen + 1 - this.firstOpenGen)] ?? this.end
+  }
+
+  /** Keep an event; returns its sequence number. */
   append(frame: Frame, target: Target): number {
     this.entries.push({ frame, target, members: null })
     this.bytes += frame.chunk.length
@@ -132,8 +166,9 @@ export class Backlog {
     return this.first + i - this.head
   }
 
-  /** Forget every entry before `seq` (no blocked stream is owed them). */
+  /** Forget every entry before `seq` (no blocked stream is owed them), and never a set some stream has not had. */
   forget(seq: number): void {
+    if (this.setStarts.length > 0) seq = Math.min(seq, this.setStarts[0]!)
     const n = Math.min(seq - this.first, this.entries.length - this.head)
     if (n <= 0) return
     for (let i = this.head; i < this.head + n; i++) this.bytes -= this.entries[i]!.frame.chunk.length

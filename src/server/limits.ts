@@ -41,6 +41,7 @@ export const SHUTDOWN_GRACE_MS = 5_000 // stop(): sockets still open after this 
 export const CLUSTER_EXIT_MARGIN_MS = 500 // --workers: the primary ends stragglers this long before the 5 s are up
 export const HOUSEKEEPING_MS = 1_000 // one shared sweep: heartbeats and stall checks, never a timer per stream
 export const WRITE_SLICE_BYTES = 64 * 1024 // a replay, or what a blocked stream is owed, is written in slices of about this size (one writev of shared Buffers), the next one when the socket drains
+export const FANOUT_SLICE_WRITES = 1_000 // writes one fan-out makes to streams per event-loop turn (~10 µs each here: ~10 ms), then accepts, answers and /healthz run before the next slice
 export const DRAIN_BYTES_PER_TURN = 4 * 1024 * 1024 // what draining streams may write in one event-loop turn; the rest write in later turns
 export const DROP_SLICE = 500 // stalled streams closed per event-loop turn when many go at once: each close costs tens of µs
 export const MAX_BACKLOG_BYTES = 64 * 1024 * 1024 // events kept for blocked streams; one owed older events than this holds is dropped as slow

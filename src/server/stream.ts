@@ -52,6 +52,8 @@ export class Stream implements ClientView {
   readonly openedAt = Date.now()
   /** libuv's unsent bytes of the write in progress at the last stall check: when it moves, the kernel is taking bytes. */
   queueSeen = -1
+  /** The newest set of events (backlog.gen) this stream has had, or is owed through the backlog. */
+  gen: number
   /** Where in the backlog this stream's owed events start; -1 while its socket takes every write. */
   private pendingFrom = -1
   /** Bytes of those events (in this stream's framing). */
@@ -71,6 +73,7 @@ export class Stream implements ClientView {
     private readonly backlog: Backlog,
   ) {
     ;(socket as StreamSocket)[STREAM] = this
+    this.gen = backlog.gen
     // One listener for the stream's life: registering one per block would allocate on every
     // block of a busy stream (measured: it costs no idle memory that shows).
     socket.on('drain', onDrain)
@@ -96,6 +99,20 @@ export class Stream implements ClientView {
    */
   get blocked(): boolean {
     return this.pendingFrom !== -1
+  }
+
+  /** A fan-out in progress has not reached this stream yet (and it is not collecting from the backlog). */
+  get behind(): boolean {
+    return this.pendingFrom === -1 && this.gen < this.backlog.gen
+  }
+
+  /**
+   * Be written out of turn (an event to this stream alone, its end): first what the fan-outs in
+   * progress owe it, from the backlog, so that its events stay in publish order. The caller
+   * writes or counts what comes next, then calls drained().
+   */
+  catchUp(): void {
+    if (this.behind) this.block()
   }
 
   /** Bytes written or queued that the kernel has not taken (a replay not yet written is not counted). */
@@ -167,6 +184,7 @@ export class Stream implements ClientView {
    * are in its replay already.
    */
   joined(): void {
+    this.gen = this.backlog.gen
     if (this.pendingFrom !== -1) this.pendingFrom = this.backlog.end
   }
 
@@ -185,6 +203,7 @@ export class Stream implements ClientView {
   end(before?: Frame): void {
     const s = this.socket
     if (!s.destroyed) {
+      this.catchUp()
       s.cork()
       if (this.replay !== null) for (let i = this.replayAt; i < this.replay.length; i++) s.write(this.replay[i]!)
       if (this.pendingFrom !== -1) for (const b of this.backlog.collect(this, this.chunked, this.pendingFrom)) s.write(b)
@@ -196,15 +215,22 @@ export class Stream implements ClientView {
     this.release()
   }
 
+  /**
+   * Owe from the backlog from now on: from the end, or, while a fan-out has not reached this
+   * stream yet, from the first set it has not had (those sets then pass it by).
+   */
   private block(): void {
     if (this.pendingFrom !== -1) return
-    this.pendingFrom = this.backlog.end
+    this.pendingFrom = this.backlog.owedAfter(this.gen)
+    this.gen = this.backlog.gen
     this.backlog.blocked++
     this.progressAt = Date.now()
   }
 
+  /** Caught up with the backlog's end: every set so far is had. */
   private unblock(): void {
     if (this.pendingFrom === -1) return
+    this.gen = this.backlog.gen
     this.pendingFrom = -1
     this.pendingBytes = 0
     this.backlog.blocked--

@@ -4,17 +4,14 @@
 
 import type { Socket } from 'node:net'
 import type { Backlog } from './backlog.js'
-import { DROP_SLICE, MAX_BACKLOG_BYTES } from './limits.js'
+import { FanOutJob, SET_MAX } from './fanout-job.js'
+import { DROP_SLICE, FANOUT_SLICE_WRITES, MAX_BACKLOG_BYTES } from './limits.js'
 import type { DropReason, Metrics } from './metrics.js'
 import { HEARTBEAT, type Frame } from './sse-encode.js'
 import type { Stream } from './stream.js'
 import { matches, type Target } from './target.js'
 
 export type { Target } from './target.js'
-
-// Events of one batch are told apart by the bits of a 31-bit positive int; a longer burst is
-// written as several batches, still one write per stream per batch.
-const BATCH_MAX = 30
 
 export type RemoveListener = (client: Stream, reason: DropReason | 'closed') => void
 
@@ -27,6 +24,11 @@ export class Streams {
   // Events queued for the next flush(), in publish order.
   private pendingFrames: Frame[] = []
   private pendingTargets: Target[] = []
+  /** Fan-outs not finished, in order; the first is being written a slice per turn. */
+  private readonly jobs: FanOutJob[] = []
+  /** Writes this turn may still make (FANOUT_SLICE_WRITES a turn). */
+  private writesLeft = FANOUT_SLICE_WRITES
+  private sliceQueued = false
 
   constructor(
     private readonly metrics: Metrics,
@@ -47,8 +49,8 @@ export class Streams {
 
   add(c: Stream): void {
     // A new stream has had its replay (which already holds every queued event, from history),
-    // or joins live from now on: either way, what is queued belongs to the streams before it.
-    this.flush()
+    // or joins live from now on: either way, the fan-outs queued or under way belong to the
+    // streams before it, and joined() says it has had them.
     c.joined()
     c.index = this.list.length
     this.list.push(c)
@@ -60,10 +62,24 @@ export class Streams {
   /** Take a stream out of the array; idempotent, so a drop and the socket's 'close' can both call it. */
   remove(c: Stream, reason: DropReason | 'closed'): void {
     if (c.index === -1) return
+    let hole = c.index
+    const job = this.jobs[0]
+    if (job !== undefined && hole < job.cursor) {
+      // A fan-out is under way and has passed this stream: the last stream it visited takes the
+      // hole, so the last of the list, which it may not have visited, moves to where it goes next.
+      const k = --job.cursor
+      if (k !== hole) {
+        const visited = this.list[k]!
+        this.list[hole] = visited
+        visited.index = hole
+        this.list[k] = c
+        hole = k
+      }
+    }
     const last = this.list.pop()!
     if (last !== c) {
-      this.list[c.index] = last
-      last.index = c.index
+      this.list[hole] = last
+      last.index = hole
     }
     c.index = -1
     c.release()
@@ -95,6 +111,8 @@ export class Streams {
    * The caller schedules flush() once per turn (setImmediate), which adds no wait under light load.
    */
   queue(frame: Frame, target: Target): number {
+    if (this.pendingFrames.length % SET_MAX === 0) this.backlog.openSet()
+    this.backlog.append(frame, target)
     this.pendingFrames.push(frame)
     this.pendingTargets.push(target)
     return this.countMatches(target)
@@ -104,50 +122,48 @@ export class Streams {
     return this.pendingFrames.length > 0
   }
 
-  /** Write every queued event: one write per stream, one shared Buffer per set of events. */
+  /**
+   * Write every queued event: one write per stream, one shared Buffer per set of (up to SET_MAX) events, at most
+   * FANOUT_SLICE_WRITES writes in this turn; the rest in the next turns, in order.
+   */
   flush(): void {
     const frames = this.pendingFrames
-    const targets = this.pendingTargets
-    if (frames.length === 0) return
-    this.pendingFrames = []
-    this.pendingTargets = []
-    if (frames.length === 1) {
-      this.fanOut(frames[0]!, targets[0]!)
-      return
+    if (frames.length > 0) {
+      const targets = this.pendingTargets
+      this.pendingFrames = []
+      this.pendingTargets = []
+      const sets = Math.ceil(frames.length / SET_MAX)
+      const firstGen = this.backlog.gen - sets + 1
+      if (sets === 1) this.jobs.push(new FanOutJob(firstGen, frames, targets))
+      else for (let i = 0; i < sets; i++) this.jobs.push(new FanOutJob(firstGen + i, frames.slice(i * SET_MAX, (i + 1) * SET_MAX), targets.slice(i * SET_MAX, (i + 1) * SET_MAX)))
     }
-    for (let from = 0; from < frames.length; from += BATCH_MAX) this.writeBatch(frames, targets, from, Math.min(frames.length, from + BATCH_MAX))
+    this.runJobs()
   }
 
-  /**
-   * Each stream's share of events [from, to) is a bit mask; streams with the same mask (and
-   * framing) get the same concatenated Buffer, built once: with one channel set, everyone shares one.
-   */
-  private writeBatch(frames: readonly Frame[], targets: readonly Target[], from: number, to: number): void {
-    // Blocked streams take their events from the backlog when they drain.
-    if (this.backlog.blocked > 0) for (let k = from; k < to; k++) this.backlog.append(frames[k]!, targets[k]!)
-    const shared = new Map<number, Buffer>()
-    let bytes = 0
-    let slow: Stream[] | null = null
-    for (let i = 0; i < this.list.length; i++) {
-      const c = this.list[i]!
-      if (c.doomed || c.socket.destroyed) continue
-      let mask = 0
-      for (let k = from; k < to; k++) if (matches(c, targets[k]!)) mask |= 1 << (k - from)
-      if (mask === 0) continue
-      const key = c.chunked ? mask : -mask
-      let buf = shared.get(key)
-      if (buf === undefined) {
-        const parts: Buffer[] = []
-        for (let k = from; k < to; k++) if ((mask & (1 << (k - from))) !== 0) parts.push(frames[k]!.bytesFor(c.chunked))
-        buf = parts.length === 1 ? parts[0]! : Buffer.concat(parts)
-        shared.set(key, buf)
-      }
-      c.send(buf, bitCount(mask))
-      bytes += buf.length
-      if (c.unsent > this.maxBufferBytes) (slow ??= []).push(c)
+  /** Write the fan-outs in order until this turn's share of writes is spent; the rest in a later turn. */
+  private runJobs(): void {
+    const out = { bytes: 0, slow: null as Stream[] | null }
+    while (this.jobs.length > 0 && this.writesLeft > 0) {
+      const job = this.jobs[0]!
+      this.writesLeft -= job.run(this.list, this.writesLeft, this.maxBufferBytes, out)
+      if (!job.done) break
+      this.jobs.shift()
+      this.backlog.setDone(job.gen)
     }
-    this.metrics.bytesOut += bytes
-    if (slow !== null) this.dropInSlices(slow, 'buffer')
+    this.metrics.bytesOut += out.bytes
+    // Nothing left over: the next flush starts afresh. Else the rest goes after what waits now.
+    if (this.jobs.length === 0) this.writesLeft = FANOUT_SLICE_WRITES
+    else if (!this.sliceQueued) {
+      this.sliceQueued = true
+      setImmediate(this.nextSlice)
+    }
+    if (out.slow !== null) this.dropInSlices(out.slow, 'buffer')
+  }
+
+  private readonly nextSlice = (): void => {
+    this.sliceQueued = false
+    this.writesLeft = FANOUT_SLICE_WRITES
+    this.runJobs()
   }
 
   /** How many streams a target matches now, without a pass over all streams when counts say it. */
@@ -168,9 +184,11 @@ export class Streams {
   }
 
   /**
-   * Write one frame to every matching stream now; returns how many it reached. The same Buffer goes
-   * to everyone. A stream over its unsent-bytes limit is dropped after the loop (like Redis's
-   * freeClientAsync: never free a client while the loop that queues to it is running).
+   * Write one frame to every matching stream now (an event to one client, or with a filter: user
+   * code, asked once per stream); returns how many it reached. The same Buffer goes to everyone.
+   * A stream a fan-out has not reached yet takes that first, from the backlog, so order holds. A
+   * stream over its unsent-bytes limit is dropped after the loop (like Redis's freeClientAsync:
+   * never free a client while the loop that queues to it is running).
    */
   fanOut(frame: Frame, target: Target): number {
     if (target.client !== undefined) {
@@ -181,17 +199,20 @@ export class Streams {
   }
 
   private writeEach(list: readonly Stream[], frame: Frame, target: Target): number {
-    const seq = this.backlog.blocked > 0 ? this.backlog.append(frame, target) : -1
+    const seq = this.backlog.append(frame, target)
     let reached = 0
     let bytes = 0
     let slow: Stream[] | null = null
     for (let i = 0; i < list.length; i++) {
       const c = list[i]!
       if (c.doomed || !matches(c, target) || c.socket.destroyed) continue
+      const behind = c.behind
+      if (behind) c.catchUp()
       // A filter is user code: a blocked stream it matched is remembered, not asked again.
-      if (seq !== -1 && target.filter !== undefined && c.blocked) this.backlog.member(seq, c)
+      if (target.filter !== undefined && c.blocked) this.backlog.member(seq, c)
       const buf = c.chunked ? frame.chunk : frame.body
       c.send(buf, 1)
+      if (behind) c.drained()
       bytes += buf.length
       if (c.unsent > this.maxBufferBytes) (slow ??= []).push(c)
       else reached++
@@ -318,13 +339,6 @@ export class Streams {
 /** Bytes libuv still holds for the socket's write in progress (a Node internal, stable since 0.x). */
 function writeQueueSize(socket: Socket): number {
   return (socket as unknown as { _handle?: { writeQueueSize?: number } | null })._handle?.writeQueueSize ?? 0
-}
-
-/** Set bits of a batch mask: the events of the batch one stream got. */
-function bitCount(mask: number): number {
-  let n = 0
-  for (let m = mask; m !== 0; m &= m - 1) n++
-  return n
 }
 
 function decrement(counts: Map<string, number>, key: string): void {
