@@ -11,7 +11,7 @@
 // child, so a test process that imports this module for rng keeps its own signal behaviour.
 
 import { spawn, spawnSync } from 'node:child_process'
-import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import * as net from 'node:net'
 import * as os from 'node:os'
 import * as path from 'node:path'
@@ -42,6 +42,15 @@ export function rssBytes(pid) {
   try {
     const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
     return m ? Number(m[1]) * 1024 : NaN
+  } catch {
+    return NaN
+  }
+}
+
+/** A process's open files (entries of /proc/PID/fd); NaN once it is gone. */
+export function fdCount(pid) {
+  try {
+    return readdirSync(`/proc/${pid}/fd`).length
   } catch {
     return NaN
   }
@@ -685,6 +694,34 @@ export function openStream({ port, path: target, headers = {}, localAddress, onS
   })
   s.on('close', () => onClose?.(s.lastError ?? null))
   return s
+}
+
+/**
+ * One new subscriber (`GET path` with `Accept: text/event-stream`) timed until its `ready` event:
+ * { ok, ms } or, after waitMs or a close first, { ok: false, outcome }. Its socket is closed either way.
+ */
+export function subscribeAttempt({ port, path: target, localAddress, waitMs = 10_000 }) {
+  return new Promise((resolve) => {
+    const t0 = performance.now()
+    let status = null
+    let done = false
+    const finish = (r) => {
+      if (done) return
+      done = true
+      clearTimeout(timer)
+      s.destroy()
+      resolve(r)
+    }
+    const s = openStream({
+      port,
+      path: target,
+      localAddress,
+      onStatus: (st) => (status = st),
+      onEvent: (ev) => ev.event === 'ready' && finish({ ok: true, ms: performance.now() - t0 }),
+      onClose: (err) => finish({ ok: false, outcome: status !== null && status !== 200 ? `status ${status}` : err ? `error ${err}` : 'closed, no answer', ms: performance.now() - t0 }),
+    })
+    const timer = setTimeout(() => finish({ ok: false, outcome: `no ready within ${waitMs / 1000} s`, ms: waitMs }), waitMs)
+  })
 }
 
 /** A RESULTS.md section written by a script: its title, what it is, then one block per label. */
