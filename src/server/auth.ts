@@ -148,11 +148,21 @@ export class Access {
     this.table = this.tableOf(lists)
   }
 
-  /** The table first; the hook (which sees the request) only for tokens it lacks. */
+  /**
+   * The table first; the hook (which sees the request) only for tokens it lacks. Throws when the
+   * hook does (the request then gets a 500) or returns a promise.
+   */
   authenticate(token: string, request: () => AuthRequest): AuthUser | null {
     const known = this.table.lookup(token)
     if (known !== null || this.hook === undefined) return known
-    return this.hook(token, request())
+    const who = this.hook(token, request())
+    if (typeof (who as unknown as PromiseLike<unknown> | null)?.then === 'function') {
+      // An `async` hook, from JavaScript that no type checked: its promise is not a user (it
+      // would pass for one), and nobody else would ever handle its rejection.
+      Promise.resolve(who).catch(() => {})
+      throw new TypeError('the authenticate hook returned a promise: it must return a user or null')
+    }
+    return who
   }
 
   /**
