@@ -115,4 +115,9 @@ async function main(argv: readonly string[]): Promise<void> {
   }
 }
 
-void main(process.argv.slice(2))
+// Anything but a usage error is a bug: said whole, exit 1, as an uncaught exception would, but
+// by a handler of ours rather than by Node's default for a rejection nobody handled.
+main(process.argv.slice(2)).catch((err: unknown) => {
+  process.stderr.write(`rawsse: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`)
+  process.exit(1)
+})

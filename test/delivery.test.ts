@@ -9,6 +9,7 @@ import * as v8 from 'node:v8'
 import * as vm from 'node:vm'
 import { EventSource } from 'eventsource'
 import type { SseServer } from '../src/index.js'
+import { MAX_HISTORY_MARKS } from '../src/server/limits.js'
 import { startServer, openStream, RawClient, clientId, publish, chunk, STREAM_HEAD, TOKEN, PUB, sleep } from './helpers.js'
 
 // ------------------------------------------------------------------ wire helpers
@@ -425,10 +426,10 @@ t.test('a replay sends only what the stream would have received live', async (t)
   t.same(chunksOf(anonLive).chunks.slice(1), [...evs([1, 9]), r.marker], 'anonymous live')
   t.same(chunksOf(anon).chunks.slice(1), [...evs([1, 9]), r.marker], 'anonymous replay: as live')
 
-  // The id of an event sent to one client cannot be placed after a reconnect.
+  // The id of an event sent to one client is placed (CONTRACT "Details"): what was kept after it follows.
   const again = await openStream(port, '/events/tb?channel=a', { 'Last-Event-ID': '8' })
   const r2 = await untilLive(again, base, 'channel=a')
-  t.same(r2.chunks.slice(1), [RESET, r2.marker], 'the id of a client-targeted event: reset')
+  t.same(r2.chunks.slice(1), [...evs([9, 11]), r.marker, r2.marker], 'the id of a client-targeted event: the kept events after it, no reset')
   // An id of ours that this stream never saw (an event of another channel) is still placed.
   const other = await openStream(port, '/events/tb?channel=a', { 'Last-Event-ID': '2' })
   await other.waitFor(chunk(r2.marker))
@@ -438,6 +439,79 @@ t.test('a replay sends only what the stream would have received live', async (t)
   await mid.waitFor(chunk(r2.marker))
   t.same(chunksOf(mid).chunks.slice(1), [...evs([6, 9, 11]), r.marker, r2.marker], 'from 4: 6, 9, 11 and the markers')
   for (const c of [bobLive, aliceLive, anonLive, bob, alice, anon, again, other, mid]) c.close()
+})
+
+t.test('a client resuming from the id of an event sent to it alone gets what was kept after it: no reset', async (t) => {
+  t.test('the kept events published after it, each once, then live ones', async (t) => {
+    const { server, port, base } = await startServer(t)
+    const alone = await openStream(port, '/events/tok')
+    const id = clientId(alone)
+    server.broadcast({ data: 'before' }) // 1
+    t.equal(server.send(id, { data: 'just you' }), 1) // 2: not kept
+    server.send(id, { data: 'you again', id: 'dm-1' }) // a publisher's id, not kept either
+    server.broadcast({ data: 'after' }) // 3
+    server.publish('elsewhere', { data: 'other channel' }) // 4: not for this stream
+    const r = await publish(base, `client=${id}`, 'over http') // 5: POST /publish?client=
+    t.same(r, { status: 200, json: { id: '5', delivered: 1 } })
+    server.broadcast({ data: 'last' }) // 6
+    await alone.waitFor(chunk(ev(6, 'last')))
+    t.same(chunksOf(alone).chunks.slice(1), [ev(1, 'before'), ev(2, 'just you'), ev('dm-1', 'you again'), ev(3, 'after'), ev(5, 'over http'), ev(6, 'last')], 'live')
+    alone.close()
+
+    const markers: string[] = [] // each resume below publishes one, kept
+    for (const [from, kept] of [['2', [ev(3, 'after'), ev(6, 'last')]], ['dm-1', [ev(3, 'after'), ev(6, 'last')]], ['5', [ev(6, 'last')]]] as const) {
+      const back = await openStream(port, '/events/tok', { 'Last-Event-ID': from })
+      const l = await untilLive(back, base)
+      t.same(l.chunks.slice(1), [...kept, ...markers, l.marker], `from ${from}: the kept events after it, no reset`)
+      markers.push(l.marker)
+      back.close()
+    }
+    // The newest event went to one client: nothing kept follows it, and nothing is missing.
+    const lastOne = await openStream(port, '/events/tok')
+    server.send(clientId(lastOne), { data: 'newest', id: 'dm-2' })
+    const back = await openStream(port, '/events/tok?lastEventId=dm-2')
+    const l = await untilLive(back, base)
+    t.same(l.chunks.slice(1), [l.marker], 'from the newest: only live events')
+    // Its id is held like a kept one's: a second event with it would make a resume ambiguous.
+    t.equal((await publish(base, 'id=dm-1', 'again')).status, 409, 'a repeat of its id: 409')
+    for (const c of [lastOne, back]) c.close()
+  })
+
+  t.test('its place is forgotten with the kept event after it: then reset', async (t) => {
+    const { server, port, base } = await startServer(t, { history: 3 })
+    const c = await openStream(port, '/events/tok')
+    server.broadcast({ data: 'a' }) // 1
+    server.send(clientId(c), { data: 'dm' }) // 2, placed before 3
+    for (const d of ['b', 'c', 'd']) server.broadcast({ data: d }) // 3, 4, 5: history holds 3..5
+    const whole = await openStream(port, '/events/tok', { 'Last-Event-ID': '2' })
+    const w = await untilLive(whole, base) // 6: history holds 4..6, 3 is gone
+    t.same(w.chunks.slice(1), [ev(3, 'b'), ev(4, 'c'), ev(5, 'd'), w.marker], 'while 3 is kept: 3, 4, 5')
+    const gone = await openStream(port, '/events/tok', { 'Last-Event-ID': '2' })
+    const g = await untilLive(gone, base)
+    t.same(g.chunks.slice(1), [RESET, g.marker], 'once 3 is forgotten: reset, as for a kept id as old')
+    for (const s of [c, whole, gone]) s.close()
+  })
+
+  t.test(`at most ${MAX_HISTORY_MARKS} such places: the oldest goes first`, async (t) => {
+    const { server, port, base } = await startServer(t)
+    const c = await openStream(port, '/events/tok')
+    const id = clientId(c)
+    server.broadcast({ data: 'kept' }) // 1
+    for (let i = 0; i < MAX_HISTORY_MARKS; i++) server.send(id, { data: 'x' }) // 2 .. N+1
+    const newest = String(MAX_HISTORY_MARKS + 1)
+    await c.waitFor(chunk(ev(newest, 'x')))
+    const first = await openStream(port, '/events/tok', { 'Last-Event-ID': '2' })
+    const f = await untilLive(first, base) // N+2
+    t.same(f.chunks.slice(1), [f.marker], `${MAX_HISTORY_MARKS} places: the oldest is still placed`)
+    server.send(id, { data: 'x' }) // N+3: one place too many
+    const dropped = await openStream(port, '/events/tok', { 'Last-Event-ID': '2' })
+    const d = await untilLive(dropped, base)
+    t.same(d.chunks.slice(1), [RESET, d.marker], `${MAX_HISTORY_MARKS + 1}: the oldest is forgotten, reset`)
+    const second = await openStream(port, '/events/tok', { 'Last-Event-ID': '3' })
+    const s2 = await untilLive(second, base)
+    t.same(s2.chunks.slice(1), [f.marker, d.marker, s2.marker], 'the next oldest is still placed')
+    for (const s of [c, first, dropped, second]) s.close()
+  })
 })
 
 t.test('time tick events are not kept for replay', async (t) => {

@@ -192,6 +192,32 @@ t.test('closeAll() ends every stream with 0\\r\\n\\r\\n', async (t) => {
   fresh.close()
 })
 
+t.test('updateTokens() revokes at any reload: a stream kept by one reload is closed by the next that drops its token', async (t) => {
+  const carolT = { token: 'carol-t', user: 'carol', roles: ['publish'] }
+  const daveT = { token: 'dave-t', user: 'dave', roles: [] }
+  const { server, port } = await startServer(t, { users: [...USERS, carolT, daveT] })
+  const carol = await openStream(port, '/events/carol-t')
+  const dave = await openStream(port, '/events/dave-t')
+  const alice = await openStream(port, '/events/alice-t')
+  await fence(server, [carol, dave, alice])
+  const before = carol.received
+
+  t.equal(server.updateTokens({ users: [...USERS, carolT, daveT] }), 0, 'reload 1 keeps everyone')
+  t.equal(server.updateTokens({ users: [...USERS, daveT] }), 1, 'reload 2 drops carol: 1 revoked')
+  await carol.waitClosed()
+  t.equal(carol.received, before + '0\r\n\r\n', 'her stream ends with the last chunk')
+  t.equal(server.updateTokens({ users: USERS }), 1, 'reload 3 drops dave: 1 revoked')
+  await dave.waitClosed()
+  t.match(dave.received, /\r\n0\r\n\r\n$/)
+  t.equal(server.updateTokens({ users: USERS }), 0, 'reload 4 changes nothing')
+  t.equal(server.stats().drops.revoked, 2)
+  t.equal(server.clientCount, 1, 'alice, kept by every reload, still streams')
+  t.equal(server.broadcast({ data: 'still here' }), 1)
+  await alice.waitFor(ev('1', 'still here'))
+  t.equal(afterReady(alice), ev('fence', 'fence') + ev('1', 'still here'))
+  alice.close()
+})
+
 t.test("'connect' and 'disconnect' events carry the client view", async (t) => {
   const { server, port } = await startServer(t, { users: USERS })
   const connects: ClientView[] = []

@@ -314,6 +314,52 @@ t.test('SIGHUP re-reads --users: streams whose token went or lost a role are clo
   t.match(still, /event: ready/, 'the old table is still in use')
 })
 
+t.test('SIGHUP revokes at every reload: carol, kept by the first, is closed by the second; dave by the third', async (t) => {
+  const dir = tempDir(t)
+  const users = path.join(dir, 'users.json')
+  const admin = { token: 'admin-tok', user: 'root', roles: ['publish', 'admin'] }
+  const carol = { token: 'carol-tok', user: 'carol', roles: ['publish'] }
+  const dave = { token: 'dave-tok', user: 'dave', roles: [] }
+  writeFileSync(users, JSON.stringify([admin, carol, dave]))
+  const { child, port } = await startCli(t, ['--port', '0', '--tick', '0', '--heartbeat', '0', '--users', users], { env: {} })
+  const net = await import('node:net')
+  const open = async (token: string): Promise<{ text: () => string; closed: () => boolean }> => {
+    const s = net.connect(port, '127.0.0.1')
+    let text = ''
+    let closed = false
+    s.setEncoding('latin1')
+    s.on('data', (d: string) => (text += d))
+    s.on('close', () => (closed = true))
+    s.on('error', () => {})
+    t.teardown(() => s.destroy())
+    s.write(`GET /events/${token} HTTP/1.1\r\nHost: x\r\n\r\n`)
+    await until(() => text.includes('event: ready'), () => `ready for ${token}`, 5000)
+    return { text: () => text, closed: () => closed }
+  }
+  const carolStream = await open('carol-tok')
+  const daveStream = await open('dave-tok')
+  const reloads = (): number => child.stderr.split(' reload ').length - 1
+  const reloadTo = async (entries: object[], revoked: number): Promise<void> => {
+    const before = reloads()
+    writeFileSync(users, JSON.stringify(entries))
+    child.kill('SIGHUP')
+    await until(() => reloads() > before, () => `reload ${before + 1}: ${child.stderr}`, 5000)
+    t.match(child.stderr.split(' reload ').at(-1), new RegExp(`^revoked=${revoked} tls=false\n`), `reload ${before + 1}: revoked ${revoked}`)
+  }
+
+  await reloadTo([admin, carol, dave], 0)
+  t.notOk(carolStream.closed() || daveStream.closed(), 'reload 1 keeps both streams')
+  await reloadTo([admin, dave], 1)
+  await until(() => carolStream.closed(), () => 'carol’s stream closed', 5000)
+  t.match(carolStream.text(), /\r\n0\r\n\r\n$/, 'carol’s stream ends with the last chunk')
+  t.notOk(daveStream.closed(), 'dave keeps his')
+  await reloadTo([admin], 1)
+  await until(() => daveStream.closed(), () => 'dave’s stream closed', 5000)
+  t.match(daveStream.text(), /\r\n0\r\n\r\n$/, 'dave’s stream ends with the last chunk')
+  const stats = JSON.parse((await rawRequest(port, 'GET /stats HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer admin-tok\r\nConnection: close\r\n\r\n')).split('\r\n\r\n')[1]!) as { drops: Record<string, number> }
+  t.equal(stats.drops.revoked, 2, '/stats drops.revoked')
+})
+
 // ------------------------------------------------------------------ first contact
 
 t.test('-h, -v and -p are short for --help, --version and --port', async (t) => {

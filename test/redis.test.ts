@@ -756,6 +756,16 @@ if (canRun(t, FILE, 'the Redis tests', redisMissing())) {
     t.same(datas(inside), ['h7', 'h8', 'marker', 'next'], 'Last-Event-ID of h6: h7, h8, the marker, then live')
     t.equal(resets(inside), 0)
     t.same(eventsOf(gap).map((e) => e.event), ['ready', 'reset', 'message'], 'Last-Event-ID of h2 (trimmed away): ready, reset, then live')
+
+    // The id of the event to one client is placed on every process, the late one too (it read
+    // the event from Redis): a resume from it gets the kept events after it, no reset.
+    const fromPrivate = [await stream(t, a!.port, '', { 'Last-Event-ID': String(priv.json?.id) }), await stream(t, b!.port, '', { 'Last-Event-ID': String(priv.json?.id) }), await stream(t, late.port, '', { 'Last-Event-ID': String(priv.json?.id) })]
+    t.equal((await publish(a!.port, '', 'last')).status, 200)
+    await eachReceives(fromPrivate, 'data: last\n', 5000)
+    for (const [i, c] of fromPrivate.entries()) {
+      t.equal(resets(c), 0, `process ${i + 1}: no reset`)
+      t.same(datas(c), ['marker', 'next', 'last'], `process ${i + 1}: the kept events after the private one`)
+    }
   })
 
   t.test('routing across processes: client= and DELETE /clients/ID reach the other process, user= connected nowhere is 404, /stats shows the cluster', async (t) => {

@@ -204,6 +204,43 @@ t.test('--workers 2: a worker that joins while events are published has the same
   }
 })
 
+t.test('--workers 2: resuming from the id of an event sent to one client works on every worker, a replacement too: no reset', async (t) => {
+  const cli = await cluster(t, 2)
+  const [a] = await spread(t, cli.port, 2)
+  const dm = await request(cli.port, 'POST', `/publish?client=${clientId(a!)}`, 'just you')
+  t.same([dm.status, dm.json.delivered], [200, 1])
+  const kept = await request(cli.port, 'POST', '/publish', 'for all')
+  await until(() => events(a!).length === 2, () => 'both events at the stream', 5000)
+  t.same(events(a!), [[dm.json.id, 'just you'], [kept.json.id, 'for all']])
+  const want: Array<[unknown, string]> = [[kept.json.id, 'for all']]
+
+  // Each worker marked where the event fell; the resumed streams get the kept events after it.
+  const resumeEverywhere = async (when: string): Promise<void> => {
+    const back = await spread(t, cli.port, 2, `/events/${SUB}?lastEventId=${String(dm.json.id)}`)
+    const marker = await request(cli.port, 'POST', '/publish', `marker ${when}`)
+    want.push([marker.json.id, `marker ${when}`])
+    for (const c of back) {
+      await until(() => events(c).some(([id]) => id === marker.json.id), () => `the marker at ${clientId(c)}`, 5000)
+      t.notMatch(c.received, /event: reset/, `${when}, stream ${clientId(c)}: no reset`)
+      t.same(events(c), want, `${when}, stream ${clientId(c)}: the kept events after it, then live`)
+      c.close()
+    }
+  }
+  await resumeEverywhere('at first')
+  // A worker that starts later gets the places with the history.
+  const nodes = (await request(cli.port, 'GET', '/stats')).json.nodes as Array<{ pid: number }>
+  process.kill(nodes[0]!.pid, 'SIGKILL')
+  await until(
+    async () => {
+      const n = (await request(cli.port, 'GET', '/stats').catch(() => null))?.json.nodes as Array<{ pid: number }> | undefined
+      return n !== undefined && n.length === 2 && !n.some((x) => x.pid === nodes[0]!.pid)
+    },
+    () => 'the replacement',
+    10_000,
+  )
+  await resumeEverywhere('after a replacement')
+})
+
 t.test('--workers 2: publishes pipelined on one connection are answered in order, ids in request order, with other requests between them', async (t) => {
   const cli = await cluster(t, 2)
   const streams = await spread(t, cli.port, 2)

@@ -179,19 +179,33 @@ export interface ConsoleTarget {
 }
 
 /**
- * Broadcast a typed or piped line; null when refused. It is a publish like any other, so it obeys
- * the limits of `POST /publish` (body, event size): one over them is refused with one line on
- * standard error, never sent to every reader.
+ * Broadcast a typed or piped line (and with `echo`, say how many streams it reached). It is a
+ * publish like any other, so it obeys the limits of `POST /publish` (body, event size): one over
+ * them is refused with one line on standard error, never sent to every reader. Never rejects:
+ * every failure is that line.
  */
-async function broadcastLine(target: ConsoleTarget, line: string): Promise<number | null> {
+async function broadcastLine(target: ConsoleTarget, line: string, echo: boolean): Promise<void> {
   const bytes = Buffer.byteLength(line)
+  let n: number
   try {
     if (bytes > L.MAX_BODY_BYTES) throw new Error(`over the ${L.MAX_BODY_BYTES}-byte limit of a publish`)
-    return await target.broadcast(line)
+    n = await target.broadcast(line)
   } catch (err) {
     process.stderr.write(`rawsse: a line of ${bytes} bytes was not broadcast: ${(err as Error).message}\n`)
-    return null
+    return
   }
+  if (echo) process.stdout.write(`delivered to ${n} stream${n === 1 ? '' : 's'}\n`)
+}
+
+/** Exit 0 once `stopped` resolves; a stop that fails (a bug) is said, and the exit is 1. */
+export function exitWhen(stopped: Promise<unknown>): void {
+  stopped.then(
+    () => process.exit(0),
+    (err: unknown) => {
+      process.stderr.write(`rawsse: stop failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`)
+      process.exit(1)
+    },
+  )
 }
 
 /** A terminal: typed lines are broadcast, /clients and /quit; a pipe: lines with --stdin, else one notice. */
@@ -213,15 +227,13 @@ export function startConsole(p: Args, target: ConsoleTarget): void {
         return
       }
       if (line === '') return
-      void broadcastLine(target, line).then((n) => {
-        if (n !== null) process.stdout.write(`delivered to ${n} stream${n === 1 ? '' : 's'}\n`)
-      })
+      void broadcastLine(target, line, true)
     })
     rl.on('close', () => target.stop()) // Ctrl-D
     rl.on('SIGINT', () => target.stop()) // readline takes Ctrl-C away from the process
   } else if (p.has('stdin')) {
     const rl = readline.createInterface({ input: process.stdin, terminal: false })
-    rl.on('line', (line) => void broadcastLine(target, line))
+    rl.on('line', (line) => void broadcastLine(target, line, false))
   } else {
     // Input from a pipe or a file is read only with --stdin; the first bytes that come get one line
     // saying so, rather than silence that looks like a hang.
@@ -277,7 +289,7 @@ export async function serve(p: Args, reread: () => Args): Promise<void> {
     log('stop', { streams: server.clientCount })
     // Exit 0 within the grace period even if a socket will not close.
     setTimeout(() => process.exit(0), L.SHUTDOWN_GRACE_MS).unref()
-    void server.stop().then(() => process.exit(0))
+    exitWhen(server.stop())
   }
   process.on('SIGINT', stop)
   process.on('SIGTERM', stop)

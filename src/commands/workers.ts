@@ -16,7 +16,7 @@ import { resolveSettings } from '../server/options.js'
 import { eventSize } from '../server/sse-encode.js'
 import type { Args } from './args.js'
 import { logServer } from './log.js'
-import { busWatcher, logFrom, makeServer, optionsFrom, packageVersion, reload, startConsole, startupLines } from './serve.js'
+import { busWatcher, exitWhen, logFrom, makeServer, optionsFrom, packageVersion, reload, startConsole, startupLines } from './serve.js'
 
 /** A worker's place in the cluster: a replacement takes the slot (and name) of the one that died. */
 interface Slot {
@@ -56,7 +56,12 @@ export async function runPrimary(p: Args, count: number): Promise<void> {
     const name = `worker-${slot}`
     worker.on('message', (msg: FromWorker) => {
       if (msg.t === 'hello') {
-        void primary.join(slot, { name, send: (m: ToWorker) => worker.isConnected() && worker.send(m) }, token)
+        primary.join(slot, { name, send: (m: ToWorker) => worker.isConnected() && worker.send(m) }, token).catch((err: Error) => {
+          // A worker that never gets its `init` would wait for ever: end it (it is replaced, or
+          // the cluster stops if it had never listened), and say why.
+          process.emitWarning(`rawsse: ${name} could not join: ${err.message}`)
+          worker.process.kill('SIGKILL')
+        })
       } else if (msg.t === 'listening') {
         state.listening = true
         if (!announced && [...slots.values()].every((s) => s.listening)) announce(msg.port)
@@ -71,7 +76,7 @@ export async function runPrimary(p: Args, count: number): Promise<void> {
       primary.leave(slot)
       if (slots.get(slot) === state) slots.delete(slot)
       if (stopping) {
-        if (slots.size === 0) void closing.then(() => process.exit(0))
+        if (slots.size === 0) exitWhen(closing)
         return
       }
       if (!state.listening) return fail(state.error ?? `${name} exited before it listened (${signal ?? `code ${code}`})`)
@@ -94,14 +99,17 @@ export async function runPrimary(p: Args, count: number): Promise<void> {
     if (ticker !== null) clearInterval(ticker)
     log('stop', { streams: primary.presence.size })
     primary.tellAll({ t: 'stop' })
-    closing = Promise.resolve(primary.bus.close())
+    // Leaving Redis may fail (it is away): the workers stopped all the same, so the exit is still 0.
+    closing = Promise.resolve()
+      .then(() => primary.bus.close())
+      .catch((err: Error) => process.emitWarning(`rawsse: leaving the bus failed: ${err.message}`))
     // Exit 0 within the contract's 5 s even if a worker will not finish; the workers' own grace
     // is the same, so a straggler is ended here a little before it.
     setTimeout(() => {
       for (const s of slots.values()) s.worker.process.kill('SIGKILL')
       process.exit(0)
     }, L.SHUTDOWN_GRACE_MS - L.CLUSTER_EXIT_MARGIN_MS).unref()
-    if (slots.size === 0) void closing.then(() => process.exit(0))
+    if (slots.size === 0) exitWhen(closing)
   }
   process.on('SIGINT', stop)
   process.on('SIGTERM', stop)
@@ -149,7 +157,7 @@ export async function runWorker(p: Args, reread: () => Args): Promise<void> {
     if (stopping) return
     stopping = true
     setTimeout(() => process.exit(0), L.SHUTDOWN_GRACE_MS).unref()
-    void server.stop().then(() => process.exit(0))
+    exitWhen(server.stop())
   }
   bus.onStop = stop
   bus.onReload = () => reload(server, reread, log)

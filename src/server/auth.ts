@@ -62,13 +62,16 @@ export class TokenTable {
   }
 
   /**
-   * What the same token holds in `next`, for an identity this table handed out: the identity in
-   * `next`, null when the token is gone there, undefined when the identity is not from this table
-   * (an `authenticate` hook's).
+   * What the token behind `who` holds in this table: its identity here, null when the token is
+   * not here, undefined when `who` came from no table (an `authenticate` hook's). `who` may come
+   * from any earlier table, not only the one this replaced: a stream keeps the identity it opened
+   * with through every reload that leaves its token alone, and must still be revoked at the one
+   * that takes the token away.
    */
-  successor(who: AuthUser, next: TokenTable): AuthUser | null | undefined {
-    for (const [key, value] of this.byDigest) if (value === who) return next.byDigest.get(key) ?? null
-    return undefined
+  successorOf(who: AuthUser): AuthUser | null | undefined {
+    const key = tokenDigests.get(who)
+    if (key === undefined) return undefined
+    return this.byDigest.get(key) ?? null
   }
 
   private add(token: string, who: AuthUser): void {
@@ -76,8 +79,13 @@ export class TokenTable {
     const key = digest(token)
     if (this.byDigest.has(key)) throw new Error('the same token is given twice')
     this.byDigest.set(key, who)
+    tokenDigests.set(who, key)
   }
 }
+
+// The digest of the token behind each identity any table handed out. Weak: an identity goes
+// with its table and the last stream that holds it.
+const tokenDigests = new WeakMap<AuthUser, string>()
 
 function digest(token: string): string {
   return createHash('sha256').update(token).digest('base64')
@@ -140,11 +148,21 @@ export class Access {
     this.table = this.tableOf(lists)
   }
 
-  /** The table first; the hook (which sees the request) only for tokens it lacks. */
+  /**
+   * The table first; the hook (which sees the request) only for tokens it lacks. Throws when the
+   * hook does (the request then gets a 500) or returns a promise.
+   */
   authenticate(token: string, request: () => AuthRequest): AuthUser | null {
     const known = this.table.lookup(token)
     if (known !== null || this.hook === undefined) return known
-    return this.hook(token, request())
+    const who = this.hook(token, request())
+    if (typeof (who as unknown as PromiseLike<unknown> | null)?.then === 'function') {
+      // An `async` hook, from JavaScript that no type checked: its promise is not a user (it
+      // would pass for one), and nobody else would ever handle its rejection.
+      Promise.resolve(who).catch(() => {})
+      throw new TypeError('the authenticate hook returned a promise: it must return a user or null')
+    }
+    return who
   }
 
   /**
@@ -153,10 +171,9 @@ export class Access {
    * undefined for an identity the hook gave (not ours to revoke).
    */
   replace(lists: TokenLists): (who: AuthUser) => AuthUser | null | undefined {
-    const old = this.table
     const next = this.tableOf(lists)
     this.table = next
-    return (who) => old.successor(who, next)
+    return (who) => next.successorOf(who)
   }
 
   private tableOf(lists: TokenLists): TokenTable {

@@ -25,6 +25,7 @@ export class Delivery {
     const frame = encodeEvent(e.message)
     this.metrics.published++
     if (e.keep && e.message.id !== undefined) this.history.add({ id: e.message.id, frame, target: e.target })
+    else if (e.message.id !== undefined) this.history.mark(e.message.id) // to one client: where it fell, not what
     let reached: number
     if (e.target.client !== undefined || e.target.filter !== undefined) {
       // One stream, found by id: write at once (after anything queued before it, to keep order)

@@ -45,6 +45,7 @@ export const FANOUT_SLICE_WRITES = 1_000 // writes one fan-out makes to streams 
 export const DRAIN_BYTES_PER_TURN = 4 * 1024 * 1024 // what draining streams may write in one event-loop turn; the rest write in later turns
 export const DROP_SLICE = 500 // stalled streams closed per event-loop turn when many go at once: each close costs tens of µs
 export const MAX_BACKLOG_BYTES = 64 * 1024 * 1024 // events kept for blocked streams; one owed older events than this holds is dropped as slow
+export const MAX_HISTORY_MARKS = 10_000 // ids of events sent to one client whose place history remembers (the id and a number, not the event); past it the oldest is forgotten, and its Last-Event-ID gets `reset`
 
 // --- a cluster on Redis (--redis) ---
 export const DEFAULT_REDIS_PREFIX = 'rawsse'

@@ -160,7 +160,7 @@ export class SseServer extends EventEmitter<SseServerEvents> {
     return this.reached(msg, { channel })
   }
 
-  /** Send to one stream; its id does not survive a reconnect, so it is not kept for replay. */
+  /** Send to one stream. Not kept for replay; its id is placed, so that stream resumes after it. */
   send(clientId: number, msg: SseMessage): number {
     return this.reached(msg, { client: clientId })
   }
@@ -284,6 +284,7 @@ export class SseServer extends EventEmitter<SseServerEvents> {
   private busNode(): BusNode {
     return {
       deliver: (e) => this.delivery.deliver(e),
+      mark: (id) => this.history.mark(id),
       gap: () => this.delivery.gap(),
       nextEventId: () => String(++this.lastEventId),
       count: (target) => this.streams.countMatches(target),

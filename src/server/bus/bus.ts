@@ -49,6 +49,11 @@ export interface BusNode {
   /** Write the event to the matching streams here (and keep it); returns how many it reached. */
   deliver(event: BusEvent): number
   /**
+   * An event to one client, delivered before this node joined, had this id: remember where it
+   * fell (between the history events handed over with it), as deliver() does for one it delivers.
+   */
+  mark(id: string): void
+  /**
    * The bus lost events this node never got (Redis lost its data, or trimmed what a node that
    * was cut off missed): forget the history, and tell every open stream with `reset`.
    */

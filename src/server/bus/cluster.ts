@@ -30,6 +30,7 @@ export class ClusterBus implements Bus {
   onReload: () => void = () => {}
   private node: BusNode | null = null
   private history: WireEvent[]
+  private marks: Array<[id: string, at: number]>
   private sent = 0
   private readonly publishes = new Map<number, Pending<Accepted>>()
   private readonly questions = new Map<number, Pending<unknown>>()
@@ -51,6 +52,7 @@ export class ClusterBus implements Bus {
   ) {
     this.name = init.node
     this.history = init.history
+    this.marks = init.marks
     this.ids = init.ids
     this.lastClientId = init.ids[0] - 1
     process.on('message', this.onMessage)
@@ -73,8 +75,15 @@ export class ClusterBus implements Bus {
   /** The server: it gets the cluster's retained history at once, before it listens, then what came since. */
   attach(node: BusNode): void {
     this.node = node
-    for (const e of this.history) node.deliver(e)
+    // The events to one client between them are marked where they fell, as the others marked them.
+    let m = 0
+    for (const [i, e] of this.history.entries()) {
+      for (; m < this.marks.length && this.marks[m]![1] <= i; m++) node.mark(this.marks[m]![0])
+      node.deliver(e)
+    }
+    for (; m < this.marks.length; m++) node.mark(this.marks[m]![0])
     this.history = []
+    this.marks = []
     const early = this.early
     this.early = []
     for (const msg of early) this.handle(msg)

@@ -51,7 +51,8 @@ export interface NodeStats extends Stats {
 }
 
 export type ToWorker =
-  | { t: 'init'; node: string; token: string | null; history: WireEvent[]; ids: [first: number, last: number] }
+  /** `marks`: the ids of events to one client among `history`, each with how many of its events come before it. */
+  | { t: 'init'; node: string; token: string | null; history: WireEvent[]; marks: Array<[id: string, at: number]>; ids: [first: number, last: number] }
   /** Every event of one turn of the primary, and this worker's publishes it answered in that turn (after the events: their publishers' streams have them first). */
   | { t: 'batch'; events: WireEvent[]; answers: PublishAnswer[] }
   | { t: 'ids'; ids: [first: number, last: number] }

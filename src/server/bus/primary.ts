@@ -75,7 +75,7 @@ export class ClusterPrimary {
     this.workers.set(slot, link)
     const history: WireEvent[] = []
     this.history.since('0', (e) => history.push(e.event))
-    link.send({ t: 'init', node: link.name, token, history, ids })
+    link.send({ t: 'init', node: link.name, token, history, marks: this.history.marksByPlace(), ids })
   }
 
   /** A worker is gone: its streams are, and no answer is awaited from it any more. */
@@ -181,6 +181,7 @@ export class ClusterPrimary {
         const id = e.message.id
         // Encoded here too only to size it as the workers do, so every history forgets the same events.
         if (e.keep && id !== undefined) this.history.add({ id, frame: encodeEvent(event.message), target: event.target, event })
+        else if (id !== undefined) this.history.mark(id) // to one client: where it fell, as every worker marks it
         this.push(event)
         return this.presence.count(event.target)
       },
@@ -190,6 +191,7 @@ export class ClusterPrimary {
         this.history.clear()
         this.tellAll({ t: 'gap' })
       },
+      mark: (id) => this.history.mark(id),
       nextEventId: () => String(++this.lastEventId),
       count: (t) => this.presence.count(t as WireTarget),
       closeClient: async (id) => {
