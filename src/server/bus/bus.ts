@@ -65,6 +65,12 @@ export interface BusNode {
 }
 
 export interface Bus {
+  /**
+   * publish() answers later, with a Promise (a bus between processes). The synchronous
+   * publishEvent() then refuses before handing anything to the bus, rather than publish an event
+   * whose answer nobody would wait for.
+   */
+  readonly answersLater?: boolean
   /** Called once by the server that uses this bus. */
   attach(node: BusNode): void
   /** Join the cluster and load its retained history, before the node accepts streams (listen() waits for it). */

@@ -25,6 +25,8 @@ interface Pending<T> {
 export class ClusterBus implements Bus {
   /** This worker's name in /stats `nodes` and /metrics. */
   readonly name: string
+  /** A publish is answered once the primary has accepted it. */
+  readonly answersLater = true
   /** The primary said stop or reload (the command decides what that means). */
   onStop: () => void = () => {}
   onReload: () => void = () => {}

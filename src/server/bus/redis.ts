@@ -44,6 +44,8 @@ export type BusState = 'up' | 'down'
 export class RedisBus implements Bus {
   /** This node's name in /stats `nodes` and /metrics: host and process id. */
   readonly name = `${hostname()}:${process.pid}`
+  /** A publish is answered once Redis has acknowledged it. */
+  readonly answersLater = true
   private readonly prefix: string
   private node: BusNode | null = null
   private links: RedisLink[] = []

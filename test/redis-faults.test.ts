@@ -1,0 +1,189 @@
+// `--redis` when Redis misbehaves (issue 20), on a real redis-server: the library's
+// publishEvent() on a cluster bus. Without redis-server (or the redis package) they are skipped,
+// and fail under CI=true.
+
+import t, { type Test } from 'tap'
+import { parseResponse, rawRequest, RawClient, sleep } from './helpers.js'
+import { SseServer } from '../src/index.js'
+import { canRun } from './needs.js'
+import { startCli, until, type Cli } from './process.js'
+import { redisCommand, redisMissing, startRedis, type Redis } from './redis-server.js'
+
+const SUB = 'sub-token'
+const PUB = 'pub-token'
+const FILE = 'test/redis-faults.test.ts'
+
+/** One rawsse process on `redis`, quiet (no tick, heartbeat or log). */
+function node(t: Test, redis: { url: string }, extra: readonly string[] = [], env: NodeJS.ProcessEnv = {}): Promise<Cli> {
+  return startCli(t, ['--port', '0', '--redis', redis.url, '--token', SUB, '--publish-token', PUB, '--tick', '0', '--heartbeat', '0', '--log', 'off', ...extra], { env })
+}
+
+interface Answer {
+  status: number
+  headers: Record<string, string>
+  body: string
+}
+
+const publishRequest = (data: string, close: boolean): string =>
+  `POST /publish HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${PUB}\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(data)}\r\n${close ? 'Connection: close\r\n' : ''}\r\n${data}`
+
+/** The whole answers at the front of `raw` (each head and its Content-Length body); what follows them is left. */
+function wholeAnswers(raw: string): { answers: Answer[]; rest: string } {
+  const answers: Answer[] = []
+  let rest = raw
+  for (;;) {
+    const end = rest.indexOf('\r\n\r\n')
+    if (end === -1) break
+    const r = parseResponse(rest.slice(0, end + 4))
+    const length = Number(r.headers['content-length'] ?? NaN)
+    if (!Number.isInteger(length) || rest.length < end + 4 + length) break
+    answers.push({ status: r.status, headers: r.headers, body: rest.slice(end + 4, end + 4 + length) })
+    rest = rest.slice(end + 4 + length)
+  }
+  return { answers, rest }
+}
+
+/** GET on a connection of its own; the whole answer (or a failure naming what came). */
+async function get(port: number, path: string, token: string | null = null): Promise<Answer> {
+  const raw = await rawRequest(port, `GET ${path} HTTP/1.1\r\nHost: x\r\n${token === null ? '' : `Authorization: Bearer ${token}\r\n`}Connection: close\r\n\r\n`, 10_000)
+  const { answers } = wholeAnswers(raw)
+  if (answers.length !== 1) throw new Error(`GET ${path} on :${port}: not one whole answer: ${JSON.stringify(raw)}`)
+  return answers[0]!
+}
+
+/** What a process's /healthz says, and its own bus in /stats `nodes` (found by its pid). */
+async function busSeenBy(x: Cli): Promise<{ healthz: string; stats: string }> {
+  const h = await get(x.port, '/healthz')
+  const s = JSON.parse((await get(x.port, '/stats', PUB)).body) as { nodes?: Array<{ pid: number; bus: string }> }
+  const own = s.nodes?.find((n) => n.pid === x.child.proc.pid)
+  return { healthz: `${h.status} ${h.body}`, stats: own?.bus ?? `no entry for pid ${x.child.proc.pid}` }
+}
+
+const DOWN = { healthz: '200 {"status":"bus down"}', stats: 'down' }
+const UP = { healthz: '200 {"status":"ok"}', stats: 'up' }
+
+/** The published events a stream received, as `ID DATA`, in order. */
+function published(c: RawClient): string[] {
+  return [...c.received.matchAll(/(?:^|\n)id: ([^\n]*)\ndata: ([^\n]*)\n\n/g)].map((m) => `${m[1]} ${m[2]}`)
+}
+
+async function stream(t: Test, port: number): Promise<RawClient> {
+  const c = await RawClient.open(port)
+  t.teardown(() => c.close())
+  c.write(`GET /events/${SUB} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`)
+  await c.waitFor('event: ready\n', 10_000)
+  return c
+}
+
+/** Every publish a publisher made: the data answered 200 (with its id) in the order sent, the data answered 503, and anything else. */
+interface Tally {
+  /** `ID DATA` of each 200, in the order its publisher sent it. */
+  ok: string[]
+  refused: string[]
+  /** Answers neither 200 nor a whole `503 {"error":"bus unavailable"}` with Retry-After: an empty reply, a cut connection… */
+  wrong: string[]
+}
+
+function judge(tally: Tally, data: string, a: Answer | undefined, why: string): void {
+  if (a === undefined) tally.wrong.push(`${data}: no whole answer (${why})`)
+  else if (a.status === 200) tally.ok.push(`${String((JSON.parse(a.body) as { id: unknown }).id)} ${data}`)
+  else if (a.status === 503 && a.body === '{"error":"bus unavailable"}' && /^\d+$/.test(a.headers['retry-after'] ?? '')) tally.refused.push(data)
+  else tally.wrong.push(`${data}: ${a.status} ${JSON.stringify(a.headers)} ${a.body}`)
+}
+
+interface Running {
+  tally: Tally
+  stop(): Promise<void>
+}
+
+/** One publish at a time, each on a connection of its own, on the processes in turn, until stopped. */
+function oneAtATime(nodes: readonly Cli[], prefix: string): Running {
+  const tally: Tally = { ok: [], refused: [], wrong: [] }
+  let running = true
+  const loop = (async () => {
+    for (let n = 1; running; n++) {
+      const data = `${prefix}${n}`
+      const raw = await rawRequest(nodes[n % nodes.length]!.port, publishRequest(data, true), 10_000).catch((err: unknown) => `(${String(err)})`)
+      const { answers } = wholeAnswers(raw)
+      judge(tally, data, answers.length === 1 ? answers[0] : undefined, JSON.stringify(raw))
+      await sleep(10)
+    }
+  })()
+  return { tally, stop: async () => void ((running = false), await loop) }
+}
+
+/** `depth` publishes in one write on one keep-alive connection, then the next `depth` once all are answered, until stopped. */
+function pipelined(at: Cli, prefix: string, depth: number): Running {
+  const tally: Tally = { ok: [], refused: [], wrong: [] }
+  let running = true
+  const connect = (): Promise<RawClient | null> => RawClient.open(at.port).catch(() => null)
+  const loop = (async () => {
+    let c = await connect()
+    let from = 0
+    for (let n = 1; running; ) {
+      if (c === null) {
+        tally.wrong.push(`cannot connect to :${at.port}`)
+        break
+      }
+      const batch = Array.from({ length: depth }, (_, k) => `${prefix}${n + k}`)
+      n += depth
+      const conn = c
+      conn.write(batch.map((d) => publishRequest(d, false)).join(''))
+      await conn.waitFor((s) => wholeAnswers(s.slice(from)).answers.length >= depth, 10_000).catch(() => {})
+      const { answers, rest } = wholeAnswers(conn.received.slice(from))
+      batch.forEach((d, k) => judge(tally, d, answers[k], `connection ${conn.closed ? 'closed' : 'open'} after ${answers.length} of ${depth} answers; then ${JSON.stringify(rest)}`))
+      from = conn.received.length - rest.length
+      if (answers.length < depth) {
+        c.close()
+        c = await connect()
+        from = 0
+      }
+      await sleep(10)
+    }
+    c?.close()
+  })()
+  return { tally, stop: async () => void ((running = false), await loop) }
+}
+
+const dataOf = (key: string): string => key.slice(key.indexOf(' ') + 1)
+const idOf = (key: string): number => Number(key.slice(0, key.indexOf(' ')))
+
+/** SIGSTOP to redis-server (by its PID) for the length of `during`, then SIGCONT whatever happened. */
+async function hang<T>(redis: Redis, during: () => Promise<T>): Promise<T> {
+  process.kill(redis.pid, 'SIGSTOP')
+  try {
+    return await during()
+  } finally {
+    process.kill(redis.pid, 'SIGCONT')
+  }
+}
+
+if (canRun(t, FILE, 'the Redis fault tests', redisMissing())) {
+  t.test('the library: publishEvent() on a cluster bus refuses before publishing (nothing reaches a stream), and leaves no promise unhandled, with Redis up or away', async (t) => {
+    const redis = await startRedis(t)
+    const unhandled: unknown[] = []
+    const onUnhandled = (reason: unknown): void => void unhandled.push(reason)
+    process.on('unhandledRejection', onUnhandled)
+    t.teardown(() => void process.off('unhandledRejection', onUnhandled))
+    const server = new SseServer({ port: 0, redis: redis.url, redisPrefix: 'lib', tokens: [SUB], publishTokens: [PUB], tickMs: 0, heartbeatMs: 0, publicDir: null })
+    const { port } = await server.listen()
+    t.teardown(() => server.stop())
+    const c = await stream(t, port)
+
+    t.throws(() => server.publishEvent({ data: 'not-published' }, {}), /publishAsync/, 'publishEvent throws: the answer comes later on a cluster bus')
+    const marker = await server.publishAsync({ data: 'marker' }, {})
+    await c.waitFor('data: marker\n', 5000)
+    t.same(published(c), [`${marker.id} marker`], 'the stream got the marker published after it, and nothing before')
+
+    await redis.stop()
+    t.throws(() => server.publishEvent({ data: 'while-away' }, {}), /publishAsync/, 'publishEvent throws with Redis away too')
+    const refused = await server.publishAsync({ data: 'refused' }, {}).then(
+      () => 'published',
+      (err: { status?: number; message?: string }) => `${err.status} ${err.message}`,
+    )
+    t.equal(refused, '503 bus unavailable', 'publishAsync: 503 bus unavailable')
+    // Unhandled rejections are reported once the microtasks of a turn have run: one turn later, any would be.
+    await new Promise((resolve) => setImmediate(resolve))
+    t.same(unhandled, [], 'no unhandled rejection')
+  })
+}
