@@ -1,6 +1,8 @@
-// `--redis` when Redis misbehaves (issue 20), on a real redis-server: the library's
-// publishEvent() on a cluster bus. Without redis-server (or the redis package) they are skipped,
-// and fail under CI=true.
+// `--redis` when Redis misbehaves in ways other than refusing connections (issue 20), on a real
+// redis-server: a Redis that hangs (SIGSTOP, then SIGCONT) while two processes publish through it,
+// one at a time and pipelined on keep-alive connections; a `--workers` primary whose request for
+// a block of stream ids fails while Redis is away; and the library's publishEvent() on a cluster
+// bus. Without redis-server (or the redis package) they are skipped, and fail under CI=true.
 
 import t, { type Test } from 'tap'
 import { parseResponse, rawRequest, RawClient, sleep } from './helpers.js'
@@ -159,6 +161,66 @@ async function hang<T>(redis: Redis, during: () => Promise<T>): Promise<T> {
 }
 
 if (canRun(t, FILE, 'the Redis fault tests', redisMissing())) {
+  t.test('--workers 2 --redis: blocks of stream ids asked for while Redis is away come once it is back, and streams open on every worker again', async (t) => {
+    const redis = await startRedis(t)
+    // Blocks of 4 stream ids instead of 65 536, so that a few streams spend them (a knob for tests only).
+    const machine = await node(t, redis, ['--workers', '2'], { RAWSSE_TEST_CLIENT_ID_BLOCK: '4' })
+    // At start the node took a block for itself (1 to 4, unused by a primary) and one in reserve;
+    // each worker got one (5 to 8, 9 to 12), and the reserve was refilled (13 to 16).
+    await until(async () => (await redisCommand(redis.port, ['GET', '{rawsse}:client-ids'])) === '$2\r\n16\r\n', () => 'ids 1 to 16 taken from Redis', 10_000)
+    /** A stream's client id, or the whole answer that refused it. */
+    const open = async (): Promise<number | string> => {
+      const c = await RawClient.open(machine.port)
+      t.teardown(() => c.close())
+      c.write(`GET /events/${SUB} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`)
+      await c.waitFor((s) => s.includes('event: ready\n') || wholeAnswers(s).answers.length > 0, 10_000)
+      const id = /data: \{"client":(\d+),/.exec(c.received)
+      if (id !== null) return Number(id[1])
+      c.close()
+      const a = wholeAnswers(c.received).answers[0]!
+      return `${a.status} ${a.body} Retry-After: ${a.headers['retry-after']}`
+    }
+    /** Each worker's streams, from /stats `nodes`. */
+    const perWorker = async (): Promise<number[]> => {
+      const s = JSON.parse((await get(machine.port, '/stats', PUB)).body) as { nodes: Array<{ node: string; clients: number }> }
+      return [...s.nodes].sort((x, y) => x.node.localeCompare(y.node)).map((n) => n.clients)
+    }
+
+    await redis.stop()
+    // A worker asks for its next block half way through one: the first ask gets the reserve,
+    // the others find Redis refusing. Streams open until both workers are out of ids.
+    const ids: number[] = []
+    const refusals = new Set<string>()
+    for (let i = 0, inARow = 0; i < 40 && inARow < 4; i++) {
+      const r = await open()
+      if (typeof r === 'number') ids.push(r)
+      else refusals.add(r)
+      inARow = typeof r === 'number' ? 0 : inARow + 1
+    }
+    t.same([...ids].sort((x, y) => x - y), [5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16], 'the ids the blocks held, each once')
+    t.same([...refusals], ['503 no stream ids left; try again\n Retry-After: 1'], 'then each worker refuses streams: 503 with Retry-After')
+    const before = await perWorker()
+
+    await redis.restart()
+    let now: number[] = before
+    const after: number[] = []
+    await until(
+      async () => {
+        // Two at a time: the primary hands connections to its workers in turn, and /stats takes one.
+        for (const r of [await open(), await open()]) if (typeof r === 'number') after.push(r)
+        now = await perWorker()
+        return now.length === 2 && now.every((n, i) => n > before[i]!)
+      },
+      () => `a stream to open on each worker once Redis is back; streams per worker before ${JSON.stringify(before)}, now ${JSON.stringify(now)}`,
+      15_000,
+    )
+    t.pass(`streams open on both workers again (per worker ${JSON.stringify(before)} → ${JSON.stringify(now)})`)
+    t.ok(
+      after.every((id) => id > 16) && new Set([...ids, ...after]).size === ids.length + after.length,
+      `with ids from new blocks, unique (${after.join(', ')})`,
+    )
+  })
+
   t.test('the library: publishEvent() on a cluster bus refuses before publishing (nothing reaches a stream), and leaves no promise unhandled, with Redis up or away', async (t) => {
     const redis = await startRedis(t)
     const unhandled: unknown[] = []

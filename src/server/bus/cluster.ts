@@ -106,8 +106,13 @@ export class ClusterBus implements Bus {
 
   nextClientId(): number {
     if (this.lastClientId >= this.ids[1]) {
-      // The next block is asked for at half of this one, so it has long come.
-      if (this.nextIds === null) throw new HttpError(503, 'no stream ids left; try again', [['Retry-After', '1']])
+      // The next block is asked for at half of this one, so it has normally long come. If not
+      // (Redis away), the primary keeps asking Redis until it has one; asking it again here
+      // costs nothing (it fetches one block per worker at a time) and needs no other promise.
+      if (this.nextIds === null) {
+        this.send({ t: 'ids' })
+        throw new HttpError(503, 'no stream ids left; try again', [['Retry-After', '1']])
+      }
       this.ids = this.nextIds
       this.nextIds = null
       this.askedIds = false

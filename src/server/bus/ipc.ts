@@ -73,6 +73,3 @@ export type FromWorker =
   | { t: 'ids' }
   | ({ t: 'ask'; n: number } & Question)
   | { t: 'answer'; n: number; value: unknown }
-
-/** Stream ids are handed to workers in blocks this big; a worker asks for the next at half. */
-export const CLIENT_ID_BLOCK = 1 << 16

@@ -92,6 +92,16 @@ end
 return {pos, id}
 `)
 
+/**
+ * A block of stream ids, in this lifetime of the stream only: a Redis that came back empty gets
+ * its counter raised above every id given before (SYNC) when a node rejoins, and a block taken
+ * before that would hand out ids still in use.
+ */
+const ID_BLOCK = new Script(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply('EPOCH') end
+return redis.call('INCRBY', KEYS[2], ARGV[2])
+`)
+
 /** What the stream hands its reader, in order. */
 export interface StreamSink {
   deliver(pos: number, event: BusEvent): void
@@ -231,6 +241,17 @@ export class EventStream {
       throw unavailable()
     }
     return { pos: Number(reply[0]), id: reply[1] }
+  }
+
+  /** A block of `size` stream ids (the last id of it), from this lifetime of the stream only. */
+  async idBlock(size: number): Promise<number> {
+    if (!this.up) throw unavailable()
+    try {
+      return Number(await ID_BLOCK.run(this.writer, [this.keys.epoch, this.keys.clientIds], [this.epoch!, String(size)]))
+    } catch (err) {
+      if ((err as Error).message.startsWith('EPOCH')) this.resync()
+      throw unavailable()
+    }
   }
 
   close(): void {

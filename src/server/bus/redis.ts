@@ -15,8 +15,8 @@ import { HttpError } from '../errors.js'
 import * as L from '../limits.js'
 import { sumStats, type Stats } from '../metrics.js'
 import type { Accepted, Bus, BusDraft, BusEvent, BusNode, StreamInfo } from './bus.js'
-import { CLIENT_ID_BLOCK, wireTarget, type NodeStats, type WireTarget } from './ipc.js'
-import { redisLink, type RedisLink } from './redis-client.js'
+import { wireTarget, type NodeStats, type WireTarget } from './ipc.js'
+import { redisLink, within, type RedisLink } from './redis-client.js'
 import { nodeEntries, Peers } from './redis-peers.js'
 import { EventStream, streamKeys, unavailable } from './redis-stream.js'
 
@@ -56,6 +56,7 @@ export class RedisBus implements Bus {
   private ids: [number, number] = [1, 0]
   private lastClientId = 0
   private refilling = false
+  private refillTimer: NodeJS.Timeout | null = null
   private exchangeTimer: NodeJS.Timeout | null = null
   private state: BusState | 'starting' = 'starting'
   private readonly watchers: Array<(state: BusState, detail: string) => void> = []
@@ -181,6 +182,7 @@ export class RedisBus implements Bus {
     if (this.shut) return
     this.shut = true
     if (this.exchangeTimer !== null) clearInterval(this.exchangeTimer)
+    if (this.refillTimer !== null) clearTimeout(this.refillTimer)
     this.stream?.close()
     for (const pos of [...this.waiting.keys()]) this.answer(pos)
     if (this.peers !== null && this.links[0]?.ready === true) {
@@ -240,18 +242,29 @@ export class RedisBus implements Bus {
     for (const fn of this.watchers) fn(state, detail)
   }
 
-  /** Stream ids come from Redis in blocks; one is kept in reserve, so opening a stream never waits. */
+  /**
+   * Stream ids come from Redis in blocks; one is kept in reserve, so opening a stream never waits.
+   * While Redis gives none, it is asked again every ID_BLOCK_RETRY_MS, so the reserve is there
+   * again soon after Redis is.
+   */
   private refill(): void {
-    if (this.refilling || this.blocks.length > 0) return
+    if (this.refilling || this.blocks.length > 0 || this.shut) return
     this.refilling = true
     this.fetchBlock().then(
-      (block) => this.blocks.push(block),
-      () => {}, // Redis is away: the next block taken asks again
-    ).finally(() => (this.refilling = false))
+      (block) => {
+        this.refilling = false
+        this.blocks.push(block)
+      },
+      () => {
+        this.refilling = false
+        this.refillTimer = setTimeout(() => this.refill(), L.ID_BLOCK_RETRY_MS)
+      },
+    )
   }
 
+  /** A block from Redis, or a rejection (503) when Redis refuses or has not answered within REDIS_ANSWER_MS. */
   private async fetchBlock(): Promise<[number, number]> {
-    const last = Number(await this.links[0]!.send(['INCRBY', streamKeys(this.prefix).clientIds, String(CLIENT_ID_BLOCK)]))
-    return [last - CLIENT_ID_BLOCK + 1, last]
+    const last = await within(this.stream!.idBlock(L.CLIENT_ID_BLOCK), L.REDIS_ANSWER_MS, unavailable)
+    return [last - L.CLIENT_ID_BLOCK + 1, last]
   }
 }
