@@ -1,8 +1,9 @@
 // `--redis` when Redis misbehaves in ways other than refusing connections (issue 20), on a real
 // redis-server: a Redis that hangs (SIGSTOP, then SIGCONT) while two processes publish through it,
-// one at a time and pipelined on keep-alive connections; a `--workers` primary whose request for
-// a block of stream ids fails while Redis is away; and the library's publishEvent() on a cluster
-// bus. Without redis-server (or the redis package) they are skipped, and fail under CI=true.
+// one at a time and pipelined on keep-alive connections; the deadline each append carries, in
+// Redis's clock; a `--workers` primary whose request for a block of stream ids fails while Redis
+// is away; and the library's publishEvent() on a cluster bus. Without redis-server (or the redis
+// package) they are skipped, and fail under CI=true.
 
 import t, { type Test } from 'tap'
 import { parseResponse, rawRequest, RawClient, sleep } from './helpers.js'
@@ -161,6 +162,92 @@ async function hang<T>(redis: Redis, during: () => Promise<T>): Promise<T> {
 }
 
 if (canRun(t, FILE, 'the Redis fault tests', redisMissing())) {
+  t.test('Redis hangs (SIGSTOP 5 s) under publishing: each publish gets a whole answer, 200 or 503; every 200 reaches every stream once, in order, no 503 ever; /healthz and /stats say the bus is down, then up', async (t) => {
+    const redis = await startRedis(t)
+    const [a, b] = await Promise.all([node(t, redis), node(t, redis)])
+    const nodes = [a!, b!]
+    const streams = [await stream(t, a!.port), await stream(t, b!.port)]
+    for (const x of nodes) t.same(await busSeenBy(x), UP, `:${x.port} says the bus is up before`)
+
+    const publishers = [oneAtATime(nodes, 's'), pipelined(a!, 'pa', 3), pipelined(b!, 'pb', 3)]
+    t.teardown(() => Promise.all(publishers.map((p) => p.stop())))
+    const okCount = (): number[] => publishers.map((p) => p.tally.ok.length)
+    await until(() => okCount().every((n) => n >= 3), () => `three 200s for each publisher; ${JSON.stringify(publishers.map((p) => p.tally))}`, 10_000)
+
+    const seenDown = await hang(redis, async () => {
+      const stopped = Date.now()
+      const seen = await Promise.all(
+        nodes.map(async (x) => {
+          let last: unknown = null
+          await until(
+            async () => JSON.stringify((last = await busSeenBy(x))) === JSON.stringify(DOWN),
+            () => `:${x.port} to say the bus is down; last ${JSON.stringify(last)}`,
+            10_000,
+          )
+          return last
+        }),
+      )
+      // The hang lasts 5 s whatever the processes do: publishing goes on throughout.
+      await sleep(Math.max(0, 5000 - (Date.now() - stopped)))
+      return seen
+    })
+    t.same(seenDown, [DOWN, DOWN], 'while Redis hangs: /healthz 200 {"status":"bus down"} and /stats bus down, on both processes')
+    const refusedByThen = publishers.map((p) => p.tally.refused.length)
+
+    for (const x of nodes) {
+      let last: unknown = null
+      await until(async () => JSON.stringify((last = await busSeenBy(x))) === JSON.stringify(UP), () => `:${x.port} to say the bus is up again; last ${JSON.stringify(last)}`, 10_000)
+    }
+    t.pass('after SIGCONT: /healthz 200 {"status":"ok"} and /stats bus up again on both')
+    const okThen = okCount()
+    await until(() => okCount().every((n, i) => n >= okThen[i]! + 3), () => `three more 200s for each publisher; ${JSON.stringify(publishers.map((p) => p.tally))}`, 10_000)
+    await Promise.all(publishers.map((p) => p.stop()))
+
+    const tallies = publishers.map((p) => p.tally)
+    t.same(
+      tallies.flatMap((x) => x.wrong),
+      [],
+      'every publish got a whole answer: 200, or 503 {"error":"bus unavailable"} with Retry-After',
+    )
+    t.ok(
+      refusedByThen.every((n) => n > 0),
+      `each publisher had 503s while Redis hung (${refusedByThen.join(', ')}): one at a time, and pipelined on each process`,
+    )
+
+    // A marker through each process last: whatever came before it has been delivered.
+    const markers: string[] = []
+    for (const x of nodes) {
+      const m = wholeAnswers(await rawRequest(x.port, publishRequest(`end-${x.port}`, true), 10_000)).answers[0]
+      t.equal(m?.status, 200, `the marker through :${x.port}`)
+      markers.push(`end-${x.port}`)
+    }
+    for (const c of streams) for (const m of markers) await c.waitFor(`data: ${m}\n`, 10_000)
+
+    const ok = tallies.flatMap((x) => x.ok)
+    const refused = new Set(tallies.flatMap((x) => x.refused))
+    const first = published(streams[0]!).filter((k) => !markers.includes(dataOf(k)))
+    t.same(published(streams[1]!).filter((k) => !markers.includes(dataOf(k))), first, 'both streams: the same events, ids and order')
+    t.same(
+      first.filter((k) => refused.has(dataOf(k))),
+      [],
+      `no event answered 503 was published (${refused.size} refused)`,
+    )
+    t.same([...first].sort(), [...ok].sort(), `exactly the ${ok.length} events answered 200, each once, with the ids they were answered`)
+    t.ok(
+      first.every((k, i) => i === 0 || idOf(k) > idOf(first[i - 1]!)),
+      'ids increase in delivery order',
+    )
+    for (const [i, x] of tallies.entries()) {
+      const own = new Set(x.ok)
+      t.same(
+        first.filter((k) => own.has(k)),
+        x.ok,
+        `publisher ${i + 1} (${i === 0 ? 'one at a time' : 'pipelined'}): its 200s arrive in the order it sent them`,
+      )
+    }
+    t.comment(`${ok.length} answered 200, ${refused.size} answered 503`)
+  })
+
   t.test('--workers 2 --redis: blocks of stream ids asked for while Redis is away come once it is back, and streams open on every worker again', async (t) => {
     const redis = await startRedis(t)
     // Blocks of 4 stream ids instead of 65 536, so that a few streams spend them (a knob for tests only).
@@ -200,6 +287,14 @@ if (canRun(t, FILE, 'the Redis fault tests', redisMissing())) {
     t.same([...ids].sort((x, y) => x - y), [5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16], 'the ids the blocks held, each once')
     t.same([...refusals], ['503 no stream ids left; try again\n Retry-After: 1'], 'then each worker refuses streams: 503 with Retry-After')
     const before = await perWorker()
+    // Each worker answers /healthz itself, from what the primary tells it: four in a row reach both.
+    const healthz = async (): Promise<string> => (await get(machine.port, '/healthz')).body
+    const fourSay = async (body: string): Promise<boolean> => {
+      for (let i = 0; i < 4; i++) if ((await healthz()) !== body) return false
+      return true
+    }
+    await until(() => fourSay('{"status":"bus down"}'), () => 'both workers’ /healthz to say bus down', 10_000)
+    t.pass('while Redis is away, each worker’s /healthz says {"status":"bus down"}')
 
     await redis.restart()
     let now: number[] = before
@@ -215,10 +310,34 @@ if (canRun(t, FILE, 'the Redis fault tests', redisMissing())) {
       15_000,
     )
     t.pass(`streams open on both workers again (per worker ${JSON.stringify(before)} → ${JSON.stringify(now)})`)
+    await until(() => fourSay('{"status":"ok"}'), () => 'both workers’ /healthz to say ok again', 10_000)
+    t.pass('and each worker’s /healthz says {"status":"ok"} again')
     t.ok(
       after.every((id) => id > 16) && new Set([...ids, ...after]).size === ids.length + after.length,
       `with ids from new blocks, unique (${after.join(', ')})`,
     )
+  })
+
+  t.test('each append carries its deadline in Redis’s own clock, as Redis runs it: later than now, and at most 1.5 s later (the node’s wall clock plays no part)', async (t) => {
+    const redis = await startRedis(t)
+    const a = await node(t, redis)
+    // MONITOR shows each command as Redis runs it, stamped with Redis's own time.
+    const monitor = await RawClient.open(redis.port)
+    t.teardown(() => monitor.close())
+    monitor.write('MONITOR\r\n')
+    await monitor.waitFor('+OK\r\n', 5000)
+    for (let i = 0; i < 3; i++) {
+      const r = wholeAnswers(await rawRequest(a.port, publishRequest(`timed-${i}`, true), 10_000)).answers[0]
+      t.equal(r?.status, 200, `timed-${i} published`)
+    }
+    await monitor.waitFor('timed-2', 5000)
+    const runs = [...monitor.received.matchAll(/^\+(\d+\.\d+) \[[^\]]*\] "EVALSHA" .*timed-\d.*"([\d.]+)"\r$/gm)]
+    t.equal(runs.length, 3, `the three appends as Redis ran them: ${JSON.stringify(runs.map((m) => m[0].slice(0, 80)))}`)
+    for (const m of runs) {
+      const left = Number(m[2]) - Number(m[1]) * 1000
+      // (1 ms over 1500 allowed: NTP may slew the wall clock Redis reads against the monotonic one the node measures with.)
+      t.ok(left > 0 && left <= 1501, `deadline − Redis’s time when it ran the append: ${left.toFixed(1)} ms, in (0, 1500]`)
+    }
   })
 
   t.test('the library: publishEvent() on a cluster bus refuses before publishing (nothing reaches a stream), and leaves no promise unhandled, with Redis up or away', async (t) => {

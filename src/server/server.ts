@@ -423,6 +423,9 @@ export class SseServer extends EventEmitter<SseServerEvents> {
       get stopping() {
         return server.stopping !== null
       },
+      get bus() {
+        return server.bus.state ?? 'up'
+      },
       maxClients: this.settings.maxClients,
       retryMs: this.settings.retryMs,
       statics: this.statics,

@@ -7,7 +7,7 @@
 
 import { HttpError } from '../errors.js'
 import type { Stats } from '../metrics.js'
-import type { Accepted, Bus, BusDraft, BusNode, StreamInfo } from './bus.js'
+import type { Accepted, Bus, BusDraft, BusNode, BusState, StreamInfo } from './bus.js'
 import { wireTarget, type FromWorker, type NodeStats, type PublishItem, type Question, type ToWorker, type WireEvent, type WireStream } from './ipc.js'
 
 /** What the primary gave this worker to start with. */
@@ -27,6 +27,8 @@ export class ClusterBus implements Bus {
   readonly name: string
   /** A publish is answered once the primary has accepted it. */
   readonly answersLater = true
+  /** Whether the primary's bus answers (Redis away or hung: down), as the primary last said. */
+  state: BusState
   /** The primary said stop or reload (the command decides what that means). */
   onStop: () => void = () => {}
   onReload: () => void = () => {}
@@ -52,6 +54,7 @@ export class ClusterBus implements Bus {
     private readonly send: (msg: FromWorker) => void,
   ) {
     this.name = init.node
+    this.state = init.bus
     this.history = init.history
     this.ids = init.ids
     this.lastClientId = init.ids[0] - 1
@@ -176,6 +179,9 @@ export class ClusterBus implements Bus {
       case 'ids':
         this.nextIds = msg.ids
         break
+      case 'bus':
+        this.state = msg.state
+        break
       case 'gap':
         this.node.gap()
         break
@@ -198,7 +204,7 @@ export class ClusterBus implements Bus {
   private async answer(node: BusNode, q: Question): Promise<unknown> {
     if (q.q === 'close-all') return node.closeAll()
     if (q.q === 'close-client') return node.closeClient(q.id)
-    const stats: NodeStats = { ...(await node.stats()), node: this.name, pid: process.pid, bus: 'up' }
+    const stats: NodeStats = { ...(await node.stats()), node: this.name, pid: process.pid, bus: this.state }
     return stats
   }
 

@@ -57,6 +57,8 @@ export class ClusterPrimary {
     this.history = new History<Kept>(settings.history, settings.historyBytes)
     this.lastEventId = settings.lastEventId
     bus.attach(this.busNode())
+    // Each worker answers /healthz and /stats for itself: it is told whether Redis answers.
+    bus.watch?.((state) => this.tellAll({ t: 'bus', state }))
   }
 
   /**
@@ -74,7 +76,7 @@ export class ClusterPrimary {
     this.workers.set(slot, link)
     const history: WireEvent[] = []
     this.history.since('0', (e) => history.push(e.event))
-    link.send({ t: 'init', node: link.name, token, history, ids })
+    link.send({ t: 'init', node: link.name, token, history, ids, bus: this.bus.state ?? 'up' })
   }
 
   /**
