@@ -11,7 +11,7 @@ import { Child, CLI, startCli, START_MS, until, type Cli } from './process.js'
 
 const SUB = 'sub-token'
 const PUB = 'pub-token'
-/** Stream ids come in blocks of this size, one block per worker at a time (src/server/bus/ipc.ts). */
+/** Stream ids come in blocks of this size, one block per worker at a time (CLIENT_ID_BLOCK, src/server/limits.ts). */
 const BLOCK = 1 << 16
 
 async function cluster(t: Test, workers: number, extra: readonly string[] = []): Promise<Cli> {

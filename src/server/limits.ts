@@ -56,12 +56,23 @@ export const REDIS_BACKOFF_FIRST_MS = 50 // reconnection: 50 ms, doubling, jitte
 export const REDIS_BACKOFF_MAX_MS = 1_000 // …up to this: a Redis that comes back is found within a second
 export const REDIS_RETRY_AFTER_S = 1 // Retry-After of `503 bus unavailable`
 export const REDIS_ACK_WAIT_MS = 2_000 // a publish Redis acknowledged is answered when this node has it, or after this long
+export const REDIS_ANSWER_MS = 2_000 // Redis has not answered a command this long (stopped, swapping, cut off without a reset): a publish gets 503 and is never published, the bus is down (/healthz, /stats), a block of stream ids is asked for again
+export const REDIS_APPEND_MARGIN_MS = 500 // the append script refuses an event Redis runs later than this before that 503: time for its acknowledgement to come back
 export const REDIS_PRESENCE_MS = 500 // each node's snapshot (streams, figures) is written and the others' read this often
 export const REDIS_PRESENCE_TTL_MS = 2_000 // a node whose snapshot is this old is gone (killed): its streams count no more (a node that stops says so at once)
 export const REDIS_ASK_TIMEOUT_MS = 2_000 // close a stream / close all: answers later than this are not waited for
 export const REDIS_STREAM_SLACK = 10_000 // entries the stream keeps beyond --history kept events, for events to one client
 export const REDIS_BURST_MS = 1 // a blocked read answered sooner than this means events come back to back: they are read until Redis has no more, then delivered together
 export const REDIS_TRIM_EVERY = 64 // the stream is trimmed at every 64th place, not at each: Redis then holds up to 64 kept events more than --history
+
+// --- stream ids in a cluster ---
+// Handed out in blocks (Redis to a node, a primary to a worker), so that opening a stream never
+// waits for another process; a worker asks for its next block at half of this one.
+// RAWSSE_TEST_CLIENT_ID_BLOCK is for tests only, not a setting: a smaller block, so that a test
+// spends blocks with a few streams.
+const testIdBlock = Number(process.env.RAWSSE_TEST_CLIENT_ID_BLOCK)
+export const CLIENT_ID_BLOCK = Number.isSafeInteger(testIdBlock) && testIdBlock >= 2 ? testIdBlock : 1 << 16
+export const ID_BLOCK_RETRY_MS = 1_000 // a block Redis did not give (away, or not answering) is asked for again this often, until it does
 
 // --- static files ---
 export const STATIC_CACHE_MAX_FILE_BYTES = 1024 * 1024 // files up to this size are kept in memory, bigger ones streamed

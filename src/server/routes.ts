@@ -4,7 +4,7 @@
 import { isUtf8 } from 'node:buffer'
 import { jittered } from '../wire.js'
 import { bearerToken, hasRole, ROLE_ADMIN, ROLE_PUBLISH, type AuthUser } from './auth.js'
-import type { Accepted } from './bus/bus.js'
+import type { Accepted, BusState } from './bus/bus.js'
 import type { Target } from './target.js'
 import { ALLOWED_METHODS, HttpError } from './errors.js'
 import type { RequestHead } from './http-head.js'
@@ -41,6 +41,8 @@ export interface RouteContext {
   readonly statics: StaticFiles | null
   /** stop() has begun. */
   readonly stopping: boolean
+  /** Whether the bus answers (always up in one process). */
+  readonly bus: BusState
 }
 
 export interface OpenStream {
@@ -72,7 +74,11 @@ export function route(req: RequestHead, body: Buffer, ctx: RouteContext, peer: P
   if (path === '/healthz') {
     allow(method, 'GET, HEAD, OPTIONS', method === 'GET' || method === 'HEAD')
     // No auth: a load balancer asks it. 503 while stopping, so it takes the node out of rotation.
-    return reply(ctx.stopping ? json(503, { status: 'stopping' }) : json(200, { status: 'ok' }))
+    // A bus that does not answer (Redis away or hung) is said in the body but stays a 200: every
+    // node shares that Redis, and streams still open and replay from the local history, so
+    // taking every node out of rotation at once would turn a Redis blip into an outage.
+    if (ctx.stopping) return reply(json(503, { status: 'stopping' }))
+    return reply(json(200, { status: ctx.bus === 'up' ? 'ok' : 'bus down' }))
   }
   if (path === '/events' || path.startsWith('/events/')) {
     allow(method, 'GET, HEAD, OPTIONS', method === 'GET' || method === 'HEAD')

@@ -174,11 +174,18 @@ export class SseServer extends EventEmitter<SseServerEvents> {
    * Publish to any combination of targets; returns the event id and the streams reached. Throws
    * TypeError for a message that cannot go on the wire, and an Error with `status` 413 (over
    * maxEventBytes encoded) or 409 (its id is one that history still holds). On a cluster bus,
-   * whose answer comes later, use publishAsync().
+   * whose answer comes later, use publishAsync(): this throws, and publishes nothing.
    */
   publishEvent(msg: SseMessage, target: Target): Accepted {
+    // Refused before the bus sees it: an event handed over and then refused would be published
+    // all the same, with nobody waiting for its answer.
+    if (this.bus.answersLater === true) throw new Error(PUBLISH_ASYNC)
     const r = this.submit(msg, target, false)
-    if (r instanceof Promise) throw new Error('this server is one process of a cluster: use publishAsync()')
+    if (r instanceof Promise) {
+      // A bus that answers later without saying so: the event is on its way; a failure is told, never left unhandled.
+      r.catch((err: Error) => process.emitWarning(`rawsse: an event was not published: ${err.message}`))
+      throw new Error(PUBLISH_ASYNC)
+    }
     return r
   }
 
@@ -417,12 +424,17 @@ export class SseServer extends EventEmitter<SseServerEvents> {
       get stopping() {
         return server.stopping !== null
       },
+      get bus() {
+        return server.bus.state ?? 'up'
+      },
       maxClients: this.settings.maxClients,
       retryMs: this.settings.retryMs,
       statics: this.statics,
     }
   }
 }
+
+const PUBLISH_ASYNC = 'this server is one process of a cluster: use publishAsync()'
 
 /** The answer to a connection that finds every other one busy. */
 const BUSY = errorResponse(new HttpError(503, 'no connection free; try again', [['Retry-After', '1']]))

@@ -69,13 +69,24 @@ export interface BusNode {
   userOnline(user: string): boolean
 }
 
+/** Whether the bus answers: `down` while publishing cannot succeed (503 bus unavailable). */
+export type BusState = 'up' | 'down'
+
 export interface Bus {
+  /**
+   * publish() answers later, with a Promise (a bus between processes). The synchronous
+   * publishEvent() then refuses before handing anything to the bus, rather than publish an event
+   * whose answer nobody would wait for.
+   */
+  readonly answersLater?: boolean
+  /** `down` while the bus does not answer (a bus between machines; /healthz and /stats say so). Absent: always up. */
+  readonly state?: BusState
   /** Called once by the server that uses this bus. */
   attach(node: BusNode): void
   /** Join the cluster and load its retained history, before the node accepts streams (listen() waits for it). */
   start?(): Promise<void>
   /** Be told when the bus stops answering and when it answers again (a bus between machines). */
-  watch?(fn: (state: 'up' | 'down', detail: string) => void): void
+  watch?(fn: (state: BusState, detail: string) => void): void
   /** Give the event its id and hand it to every process, in the one order. Throws or rejects an HttpError (404, 409, 503). */
   publish(draft: BusDraft): Accepted | Promise<Accepted>
   /** A stream id unique in the cluster. */

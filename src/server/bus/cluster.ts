@@ -7,7 +7,7 @@
 
 import { HttpError } from '../errors.js'
 import type { Stats } from '../metrics.js'
-import type { Accepted, Bus, BusDraft, BusNode, StreamInfo } from './bus.js'
+import type { Accepted, Bus, BusDraft, BusNode, BusState, StreamInfo } from './bus.js'
 import { wireTarget, type FromWorker, type NodeStats, type PublishItem, type Question, type ToWorker, type WireEvent, type WireStream } from './ipc.js'
 
 /** What the primary gave this worker to start with. */
@@ -25,6 +25,10 @@ interface Pending<T> {
 export class ClusterBus implements Bus {
   /** This worker's name in /stats `nodes` and /metrics. */
   readonly name: string
+  /** A publish is answered once the primary has accepted it. */
+  readonly answersLater = true
+  /** Whether the primary's bus answers (Redis away or hung: down), as the primary last said. */
+  state: BusState
   /** The primary said stop or reload (the command decides what that means). */
   onStop: () => void = () => {}
   onReload: () => void = () => {}
@@ -51,6 +55,7 @@ export class ClusterBus implements Bus {
     private readonly send: (msg: FromWorker) => void,
   ) {
     this.name = init.node
+    this.state = init.bus
     this.history = init.history
     this.marks = init.marks
     this.ids = init.ids
@@ -113,8 +118,13 @@ export class ClusterBus implements Bus {
 
   nextClientId(): number {
     if (this.lastClientId >= this.ids[1]) {
-      // The next block is asked for at half of this one, so it has long come.
-      if (this.nextIds === null) throw new HttpError(503, 'no stream ids left; try again', [['Retry-After', '1']])
+      // The next block is asked for at half of this one, so it has normally long come. If not
+      // (Redis away), the primary keeps asking Redis until it has one; asking it again here
+      // costs nothing (it fetches one block per worker at a time) and needs no other promise.
+      if (this.nextIds === null) {
+        this.send({ t: 'ids' })
+        throw new HttpError(503, 'no stream ids left; try again', [['Retry-After', '1']])
+      }
       this.ids = this.nextIds
       this.nextIds = null
       this.askedIds = false
@@ -178,6 +188,9 @@ export class ClusterBus implements Bus {
       case 'ids':
         this.nextIds = msg.ids
         break
+      case 'bus':
+        this.state = msg.state
+        break
       case 'gap':
         this.node.gap()
         break
@@ -200,7 +213,7 @@ export class ClusterBus implements Bus {
   private async answer(node: BusNode, q: Question): Promise<unknown> {
     if (q.q === 'close-all') return node.closeAll()
     if (q.q === 'close-client') return node.closeClient(q.id)
-    const stats: NodeStats = { ...(await node.stats()), node: this.name, pid: process.pid, bus: 'up' }
+    const stats: NodeStats = { ...(await node.stats()), node: this.name, pid: process.pid, bus: this.state }
     return stats
   }
 

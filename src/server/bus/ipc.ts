@@ -7,6 +7,7 @@
 import type { Stats } from '../metrics.js'
 import type { SseMessage } from '../sse-encode.js'
 import type { Target } from '../target.js'
+import type { BusState } from './bus.js'
 
 /** A target that can cross a process boundary: plain fields, never a filter function. */
 export interface WireTarget {
@@ -47,12 +48,17 @@ export type Question = { q: 'stats' } | { q: 'close-all' } | { q: 'close-client'
 export interface NodeStats extends Stats {
   node: string
   pid: number
-  bus: 'up' | 'down'
+  bus: BusState
 }
 
 export type ToWorker =
-  /** `marks`: the ids of events to one client among `history`, each with how many of its events come before it. */
-  | { t: 'init'; node: string; token: string | null; history: WireEvent[]; marks: Array<[id: string, at: number]>; ids: [first: number, last: number] }
+  /**
+   * `marks`: the ids of events to one client among `history`, each with how many of its events
+   * come before it. `bus`: whether the primary's bus answers (Redis), for the worker's /healthz and
+   * /stats; then `bus` messages when that changes.
+   */
+  | { t: 'init'; node: string; token: string | null; history: WireEvent[]; marks: Array<[id: string, at: number]>; ids: [first: number, last: number]; bus: BusState }
+  | { t: 'bus'; state: BusState }
   /** Every event of one turn of the primary, and this worker's publishes it answered in that turn (after the events: their publishers' streams have them first). */
   | { t: 'batch'; events: WireEvent[]; answers: PublishAnswer[] }
   | { t: 'ids'; ids: [first: number, last: number] }
@@ -74,6 +80,3 @@ export type FromWorker =
   | { t: 'ids' }
   | ({ t: 'ask'; n: number } & Question)
   | { t: 'answer'; n: number; value: unknown }
-
-/** Stream ids are handed to workers in blocks this big; a worker asks for the next at half. */
-export const CLIENT_ID_BLOCK = 1 << 16

@@ -3,7 +3,7 @@
 
 import { HttpError } from '../errors.js'
 import type { Accepted, Bus, BusDraft, BusNode, NodeFigures } from './bus.js'
-import { CLIENT_ID_BLOCK } from './ipc.js'
+import { CLIENT_ID_BLOCK } from '../limits.js'
 
 /**
  * Publish delivers synchronously, so `POST /publish` can answer with the exact number of streams

@@ -12,6 +12,7 @@
 
 import { HttpError } from '../errors.js'
 import { History, type HistoryEntry } from '../history.js'
+import * as L from '../limits.js'
 import { sumStats, type Stats } from '../metrics.js'
 import { encodeEvent, type SseMessage } from '../sse-encode.js'
 import type { Accepted, Bus, BusNode, NodeFigures } from './bus.js'
@@ -44,6 +45,8 @@ export class ClusterPrimary {
   private flushQueued = false
   /** The primary's questions to its workers, by slot. */
   private readonly questions = new Questions<number>()
+  /** Workers whose next block of stream ids is being fetched (one request at a time each). */
+  private readonly fetchingIds = new Set<number>()
   private readonly startedAt = Date.now()
 
   constructor(
@@ -54,20 +57,18 @@ export class ClusterPrimary {
     this.history = new History<Kept>(settings.history, settings.historyBytes)
     this.lastEventId = settings.lastEventId
     bus.attach(this.busNode())
+    // Each worker answers /healthz and /stats for itself: it is told whether Redis answers.
+    bus.watch?.((state) => this.tellAll({ t: 'bus', state }))
   }
 
   /**
    * A worker joined (or replaced a dead one): it gets the history and its first stream ids (on
-   * Redis they may have to be fetched; while Redis is away, it waits, trying again each second).
+   * Redis they may have to be fetched; while Redis is away, it waits).
    */
   async join(slot: number, link: WorkerLink, token: string | null): Promise<void> {
     this.joining.set(slot, link)
-    let ids: [number, number] | null = null
-    while (ids === null) {
-      ids = await Promise.resolve(this.bus.idBlock()).catch(() => null)
-      if (this.joining.get(slot) !== link) return // it left meanwhile
-      if (ids === null) await new Promise((resolve) => setTimeout(resolve, 1000))
-    }
+    const ids = await this.idBlockFor(() => this.joining.get(slot) === link)
+    if (ids === null) return // it left meanwhile
     this.joining.delete(slot)
     // From here to the send, one turn: what this turn accepted goes to the others first (it is
     // in the history the newcomer gets, and must not reach it twice).
@@ -75,7 +76,36 @@ export class ClusterPrimary {
     this.workers.set(slot, link)
     const history: WireEvent[] = []
     this.history.since('0', (e) => history.push(e.event))
-    link.send({ t: 'init', node: link.name, token, history, marks: this.history.marksByPlace(), ids })
+    link.send({ t: 'init', node: link.name, token, history, marks: this.history.marksByPlace(), ids, bus: this.bus.state ?? 'up' })
+  }
+
+  /**
+   * A block of stream ids, asked of the bus again every ID_BLOCK_RETRY_MS while it gives none
+   * (Redis away or not answering), for as long as `wanted()`; null once it is not. A worker whose
+   * request went unanswered would run out of ids for good: every stream there refused.
+   */
+  private async idBlockFor(wanted: () => boolean): Promise<[number, number] | null> {
+    for (;;) {
+      const ids = await Promise.resolve()
+        .then(() => this.bus.idBlock())
+        .catch(() => null)
+      if (!wanted()) return null
+      if (ids !== null) return ids
+      await new Promise((resolve) => setTimeout(resolve, L.ID_BLOCK_RETRY_MS))
+    }
+  }
+
+  /** A worker's next block of stream ids (it asks at half of its current one, and again when it has run out). */
+  private async giveIds(slot: number): Promise<void> {
+    const link = this.workers.get(slot)
+    if (link === undefined || this.fetchingIds.has(slot)) return
+    this.fetchingIds.add(slot)
+    try {
+      const ids = await this.idBlockFor(() => this.workers.get(slot) === link)
+      if (ids !== null) link.send({ t: 'ids', ids })
+    } finally {
+      this.fetchingIds.delete(slot)
+    }
   }
 
   /** A worker is gone: its streams are, and no answer is awaited from it any more. */
@@ -119,10 +149,7 @@ export class ClusterPrimary {
         }
         break
       case 'ids':
-        void Promise.resolve(this.bus.idBlock()).then(
-          (ids) => this.workers.get(slot)?.send({ t: 'ids', ids }),
-          () => {}, // Redis away: the worker asks again when it takes its next block
-        )
+        void this.giveIds(slot)
         break
       case 'ask':
         void this.answer(msg).then((value) => this.workers.get(slot)?.send({ t: 'answer', n: msg.n, value }))

@@ -95,6 +95,35 @@ function wrap(client: NodeRedisClient): RedisLink {
   }
 }
 
+/**
+ * `p`, or a rejection with `late()` once `ms` have passed without an answer. A Redis that hangs
+ * (stopped, swapping, cut off without a reset) leaves a command waiting for ever; what `p` does
+ * after that is ignored, but handled (never an unhandled rejection).
+ */
+export function within<T>(p: Promise<T>, ms: number, late: () => Error): Promise<T> {
+  return new Promise((resolve, reject) => {
+    let settled = false
+    // An answer that came in time but is not read yet still wins: a loop held up (a busy CPU, a
+    // long GC) runs its due timers before it reads its sockets, and setImmediate runs after that
+    // read. A publish Redis acknowledged must not be answered 503.
+    const timer = setTimeout(
+      () =>
+        setImmediate(() => {
+          if (!settled) reject(late())
+        }),
+      ms,
+    )
+    const settle = (): void => {
+      settled = true
+      clearTimeout(timer)
+    }
+    p.then(
+      (v) => (settle(), resolve(v)),
+      (err: unknown) => (settle(), reject(err)),
+    )
+  })
+}
+
 /** A Lua script run by its SHA1 (EVALSHA), loaded again when Redis has forgotten it (a restart). */
 export class Script {
   private readonly sha: string

@@ -23,7 +23,7 @@ import * as L from '../limits.js'
 import type { SseMessage } from '../sse-encode.js'
 import type { BusEvent } from './bus.js'
 import type { WireTarget } from './ipc.js'
-import { Script, type RedisLink } from './redis-client.js'
+import { Script, within, type RedisLink } from './redis-client.js'
 
 export interface StreamKeys {
   events: string
@@ -64,8 +64,15 @@ if seq < floor then redis.call('SET', KEYS[2], string.format('%d', floor)) end
 return {redis.call('GET', KEYS[1]), redis.call('GET', KEYS[3]) or '0'}
 `)
 
-/** Append one event: refused if the epoch is not the caller's or a publisher-given id is still held. */
+/**
+ * Append one event: refused if Redis runs it after the node's deadline (ARGV[8], in Redis's ms:
+ * redis-clock.ts), if the epoch is not the caller's, or if a publisher-given id is still held.
+ */
 const APPEND = new Script(`
+-- Late: the node has answered 503 by now, or will before this reply reaches it (a Redis that was
+-- stopped runs what waited in its sockets when it goes on). Refused, the event is never published.
+local t = redis.call('TIME')
+if tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000 > tonumber(ARGV[8]) then return redis.error_reply('LATE') end
 if redis.call('GET', KEYS[6]) ~= ARGV[1] then return redis.error_reply('EPOCH') end
 local custom = ARGV[4]
 if custom ~= '' and redis.call('ZSCORE', KEYS[5], custom) then return redis.error_reply('DUP') end
@@ -92,6 +99,16 @@ end
 return {pos, id}
 `)
 
+/**
+ * A block of stream ids, in this lifetime of the stream only: a Redis that came back empty gets
+ * its counter raised above every id given before (SYNC) when a node rejoins, and a block taken
+ * before that would hand out ids still in use.
+ */
+const ID_BLOCK = new Script(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply('EPOCH') end
+return redis.call('INCRBY', KEYS[2], ARGV[2])
+`)
+
 /** What the stream hands its reader, in order. */
 export interface StreamSink {
   deliver(pos: number, event: BusEvent): void
@@ -113,6 +130,8 @@ export class EventStream {
   private readonly recent = new Map<number, string>()
   /** Waiting for the read to reach a place (catchUp()). */
   private readonly reaching: Array<{ pos: number; done: () => void }> = []
+  /** When the read in flight should have been answered (performance.now()), or null between reads. */
+  private readDue: number | null = null
 
   constructor(
     private readonly writer: RedisLink,
@@ -184,8 +203,18 @@ export class EventStream {
   /** The entries after place `from` (waiting up to REDIS_BLOCK_MS for one when `block`). */
   private async read(from: number, block: boolean): Promise<RawEntry[]> {
     const wait = block ? ['BLOCK', String(L.REDIS_BLOCK_MS)] : []
-    const reply = (await this.reader.send(['XREAD', 'COUNT', String(L.REDIS_READ_COUNT), ...wait, 'STREAMS', this.keys.events, `${from}-0`])) as RawReply | null
-    return reply === null ? [] : reply[0]![1]
+    this.readDue = performance.now() + (block ? L.REDIS_BLOCK_MS : 0) + L.REDIS_ANSWER_MS
+    try {
+      const reply = (await this.reader.send(['XREAD', 'COUNT', String(L.REDIS_READ_COUNT), ...wait, 'STREAMS', this.keys.events, `${from}-0`])) as RawReply | null
+      return reply === null ? [] : reply[0]![1]
+    } finally {
+      this.readDue = null
+    }
+  }
+
+  /** The read has waited REDIS_ANSWER_MS past its block time: Redis is not answering it (hung, or the connection is). */
+  stalled(now: number): boolean {
+    return this.readDue !== null && now > this.readDue
   }
 
   /**
@@ -195,7 +224,8 @@ export class EventStream {
    */
   async catchUp(): Promise<void> {
     if (!this.up) return
-    const pos = Number((await this.writer.send(['GET', this.keys.pos]).catch(() => '0')) ?? '0')
+    const asked = within(this.writer.send(['GET', this.keys.pos]), L.REDIS_ANSWER_MS, unavailable)
+    const pos = Number((await asked.catch(() => '0')) ?? '0')
     if (pos <= this.lastPos) return
     await new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, L.REDIS_ACK_WAIT_MS)
@@ -213,8 +243,11 @@ export class EventStream {
     if (this.synced && (await this.writer.send(['GET', this.keys.epoch])) !== this.epoch) this.resync()
   }
 
-  /** Append; resolves with the event's place and id once Redis has it. Rejects 409 (id held) or 503. */
-  async append(message: SseMessage, target: WireTarget, keep: boolean): Promise<{ pos: number; id: string }> {
+  /**
+   * Append, unless Redis runs it after `deadline` (Redis's ms); resolves with the event's place
+   * and id once Redis has it. Rejects 409 (id held) or 503.
+   */
+  async append(message: SseMessage, target: WireTarget, keep: boolean, deadline: number): Promise<{ pos: number; id: string }> {
     if (!this.up) throw unavailable()
     const { id, ...rest } = message
     let reply: [string, string]
@@ -222,7 +255,7 @@ export class EventStream {
       reply = (await APPEND.run(
         this.writer,
         [this.keys.pos, this.keys.seq, this.keys.events, this.keys.kept, this.keys.ids, this.keys.epoch],
-        [this.epoch!, String(Math.max(1, this.history)), String(L.REDIS_STREAM_SLACK), id ?? '', keep ? '1' : '0', JSON.stringify([rest, target]), String(L.REDIS_TRIM_EVERY)],
+        [this.epoch!, String(Math.max(1, this.history)), String(L.REDIS_STREAM_SLACK), id ?? '', keep ? '1' : '0', JSON.stringify([rest, target]), String(L.REDIS_TRIM_EVERY), String(deadline)],
       )) as [string, string]
     } catch (err) {
       const m = (err as Error).message
@@ -231,6 +264,17 @@ export class EventStream {
       throw unavailable()
     }
     return { pos: Number(reply[0]), id: reply[1] }
+  }
+
+  /** A block of `size` stream ids (the last id of it), from this lifetime of the stream only. */
+  async idBlock(size: number): Promise<number> {
+    if (!this.up) throw unavailable()
+    try {
+      return Number(await ID_BLOCK.run(this.writer, [this.keys.epoch, this.keys.clientIds], [this.epoch!, String(size)]))
+    } catch (err) {
+      if ((err as Error).message.startsWith('EPOCH')) this.resync()
+      throw unavailable()
+    }
   }
 
   close(): void {

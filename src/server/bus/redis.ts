@@ -9,14 +9,18 @@
 // Three connections per node: commands, the blocking read, and pub/sub (a subscribed connection
 // can do nothing else). When Redis is away: publishing answers 503, streams stay open, and the
 // read resumes where it stopped, or says `reset` where Redis no longer holds what was missed.
+// Away includes a Redis that keeps its connections open but does not answer (stopped, swapping):
+// a command unanswered for REDIS_ANSWER_MS says so, and a publish Redis had not acknowledged by
+// then is answered 503 and never published (redis-clock.ts, and the append script).
 
 import { hostname } from 'node:os'
 import { HttpError } from '../errors.js'
 import * as L from '../limits.js'
 import { sumStats, type Stats } from '../metrics.js'
-import type { Accepted, Bus, BusDraft, BusEvent, BusNode, StreamInfo } from './bus.js'
-import { CLIENT_ID_BLOCK, wireTarget, type NodeStats, type WireTarget } from './ipc.js'
-import { redisLink, type RedisLink } from './redis-client.js'
+import type { Accepted, Bus, BusDraft, BusEvent, BusNode, BusState, StreamInfo } from './bus.js'
+import { wireTarget, type NodeStats, type WireTarget } from './ipc.js'
+import { redisLink, within, type RedisLink } from './redis-client.js'
+import { RedisClock } from './redis-clock.js'
 import { nodeEntries, Peers } from './redis-peers.js'
 import { EventStream, streamKeys, unavailable } from './redis-stream.js'
 
@@ -39,11 +43,11 @@ interface Waiting {
   timer: NodeJS.Timeout
 }
 
-export type BusState = 'up' | 'down'
-
 export class RedisBus implements Bus {
   /** This node's name in /stats `nodes` and /metrics: host and process id. */
   readonly name = `${hostname()}:${process.pid}`
+  /** A publish is answered once Redis has acknowledged it. */
+  readonly answersLater = true
   private readonly prefix: string
   private node: BusNode | null = null
   private links: RedisLink[] = []
@@ -54,8 +58,14 @@ export class RedisBus implements Bus {
   private ids: [number, number] = [1, 0]
   private lastClientId = 0
   private refilling = false
-  private exchangeTimer: NodeJS.Timeout | null = null
-  private state: BusState | 'starting' = 'starting'
+  private refillTimer: NodeJS.Timeout | null = null
+  private upkeepTimer: NodeJS.Timeout | null = null
+  private exchanging = false
+  /** Redis's clock, for the deadline each append carries. */
+  private readonly clock = new RedisClock()
+  /** The TIME in flight that says whether Redis answers: down if it has not come within REDIS_ANSWER_MS. */
+  private probing: NodeJS.Timeout | null = null
+  private current: BusState | 'starting' = 'starting'
   private readonly watchers: Array<(state: BusState, detail: string) => void> = []
   private shut = false
 
@@ -74,8 +84,13 @@ export class RedisBus implements Bus {
     this.watchers.push(fn)
   }
 
-  get up(): boolean {
-    return this.stream?.up === true
+  get state(): BusState {
+    return this.current === 'up' ? 'up' : 'down'
+  }
+
+  /** Connected, the stream joined, and the read answered. */
+  private get up(): boolean {
+    return this.stream !== null && this.stream.up && !this.stream.stalled(performance.now())
   }
 
   /** Connect (waiting while Redis is unreachable, saying so through watch()), load the history, then read live. */
@@ -85,7 +100,11 @@ export class RedisBus implements Bus {
     const sub = writer.duplicate()
     this.links = [writer, reader, sub]
     writer.onDown((reason) => this.setState('down', reason))
-    writer.onReady(() => this.stream !== null && this.setState('up', ''))
+    writer.onReady(() => {
+      // Perhaps another server: no append until its clock is sampled (that sample also says up).
+      this.clock.reset()
+      if (this.upkeepTimer !== null) this.probe()
+    })
     await Promise.all(this.links.map((l) => l.connect()))
     const node = this.node!
     this.stream = new EventStream(writer, reader, streamKeys(this.prefix), this.settings.history, this.settings.lastEventId, {
@@ -98,21 +117,30 @@ export class RedisBus implements Bus {
     this.peers = new Peers(writer, sub, this.prefix, this.name, () => node)
     await this.stream.load()
     await this.peers.listen()
+    await this.clock.sample(writer)
     this.ids = await this.fetchBlock()
     this.lastClientId = this.ids[0] - 1
     this.blocks.push(await this.fetchBlock())
     await this.exchange()
-    this.exchangeTimer = setInterval(() => void this.exchange(), L.REDIS_PRESENCE_MS)
+    this.upkeepTimer = setInterval(() => this.upkeep(), L.REDIS_PRESENCE_MS)
     void this.stream.run()
     this.setState('up', '')
   }
 
   publish(draft: BusDraft): Promise<Accepted> {
     const stream = this.stream
-    if (stream === null || this.shut) return Promise.reject(unavailable())
+    // Down (refusing, or not answering): at once, rather than each publish waiting REDIS_ANSWER_MS.
+    if (stream === null || this.shut || this.current !== 'up') return Promise.reject(unavailable())
     const target = wireTarget(draft.target)
     if (draft.strict && !this.reachable(target)) return Promise.reject(new HttpError(404, 'offline'))
-    return stream.append(draft.message, target, draft.keep).then(
+    // Not acknowledged within REDIS_ANSWER_MS: 503. Redis refuses to append it from a moment
+    // before that 503 on (its acknowledgement needs time to come back), so a 503 is never
+    // published, however long the command waited in Redis's socket. What no deadline can cover:
+    // an acknowledgement that takes longer than REDIS_APPEND_MARGIN_MS to come back (Redis
+    // stopped in the microseconds between running the script and writing its answer).
+    const deadline = this.clock.toRedis(performance.now() + L.REDIS_ANSWER_MS - L.REDIS_APPEND_MARGIN_MS)
+    if (deadline === null) return Promise.reject(unavailable())
+    return within(stream.append(draft.message, target, draft.keep, deadline), L.REDIS_ANSWER_MS, unavailable).then(
       ({ pos, id }) =>
         new Promise<Accepted>((resolve) => {
           if (pos <= stream.lastPos) return resolve({ id, delivered: this.count(target) })
@@ -164,7 +192,7 @@ export class RedisBus implements Bus {
   /** The cluster's figures: this node's now, the others' from their last snapshot. */
   async stats(): Promise<Stats & { nodes: NodeStats[] }> {
     const own = await this.node!.stats()
-    const bus = this.state === 'up' ? 'up' : 'down'
+    const bus = this.state
     const others = this.peers?.figures() ?? []
     const nodes = [...nodeEntries(this.name, own, bus), ...others.flatMap((f) => f.nodes ?? [])]
     return { ...sumStats([own, ...others], { published: own.published, history: own.history, uptimeSeconds: own.uptimeSeconds }), nodes }
@@ -178,7 +206,8 @@ export class RedisBus implements Bus {
   async close(): Promise<void> {
     if (this.shut) return
     this.shut = true
-    if (this.exchangeTimer !== null) clearInterval(this.exchangeTimer)
+    if (this.upkeepTimer !== null) clearInterval(this.upkeepTimer)
+    for (const timer of [this.refillTimer, this.probing]) if (timer !== null) clearTimeout(timer)
     this.stream?.close()
     for (const pos of [...this.waiting.keys()]) this.answer(pos)
     if (this.peers !== null && this.links[0]?.ready === true) {
@@ -221,35 +250,80 @@ export class RedisBus implements Bus {
 
   // ---------------------------------------------------------------- upkeep
 
-  /** Every REDIS_PRESENCE_MS: share this node's snapshot, read the others', and check the epoch. */
+  /**
+   * Every REDIS_PRESENCE_MS: does Redis answer (a TIME, which also keeps the clock; and the
+   * blocked read), and this node's snapshot. A Redis that hangs keeps its connections open, so
+   * only a missing answer says it is gone.
+   */
+  private upkeep(): void {
+    if (this.probing === null) this.probe()
+    if (this.stream!.stalled(performance.now())) this.setState('down', `redis has not answered the read in ${L.REDIS_BLOCK_MS + L.REDIS_ANSWER_MS} ms`)
+    // One at a time: a Redis that hangs must not pile up snapshots to write when it goes on.
+    if (!this.exchanging) void this.exchange()
+  }
+
+  /** Ask Redis its time: up when it answers (and the stream can be read), down when it does not within REDIS_ANSWER_MS. */
+  private probe(): void {
+    if (this.probing !== null) clearTimeout(this.probing)
+    const timer = setTimeout(() => this.setState('down', `redis has not answered in ${L.REDIS_ANSWER_MS} ms`), L.REDIS_ANSWER_MS)
+    this.probing = timer
+    const done = (): void => {
+      clearTimeout(timer)
+      if (this.probing === timer) this.probing = null
+    }
+    this.clock.sample(this.links[0]!).then(
+      () => {
+        done()
+        if (this.up) this.setState('up', '')
+      },
+      (err: Error) => {
+        done()
+        this.setState('down', err.message)
+      },
+    )
+  }
+
+  /** Share this node's snapshot, read the others', and check the epoch. */
   private async exchange(): Promise<void> {
+    this.exchanging = true
     try {
-      await Promise.all([this.peers!.exchange(this.state === 'up' ? 'up' : 'down'), this.stream!.checkEpoch()])
-      if (this.state === 'down' && this.up) this.setState('up', '')
+      await Promise.all([this.peers!.exchange(this.state), this.stream!.checkEpoch()])
     } catch (err) {
       this.setState('down', (err as Error).message)
+    } finally {
+      this.exchanging = false
     }
   }
 
   private setState(state: BusState, detail: string): void {
-    if (this.shut) return
-    if (state === this.state) return
-    this.state = state
+    if (this.shut || state === this.current) return
+    this.current = state
     for (const fn of this.watchers) fn(state, detail)
   }
 
-  /** Stream ids come from Redis in blocks; one is kept in reserve, so opening a stream never waits. */
+  /**
+   * Stream ids come from Redis in blocks; one is kept in reserve, so opening a stream never waits.
+   * While Redis gives none, it is asked again every ID_BLOCK_RETRY_MS, so the reserve is there
+   * again soon after Redis is.
+   */
   private refill(): void {
-    if (this.refilling || this.blocks.length > 0) return
+    if (this.refilling || this.blocks.length > 0 || this.shut) return
     this.refilling = true
     this.fetchBlock().then(
-      (block) => this.blocks.push(block),
-      () => {}, // Redis is away: the next block taken asks again
-    ).finally(() => (this.refilling = false))
+      (block) => {
+        this.refilling = false
+        this.blocks.push(block)
+      },
+      () => {
+        this.refilling = false
+        this.refillTimer = setTimeout(() => this.refill(), L.ID_BLOCK_RETRY_MS)
+      },
+    )
   }
 
+  /** A block from Redis, or a rejection (503) when Redis refuses or has not answered within REDIS_ANSWER_MS. */
   private async fetchBlock(): Promise<[number, number]> {
-    const last = Number(await this.links[0]!.send(['INCRBY', streamKeys(this.prefix).clientIds, String(CLIENT_ID_BLOCK)]))
-    return [last - CLIENT_ID_BLOCK + 1, last]
+    const last = await within(this.stream!.idBlock(L.CLIENT_ID_BLOCK), L.REDIS_ANSWER_MS, unavailable)
+    return [last - L.CLIENT_ID_BLOCK + 1, last]
   }
 }
