@@ -4,6 +4,7 @@
 // small ConnectionHost interface below; this file knows no routes, streams or history.
 
 import type * as net from 'node:net'
+import { closeSocket, type ResetCount } from './close.js'
 import { errorResponse, HttpError } from './errors.js'
 import { BodyReader } from './http-body.js'
 import { parseHead, type RequestHead } from './http-head.js'
@@ -56,6 +57,8 @@ export interface ConnectionHost {
   readonly waiting: Set<Connection>
   /** Files being sent: each holds a descriptor too, so it counts against the connection budget. */
   filesOpen: number
+  /** Where connections closed with a reset are counted. */
+  readonly resets: ResetCount
   /** An answer with status 400 or more went out (for logs): the request, when its head was read. */
   errorReply(status: number, detail: string, req: RequestHead | null, remoteAddress: string | undefined): void
 }
@@ -133,7 +136,7 @@ export class Connection {
   shed(): void {
     this.host.waiting.delete(this)
     this.host.closed(this)
-    this.socket.destroy()
+    closeSocket(this.socket, this.host.resets)
   }
 
   /** The server is stopping: a connection still waiting for (the rest of) a request closes now. */
@@ -170,9 +173,9 @@ export class Connection {
     if (this.state === State.Stream) {
       // An EventSource never half-closes: a FIN on a stream means the client is gone.
       if (this.stream !== null) this.host.streamClosed(this.stream)
-      this.socket.destroy()
+      closeSocket(this.socket, this.host.resets)
     } else if (this.state === State.Closing) {
-      this.socket.destroy()
+      closeSocket(this.socket, this.host.resets)
     } else if (this.state === State.Body || (this.state === State.Head && this.buffered !== null)) {
       // The client will send no more, so this request can never complete: say so, like Node does.
       this.refuse(new HttpError(400, this.state === State.Body ? 'incomplete request body' : 'incomplete request head'))
@@ -423,13 +426,14 @@ export class Connection {
 
   /**
    * Set the connection's one deadline; on expiry: 408 while a request is coming in, else close
-   * (lingering after our last bytes, idle keep-alive, or an answer the client did not take).
+   * (lingering after our last bytes, idle keep-alive, or an answer the client did not take: that
+   * one with a reset, since a FIN would wait behind the bytes it never takes).
    */
   private arm(ms: number): void {
     this.disarm()
     this.timer = setTimeout(() => {
       this.timer = null
-      if (this.state === State.Closing || this.state === State.Busy || (this.idle && this.state === State.Head)) this.socket.destroy()
+      if (this.state === State.Closing || this.state === State.Busy || (this.idle && this.state === State.Head)) closeSocket(this.socket, this.host.resets)
       else if (this.state === State.Head || this.state === State.Body) this.refuse(new HttpError(408, 'request head or body not received in time'))
     }, ms)
     this.timer.unref()

@@ -12,6 +12,7 @@ import type { SseServerEvents } from './events.js'
 import type { Accepted, Bus, BusNode } from './bus/bus.js'
 import { LocalBus } from './bus/local.js'
 import { RedisBus } from './bus/redis.js'
+import { closeSocket } from './close.js'
 import { ByteBudget, Connection, type ConnectionHost } from './connection.js'
 import { errorResponse, HttpError } from './errors.js'
 import type { RequestHead } from './http-head.js'
@@ -135,7 +136,7 @@ export class SseServer extends EventEmitter<SseServerEvents> {
       const server = this.server
       if (server === null) return resolve()
       const grace = setTimeout(() => {
-        for (const conn of this.conns) conn.socket.destroy()
+        for (const conn of this.conns) closeSocket(conn.socket, this.metrics)
       }, L.SHUTDOWN_GRACE_MS)
       server.close(() => {
         clearTimeout(grace)
@@ -314,7 +315,7 @@ export class SseServer extends EventEmitter<SseServerEvents> {
         this.metrics.refused++
         socket.on('error', () => {})
         socket.end(BUSY)
-        setTimeout(() => socket.destroy(), L.LINGER_MS).unref()
+        setTimeout(() => closeSocket(socket, this.metrics), L.LINGER_MS).unref()
         return
       }
       this.metrics.shed++
@@ -361,10 +362,10 @@ export class SseServer extends EventEmitter<SseServerEvents> {
     this.bus.closed(c.id)
     if (reason === 'admin' || reason === 'shutdown' || reason === 'revoked') {
       // streams.drop() has just written the last chunk and FIN. Once those bytes are with the
-      // kernel the socket is done; a client that reads nothing is cut off after LINGER_MS.
+      // kernel the socket is done; a client that reads nothing is reset after LINGER_MS.
       const s = c.socket
       s.once('finish', () => s.destroy())
-      const t = setTimeout(() => s.destroy(), L.LINGER_MS).unref()
+      const t = setTimeout(() => closeSocket(s, this.metrics), L.LINGER_MS).unref()
       s.once('close', () => clearTimeout(t))
     }
     this.emit('disconnect', c, reason)
@@ -390,6 +391,7 @@ export class SseServer extends EventEmitter<SseServerEvents> {
       closed: (conn) => this.conns.delete(conn),
       waiting: new Set(),
       filesOpen: 0,
+      resets: this.metrics,
       errorReply: (status, detail, req, remoteAddress) => {
         if (this.listenerCount('error-reply') === 0) return
         const path = req === null ? null : req.path.startsWith('/events/') ? '/events/***' : req.path

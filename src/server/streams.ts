@@ -4,6 +4,7 @@
 
 import type { Socket } from 'node:net'
 import type { Backlog } from './backlog.js'
+import { closeSocket } from './close.js'
 import { DROP_SLICE, MAX_BACKLOG_BYTES } from './limits.js'
 import type { DropReason, Metrics } from './metrics.js'
 import { HEARTBEAT, type Frame } from './sse-encode.js'
@@ -229,7 +230,7 @@ export class Streams {
     this.metrics.drops[reason]++
     // A revoked stream gets the end of its stream, like an admin close: it is told, not cut.
     // (Ended before it is removed: what it is owed is in the backlog until then.)
-    if (reason === 'buffer' || reason === 'stall') c.socket.destroy()
+    if (reason === 'buffer' || reason === 'stall') closeSocket(c.socket, this.metrics)
     else c.end(before)
     this.remove(c, reason)
   }
