@@ -13,7 +13,7 @@ import { PendingAnswers } from './pending-answers.js'
 import { formatHead, formatResponse, type FrameOptions, type Reply } from './response.js'
 import type { OpenStream, Outcome } from './routes.js'
 import type { Stream } from './stream.js'
-import { pipeFile } from './static.js'
+import { sendFile } from './static.js'
 
 /** Request bytes held in memory by every connection together, and the most they may be. */
 export class ByteBudget {
@@ -57,6 +57,11 @@ export interface ConnectionHost {
   readonly waiting: Set<Connection>
   /** Files being sent: each holds a descriptor too, so it counts against the connection budget. */
   filesOpen: number
+  /**
+   * Connections with an answer (a reply or a file) the socket has not sent, oldest first: their
+   * unsent bytes count in the server's byte budget, and past it these are reset first.
+   */
+  readonly sending: Set<Connection>
   /** Where connections closed with a reset are counted. */
   readonly resets: ResetCount
   /** An answer with status 400 or more went out (for logs): the request, when its head was read. */
@@ -187,6 +192,7 @@ export class Connection {
   onClose(): void {
     this.disarm()
     this.host.waiting.delete(this)
+    this.host.sending.delete(this)
     this.buffered = null
     this.body = null
     this.account()
@@ -327,11 +333,15 @@ export class Connection {
     }
     if (outcome.kind === 'file' && !opts.head) {
       this.socket.write(formatHead(outcome.reply, outcome.size, opts), 'latin1')
-      this.arm(this.host.sendTimeoutMs)
-      const progress = (): void => this.arm(this.host.sendTimeoutMs)
-      return pipeFile(this.socket, outcome.file, outcome.size, this.host, progress, () => {
-        this.replied(opts.keepAlive)
-        this.process() // a request pipelined behind the file
+      this.host.sending.add(this)
+      return sendFile(this.socket, outcome.file, outcome.size, this.host, {
+        waiting: () => this.arm(this.host.sendTimeoutMs),
+        reading: () => this.disarm(),
+        done: () => {
+          this.host.sending.delete(this)
+          this.replied(opts.keepAlive)
+          this.process() // a request pipelined behind the file
+        },
       })
     }
     this.writeReply(req, outcome.reply, opts)
@@ -356,7 +366,9 @@ export class Connection {
     if (this.socket.writableNeedDrain) {
       this.socket.pause()
       this.arm(this.host.sendTimeoutMs)
+      this.host.sending.add(this)
       this.socket.once('drain', () => {
+        this.host.sending.delete(this)
         this.replied(true)
         this.process()
       })
@@ -410,6 +422,8 @@ export class Connection {
     this.account()
     this.socket.resume()
     this.socket.end()
+    // Our last answer may still be on its way: it counts in the byte budget until the close.
+    if (this.socket.writableLength > 0) this.host.sending.add(this)
     this.arm(LINGER_MS)
   }
 

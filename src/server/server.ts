@@ -27,6 +27,7 @@ import { Stream, type ClientView } from './stream.js'
 import { Backlog } from './backlog.js'
 import { Delivery, RESET_FRAME } from './delivery.js'
 import { Streams } from './streams.js'
+import { dropOldestAnswers } from './unsent.js'
 import { matches, type Target } from './target.js'
 
 export type { SseServerOptions } from './options.js'
@@ -116,9 +117,14 @@ export class SseServer extends EventEmitter<SseServerEvents> {
     // connections already open keep being served.
     server.on('error', (err) => process.emitWarning(`rawsse: ${err.message}`))
 
-    // Shared timers, never one per stream: the stall check, the heartbeat, the tick.
+    // Shared timers, never one per stream: the byte budget and stall check, the heartbeat, the tick.
+    // Answers' unsent bytes count in the budget with the streams'; past it, answers go first.
     const sweepMs = Math.max(1, Math.min(L.HOUSEKEEPING_MS, stallTimeoutMs))
-    this.housekeeping = setInterval(() => this.streams.dropStalled(Date.now(), stallTimeoutMs), sweepMs)
+    const sending = this.host.sending
+    this.housekeeping = setInterval(() => {
+      if (sending.size > 0) dropOldestAnswers(sending, this.streams.unsentBytes(), this.settings.maxUnsentBytes, this.metrics)
+      this.streams.dropStalled(Date.now(), stallTimeoutMs)
+    }, sweepMs)
     if (heartbeatMs > 0) this.heartbeat = setInterval(() => this.streams.heartbeat(), heartbeatMs)
     if (tickMs > 0) this.ticker = setInterval(() => this.delivery.tick({ event: 'time', data: new Date().toISOString() }), tickMs)
     const addr = server.address() as net.AddressInfo
@@ -391,6 +397,7 @@ export class SseServer extends EventEmitter<SseServerEvents> {
       closed: (conn) => this.conns.delete(conn),
       waiting: new Set(),
       filesOpen: 0,
+      sending: new Set(),
       resets: this.metrics,
       errorReply: (status, detail, req, remoteAddress) => {
         if (this.listenerCount('error-reply') === 0) return

@@ -314,6 +314,13 @@ export class Streams {
     if (this.backlog.blocked > 0) for (let i = 0; i < this.list.length; i++) if (this.list[i]!.blocked && this.list[i]!.owedFrom < from) from = this.list[i]!.owedFrom
     this.backlog.forget(from)
   }
+
+  /** Unsent bytes of every blocked stream together: the server's byte budget counts answers beside them (unsent.ts). */
+  unsentBytes(): number {
+    let n = 0
+    for (let i = 0; i < this.list.length; i++) if (this.list[i]!.blocked && !this.list[i]!.doomed) n += this.list[i]!.unsent
+    return n
+  }
 }
 
 /** Bytes libuv still holds for the socket's write in progress (a Node internal, stable since 0.x). */
