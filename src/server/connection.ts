@@ -272,7 +272,12 @@ export class Connection {
     outcome.then(
       (o) => {
         if (this.socket.destroyed) return
-        this.answer(req, o)
+        // In a promise's callback a throw would be an unhandled rejection, and end the process.
+        try {
+          this.answer(req, o)
+        } catch (err) {
+          return this.refuse(err)
+        }
         this.process()
       },
       (err: unknown) => this.refuse(err),
@@ -281,24 +286,41 @@ export class Connection {
 
   /** A publish answered later: keep its place in line, and read the next request meanwhile (up to MAX_PUBLISHES_IN_FLIGHT). */
   private queue(req: RequestHead, outcome: Outcome | Promise<Outcome>): void {
-    this.pending.add(req, outcome, () => this.answerPending(), (err) => this.refuse(err))
+    this.pending.add(req, outcome, () => this.settled())
     if (this.pending.size === 0 || this.state === State.Closing) return
+    // No deadline runs while an answer is owed: it is the bus's to give, within its own bound
+    // (cutting the connection would lose it, and a publisher that retries would publish twice).
     if (this.pending.full) {
       this.enter(State.Busy)
       this.socket.pause()
-      this.arm(this.host.sendTimeoutMs)
+      this.disarm()
       return
     }
     this.request = null
     this.enter(State.Head)
     this.idle = this.buffered === null
-    this.arm(this.idle ? KEEP_ALIVE_IDLE_MS : this.host.headTimeoutMs)
+    // The idle deadline waits until no answer is owed (answerPending arms it).
+    if (this.idle) this.disarm()
+    else this.arm(this.host.headTimeoutMs)
+  }
+
+  /** An owed answer has come. Called in a promise's callback: a throw must become the refusal, never an unhandled rejection. */
+  private settled(): void {
+    try {
+      this.answerPending()
+    } catch (err) {
+      this.refuse(err, true)
+    }
   }
 
   /** Write the answers that have come, in request order; once none is awaited, go on as after any reply. */
   private answerPending(): void {
     for (let next = this.pending.next(); next !== null; next = this.pending.next()) {
       if (this.socket.destroyed || this.state === State.Closing) return
+      if ('error' in next) {
+        this.request = next.req
+        return this.refuse(next.error, true)
+      }
       const { req, outcome } = next
       const reply = outcome.kind === 'reply' ? outcome.reply : { status: 500, body: 'internal error\n' }
       const keepAlive = req.keepAlive && !this.peerEnded && !this.host.stopping && reply.close !== true
@@ -310,8 +332,13 @@ export class Connection {
     if (this.pending.waiting !== null) {
       const { req, body } = this.pending.waiting
       this.pending.waiting = null
+      this.request = req
       this.socket.resume() // paused while it waited; dispatch() pauses again if it must
-      this.dispatch(req, body)
+      try {
+        this.dispatch(req, body)
+      } catch (err) {
+        return this.refuse(err) // e.g. 401 for an unknown token, refused by its route
+      }
       if (this.state === State.Head || this.state === State.Body) this.process()
       return
     }
@@ -320,6 +347,9 @@ export class Connection {
       this.process()
     } else if (this.peerEnded && this.state === State.Head && this.buffered === null) {
       this.close()
+    } else if (this.state === State.Head) {
+      this.enter(State.Head) // idle again: among the connections closed first for room
+      if (this.idle) this.arm(KEEP_ALIVE_IDLE_MS)
     }
   }
 
@@ -397,9 +427,23 @@ export class Connection {
     this.socket.resume() // paused if the stream waited (a cluster catching up): its client's FIN must be seen
   }
 
-  /** Answer a refused request with its status and close (no status once a stream has begun). */
-  private refuse(err: unknown): void {
+  /**
+   * Answer a refused request with its status and close (no status once a stream has begun).
+   * Behind answers still owed, the refusal waits for its turn (`now` once it has come), and
+   * nothing more is read meanwhile: the connection closes after it.
+   */
+  private refuse(err: unknown, now = false): void {
     if (this.state === State.Stream || this.state === State.Closing || this.socket.destroyed) return
+    if (this.pending.size > 0 && !now) {
+      this.pending.refuse(this.request, err)
+      this.buffered = null
+      this.body = null
+      this.account()
+      this.disarm()
+      this.enter(State.Busy)
+      this.socket.pause()
+      return
+    }
     const httpErr = err instanceof HttpError ? err : new HttpError(500, 'internal error')
     if (!(err instanceof HttpError)) process.emitWarning(`rawsse: ${err instanceof Error ? err.stack : String(err)}`)
     this.socket.resume()
