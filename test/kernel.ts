@@ -92,11 +92,11 @@ export async function neverReading(t: Teardown, port: number, n: number, target:
 
 /** Neither end of the connection from the client's `localPort` to the server's `port` is left in the kernel. */
 export function gone(port: number, localPort: number): boolean {
-  return !kernelSockets(port).some((s) => (s.localPort === port && s.remotePort === localPort && s.state !== '06') || s.localPort === localPort)
+  return !kernelSockets(port).some((s) => (s.localPort === port && s.remotePort === localPort && s.state !== '06') || (s.localPort === localPort && s.remotePort === port))
 }
 
 
-/** Bytes received on the client socket bound to `localPort` that its process has not read (0 once it is gone). */
-export function unread(localPort: number): number {
-  return kernelSockets(localPort).find((s) => s.localPort === localPort)?.rxQueue ?? 0
+/** Bytes the client socket from `localPort` to the server's `port` has received and not read (0 once it is gone). */
+export function unread(port: number, localPort: number): number {
+  return kernelSockets(port).find((s) => s.localPort === localPort && s.remotePort === port)?.rxQueue ?? 0
 }

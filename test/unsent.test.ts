@@ -22,7 +22,7 @@ t.test('past maxUnsentBytes, the oldest downloads that read nothing are reset fi
   // 12 older downloads under way (12 slices of 64 KiB unsent fit in the budget of 1 MiB), then 20
   // newer ones: 32 slices are 2 MiB, over it.
   const older = await neverReading(t, port, 12, '/big.bin')
-  await until(() => older.every((d) => unread(d.socket.localPort!) > 0), () => 'the older downloads under way', 5000)
+  await until(() => older.every((d) => unread(port, d.socket.localPort!) > 0), () => 'the older downloads under way', 5000)
   const newer = await neverReading(t, port, 20, '/big.bin')
   const during = await openStream(port, `/events/${PUB}`)
   t.teardown(() => during.close())
