@@ -194,8 +194,7 @@ export function sendFile(socket: net.Socket, file: string, size: number, host: F
       events.waiting()
       // The slice is reused: the callback comes once the kernel has it (or the socket is closed).
       socket.write(n === slice!.length ? slice! : slice!.subarray(0, n), (werr) => {
-        if (werr !== null && werr !== undefined) return finish()
-        if (socket.destroyed) return finish()
+        if ((werr !== null && werr !== undefined) || socket.destroyed) return finish()
         if (sent < size) return readNext()
         finish()
         events.done()
