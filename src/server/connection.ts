@@ -1,9 +1,11 @@
 // One TCP connection's life, from accept to close (RFC 9112 §9: persistence, pipelining, tear-
 // down): read a request head and body, ask the server what to answer, write it, then wait for
 // the next request, become an event stream, or close. The server is reached only through the
-// small ConnectionHost interface below; this file knows no routes, streams or history.
+// small ConnectionHost interface (connection-host.ts); this file knows no routes, streams or history.
 
 import type * as net from 'node:net'
+import { closeSocket } from './close.js'
+import type { ConnectionHost } from './connection-host.js'
 import { errorResponse, HttpError } from './errors.js'
 import { BodyReader } from './http-body.js'
 import { parseHead, type RequestHead } from './http-head.js'
@@ -12,53 +14,7 @@ import { PendingAnswers } from './pending-answers.js'
 import { formatHead, formatResponse, type FrameOptions, type Reply } from './response.js'
 import type { OpenStream, Outcome } from './routes.js'
 import type { Stream } from './stream.js'
-import { pipeFile } from './static.js'
-
-/** Request bytes held in memory by every connection together, and the most they may be. */
-export class ByteBudget {
-  held = 0
-  constructor(readonly max: number) {}
-}
-
-/** What a connection needs from its server. */
-export interface ConnectionHost {
-  /** Head deadline, and then body deadline (408). */
-  readonly headTimeoutMs: number
-  /** An answer the client takes nothing of for this long: closed. */
-  readonly sendTimeoutMs: number
-  /** Unsent bytes of answers before a pipelining client is no longer read from. */
-  readonly maxBufferBytes: number
-  readonly corsOrigin: string
-  /** stop() has begun: answer what is pending, then close; open no stream. */
-  readonly stopping: boolean
-  /** Unparsed request bytes and bodies being read, of all connections: over the max, 503. */
-  readonly requestBytes: ByteBudget
-  /**
-   * Asked when a head announces a body, before any of it is read: a reply to send instead (and
-   * close), e.g. 401 for a publish without a valid bearer, whose body we then never buffer.
-   */
-  beforeBody(req: RequestHead, socket: net.Socket): Reply | null
-  /** What to answer (routes.ts with the server's state). */
-  route(req: RequestHead, body: Buffer, socket: net.Socket): Outcome | Promise<Outcome>
-  /**
-   * Write the stream's head (and, for GET, its first chunk and replay) and register it; null for
-   * HEAD, which gets the head only. Throws HttpError when no stream may open (e.g. 503 while stopping).
-   */
-  openStream(socket: net.Socket, req: RequestHead, o: OpenStream): Stream | null
-  /** The client went away from an open stream. */
-  streamClosed(stream: Stream): void
-  /** The socket is closed: forget the connection. */
-  closed(conn: Connection): void
-  /**
-   * Connections waiting for a request head (fresh, idle keep-alive, or a head still arriving),
-   * oldest first: when connections run short, the server closes these first, from the front.
-   */
-  readonly waiting: Set<Connection>
-  /** Files being sent: each holds a descriptor too, so it counts against the connection budget. */
-  filesOpen: number
-  /** An answer with status 400 or more went out (for logs): the request, when its head was read. */
-  errorReply(status: number, detail: string, req: RequestHead | null, remoteAddress: string | undefined): void
-}
+import { sendFile } from './static.js'
 
 const EMPTY = Buffer.alloc(0)
 const CONTINUE = Buffer.from('HTTP/1.1 100 Continue\r\n\r\n')
@@ -133,7 +89,7 @@ export class Connection {
   shed(): void {
     this.host.waiting.delete(this)
     this.host.closed(this)
-    this.socket.destroy()
+    closeSocket(this.socket, this.host.resets)
   }
 
   /** The server is stopping: a connection still waiting for (the rest of) a request closes now. */
@@ -170,9 +126,9 @@ export class Connection {
     if (this.state === State.Stream) {
       // An EventSource never half-closes: a FIN on a stream means the client is gone.
       if (this.stream !== null) this.host.streamClosed(this.stream)
-      this.socket.destroy()
+      closeSocket(this.socket, this.host.resets)
     } else if (this.state === State.Closing) {
-      this.socket.destroy()
+      closeSocket(this.socket, this.host.resets)
     } else if (this.state === State.Body || (this.state === State.Head && this.buffered !== null)) {
       // The client will send no more, so this request can never complete: say so, like Node does.
       this.refuse(new HttpError(400, this.state === State.Body ? 'incomplete request body' : 'incomplete request head'))
@@ -184,6 +140,7 @@ export class Connection {
   onClose(): void {
     this.disarm()
     this.host.waiting.delete(this)
+    this.host.sending.delete(this)
     this.buffered = null
     this.body = null
     this.account()
@@ -263,7 +220,12 @@ export class Connection {
     outcome.then(
       (o) => {
         if (this.socket.destroyed) return
-        this.answer(req, o)
+        // In a promise's callback a throw would be an unhandled rejection, and end the process.
+        try {
+          this.answer(req, o)
+        } catch (err) {
+          return this.refuse(err)
+        }
         this.process()
       },
       (err: unknown) => this.refuse(err),
@@ -272,24 +234,41 @@ export class Connection {
 
   /** A publish answered later: keep its place in line, and read the next request meanwhile (up to MAX_PUBLISHES_IN_FLIGHT). */
   private queue(req: RequestHead, outcome: Outcome | Promise<Outcome>): void {
-    this.pending.add(req, outcome, () => this.answerPending(), (err) => this.refuse(err))
+    this.pending.add(req, outcome, () => this.settled())
     if (this.pending.size === 0 || this.state === State.Closing) return
+    // No deadline runs while an answer is owed: it is the bus's to give, within its own bound
+    // (cutting the connection would lose it, and a publisher that retries would publish twice).
     if (this.pending.full) {
       this.enter(State.Busy)
       this.socket.pause()
-      this.arm(this.host.sendTimeoutMs)
+      this.disarm()
       return
     }
     this.request = null
     this.enter(State.Head)
     this.idle = this.buffered === null
-    this.arm(this.idle ? KEEP_ALIVE_IDLE_MS : this.host.headTimeoutMs)
+    // The idle deadline waits until no answer is owed (answerPending arms it).
+    if (this.idle) this.disarm()
+    else this.arm(this.host.headTimeoutMs)
+  }
+
+  /** An owed answer has come. Called in a promise's callback: a throw must become the refusal, never an unhandled rejection. */
+  private settled(): void {
+    try {
+      this.answerPending()
+    } catch (err) {
+      this.refuse(err, true)
+    }
   }
 
   /** Write the answers that have come, in request order; once none is awaited, go on as after any reply. */
   private answerPending(): void {
     for (let next = this.pending.next(); next !== null; next = this.pending.next()) {
       if (this.socket.destroyed || this.state === State.Closing) return
+      if ('error' in next) {
+        this.request = next.req
+        return this.refuse(next.error, true)
+      }
       const { req, outcome } = next
       const reply = outcome.kind === 'reply' ? outcome.reply : { status: 500, body: 'internal error\n' }
       const keepAlive = req.keepAlive && !this.peerEnded && !this.host.stopping && reply.close !== true
@@ -301,8 +280,13 @@ export class Connection {
     if (this.pending.waiting !== null) {
       const { req, body } = this.pending.waiting
       this.pending.waiting = null
+      this.request = req
       this.socket.resume() // paused while it waited; dispatch() pauses again if it must
-      this.dispatch(req, body)
+      try {
+        this.dispatch(req, body)
+      } catch (err) {
+        return this.refuse(err) // e.g. 401 for an unknown token, refused by its route
+      }
       if (this.state === State.Head || this.state === State.Body) this.process()
       return
     }
@@ -311,6 +295,9 @@ export class Connection {
       this.process()
     } else if (this.peerEnded && this.state === State.Head && this.buffered === null) {
       this.close()
+    } else if (this.state === State.Head) {
+      this.enter(State.Head) // idle again: among the connections closed first for room
+      if (this.idle) this.arm(KEEP_ALIVE_IDLE_MS)
     }
   }
 
@@ -324,11 +311,15 @@ export class Connection {
     }
     if (outcome.kind === 'file' && !opts.head) {
       this.socket.write(formatHead(outcome.reply, outcome.size, opts), 'latin1')
-      this.arm(this.host.sendTimeoutMs)
-      const progress = (): void => this.arm(this.host.sendTimeoutMs)
-      return pipeFile(this.socket, outcome.file, outcome.size, this.host, progress, () => {
-        this.replied(opts.keepAlive)
-        this.process() // a request pipelined behind the file
+      this.host.sending.add(this)
+      return sendFile(this.socket, outcome.file, outcome.size, this.host, {
+        waiting: () => this.arm(this.host.sendTimeoutMs),
+        reading: () => this.disarm(),
+        done: () => {
+          this.host.sending.delete(this)
+          this.replied(opts.keepAlive)
+          this.process() // a request pipelined behind the file
+        },
       })
     }
     this.writeReply(req, outcome.reply, opts)
@@ -353,7 +344,9 @@ export class Connection {
     if (this.socket.writableNeedDrain) {
       this.socket.pause()
       this.arm(this.host.sendTimeoutMs)
+      this.host.sending.add(this)
       this.socket.once('drain', () => {
+        this.host.sending.delete(this)
         this.replied(true)
         this.process()
       })
@@ -382,9 +375,23 @@ export class Connection {
     this.socket.resume() // paused if the stream waited (a cluster catching up): its client's FIN must be seen
   }
 
-  /** Answer a refused request with its status and close (no status once a stream has begun). */
-  private refuse(err: unknown): void {
+  /**
+   * Answer a refused request with its status and close (no status once a stream has begun).
+   * Behind answers still owed, the refusal waits for its turn (`now` once it has come), and
+   * nothing more is read meanwhile: the connection closes after it.
+   */
+  private refuse(err: unknown, now = false): void {
     if (this.state === State.Stream || this.state === State.Closing || this.socket.destroyed) return
+    if (this.pending.size > 0 && !now) {
+      this.pending.refuse(this.request, err)
+      this.buffered = null
+      this.body = null
+      this.account()
+      this.disarm()
+      this.enter(State.Busy)
+      this.socket.pause()
+      return
+    }
     const httpErr = err instanceof HttpError ? err : new HttpError(500, 'internal error')
     if (!(err instanceof HttpError)) process.emitWarning(`rawsse: ${err instanceof Error ? err.stack : String(err)}`)
     this.socket.resume()
@@ -407,6 +414,8 @@ export class Connection {
     this.account()
     this.socket.resume()
     this.socket.end()
+    // Our last answer may still be on its way: it counts in the byte budget until the close.
+    if (this.socket.writableLength > 0) this.host.sending.add(this)
     this.arm(LINGER_MS)
   }
 
@@ -423,13 +432,14 @@ export class Connection {
 
   /**
    * Set the connection's one deadline; on expiry: 408 while a request is coming in, else close
-   * (lingering after our last bytes, idle keep-alive, or an answer the client did not take).
+   * (lingering after our last bytes, idle keep-alive, or an answer the client did not take: that
+   * one with a reset, since a FIN would wait behind the bytes it never takes).
    */
   private arm(ms: number): void {
     this.disarm()
     this.timer = setTimeout(() => {
       this.timer = null
-      if (this.state === State.Closing || this.state === State.Busy || (this.idle && this.state === State.Head)) this.socket.destroy()
+      if (this.state === State.Closing || this.state === State.Busy || (this.idle && this.state === State.Head)) closeSocket(this.socket, this.host.resets)
       else if (this.state === State.Head || this.state === State.Body) this.refuse(new HttpError(408, 'request head or body not received in time'))
     }, ms)
     this.timer.unref()

@@ -11,7 +11,7 @@ export const DEFAULT_HISTORY_BYTES = 64 * 1024 * 1024 // and at most this many b
 export const DEFAULT_MAX_EVENT_BYTES = 1024 * 1024 // one event, encoded; a bigger publish: 413
 export const DEFAULT_MAX_CLIENTS = 10_000 // open streams; one more gets 503
 export const DEFAULT_MAX_BUFFER_BYTES = 1024 * 1024 // unsent bytes before a stream is dropped as slow
-export const DEFAULT_MAX_UNSENT_BYTES = 256 * 1024 * 1024 // unsent bytes of all streams together; past it, the streams holding the most are dropped
+export const DEFAULT_MAX_UNSENT_BYTES = 256 * 1024 * 1024 // unsent bytes of all answers and streams together; past it, the oldest answers are reset, then the streams holding the most dropped
 export const DEFAULT_TICK_MS = 1_000 // `time` event period; 0 = off
 export const DEFAULT_CORS_ORIGIN = '*'
 export const DEFAULT_BACKLOG = 4096 // listen queue for connections not yet accepted; the kernel caps it at net.core.somaxconn
@@ -76,6 +76,7 @@ export const ID_BLOCK_RETRY_MS = 1_000 // a block Redis did not give (away, or n
 
 // --- static files ---
 export const STATIC_CACHE_MAX_FILE_BYTES = 1024 * 1024 // files up to this size are kept in memory, bigger ones streamed
+export const FILE_SLICE_BYTES = 64 * 1024 // a streamed file is read and written a slice of this size at a time, the next one once the socket has taken the last: what a download that reads nothing holds
 
 // --- stream constants ---
 export const DEFAULT_CHANNEL = 'default'

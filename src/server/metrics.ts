@@ -17,9 +17,10 @@ export interface Stats {
   history: { events: number; bytes: number }
   /**
    * TCP connections open (streams included); those closed to make room for new ones while they
-   * still waited for a request head; those refused because every connection was busy.
+   * still waited for a request head; those refused because every connection was busy; those
+   * closed by us with a reset because bytes we wrote were left unsent (close.ts).
    */
-  connections: { open: number; shed: number; refused: number }
+  connections: { open: number; shed: number; refused: number; reset: number }
   uptimeSeconds: number
   rssBytes: number
 }
@@ -31,6 +32,8 @@ export class Metrics {
   /** Connections closed to make room, and refused for lack of it (see SseServer's accept). */
   shed = 0
   refused = 0
+  /** Connections closed with a reset, their unsent bytes dropped (close.ts closeSocket). */
+  reset = 0
   readonly drops: Record<DropReason, number> = { buffer: 0, stall: 0, admin: 0, shutdown: 0, revoked: 0 }
   private readonly startedAt = process.hrtime.bigint()
 
@@ -43,7 +46,7 @@ export class Metrics {
       drops: { ...this.drops },
       bytesOut: this.bytesOut,
       history,
-      connections: { open, shed: this.shed, refused: this.refused },
+      connections: { open, shed: this.shed, refused: this.refused, reset: this.reset },
       uptimeSeconds: Math.floor(Number(process.hrtime.bigint() - this.startedAt) / 1e9),
       rssBytes: process.memoryUsage.rss(),
     }
@@ -67,7 +70,12 @@ export function sumStats(parts: readonly Stats[], own: Pick<Stats, 'published' |
     drops,
     bytesOut: sum((s) => s.bytesOut),
     history: own.history,
-    connections: { open: sum((s) => s.connections.open), shed: sum((s) => s.connections.shed), refused: sum((s) => s.connections.refused) },
+    connections: {
+      open: sum((s) => s.connections.open),
+      shed: sum((s) => s.connections.shed),
+      refused: sum((s) => s.connections.refused),
+      reset: sum((s) => s.connections.reset),
+    },
     uptimeSeconds: own.uptimeSeconds,
     rssBytes: sum((s) => s.rssBytes),
   }
@@ -92,6 +100,7 @@ const METRICS: ReadonlyArray<[string, 'gauge' | 'counter', string, (s: Stats) =>
   ['rawsse_connections', 'gauge', 'TCP connections open, streams included.', (s) => [['', s.connections.open]]],
   ['rawsse_connections_shed_total', 'counter', 'Connections closed while waiting for a request head, to make room.', (s) => [['', s.connections.shed]]],
   ['rawsse_connections_refused_total', 'counter', 'Connections refused because every connection was busy.', (s) => [['', s.connections.refused]]],
+  ['rawsse_connections_reset_total', 'counter', 'Connections closed with a reset, dropping bytes the client had not taken.', (s) => [['', s.connections.reset]]],
   ['rawsse_uptime_seconds', 'gauge', 'Seconds since the server started.', (s) => [['', s.uptimeSeconds]]],
   ['process_resident_memory_bytes', 'gauge', 'Resident memory size in bytes.', (s) => [['', s.rssBytes]]],
 ]

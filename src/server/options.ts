@@ -42,7 +42,10 @@ export interface SseServerOptions {
   /** The listen queue (connections the kernel accepted that we have not yet); capped by net.core.somaxconn. Default 4096. */
   backlog?: number
   maxBufferBytes?: number
-  /** Unsent bytes of all streams together; past it the streams holding the most are dropped. Default 256 MiB. */
+  /**
+   * Unsent bytes of all answers (files, replies) and streams together; past it the oldest answers
+   * are reset, then the streams holding the most are dropped. Default 256 MiB.
+   */
   maxUnsentBytes?: number
   /**
    * The largest event, encoded, in bytes; a bigger publish is refused (`413`, or an Error with

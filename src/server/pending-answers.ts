@@ -1,15 +1,20 @@
 // The answers one connection still owes for pipelined publishes whose outcome comes later (a
-// cluster's bus accepts an event in its own time): HTTP/1.1 answers in request order, so each
-// keeps its place in line, and a request of another kind that arrives behind them waits here
-// until they are all out. The connection writes the answers; this keeps their order. No sockets.
+// cluster's bus accepts an event in its own time): HTTP/1.1 answers in request order (RFC 9112
+// §9.3.2), so each keeps its place in line, a request refused behind them waits there for its
+// turn too, and a request of another kind that arrives behind them waits until they are all out.
+// The connection writes the answers; this keeps their order. No sockets.
 
 import type { RequestHead } from './http-head.js'
 import { MAX_PUBLISHES_IN_FLIGHT } from './limits.js'
 import type { Outcome } from './routes.js'
 
+/** What a request gets: the route's outcome, or the error that refuses it (and closes the connection). */
+type Answer = { readonly outcome: Outcome } | { readonly error: unknown }
+
 interface Slot {
-  readonly req: RequestHead
-  outcome: Outcome | null
+  /** Null only for a refusal of bytes that were never a whole request head. */
+  readonly req: RequestHead | null
+  answer: Answer | null
 }
 
 export class PendingAnswers {
@@ -27,25 +32,41 @@ export class PendingAnswers {
   }
 
   /**
-   * Keep a place for `req`. `ready` is called whenever answers may go out (at once when the
-   * outcome is already known); `failed` when the outcome's promise rejects.
+   * Keep a place for `req`. `ready` is called whenever answers may go out: at once when the
+   * outcome is already known, else when its promise settles, fulfilled or rejected (a rejection
+   * is that request's refusal, in its turn). `ready` must not throw: it runs in a promise's
+   * callback, where a throw would be an unhandled rejection.
    */
-  add(req: RequestHead, outcome: Outcome | Promise<Outcome>, ready: () => void, failed: (err: unknown) => void): void {
-    const slot: Slot = { req, outcome: null }
+  add(req: RequestHead, outcome: Outcome | Promise<Outcome>, ready: () => void): void {
+    const slot: Slot = { req, answer: null }
     this.line.push(slot)
-    const settle = (o: Outcome): void => {
-      slot.outcome = o
-      ready()
+    if (!(outcome instanceof Promise)) {
+      slot.answer = { outcome }
+      return ready()
     }
-    if (outcome instanceof Promise) outcome.then(settle, failed)
-    else settle(outcome)
+    outcome.then(
+      (o) => {
+        slot.answer = { outcome: o }
+        ready()
+      },
+      (error: unknown) => {
+        slot.answer = { error }
+        ready()
+      },
+    )
   }
 
-  /** The next answer, if it is its turn and its outcome has come. */
-  next(): { req: RequestHead; outcome: Outcome } | null {
+  /** A request refused behind answers still owed: its refusal goes out in its turn. */
+  refuse(req: RequestHead | null, error: unknown): void {
+    this.line.push({ req, answer: { error } })
+  }
+
+  /** The next answer, if it is its turn and it has come: an outcome for its request, or a refusal. */
+  next(): { req: RequestHead; outcome: Outcome } | { req: RequestHead | null; error: unknown } | null {
     const first = this.line[0]
-    if (first === undefined || first.outcome === null) return null
+    if (first === undefined || first.answer === null) return null
     this.line.shift()
-    return { req: first.req, outcome: first.outcome }
+    const { req, answer } = first
+    return 'error' in answer ? { req, error: answer.error } : { req: req!, outcome: answer.outcome }
   }
 }

@@ -12,7 +12,9 @@ import type { SseServerEvents } from './events.js'
 import type { Accepted, Bus, BusNode } from './bus/bus.js'
 import { LocalBus } from './bus/local.js'
 import { RedisBus } from './bus/redis.js'
-import { ByteBudget, Connection, type ConnectionHost } from './connection.js'
+import { closeSocket } from './close.js'
+import { Connection } from './connection.js'
+import { ByteBudget, type ConnectionHost } from './connection-host.js'
 import { errorResponse, HttpError } from './errors.js'
 import type { RequestHead } from './http-head.js'
 import { History } from './history.js'
@@ -26,6 +28,7 @@ import { Stream, type ClientView } from './stream.js'
 import { Backlog } from './backlog.js'
 import { Delivery, RESET_FRAME } from './delivery.js'
 import { Streams } from './streams.js'
+import { dropOldestAnswers } from './unsent.js'
 import { matches, type Target } from './target.js'
 
 export type { SseServerOptions } from './options.js'
@@ -115,9 +118,14 @@ export class SseServer extends EventEmitter<SseServerEvents> {
     // connections already open keep being served.
     server.on('error', (err) => process.emitWarning(`rawsse: ${err.message}`))
 
-    // Shared timers, never one per stream: the stall check, the heartbeat, the tick.
+    // Shared timers, never one per stream: the byte budget and stall check, the heartbeat, the tick.
+    // Answers' unsent bytes count in the budget with the streams'; past it, answers go first.
     const sweepMs = Math.max(1, Math.min(L.HOUSEKEEPING_MS, stallTimeoutMs))
-    this.housekeeping = setInterval(() => this.streams.dropStalled(Date.now(), stallTimeoutMs), sweepMs)
+    const sending = this.host.sending
+    this.housekeeping = setInterval(() => {
+      if (sending.size > 0) dropOldestAnswers(sending, this.streams.unsentBytes(), this.settings.maxUnsentBytes, this.metrics)
+      this.streams.dropStalled(Date.now(), stallTimeoutMs)
+    }, sweepMs)
     if (heartbeatMs > 0) this.heartbeat = setInterval(() => this.streams.heartbeat(), heartbeatMs)
     if (tickMs > 0) this.ticker = setInterval(() => this.delivery.tick({ event: 'time', data: new Date().toISOString() }), tickMs)
     const addr = server.address() as net.AddressInfo
@@ -135,7 +143,7 @@ export class SseServer extends EventEmitter<SseServerEvents> {
       const server = this.server
       if (server === null) return resolve()
       const grace = setTimeout(() => {
-        for (const conn of this.conns) conn.socket.destroy()
+        for (const conn of this.conns) closeSocket(conn.socket, this.metrics)
       }, L.SHUTDOWN_GRACE_MS)
       server.close(() => {
         clearTimeout(grace)
@@ -322,7 +330,7 @@ export class SseServer extends EventEmitter<SseServerEvents> {
         this.metrics.refused++
         socket.on('error', () => {})
         socket.end(BUSY)
-        setTimeout(() => socket.destroy(), L.LINGER_MS).unref()
+        setTimeout(() => closeSocket(socket, this.metrics), L.LINGER_MS).unref()
         return
       }
       this.metrics.shed++
@@ -369,10 +377,10 @@ export class SseServer extends EventEmitter<SseServerEvents> {
     this.bus.closed(c.id)
     if (reason === 'admin' || reason === 'shutdown' || reason === 'revoked') {
       // streams.drop() has just written the last chunk and FIN. Once those bytes are with the
-      // kernel the socket is done; a client that reads nothing is cut off after LINGER_MS.
+      // kernel the socket is done; a client that reads nothing is reset after LINGER_MS.
       const s = c.socket
       s.once('finish', () => s.destroy())
-      const t = setTimeout(() => s.destroy(), L.LINGER_MS).unref()
+      const t = setTimeout(() => closeSocket(s, this.metrics), L.LINGER_MS).unref()
       s.once('close', () => clearTimeout(t))
     }
     this.emit('disconnect', c, reason)
@@ -398,6 +406,8 @@ export class SseServer extends EventEmitter<SseServerEvents> {
       closed: (conn) => this.conns.delete(conn),
       waiting: new Set(),
       filesOpen: 0,
+      sending: new Set(),
+      resets: this.metrics,
       errorReply: (status, detail, req, remoteAddress) => {
         if (this.listenerCount('error-reply') === 0) return
         const path = req === null ? null : req.path.startsWith('/events/') ? '/events/***' : req.path

@@ -4,11 +4,12 @@
 // anything whose path has a segment starting with `.` (`/.env`, `/.git/config`), asked for or
 // reached through a symlink: such files are a deploy's secrets, never its pages.
 
-import { createReadStream, promises as fs } from 'node:fs'
+import { close, open, promises as fs, read } from 'node:fs'
 import type * as net from 'node:net'
 import * as path from 'node:path'
+import { closeSocket, type ResetCount } from './close.js'
 import { HttpError } from './errors.js'
-import { STATIC_CACHE_MAX_FILE_BYTES } from './limits.js'
+import { FILE_SLICE_BYTES, STATIC_CACHE_MAX_FILE_BYTES } from './limits.js'
 import type { Reply } from './response.js'
 
 const TYPES: Readonly<Record<string, string>> = {
@@ -140,22 +141,75 @@ function etagMatches(header: string, etag: string): boolean {
     .some((t) => t === '*' || t.replace(/^W\//, '') === bare)
 }
 
-/**
- * Send a file's bytes after its head, leaving the socket open for the next request. The file
- * counts in `files.open` while it is; `progress` is called each time the client has taken what
- * was written (the send deadline starts again), `done` at its end. A client that goes away
- * mid-file closes it; a read error ends the connection (the head is sent: no status can say it).
- */
-export function pipeFile(socket: net.Socket, file: string, size: number, files: { filesOpen: number }, progress: () => void, done: () => void): void {
-  const stream = createReadStream(file, { start: 0, end: size - 1 })
-  files.filesOpen++
-  stream.once('close', () => files.filesOpen--)
-  socket.on('drain', progress)
-  stream.on('error', () => socket.destroy())
-  stream.on('end', () => {
-    socket.off('drain', progress)
-    done()
-  })
-  socket.once('close', () => stream.destroy())
-  stream.pipe(socket, { end: false })
+/** What a file being sent counts on: the descriptors it holds, and the resets when it fails. */
+export interface FileHost {
+  filesOpen: number
+  readonly resets: ResetCount
 }
+
+/** What the connection hears of a file being sent. */
+export interface FileEvents {
+  /** A slice is in the socket: the client has the send deadline to take it. */
+  waiting(): void
+  /** The socket took it; the next one is being read (the disk is not the client: no deadline). */
+  reading(): void
+  /** Every byte is with the kernel. */
+  done(): void
+}
+
+/**
+ * Send a file's bytes after its head, a slice at a time: the next slice is read only once the
+ * socket has handed the last one to the kernel. So a client that reads nothing costs one slice
+ * and a descriptor (a read stream piped in held its read-ahead chunk and the socket's queue
+ * besides), and those bytes are the socket's writableLength, where the byte budget sees them.
+ * One operation is in flight at a time (open, read or write), and each callback looks at the
+ * socket: once it is closed, the file is closed and nothing more happens. So nothing waits on the
+ * socket's events, and a keep-alive connection sending many files gains no listener per file.
+ * A file that cannot be read to its end closes the connection: its head is sent, and no status
+ * can say it now.
+ */
+export function sendFile(socket: net.Socket, file: string, size: number, host: FileHost, events: FileEvents): void {
+  host.filesOpen++
+  let fd = -1
+  let sent = 0
+  let slice: Buffer | null = null
+  const finish = (): void => {
+    if (fd !== -1) close(fd, ignore)
+    fd = -1
+    slice = null
+    host.filesOpen--
+  }
+  const fail = (): void => {
+    finish()
+    closeSocket(socket, host.resets)
+  }
+  const readNext = (): void => {
+    events.reading()
+    const want = Math.min(size - sent, FILE_SLICE_BYTES)
+    slice ??= Buffer.allocUnsafe(want)
+    read(fd, slice, 0, want, sent, (err, n) => {
+      if (socket.destroyed) return finish()
+      if (err !== null || n === 0) return fail() // unreadable, or shorter than its stat said
+      sent += n
+      events.waiting()
+      // The slice is reused: the callback comes once the kernel has it (or the socket is closed).
+      socket.write(n === slice!.length ? slice! : slice!.subarray(0, n), (werr) => {
+        if ((werr !== null && werr !== undefined) || socket.destroyed) return finish()
+        if (sent < size) return readNext()
+        finish()
+        events.done()
+      })
+    })
+  }
+  open(file, 'r', (err, opened) => {
+    if (err !== null) {
+      host.filesOpen--
+      return closeSocket(socket, host.resets)
+    }
+    fd = opened
+    if (socket.destroyed) return finish()
+    readNext()
+  })
+}
+
+function ignore(): void {}

@@ -2,8 +2,8 @@
 // closed streams. This is the U++ example's `WriteChunk`: encode once, write the same Buffer to
 // every recipient, prune the dead. Never parses.
 
-import type { Socket } from 'node:net'
 import type { Backlog } from './backlog.js'
+import { closeSocket, writeQueueSize } from './close.js'
 import { FanOutJob, SET_MAX } from './fanout-job.js'
 import { DROP_SLICE, FANOUT_SLICE_WRITES, MAX_BACKLOG_BYTES } from './limits.js'
 import type { DropReason, Metrics } from './metrics.js'
@@ -250,7 +250,7 @@ export class Streams {
     this.metrics.drops[reason]++
     // A revoked stream gets the end of its stream, like an admin close: it is told, not cut.
     // (Ended before it is removed: what it is owed is in the backlog until then.)
-    if (reason === 'buffer' || reason === 'stall') c.socket.destroy()
+    if (reason === 'buffer' || reason === 'stall') closeSocket(c.socket, this.metrics)
     else c.end(before)
     this.remove(c, reason)
   }
@@ -334,11 +334,13 @@ export class Streams {
     if (this.backlog.blocked > 0) for (let i = 0; i < this.list.length; i++) if (this.list[i]!.blocked && this.list[i]!.owedFrom < from) from = this.list[i]!.owedFrom
     this.backlog.forget(from)
   }
-}
 
-/** Bytes libuv still holds for the socket's write in progress (a Node internal, stable since 0.x). */
-function writeQueueSize(socket: Socket): number {
-  return (socket as unknown as { _handle?: { writeQueueSize?: number } | null })._handle?.writeQueueSize ?? 0
+  /** Unsent bytes of every blocked stream together: the server's byte budget counts answers beside them (unsent.ts). */
+  unsentBytes(): number {
+    let n = 0
+    for (let i = 0; i < this.list.length; i++) if (this.list[i]!.blocked && !this.list[i]!.doomed) n += this.list[i]!.unsent
+    return n
+  }
 }
 
 function decrement(counts: Map<string, number>, key: string): void {
