@@ -346,6 +346,32 @@ t.test('flags take effect', (t) => {
     t.equal(missing.status, 404, 'a file not in that folder: 404')
   })
 
+  t.test('--public off, RAWSSE_PUBLIC=off and {"public":"off"}: no file at all, and the stream still works', async (t) => {
+    const dir = tempDir(t)
+    const config = path.join(dir, 'config.json')
+    writeFileSync(config, JSON.stringify({ public: 'off' }))
+    const ways: [string, string[], NodeJS.ProcessEnv][] = [
+      ['--public off', ['--public', 'off'], {}],
+      ['RAWSSE_PUBLIC=off', [], { RAWSSE_PUBLIC: 'off' }],
+      ['{"public":"off"}', ['--config', config], {}],
+    ]
+    for (const [way, args, env] of ways) {
+      const { port, base, lines } = await startCli(t, ['--port', '0', '--tick', '0', '--publish-token', PUB, ...args], { env })
+      t.equal(lines[1], 'demo page: none (--public off)', `${way}: no demo page URL is printed`)
+      for (const file of ['/', '/index.html', '/chat.html', '/favicon.svg']) {
+        const reply = await rawRequest(port, `GET ${file} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`, 2000)
+        t.match(reply, /^HTTP\/1\.1 404 Not Found\r\n[^]*\r\n\r\nnot found\n$/, `${way}: GET ${file}: 404`)
+      }
+      const s = await openStream(port, `/events/${PUB}?channel=chat`)
+      t.teardown(() => s.close())
+      const r = await publish(base, 'channel=chat', 'still streaming', PUB)
+      t.match(r, { status: 200, json: { delivered: 1 } }, `${way}: a publish reaches the stream`)
+      await s.waitFor(chunk(`id: ${String(r.json.id)}\ndata: still streaming\n\n`))
+      // No demo server side either: the chat page's presence comes on connect, so before that event.
+      t.notMatch(s.received, /event: presence\n/, `${way}: no demo presence on channel chat`)
+    }
+  })
+
   t.test('--host 127.0.0.1: the server listens there and serves', async (t) => {
     const { port, base, lines } = await startCli(t, ['--port', '0', '--tick', '0', '--host', '127.0.0.1', '--publish-token', PUB])
     t.equal(lines[0], `rawsse listening on http://127.0.0.1:${port}`, 'listening on 127.0.0.1')
