@@ -3,7 +3,7 @@
 //   npm install && node bench/fanout.mjs [--quick] [--rounds 3] [--peers rawsse,better-sse,node-http,nchan]
 //       [--streams 100,1000,10000,19000] [--windows 1,8] [--duration 8] [--warmup 1]
 //       [--rate 20] [--rate-streams 1000] [--rss-streams 10000,19000] [--settle 30] [--idle-only] [--workers K] [--out bench/RESULTS.md]
-//       [--baseline OTHER/dist/cli.js]
+//       [--baseline OTHER/dist/cli.js | COMMIT]
 //
 // Needs a machine with at least two cores; nchan needs Debian's `nginx` and `libnginx-mod-nchan`
 // (`apt-get install nginx libnginx-mod-nchan`): without them it says so and benches the others.
@@ -31,8 +31,9 @@
 // Its figures, per round, also go in a `<!-- fanout-data {...} -->` comment, which bench/charts.mjs draws as SVG in bench/charts/.
 //
 // --quick: N = 100 and 1 000, one round, 3 s runs, idle RSS at 1 000; a smoke test, not results.
-// --baseline PATH: another build of rawsse (its dist/cli.js) runs as peer `rawsse-baseline`, so a
-// change is measured against the code before it in the same interleaved rounds.
+// --baseline PATH|COMMIT: another build of rawsse (its dist/cli.js, or a commit, built in a temporary
+// git worktree removed at the end) runs as peer `rawsse-baseline`, so a change is measured against
+// the code before it in the same interleaved rounds.
 // --idle-only: only the idle memory part (it does not need the load tool).
 // Internal: `node bench/fanout.mjs --hold URL N [--header 'K: V']...` opens N idle streams and
 // prints one JSON line when they are all open (used for the idle RSS; stopped with SIGTERM).
@@ -46,6 +47,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url'
 import {
   BENCH,
   binNodeFlags,
+  buildAt,
   BUSY_LIMIT,
   busiestCorePercent,
   childPids,
@@ -372,7 +374,7 @@ function parseFlags(argv) {
   const baseline = get('baseline')
   done()
   if (baseline !== undefined) {
-    PEERS['rawsse-baseline'] = rawssePeer('rawsse-baseline', path.resolve(baseline))
+    PEERS['rawsse-baseline'] = rawssePeer('rawsse-baseline', buildAt(baseline)) // a file, or a commit built in a temporary worktree
     if (!o.peers.includes('rawsse-baseline')) o.peers.push('rawsse-baseline')
   }
   for (const p of o.peers) if (!(p in PEERS)) throw new Error(`unknown peer '${p}' (peers: ${Object.keys(PEERS).join(', ')})`)

@@ -1,6 +1,6 @@
 // Hostile clients at full size: cases 1, 2 and 7 of issue 14, measured on one build of rawsse.
 //
-//   node bench/hostile.mjs [--cli PATH] [--label NAME] [--server-arg ARG]... [--quick] [--cases 1,2,3]
+//   node bench/hostile.mjs [--cli PATH|COMMIT] [--label NAME] [--server-arg ARG]... [--quick] [--cases 1,2,3]
 //       [--stalled 3000,10000] [--stalled-rcvbuf 4096] [--stalled-mss 536] [--publish-seconds 35]
 //       [--publish-rate 0] [--recover-bound 120]
 //       [--flood 20000] [--flood-procs 4] [--flood-seconds 30] [--floods keepalive,idle,loris]
@@ -8,7 +8,7 @@
 //       [--storm-live-ms 500] [--storm-history 1000] [--storm-resume-at 500] [--storm-live-count 200]
 //       [--storm-resume-live-ms 50] [--commit SHA] [--profile DIR] [--out bench/RESULTS.md]
 //
-// e.g. `node bench/hostile.mjs --cli /tmp/before/dist/cli.js --label before`, and once the fix is
+// e.g. `node bench/hostile.mjs --cli 41a4b9a --label before`, and once the fix is
 // built, `node bench/hostile.mjs --label after [--server-arg --some-flag --server-arg VALUE]`.
 //
 // The server is PATH (default: this repo's dist/cli.js), run as its bin runs it (the node flags on
@@ -119,6 +119,7 @@ import {
   startProcess,
   tail,
   writeSection,
+  buildAt,
 } from './lib.mjs'
 
 const SELF = fileURLToPath(import.meta.url)
@@ -1478,7 +1479,7 @@ function parseFlags(argv) {
   for (let i = 0; i < argv.length; i++) if (argv[i] === '--server-arg') serverArgs.push(argv[++i])
   const o = {
     quick,
-    cli: path.resolve(get('cli') ?? CLI),
+    cli: get('cli') ?? CLI,
     label: get('label') ?? (quick ? 'quick' : 'current'),
     serverArgs,
     cases: list('cases', '1,2,3').map(Number),
@@ -1509,7 +1510,7 @@ function parseFlags(argv) {
   get('server-arg')
   done()
   if (!/^[\w.-]+$/.test(o.label)) throw new Error(`--label must be letters, digits, . _ or -, not '${o.label}'`)
-  if (!existsSync(o.cli)) throw new Error(`--cli ${o.cli}: no such file`)
+  o.cli = buildAt(o.cli) // a file as is, else a commit built in a temporary worktree (lib.mjs)
   for (const n of o.stalled) if (!Number.isInteger(n) || n < 1 || n > FD_LIMIT - 1000) throw new Error(`--stalled: 1 to ${FD_LIMIT - 1000}, not ${n}`)
   if (o.storm < 1 || o.storm > FD_LIMIT - 1000) throw new Error(`--storm: 1 to ${FD_LIMIT - 1000}`)
   if (o.flood / Math.max(1, o.floodProcs) > FD_LIMIT - 1000) throw new Error('--flood / --flood-procs must stay under 19 000 connections per process')

@@ -2,16 +2,16 @@
 // child processes and write their sections of bench/RESULTS.md; this module owns the parts they
 // have in common: where things are (ROOT, CLI, the bench folder), how rawsse's bin runs node
 // (binNodeFlags), child processes tracked and killed by PID (startProcess, killAll, childPids),
-// free ports, the busy-core check before a run, the machine description, the RESULTS.md sections,
-// and the number formatting of the tables. It also holds the seeded PRNG (rng) that bench/fuzz.mjs
-// and the tests (through test/helpers.ts) use.
+// free ports, the busy-core check before a run, the machine description, the build of a commit
+// to measure (buildAt), the RESULTS.md sections, and the number formatting of the tables. It also
+// holds the seeded PRNG (rng) that bench/fuzz.mjs and the tests (through test/helpers.ts) use.
 //
 // Importing it starts nothing: no process, no timer, no signal handler. The handlers that kill the
 // tracked children on exit, SIGINT and SIGTERM are installed the first time startProcess starts a
 // child, so a test process that imports this module for rng keeps its own signal behaviour.
 
 import { spawn, spawnSync } from 'node:child_process'
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import * as net from 'node:net'
 import * as os from 'node:os'
 import * as path from 'node:path'
@@ -567,6 +567,37 @@ export function buildCommit(cli) {
     if (files.length && tree.length === mine.size && tree.every((l) => mine.get(l.split('\t')[1]) === l.split(/\s+/)[2])) return `${c.slice(0, 7)} (a copy whose src/ is that commit's)`
   }
   return `unknown (${root} is no git checkout, and its src/ is none of the last 50 commits')`
+}
+
+/**
+ * The build a `--cli` or `--baseline` value names, as the path of its dist/cli.js. A path to an
+ * existing file is used as is. Anything else is a commit of this repository (a hash, a tag,
+ * `HEAD~3`), so that a command written in RESULTS.md can be run again by anyone: it is checked
+ * out in a temporary worktree (`git worktree add --detach`), given this checkout's node_modules,
+ * and built with `tsc -p tsconfig.json`; the worktree is removed when this process exits (also on
+ * SIGINT and SIGTERM). buildCommit() of the result is that commit.
+ */
+export function buildAt(spec) {
+  if (existsSync(spec)) return path.resolve(spec)
+  const rev = spawnSync('git', ['-C', ROOT, 'rev-parse', '--verify', '--quiet', `${spec}^{commit}`], { encoding: 'utf8' })
+  const commit = rev.status === 0 ? rev.stdout.trim() : ''
+  if (commit === '') throw new Error(`${spec}: neither a file nor a commit of ${ROOT}`)
+  installKillHandlers() // a signal exits through process.exit, so the 'exit' below removes the worktree
+  const dir = mkdtempSync(path.join(os.tmpdir(), `rawsse-${commit.slice(0, 7)}-`))
+  const remove = () => {
+    spawnSync('git', ['-C', ROOT, 'worktree', 'remove', '--force', dir])
+    rmSync(dir, { recursive: true, force: true })
+    spawnSync('git', ['-C', ROOT, 'worktree', 'prune'])
+  }
+  process.on('exit', remove)
+  const add = spawnSync('git', ['-C', ROOT, 'worktree', 'add', '--detach', dir, commit], { encoding: 'utf8' })
+  if (add.status !== 0) throw new Error(`git worktree add ${dir} ${commit}: ${add.stderr.trim()}`)
+  symlinkSync(path.join(ROOT, 'node_modules'), path.join(dir, 'node_modules'))
+  process.stderr.write(`building ${commit.slice(0, 7)} in ${dir} (removed at exit)\n`)
+  const tsc = spawnSync(process.execPath, [path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], { cwd: dir, encoding: 'utf8' })
+  const cli = path.join(dir, 'dist', 'cli.js')
+  if (tsc.status !== 0 || !existsSync(cli)) throw new Error(`building ${commit.slice(0, 7)}: ${`${tsc.stdout}${tsc.stderr}`.trim() || 'no dist/cli.js'}`)
+  return cli
 }
 
 /** The blocks of a RESULTS.md section by label (`<!-- NAME-label:LABEL:begin -->` … `:end -->`), in order. */

@@ -2,7 +2,7 @@
 // per published event with M = 1, 2, 4, 8 rawsse nodes reading the stream, at a fixed rate, no
 // streams open (so the nodes' own cost is the bus alone: the read, the parse, the snapshot).
 //
-//   node bench/redis-scale.mjs [--cli PATH] [--nodes 1,2,4,8] [--rate 500] [--seconds 10] [--rounds 3]
+//   node bench/redis-scale.mjs [--cli PATH|COMMIT] [--nodes 1,2,4,8] [--rate 500] [--seconds 10] [--rounds 3]
 //
 // For each M: a fresh redis-server (free loopback port, temporary dir, `--save '' --appendonly
 // no`), M nodes (`--redis URL --tick 0 --heartbeat 0 --log off`), then redis-server's idle CPU over
@@ -16,7 +16,7 @@ import * as http from 'node:http'
 import * as os from 'node:os'
 import * as path from 'node:path'
 import { pathToFileURL } from 'node:url'
-import { binNodeFlags, CLI, flagReader, fmt, freePort, killAll, listeningUrl, median, PUBLISH_TOKEN, sleep, spread, startProcess } from './lib.mjs'
+import { binNodeFlags, buildAt, CLI, flagReader, fmt, freePort, killAll, listeningUrl, median, PUBLISH_TOKEN, sleep, spread, startProcess } from './lib.mjs'
 
 const IDLE_MS = 3000
 
@@ -105,8 +105,9 @@ async function measure(o, m) {
 
 async function main() {
   const f = flagReader(process.argv.slice(2))
-  const o = { cli: path.resolve(f.get('cli') ?? CLI), nodes: f.list('nodes', '1,2,4,8').map(Number), rate: f.num('rate', 500), seconds: f.num('seconds', 10), rounds: f.num('rounds', 3) }
+  const o = { cli: f.get('cli') ?? CLI, nodes: f.list('nodes', '1,2,4,8').map(Number), rate: f.num('rate', 500), seconds: f.num('seconds', 10), rounds: f.num('rounds', 3) }
   f.done()
+  o.cli = buildAt(o.cli) // a file as is, else a commit built in a temporary worktree (lib.mjs)
   const runs = []
   for (let round = 1; round <= o.rounds; round++) for (const m of o.nodes) runs.push(await measure(o, m))
   const rows = o.nodes.map((m) => runs.filter((r) => r.m === m))

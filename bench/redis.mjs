@@ -1,6 +1,6 @@
 // `--redis URL` measured (issue 13, "Measure"): one build of rawsse, nodes on one Redis against one plain process.
 //
-//   node bench/redis.mjs [--cli PATH] [--rounds 3] [--label NAME] [--parts cost,latency,storm] [--storm 10000] [--quick]
+//   node bench/redis.mjs [--cli PATH|COMMIT] [--rounds 3] [--label NAME] [--parts cost,latency,storm] [--storm 10000] [--quick]
 //       [--out bench/RESULTS.md]
 //
 // Every Redis is Debian's redis-server, started here on a free loopback port with a temporary
@@ -63,9 +63,9 @@
 // takes about 11 min (more while it waits for the load); every process it starts is stopped by
 // its PID, also on errors and Ctrl-C. --quick: a few hundred streams, 3 s runs, a 1 000-stream
 // storm, one round: a check of the script, written nowhere unless --out is given. --storm N: the
-// storm's streams (e.g. a full-size storm in a quick run). --cli PATH: another build's
-// dist/cli.js (server and load tool; build a copy with `git archive HEAD | tar -x -C DIR` while
-// others work in the checkout). --label NAME: default `current` (`quick` with --quick).
+// storm's streams (e.g. a full-size storm in a quick run). --cli PATH|COMMIT: another build's
+// dist/cli.js (server and load tool), or a commit, built in a temporary git worktree removed at
+// the end. --label NAME: default `current` (`quick` with --quick).
 // Internal: `node bench/redis.mjs --helper storm JSON` is the storm's client process.
 
 import { spawnSync } from 'node:child_process'
@@ -77,7 +77,7 @@ import * as path from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { waitForPorts } from './fanout.mjs'
 import {
-  BENCH, binNodeFlags, buildCommit, BUSY_LIMIT, busiestCorePercent, childPids, CLI, flagReader, fmt, freePort, killAll, listeningUrl, machine,
+  BENCH, binNodeFlags, buildAt, buildCommit, BUSY_LIMIT, busiestCorePercent, childPids, CLI, flagReader, fmt, freePort, killAll, listeningUrl, machine,
   machineMarkdown, median, placeSectionAfter, PUBLISH_TOKEN, ratio, readSection, ROOT, rssBytes, run, shellJoin, sleep, spread,
   startProcess, tail, writeSection, Http, labelBlocks, labelledSection, compareIds, openStream, listenCounters, PER_SOURCE, quantile, sourcesFor,
 } from './lib.mjs'
@@ -988,7 +988,7 @@ function parseFlags(argv) {
   const o = {
     quick,
     sizes: quick ? QUICK : FULL,
-    cli: path.resolve(get('cli') ?? CLI),
+    cli: get('cli') ?? CLI,
     rounds: num('rounds', quick ? 1 : 3),
     parts: new Set(list('parts', 'cost,latency,storm')),
     storm: get('storm'),
@@ -1003,7 +1003,7 @@ function parseFlags(argv) {
     o.sizes = { ...o.sizes, storm: n }
   }
   if (!/^[\w.-]+$/.test(o.label)) throw new Error(`--label must be letters, digits, . _ or -, not '${o.label}'`)
-  if (!existsSync(o.cli)) throw new Error(`--cli ${o.cli}: no such file`)
+  o.cli = buildAt(o.cli) // a file as is, else a commit built in a temporary worktree (lib.mjs)
   if (!Number.isInteger(o.rounds) || o.rounds < 1) throw new Error('--rounds must be a whole number ≥ 1')
   for (const p of o.parts) if (!['cost', 'latency', 'storm'].includes(p)) throw new Error(`--parts: cost, latency, storm; not '${p}'`)
   return o

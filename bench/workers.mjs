@@ -1,6 +1,6 @@
 // `--workers N` measured (issue 12, "Measure"): one build of rawsse, nginx + nchan beside it.
 //
-//   node bench/workers.mjs [--cli PATH] [--rounds 3] [--label NAME] [--parts hold,cost,primary,big] [--quick] [--out bench/RESULTS.md]
+//   node bench/workers.mjs [--cli PATH|COMMIT] [--rounds 3] [--label NAME] [--parts hold,cost,primary,big] [--quick] [--out bench/RESULTS.md]
 //
 // Nothing is pinned: `taskset -c 0` would put both workers of a cluster on one core, and what is
 // compared is CPU time per unit of work, not throughput. The load tool is the build's own `rawsse
@@ -42,9 +42,9 @@
 // after the fan-out section), one block per --label, each replaced only by a run with its label.
 // The run is bounded (35 min; --quick 5 min) and takes about 16 min; every process it starts is
 // stopped by its PID, also on errors and Ctrl-C. --quick: a few hundred streams, 3 s runs, one
-// round: a check of the script, written nowhere unless --out is given. --cli PATH: another
-// build's dist/cli.js (server and load tool; build a copy with `git archive HEAD | tar -x -C DIR`
-// while others work in the checkout). --label NAME: default `current` (`quick` with --quick).
+// round: a check of the script, written nowhere unless --out is given. --cli PATH|COMMIT: another
+// build's dist/cli.js (server and load tool), or a commit, built in a temporary git worktree
+// removed at the end. --label NAME: default `current` (`quick` with --quick).
 
 import { spawnSync } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
@@ -53,7 +53,7 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 import { pathToFileURL } from 'node:url'
 import {
-  BENCH, binNodeFlags, buildCommit, BUSY_LIMIT, busiestCorePercent, childPids, CLI, ephemeralPorts, flagReader, fmt, freePort, killAll, listeningUrl,
+  BENCH, binNodeFlags, buildAt, buildCommit, BUSY_LIMIT, busiestCorePercent, childPids, CLI, ephemeralPorts, flagReader, fmt, freePort, killAll, listeningUrl,
   machine, machineMarkdown, median, nginxBin, placeSectionAfter, PUBLISH_TOKEN, ratio, readSection, ROOT, rssBytes, run, shellJoin,
   sleep, spread, startProcess, tail, writeSection, labelBlocks, labelledSection,
 } from './lib.mjs'
@@ -522,7 +522,7 @@ function parseFlags(argv) {
   const o = {
     quick,
     sizes: quick ? QUICK : FULL,
-    cli: path.resolve(get('cli') ?? CLI),
+    cli: get('cli') ?? CLI,
     rounds: num('rounds', quick ? 1 : 3),
     // Which measurements: hold (38 000 streams), cost (10 000, 1 vs 2 workers, nchan), primary, big (30 000).
     parts: new Set(list('parts', 'hold,cost,primary,big')),
@@ -532,7 +532,7 @@ function parseFlags(argv) {
   }
   done()
   if (!/^[\w.-]+$/.test(o.label)) throw new Error(`--label must be letters, digits, . _ or -, not '${o.label}'`)
-  if (!existsSync(o.cli)) throw new Error(`--cli ${o.cli}: no such file`)
+  o.cli = buildAt(o.cli) // a file as is, else a commit built in a temporary worktree (lib.mjs)
   if (!Number.isInteger(o.rounds) || o.rounds < 1) throw new Error('--rounds must be a whole number ≥ 1')
   for (const p of o.parts) if (!['hold', 'cost', 'primary', 'big'].includes(p)) throw new Error(`--parts: hold, cost, primary, big; not '${p}'`)
   return o

@@ -33,7 +33,7 @@ const FLAGS: readonly Flag[] = [
   { name: 'token', arg: 'SECRET', def: '', help: 'may open streams (repeatable)', repeatable: true },
   { name: 'publish-token', arg: 'SECRET', def: '', help: 'may open streams, publish and administer (repeatable)', repeatable: true },
   { name: 'users', arg: 'FILE', def: '', help: 'JSON array of {"token","user","roles"}; roles publish and admin grant rights' },
-  { name: 'public', arg: 'DIR', def: "the package's public/", help: 'static files served beside the stream' },
+  { name: 'public', arg: 'DIR', def: "the package's public/", help: 'static files served beside the stream; off = none, and no demo' },
   { name: 'tls-cert', arg: 'FILE', def: '', help: 'serve HTTPS with this certificate chain (PEM); re-read on SIGHUP' },
   { name: 'tls-key', arg: 'FILE', def: '', help: 'and this private key (PEM)' },
   { name: 'cors-origin', arg: 'ORIGIN', def: L.DEFAULT_CORS_ORIGIN, help: 'Access-Control-Allow-Origin' },

@@ -215,7 +215,8 @@ t.test('the bin and `npm start` start node the same way, and node takes their fl
   const flags = (m?.[1] ?? '').trim().split(' ').filter(Boolean)
   t.ok(flags.includes('--optimize-for-size'), 'with --optimize-for-size')
   const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string>; bin: Record<string, string> }
-  t.equal(pkg.scripts['start'], ['node', ...flags, 'dist/cli.js'].join(' '), 'npm start = the shebang line')
+  // exec: the shell npm runs the script in becomes node, so npm's signals reach node (test/service.test.ts).
+  t.equal(pkg.scripts['start'], ['exec', 'node', ...flags, 'dist/cli.js'].join(' '), 'npm start = exec the shebang line')
   t.equal(pkg.bin['rawsse'], './dist/cli.js')
   // What the kernel runs for the bin: env -S splits the line, node must accept every flag.
   const run = spawnSync('/usr/bin/env', ['-S', `node ${flags.join(' ')}`, CLI, '--version'], { encoding: 'utf8' })
@@ -343,6 +344,32 @@ t.test('flags take effect', (t) => {
     const missing = await fetch(`${base}/nothing-here.txt`)
     await missing.arrayBuffer()
     t.equal(missing.status, 404, 'a file not in that folder: 404')
+  })
+
+  t.test('--public off, RAWSSE_PUBLIC=off and {"public":"off"}: no file at all, and the stream still works', async (t) => {
+    const dir = tempDir(t)
+    const config = path.join(dir, 'config.json')
+    writeFileSync(config, JSON.stringify({ public: 'off' }))
+    const ways: [string, string[], NodeJS.ProcessEnv][] = [
+      ['--public off', ['--public', 'off'], {}],
+      ['RAWSSE_PUBLIC=off', [], { RAWSSE_PUBLIC: 'off' }],
+      ['{"public":"off"}', ['--config', config], {}],
+    ]
+    for (const [way, args, env] of ways) {
+      const { port, base, lines } = await startCli(t, ['--port', '0', '--tick', '0', '--publish-token', PUB, ...args], { env })
+      t.equal(lines[1], 'demo page: none (--public off)', `${way}: no demo page URL is printed`)
+      for (const file of ['/', '/index.html', '/chat.html', '/favicon.svg']) {
+        const reply = await rawRequest(port, `GET ${file} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`, 2000)
+        t.match(reply, /^HTTP\/1\.1 404 Not Found\r\n[^]*\r\n\r\nnot found\n$/, `${way}: GET ${file}: 404`)
+      }
+      const s = await openStream(port, `/events/${PUB}?channel=chat`)
+      t.teardown(() => s.close())
+      const r = await publish(base, 'channel=chat', 'still streaming', PUB)
+      t.match(r, { status: 200, json: { delivered: 1 } }, `${way}: a publish reaches the stream`)
+      await s.waitFor(chunk(`id: ${String(r.json.id)}\ndata: still streaming\n\n`))
+      // No demo server side either: the chat page's presence comes on connect, so before that event.
+      t.notMatch(s.received, /event: presence\n/, `${way}: no demo presence on channel chat`)
+    }
   })
 
   t.test('--host 127.0.0.1: the server listens there and serves', async (t) => {

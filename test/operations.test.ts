@@ -225,6 +225,9 @@ t.test('--tls-cert/--tls-key: HTTPS with the same HTTP; SseClient, listen and pu
   const ca = [readFileSync(one.cert), readFileSync(two.cert)]
   const { child, port, lines } = await startCli(t, ['--port', '0', '--tick', '0', '--tls-cert', certPath, '--tls-key', keyPath], { env: { RAWSSE_PUBLISH_TOKEN: 'tls-secret' } })
   t.equal(lines[0], `rawsse listening on https://127.0.0.1:${port}`, 'the start-up lines say https')
+  // A self-signed certificate: the printed curl names it with --cacert, so it works as printed.
+  const curlLine = lines.find((l) => l.startsWith('publish:   curl '))
+  t.equal(curlLine, `publish:   curl --cacert '${certPath}' -X POST -H 'Authorization: Bearer tls-secret' --data-binary 'hello' 'https://127.0.0.1:${port}/publish'`)
 
   const { SseClient } = await import('../src/index.js')
   const client = new SseClient(`https://127.0.0.1:${port}/events/tls-secret`, { tls: { ca } })
@@ -232,6 +235,10 @@ t.test('--tls-cert/--tls-key: HTTPS with the same HTTP; SseClient, listen and pu
   const got: string[] = []
   client.on('message', (e) => got.push(`${e.event}:${e.data}`))
   await until(() => got.some((g) => g.startsWith('ready:')), () => 'ready over TLS', 10_000)
+
+  const curl = spawnSync('sh', ['-c', curlLine!.slice('publish:   '.length)], { encoding: 'utf8', timeout: 10_000 })
+  t.match(curl, { status: 0, stdout: /^\{"id":"\d+","delivered":1\}$/ }, `the printed curl publishes over TLS: ${curl.stderr}`)
+  await until(() => got.includes('message:hello'), () => 'the event of the printed curl', 5000)
 
   const extraCa = path.join(dir, 'both.pem')
   writeFileSync(extraCa, Buffer.concat(ca))
@@ -259,6 +266,18 @@ t.test('--tls-cert/--tls-key: HTTPS with the same HTTP; SseClient, listen and pu
   child.kill('SIGHUP')
   await until(() => / reload-failed revoked=0 tls=true /.test(child.stderr), () => `the failed reload line: ${child.stderr}`, 5000)
   t.equal(await servedName(port, ca), 'second', 'a bad file keeps the certificate in use')
+})
+
+t.test('the printed curl gets --cacert only for a certificate no public CA issued', async (t) => {
+  const { startupLines } = await import('../src/commands/serve.js')
+  const addr = { host: '127.0.0.1', port: 6500 }
+  const curlOf = (cert: string): string => startupLines({ publishTokens: ['p'], tls: { cert, key: '' } }, null, addr, 'cert.pem').split('\n')[3]!
+  const dir = tempDir(t)
+  const own = makeCert(dir, 'own')
+  if (own !== null) t.match(curlOf(readFileSync(own.cert, 'utf8')), `curl --cacert '${path.resolve('cert.pem')}' -X POST `, 'self-signed: --cacert')
+  // A certificate that one of Node's bundled roots issued (here a root itself) needs no --cacert.
+  t.match(curlOf(tls.rootCertificates[0]!), /^publish: {3}curl -X POST /, 'a public CA: none')
+  t.match(startupLines({ publishTokens: ['p'] }, null, addr).split('\n')[3], /^publish: {3}curl -X POST -H 'Authorization: Bearer p' --data-binary 'hello' 'http:\/\/127\.0\.0\.1:6500\/publish'$/, 'no TLS: none')
 })
 
 // ------------------------------------------------------------------ SIGHUP: users reload
@@ -410,7 +429,7 @@ t.test('the package: a LICENSE, source maps whose sources ship, no screenshots, 
   const pkg = JSON.parse(readFileSync(path.join(path.dirname(CLI), '..', 'package.json'), 'utf8')) as { files: string[]; engines: { node: string }; license: string }
   t.equal(pkg.license, 'MIT')
   t.match(readFileSync(path.join(path.dirname(CLI), '..', 'LICENSE'), 'utf8'), /^MIT License\n/)
-  t.match(pkg.engines.node, /^\^20\./, 'engines: the Node line it is tested on')
+  t.equal(pkg.engines.node, '>=20.19', 'engines: from the Node it is tested on (20, 22 and 24 in .ci/run) up')
   const pack = spawnSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: path.join(path.dirname(CLI), '..'), encoding: 'utf8' })
   t.equal(pack.status, 0, pack.stderr)
   const files = (JSON.parse(pack.stdout) as Array<{ files: Array<{ path: string }> }>)[0]!.files.map((f) => f.path)

@@ -2,9 +2,11 @@
 // --stdin, signals and SIGHUP, for one process (serve()). With --workers N the primary and its
 // workers (workers.ts) use the same pieces, so the command looks and answers the same either way.
 
+import { X509Certificate } from 'node:crypto'
 import { readFileSync, statSync } from 'node:fs'
 import * as path from 'node:path'
 import * as readline from 'node:readline'
+import { rootCertificates } from 'node:tls'
 import { fileURLToPath } from 'node:url'
 import { attachDemo } from '../demo.js'
 import { SseServer, type SseServerOptions } from '../index.js'
@@ -18,6 +20,9 @@ export function packageVersion(): string {
   return (JSON.parse(readFileSync(pkg, 'utf8')) as { version: string }).version
 }
 
+/** `--public off`: serve no static files (and no demo pages' server side). */
+export const PUBLIC_OFF = 'off'
+
 export function optionsFrom(p: Args): SseServerOptions {
   const opts: SseServerOptions = {}
   const set = <K extends keyof SseServerOptions>(key: K, v: SseServerOptions[K] | undefined): void => {
@@ -27,10 +32,13 @@ export function optionsFrom(p: Args): SseServerOptions {
   set('host', p.last('host'))
   Object.assign(opts, tokensFrom(p))
   const publicDir = p.last('public')
-  if (publicDir !== undefined && !statSync(publicDir, { throwIfNoEntry: false })?.isDirectory()) {
+  if (publicDir === PUBLIC_OFF) {
+    opts.publicDir = null // no static files at all (a folder named off: --public ./off)
+  } else if (publicDir !== undefined && !statSync(publicDir, { throwIfNoEntry: false })?.isDirectory()) {
     throw new UsageError(`--public ${publicDir}: not a folder`)
+  } else {
+    set('publicDir', publicDir)
   }
-  set('publicDir', publicDir)
   const tlsFiles = readTls(p)
   if (tlsFiles !== null) opts.tls = tlsFiles
   set('corsOrigin', p.last('cors-origin'))
@@ -127,20 +135,42 @@ export function logFrom(p: Args): Log {
 
 const shellQuote = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`
 
-/** The start-up lines (the first is the contract's `rawsse listening on …`), with the token the printed URLs use. */
-export function startupLines(opts: SseServerOptions, generatedToken: string | null, addr: { host: string; port: number }): string {
+/**
+ * Whether curl, trusting the public CAs, would refuse this certificate file: self-signed, or from
+ * a private CA (no certificate in the file was issued by one of Node's bundled roots). Parsing the
+ * roots costs ~60 ms, once, at a TLS start.
+ */
+function privateCertificate(pem: string | Buffer): boolean {
+  const blocks = String(pem).match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g) ?? []
+  let chain: X509Certificate[]
+  try {
+    chain = blocks.map((b) => new X509Certificate(b))
+  } catch {
+    return true
+  }
+  const roots = rootCertificates.map((r) => new X509Certificate(r))
+  return !chain.some((c) => roots.some((r) => c.checkIssued(r) && c.verify(r.publicKey)))
+}
+
+/**
+ * The start-up lines (the first is the contract's `rawsse listening on …`), with the token the
+ * printed URLs use. `certFile` is --tls-cert's file: when curl would not trust it, the printed
+ * curl trusts it by name (`--cacert`; curl also accepts a leaf or intermediate there as the anchor).
+ */
+export function startupLines(opts: SseServerOptions, generatedToken: string | null, addr: { host: string; port: number }, certFile?: string): string {
   const host = addr.host.includes(':') ? `[${addr.host}]` : addr.host
   const base = `${opts.tls !== undefined ? 'https' : 'http'}://${host}:${addr.port}`
   // A token that may publish, so the demo page's form works.
   const publisher = generatedToken ?? opts.publishTokens?.[0] ?? opts.users?.find((u: UserEntry) => u.roles.includes(ROLE_PUBLISH))?.token
   const token = publisher ?? opts.tokens?.[0] ?? opts.users?.[0]?.token ?? ''
   const enc = encodeURIComponent(token)
+  const cacert = opts.tls !== undefined && certFile !== undefined && privateCertificate(opts.tls.cert) ? `--cacert ${shellQuote(path.resolve(certFile))} ` : ''
   const out: string[] = [
     `rawsse listening on ${base}`,
-    `demo page: ${base}/#token=${enc}`,
+    opts.publicDir === null ? `demo page: none (--public ${PUBLIC_OFF})` : `demo page: ${base}/#token=${enc}`,
     `stream:    ${base}/events/${enc}`,
     publisher !== undefined
-      ? `publish:   curl -X POST -H ${shellQuote('Authorization: Bearer ' + token)} --data-binary 'hello' ${shellQuote(base + '/publish')}`
+      ? `publish:   curl ${cacert}-X POST -H ${shellQuote('Authorization: Bearer ' + token)} --data-binary 'hello' ${shellQuote(base + '/publish')}`
       : 'publish:   no token with the publish role was given (--publish-token or --users)',
   ]
   return out.join('\n') + '\n'
@@ -269,7 +299,7 @@ export async function serve(p: Args, reread: () => Args): Promise<void> {
   const server = makeServer(opts)
   const log = logFrom(p)
   logServer(server, log, p.has('log-publish'))
-  attachDemo(server) // chat presence, monitor feed and demo task for the pages in public/
+  if (opts.publicDir !== null) attachDemo(server) // chat presence, monitor feed and demo task for the pages in public/
   server.on('bus', busWatcher(p, log))
   let addr: { host: string; port: number }
   try {
@@ -278,7 +308,7 @@ export async function serve(p: Args, reread: () => Args): Promise<void> {
     process.stderr.write(`rawsse: cannot listen on ${opts.host ?? L.DEFAULT_HOST}:${opts.port ?? L.DEFAULT_PORT}: ${(err as Error).message}\n`)
     process.exit(1)
   }
-  process.stdout.write(startupLines(opts, server.generatedToken, addr))
+  process.stdout.write(startupLines(opts, server.generatedToken, addr, p.last('tls-cert')))
   // After the start-up lines: on a terminal, where both streams meet, the listening line stays first.
   log('start', { host: addr.host, port: addr.port, pid: process.pid, version: packageVersion() })
 

@@ -88,7 +88,7 @@ export async function runPrimary(p: Args, count: number): Promise<void> {
   const announce = (port: number): void => {
     announced = true
     const host = opts.host ?? L.DEFAULT_HOST
-    process.stdout.write(startupLines(opts, token, { host, port }))
+    process.stdout.write(startupLines(opts, token, { host, port }, p.last('tls-cert')))
     log('start', { host, port, pid: process.pid, version: packageVersion(), workers: count })
     if (settings.tickMs > 0) ticker = setInterval(() => primary.tick({ event: 'time', data: new Date().toISOString() }), settings.tickMs)
   }
@@ -142,7 +142,7 @@ export async function runWorker(p: Args, reread: () => Args): Promise<void> {
   const server = makeServer(opts)
   const log = logFrom(p)
   logServer(server, log, p.has('log-publish'))
-  attachDemo(server)
+  if (opts.publicDir !== null) attachDemo(server) // --public off: no pages, so none of their server side
   let port: number
   try {
     port = (await server.listen()).port
