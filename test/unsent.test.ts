@@ -14,13 +14,13 @@ import { bigFile, canReadProc, gone, MiB, neverReading, unread } from './kernel.
 import { until } from './process.js'
 
 t.test('past maxUnsentBytes, the oldest downloads that read nothing are reset first; streams keep getting ready and events', { skip: !canReadProc && 'no /proc/net/tcp' }, async (t) => {
-  const MAX = MiB
-  const { server, port } = await startServer(t, { publicDir: bigFile(t, 16 * MiB), maxUnsentBytes: MAX, maxBufferBytes: MiB, maxEventBytes: 1024 })
+  const MAX = 16 * FILE_SLICE_BYTES
+  const { server, port } = await startServer(t, { publicDir: bigFile(t, 16 * MiB), maxUnsentBytes: MAX, maxBufferBytes: MAX, maxEventBytes: 1024 })
   const before = await openStream(port, `/events/${PUB}`)
   t.teardown(() => before.close())
 
-  // 12 older downloads under way (12 slices of 64 KiB unsent fit in the budget of 1 MiB), then 20
-  // newer ones: 32 slices are 2 MiB, over it.
+  // 12 older downloads under way (12 slices unsent fit in the budget of 16 slices), then 20 newer
+  // ones: 32 slices, over it.
   const older = await neverReading(t, port, 12, '/big.bin')
   await until(() => older.every((d) => unread(port, d.socket.localPort!) > 0), () => 'the older downloads under way', 5000)
   const newer = await neverReading(t, port, 20, '/big.bin')

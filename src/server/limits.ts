@@ -76,7 +76,7 @@ export const ID_BLOCK_RETRY_MS = 1_000 // a block Redis did not give (away, or n
 
 // --- static files ---
 export const STATIC_CACHE_MAX_FILE_BYTES = 1024 * 1024 // files up to this size are kept in memory, bigger ones streamed
-export const FILE_SLICE_BYTES = 64 * 1024 // a streamed file is read and written a slice of this size at a time, the next one once the socket has taken the last: what a download that reads nothing holds
+export const FILE_SLICE_BYTES = 16 * 1024 // a streamed file is read and written a slice of this size at a time, the next one once the socket has taken the last: what a download that reads nothing holds (64 KiB held 416 MiB for ~6 000 such downloads; the kernel holds ~100 KiB of each anyway)
 
 // --- stream constants ---
 export const DEFAULT_CHANNEL = 'default'

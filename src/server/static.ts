@@ -172,11 +172,9 @@ export function sendFile(socket: net.Socket, file: string, size: number, host: F
   host.filesOpen++
   let fd = -1
   let sent = 0
-  let slice: Buffer | null = null
   const finish = (): void => {
     if (fd !== -1) close(fd, ignore)
     fd = -1
-    slice = null
     host.filesOpen--
   }
   const fail = (): void => {
@@ -186,14 +184,16 @@ export function sendFile(socket: net.Socket, file: string, size: number, host: F
   const readNext = (): void => {
     events.reading()
     const want = Math.min(size - sent, FILE_SLICE_BYTES)
-    slice ??= Buffer.allocUnsafe(want)
+    // A slice of its own each time, let go once the kernel has it: a download whose last slice the
+    // kernel took holds no user-space bytes at all while it waits for its reader.
+    const slice = Buffer.allocUnsafe(want)
     read(fd, slice, 0, want, sent, (err, n) => {
       if (socket.destroyed) return finish()
       if (err !== null || n === 0) return fail() // unreadable, or shorter than its stat said
       sent += n
       events.waiting()
-      // The slice is reused: the callback comes once the kernel has it (or the socket is closed).
-      socket.write(n === slice!.length ? slice! : slice!.subarray(0, n), (werr) => {
+      // The callback comes once the kernel has the slice (or the socket is closed).
+      socket.write(n === slice.length ? slice : slice.subarray(0, n), (werr) => {
         if ((werr !== null && werr !== undefined) || socket.destroyed) return finish()
         if (sent < size) return readNext()
         finish()
