@@ -88,3 +88,24 @@ t.test('12 large files pipelined on one keep-alive connection arrive byte-exact 
   t.equal(at, all.length, 'nothing more')
   t.same(warnings, [], 'no warning (MaxListenersExceededWarning from a listener per file)')
 })
+
+t.test('at the connection limit, the oldest download nobody reads makes room for a subscriber', { skip: !canReadProc && 'no /proc/net/tcp' }, async (t) => {
+  // 8 downloads hold 16 of the 16 places (a socket and a file each): nothing waits for a head.
+  const { server, port } = await startServer(t, { publicDir: bigFile(t, 16 * MiB), maxConnections: 16 })
+  const downloads = await neverReading(t, port, 8, '/big.bin')
+  await until(() => downloads.every((d) => unread(port, d.socket.localPort!) > 0), () => 'every download under way', 5000)
+  t.equal(server.stats().connections.open, 8, 'the downloads hold every place')
+  for (let k = 1; k <= 3; k++) {
+    const s = await openStream(port, `/events/${PUB}`)
+    t.teardown(() => s.close())
+    t.pass(`subscriber ${k} got ready`)
+  }
+  // Each download shed frees its socket at once and its file a moment later: two places.
+  const { shed, reset } = server.stats().connections
+  t.ok(shed >= 1 && shed <= 3, `downloads made room (${shed} shed)`)
+  t.equal(reset, shed, 'each was reset: its answer was unfinished, whatever the kernel held')
+  const isGone = (d: { socket: net.Socket }): boolean => gone(port, d.socket.localPort!)
+  await until(() => downloads.filter(isGone).length === shed, () => `${shed} downloads gone: ${downloads.map(isGone).join(',')}`, 3000)
+  t.pass('and gone from the kernel, no orphan left')
+  t.equal(server.stats().connections.refused, 0, 'nobody refused')
+})

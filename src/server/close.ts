@@ -14,13 +14,13 @@ export interface ResetCount {
 
 /**
  * Close `socket` now: reset when bytes we wrote are still unsent (in Node's queue or libuv's),
- * else destroy, which sends FIN. The bytes the kernel itself still holds cannot be seen from here;
- * every caller that closes for a deadline has bytes in Node's queue too, since a socket that was
- * still taking bytes would have had its deadline renewed.
+ * else destroy, which sends FIN. The bytes the kernel itself still holds cannot be seen from here
+ * (a download whose last slice the kernel took, waiting for the next read): a caller that knows
+ * its answer is unfinished says `unfinished`, and the socket is reset whatever Node holds.
  */
-export function closeSocket(socket: Socket, counts: ResetCount): void {
+export function closeSocket(socket: Socket, counts: ResetCount, unfinished = false): void {
   if (socket.destroyed) return
-  if (socket.writableLength === 0 && writeQueueSize(socket) === 0) {
+  if (!unfinished && socket.writableLength === 0 && writeQueueSize(socket) === 0) {
     socket.destroy()
     return
   }

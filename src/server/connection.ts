@@ -85,11 +85,15 @@ export class Connection {
     this.arm(host.headTimeoutMs)
   }
 
-  /** Connections ran short: close this one now, without a word (it has not asked anything yet). */
+  /**
+   * Connections ran short: close this one now, without a word (it has not asked anything yet, or
+   * its answer is one nobody has taken: reset).
+   */
   shed(): void {
+    const unfinished = this.host.sending.delete(this)
     this.host.waiting.delete(this)
     this.host.closed(this)
-    closeSocket(this.socket, this.host.resets)
+    closeSocket(this.socket, this.host.resets, unfinished)
   }
 
   /** The server is stopping: a connection still waiting for (the rest of) a request closes now. */
@@ -439,7 +443,8 @@ export class Connection {
     this.disarm()
     this.timer = setTimeout(() => {
       this.timer = null
-      if (this.state === State.Closing || this.state === State.Busy || (this.idle && this.state === State.Head)) closeSocket(this.socket, this.host.resets)
+      // Busy: an answer its client took nothing of for sendTimeoutMs, unfinished whatever Node still holds.
+      if (this.state === State.Closing || this.state === State.Busy || (this.idle && this.state === State.Head)) closeSocket(this.socket, this.host.resets, this.state === State.Busy)
       else if (this.state === State.Head || this.state === State.Body) this.refuse(new HttpError(408, 'request head or body not received in time'))
     }, ms)
     this.timer.unref()

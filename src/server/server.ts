@@ -324,9 +324,13 @@ export class SseServer extends EventEmitter<SseServerEvents> {
    */
   private accept(socket: net.Socket): void {
     if (this.conns.size + this.host.filesOpen >= this.settings.maxConnections) {
-      const oldest = this.host.waiting.values().next()
+      // Room is made by the connection waiting longest for a request head; else by the oldest
+      // answer still unsent (a download nobody reads: its reader asked once and holds two
+      // descriptors, a subscriber with a token must still get in).
+      let oldest = this.host.waiting.values().next()
+      if (oldest.done === true) oldest = this.host.sending.values().next()
       if (oldest.done === true) {
-        // Everything open is doing something (streams, bodies, answers): no room.
+        // Everything open is doing something (streams, bodies being read, answers on their way): no room.
         this.metrics.refused++
         socket.on('error', () => {})
         socket.end(BUSY)

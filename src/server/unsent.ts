@@ -21,6 +21,6 @@ export function dropOldestAnswers(answers: Iterable<{ readonly socket: Socket }>
     const n = a.socket.writableLength
     if (n === 0) continue
     total -= n
-    closeSocket(a.socket, resets)
+    closeSocket(a.socket, resets, true)
   }
 }
