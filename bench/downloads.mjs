@@ -1,8 +1,8 @@
 // Never-reading downloads (issue 20, points 1 and 2): what a closed download leaves in the kernel,
 // and what open ones cost the server, measured on one build of rawsse.
 //
-//   node bench/downloads.mjs [--cli PATH] [--n 5000] [--label NAME] [--server-arg ARG]...
-//       [--ramp-step 500] [--ramp-ms 100] [--quick] [--out bench/RESULTS.md]
+//   node bench/downloads.mjs [--cli PATH|COMMIT] [--n 5000] [--label NAME] [--server-arg ARG]...
+//       [--ramp-step 500] [--ramp-ms 100] [--profile DIR] [--quick] [--out bench/RESULTS.md]
 //
 // e.g. `node bench/downloads.mjs --cli /tmp/before/dist/cli.js --label before --n 19700`, and once
 // the fix is built, `node bench/downloads.mjs --label after --n 19700`.
@@ -58,6 +58,7 @@ import * as path from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import {
   BENCH,
+  buildAt,
   binNodeFlags,
   buildCommit,
   BUSY_LIMIT,
@@ -256,6 +257,8 @@ function serverArgv(o, port, publicDir) {
   return [
     process.execPath,
     ...binNodeFlags(o.cli),
+    // --profile DIR: a V8 CPU profile of the server, written when it exits.
+    ...(o.profile === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${o.profile}`]),
     o.cli,
     '--port',
     String(port),
@@ -494,19 +497,20 @@ function parseFlags(argv) {
   for (let i = 0; i < argv.length; i++) if (argv[i] === '--server-arg') serverArgs.push(argv[++i])
   const o = {
     quick,
-    cli: path.resolve(get('cli') ?? CLI),
+    cli: get('cli') ?? CLI,
     n: num('n', quick ? 500 : 5000),
     rampStep: num('ramp-step', 500),
     rampMs: num('ramp-ms', 100),
     label: get('label') ?? (quick ? 'quick' : 'current'),
     serverArgs,
+    profile: get('profile') === undefined ? undefined : path.resolve(get('profile')),
     // A quick run checks the script: it writes nowhere unless told where.
     out: get('out') !== undefined ? path.resolve(get('out')) : quick ? null : path.join(BENCH, 'RESULTS.md'),
   }
   get('server-arg')
   done()
   if (!/^[\w.-]+$/.test(o.label)) throw new Error(`--label must be letters, digits, . _ or -, not '${o.label}'`)
-  if (!existsSync(o.cli)) throw new Error(`--cli ${o.cli}: no such file`)
+  o.cli = buildAt(o.cli) // a file as is, else a commit built in a temporary worktree (lib.mjs)
   if (!Number.isInteger(o.n) || o.n < 1 || o.n > FD_LIMIT - FD_RESERVE) throw new Error(`--n: 1 to ${FD_LIMIT - FD_RESERVE} (the server's connection budget), not ${o.n}`)
   if (!Number.isInteger(o.rampStep) || o.rampStep < 1 || o.rampMs < 1) throw new Error('--ramp-step and --ramp-ms must be ≥ 1')
   return o
