@@ -6,7 +6,7 @@
 //       [--flood 20000] [--flood-procs 4] [--flood-seconds 30] [--floods keepalive,idle,loris]
 //       [--storm 10000] [--storm-bound 90] [--storm-drop server,client,resume] [--storm-missed 5]
 //       [--storm-live-ms 500] [--storm-history 1000] [--storm-resume-at 500] [--storm-live-count 200]
-//       [--storm-resume-live-ms 50] [--commit SHA] [--profile DIR] [--out bench/RESULTS.md]
+//       [--storm-resume-live-ms 50] [--storm-sources 0] [--commit SHA] [--profile DIR] [--out bench/RESULTS.md]
 //
 // e.g. `node bench/hostile.mjs --cli 41a4b9a --label before`, and once the fix is
 // built, `node bench/hostile.mjs --label after [--server-arg --some-flag --server-arg VALUE]`.
@@ -62,7 +62,8 @@
 //     --storm-drop `resume` (issue 20's storm): --storm-history numbered events (~10 bytes of data
 //     each) are published first; then all --storm streams connect in one loop with
 //     `Last-Event-ID` = the --storm-resume-at-th of them, while --storm-live-count more are
-//     published one at a time, --storm-resume-live-ms apart. Each should end with exactly the
+//     published one at a time, --storm-resume-live-ms apart (--storm-sources K > 0: the streams
+//     connect from K source addresses, round robin). Each should end with exactly the
 //     events after its id. Reported besides: `GET /healthz` every 20 ms from this process
 //     (p50 / p99 / max while the storm lasts), the live publishes' answer times, and the longest
 //     block of the server's own event loop (bench/loop-monitor.mjs).
@@ -603,7 +604,7 @@ async function stormHelper(cfg) {
 // end with exactly the events after its Last-Event-ID. Prints one JSON line.
 
 async function resumeStormHelper(cfg) {
-  const { port, n, boundMs, history = 1000, resumeAt = 500, liveCount = 200, livePeriodMs = 50 } = cfg
+  const { port, n, boundMs, history = 1000, resumeAt = 500, liveCount = 200, livePeriodMs = 50, sources = [] } = cfg
   const auth = { Authorization: `Bearer ${PUBLISH_TOKEN}` }
   const log = (s) => process.stderr.write(`storm: ${s}\n`)
   const api = new Http(port)
@@ -620,7 +621,7 @@ async function resumeStormHelper(cfg) {
   publishMs.length = 0
   const from = String(published[resumeAt - 1])
   log(`${history} events published; ${n} streams resume from id ${from}`)
-  const streams = Array.from({ length: n }, () => ({ ids: [], readyAt: NaN, retries: 0, statuses: {}, reasons: {}, resets: 0 }))
+  const streams = Array.from({ length: n }, (_, k) => ({ k, ids: [], readyAt: NaN, retries: 0, statuses: {}, reasons: {}, resets: 0 }))
   const bump = (o, k) => (o[k] = (o[k] ?? 0) + 1)
   const counters0 = listenCounters()
   const fireAt = performance.now()
@@ -630,7 +631,9 @@ async function resumeStormHelper(cfg) {
     st.socket = openStream({
       port,
       path: `/events/${SUB_TOKEN}`,
-      // No source address (as in the reconnect storm above): the kernel picks 127.0.0.1 and a port.
+      // --storm-sources K: from K source addresses of this run, round robin (bind() before each
+      // connect slows this loop down); 0: none, the kernel picks 127.0.0.1 and a port.
+      ...(sources.length > 0 ? { localAddress: sources[st.k % sources.length] } : {}),
       headers: { 'Last-Event-ID': from },
       onStatus: (status) => bump(st.statuses, status),
       onEvent: (ev) => {
@@ -1183,7 +1186,7 @@ async function caseStorm(o, drop, notes) {
     const boundMs = o.stormBound * 1000
     const limitMs = 120_000 + 30_000 + 15_000 + boundMs + 30_000 + o.storm * 5
     const cfg = { port: server.port, n: o.storm, sources: sourcesFor(o.storm), boundMs, missed: o.stormMissed, livePeriodMs: o.stormLiveMs, drop }
-    if (drop === 'resume') Object.assign(cfg, { history: o.stormHistory, resumeAt: o.stormResumeAt, liveCount: o.stormLiveCount, livePeriodMs: o.stormResumeLiveMs })
+    if (drop === 'resume') Object.assign(cfg, { history: o.stormHistory, resumeAt: o.stormResumeAt, liveCount: o.stormLiveCount, livePeriodMs: o.stormResumeLiveMs, sources: o.stormSources > 0 ? sourcesFor(o.stormSources * PER_SOURCE) : [] })
     helper = (await startHelper('storm', 'storm', cfg, () => true)).proc
     // /healthz from this process (not the one holding the streams) every 20 ms, for the whole run.
     const probe = drop === 'resume' ? healthProbe(server.port) : null
@@ -1502,6 +1505,7 @@ function parseFlags(argv) {
     stormResumeAt: num('storm-resume-at', quick ? 100 : 500),
     stormLiveCount: num('storm-live-count', quick ? 40 : 200),
     stormResumeLiveMs: num('storm-resume-live-ms', 50),
+    stormSources: num('storm-sources', 0),
     commit: get('commit'),
     profile: get('profile') === undefined ? undefined : path.resolve(get('profile')),
     // A quick run checks the script: it writes nowhere unless told where.
