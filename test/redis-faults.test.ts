@@ -318,6 +318,25 @@ if (canRun(t, FILE, 'the Redis fault tests', redisMissing())) {
     )
   })
 
+  t.test('garbage published on the cluster\'s control and reply channels is warned, never thrown: both nodes go on serving and answering each other', async (t) => {
+    const redis = await startRedis(t)
+    const a = await node(t, redis)
+    const b = await node(t, redis)
+    const sa = await stream(t, a.port)
+    await until(async () => JSON.parse((await get(b.port, '/stats', PUB)).body).clients === 1, () => 'b sees a\'s stream', 5000)
+    const names = JSON.parse((await get(b.port, '/stats', PUB)).body).nodes.map((n: { node: string }) => n.node) as string[]
+    for (const ch of ['{rawsse}:control', ...names.map((n) => `{rawsse}:reply:${n}`)]) {
+      for (const junk of ['not json', '{"q":"close-all","from":"x","n":', 'null', '{"n":1}']) await redisCommand(redis.port, ['PUBLISH', ch, junk])
+    }
+    await sleep(200)
+    const id = /"client":(\d+)/.exec(sa.received)![1]
+    const del = await rawRequest(b.port, `DELETE /clients/${id} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${PUB}\r\nConnection: close\r\n\r\n`)
+    t.match(del, /^HTTP\/1\.1 200 OK[\s\S]*\{"closed":1\}$/, 'a question across the nodes is still answered')
+    t.equal(a.child.exit, null, 'node a lives')
+    t.equal(b.child.exit, null, 'node b lives')
+    t.match(a.child.stderr + b.child.stderr, /a message of another node on \{rawsse\}:control failed/, 'and says what it got')
+  })
+
   t.test('each append carries its deadline in Redis’s own clock, as Redis runs it: later than now, and at most 1.5 s later (the node’s wall clock plays no part)', async (t) => {
     const redis = await startRedis(t)
     const a = await node(t, redis)

@@ -195,7 +195,11 @@ export class ClusterBus implements Bus {
         this.node.gap()
         break
       case 'ask':
-        void this.answer(this.node, msg).then((value) => this.send({ t: 'answer', n: msg.n, value }))
+        // A failed answer is warned, not thrown: the primary stops waiting for it at its timeout.
+        this.answer(this.node, msg).then(
+          (value) => this.send({ t: 'answer', n: msg.n, value }),
+          (err: Error) => process.emitWarning(`rawsse: a question of the primary failed: ${err.message}`),
+        )
         break
       case 'answer':
         this.settle(this.questions, msg.n)?.resolve(msg.value)

@@ -152,7 +152,11 @@ export class ClusterPrimary {
         void this.giveIds(slot)
         break
       case 'ask':
-        void this.answer(msg).then((value) => this.workers.get(slot)?.send({ t: 'answer', n: msg.n, value }))
+        // A failed answer is warned, not thrown: the worker stops waiting for it at its timeout.
+        this.answer(msg).then(
+          (value) => this.workers.get(slot)?.send({ t: 'answer', n: msg.n, value }),
+          (err: Error) => process.emitWarning(`rawsse: a question of ${slot} failed: ${err.message}`),
+        )
         break
       case 'answer':
         this.questions.answered(msg.n, slot, msg.value)

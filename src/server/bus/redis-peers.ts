@@ -56,9 +56,16 @@ export class Peers {
   /** Listen for questions and answers (the subscription survives reconnections). */
   listen(): Promise<void> {
     return this.sub.subscribe([this.keys.control, this.keys.reply], (message, channel) => {
-      if (channel !== this.keys.reply) return void this.question(JSON.parse(message) as Control)
-      const r = JSON.parse(message) as Reply
-      this.questions.answered(r.n, r.from, r.value)
+      // Whatever comes on these channels (anyone with the Redis password may publish there), and a
+      // failed answer, is warned, never thrown: the asker stops waiting for it at its timeout.
+      const failed = (err: Error): void => process.emitWarning(`rawsse: a message of another node on ${channel} failed: ${err.message}`)
+      try {
+        if (channel !== this.keys.reply) return void this.question(JSON.parse(message) as Control).catch(failed)
+        const r = JSON.parse(message) as Reply
+        this.questions.answered(r.n, r.from, r.value)
+      } catch (err) {
+        failed(err as Error)
+      }
     })
   }
 
