@@ -8,6 +8,7 @@ import type { RequestHead } from './http-head.js'
 import type { Reply } from './response.js'
 import type { OpenStream, Outcome } from './routes.js'
 import type { Stream } from './stream.js'
+import type { TurnGate } from './turn-gate.js'
 
 /** Request bytes held in memory by every connection together, and the most they may be. */
 export class ByteBudget {
@@ -40,6 +41,8 @@ export interface ConnectionHost {
    * HEAD, which gets the head only. Throws HttpError when no stream may open (e.g. 503 while stopping).
    */
   openStream(socket: net.Socket, req: RequestHead, o: OpenStream): Stream | null
+  /** Stream opens, at most STREAM_OPENS_PER_TURN in one event-loop turn. */
+  readonly opens: TurnGate
   /** The client went away from an open stream. */
   streamClosed(stream: Stream): void
   /** The socket is closed: forget the connection. */

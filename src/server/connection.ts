@@ -363,7 +363,18 @@ export class Connection {
     if (this.peerEnded && this.buffered === null) this.close()
   }
 
+  /**
+   * Open the stream in this turn if the turn has room for one more, else in a later one, in the
+   * order they came (host.opens); nothing is read from the socket meanwhile.
+   */
   private openStream(req: RequestHead, o: OpenStream): void {
+    this.socket.pause()
+    this.host.opens.run(() => {
+      if (!this.socket.destroyed && this.state === State.Busy) this.openNow(req, o)
+    })
+  }
+
+  private openNow(req: RequestHead, o: OpenStream): void {
     let stream: Stream | null
     try {
       stream = this.host.openStream(this.socket, req, o)
@@ -371,12 +382,15 @@ export class Connection {
       return this.refuse(err)
     }
     // HEAD: the head alone, and the connection goes on as after any reply (HTTP/1.0 closes).
-    if (stream === null) return this.replied(req.keepAlive && req.version === '1.1')
+    if (stream === null) {
+      this.socket.resume()
+      return this.replied(req.keepAlive && req.version === '1.1')
+    }
     this.enter(State.Stream)
     this.stream = stream
     this.request = null // the stream keeps what it needs; the parsed head can go
     this.buffered = null // anything pipelined after a stream request can never be answered
-    this.socket.resume() // paused if the stream waited (a cluster catching up): its client's FIN must be seen
+    this.socket.resume() // paused while the stream waited (its turn, a cluster catching up): its client's FIN must be seen
   }
 
   /**

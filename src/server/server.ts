@@ -28,6 +28,7 @@ import { Stream, type ClientView } from './stream.js'
 import { Backlog } from './backlog.js'
 import { Delivery, RESET_FRAME } from './delivery.js'
 import { Streams } from './streams.js'
+import { TurnGate } from './turn-gate.js'
 import { dropOldestAnswers } from './unsent.js'
 import { matches, type Target } from './target.js'
 
@@ -406,6 +407,7 @@ export class SseServer extends EventEmitter<SseServerEvents> {
       beforeBody: (req, socket) => beforeBody(req, this.routes, socket),
       route: (req, body, socket) => route(req, body, this.routes, socket),
       openStream: (socket, req, o) => this.openStream(socket, req, o),
+      opens: new TurnGate(L.STREAM_OPENS_PER_TURN),
       streamClosed: (stream) => this.streams.remove(stream, 'closed'),
       closed: (conn) => this.conns.delete(conn),
       waiting: new Set(),
