@@ -1,15 +1,7 @@
 // What every part of bench/redis.mjs shares: the processes measured (a fresh Redis and two rawsse
 // nodes on it, or one plain rawsse process), their CPU, writes and memory read from /proc, and the
-// machine's discipline (wait for a quiet machine, note a busy core).
-// Every Redis is Debian's redis-server, started here on a free loopback port with a temporary
-// dir (`--save '' --appendonly no`), one per cluster started, stopped by its PID. Every rawsse is
-// fresh (`--tick 0 --heartbeat 0 --max-clients 20000 --history 1000`, a publish token); a cluster
-// is two processes given the same `--redis redis://127.0.0.1:PORT` and a `--redis-prefix` made
-// afresh for it (`bench-…`). Nothing is pinned: servers, Redis and load tools share both cores, and
-// what is compared is CPU time per unit of work. Before each part the script waits until the
-// 1-minute load average is under 0.8 (at most 5 min, then it goes on and says so) and notes it.
-// Within a part, rounds are interleaved (round 1 of every figure, then round 2, …; the order of
-// the two servers alternates from round to round); tables give medians and min–max.
+// machine's discipline (wait for a quiet machine, note a busy core). bench/redis.mjs's header says
+// how the processes are started and why nothing is pinned.
 
 import { randomBytes } from 'node:crypto'
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'

@@ -1,4 +1,7 @@
-// Part 1 of bench/redis.mjs, the cost (`--parts cost`): N = 1 000 and 10 000 streams, closed loop W = 1 and W = 8, 8 s runs. CPU is
+// Part 1 of bench/redis.mjs, the cost: server CPU per delivery, 2 nodes on Redis against one process.
+//   node bench/redis.mjs --parts cost [--rounds 3] [--quick]
+//
+// N = 1 000 and 10 000 streams, closed loop W = 1 and W = 8, 8 s runs. CPU is
 // utime+stime (/proc/PID/stat) of each server process (and children), of redis-server and
 // of the load tools, read each time the publishing tool's `--out` writes its once-a-second
 // line: a window of whole publishing seconds, the first (partial) second and 1 more left out.

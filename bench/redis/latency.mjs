@@ -1,4 +1,7 @@
-// Part 2 of bench/redis.mjs, the latency (`--parts latency`): N = 1 000 and N = 10 (half per tool), open loop at 20 events/s for 10 s; p50/p99
+// Part 2 of bench/redis.mjs, the latency: the Redis hop.
+//   node bench/redis.mjs --parts latency [--rounds 3] [--quick]
+//
+// N = 1 000 and N = 10 (half per tool), open loop at 20 events/s for 10 s; p50/p99
 // of delivery latency (the body's CLOCK_MONOTONIC stamp to the read, one clock for every
 // process) after the warm-up, of each half; the Redis hop = the cluster's p99 − the one
 // process's, per half (target ≤ 2 ms). At 1 000 a stream's latency is mostly its place in

@@ -1,4 +1,7 @@
-// Part 3 of bench/redis.mjs, the storm (`--parts storm`, `--storm N`): 10 000 streams on node A (raw node:net clients in one child process of this script,
+// Part 3 of bench/redis.mjs, the storm: a node killed under 10 000 streams, which move to the other.
+//   node bench/redis.mjs --parts storm [--storm 10000] [--rounds 3] [--quick]
+//
+// 10 000 streams on node A (raw node:net clients in one child process of this script,
 // from source addresses 127.x.y.z of this run, one per 1 000), events published through
 // node B at a steady 5/s (one keep-alive connection, one at a time); once every stream has
 // the latest, `kill -9` node A; each client reconnects to node B the moment its socket closes,
