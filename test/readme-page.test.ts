@@ -48,7 +48,8 @@ if (canRun(t, 'readme-page', "the README's page example", await browserMissing()
     let page = readmePage()
     page = swap(page, 'http://127.0.0.1:6500', base)
     page = swap(page, '/events/TOKEN?', `/events/${TOKEN}?`)
-    writeFileSync(path.join(dir, 'index.html'), `<!doctype html>\n<meta charset="utf-8">\n<title>rawsse</title>\n${page}\n`)
+    // The snippet in a page of its own (an empty icon: no /favicon.ico request to 404).
+    writeFileSync(path.join(dir, 'index.html'), `<!doctype html>\n<meta charset="utf-8">\n<title>rawsse</title>\n<link rel="icon" href="data:,">\n${page}\n`)
 
     const context = await browser!.newContext()
     t.teardown(() => context.close())
