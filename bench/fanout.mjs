@@ -53,7 +53,6 @@ import {
   childPids,
   rssBytes as processRss,
   CLI,
-  ephemeralPorts,
   fmt,
   freePort,
   killAll,
@@ -73,6 +72,7 @@ import {
   startProcess,
   tail,
   writeSection,
+  waitForPorts,
 } from './lib.mjs'
 import { dataComment, writeCharts } from './charts.mjs'
 
@@ -108,34 +108,6 @@ function cpuSeconds(pid) {
     } catch {}
   }
   return ticks / CLK_TCK
-}
-
-/**
- * Waits (at most maxMs) until 127.0.0.1 has `n` ephemeral ports free. The load tool binds its
- * streams to 127.0.0.1 (then .2, … every 20 000), and a socket bound to an address cannot take a
- * port still in TIME_WAIT from the previous run there (60 s on Linux): back-to-back runs at
- * 19 000 streams would otherwise fail to connect thousands of them. Counts /proc/net/tcp entries
- * with local address 127.0.0.1 and a port in the ephemeral range; returns the seconds waited.
- */
-export async function waitForPorts(n, maxMs = 75_000) {
-  const [low, high] = ephemeralPorts()
-  const size = high - low + 1
-  const used = () => {
-    let c = 0
-    try {
-      for (const line of readFileSync('/proc/net/tcp', 'utf8').split('\n')) {
-        const m = /^\s*\d+: 0100007F:([0-9A-F]{4}) /.exec(line)
-        if (m) {
-          const port = parseInt(m[1], 16)
-          if (port >= low && port <= high) c++
-        }
-      }
-    } catch {}
-    return c
-  }
-  const t0 = Date.now()
-  while (size - used() < n + 1000 && Date.now() - t0 < maxMs) await sleep(2000)
-  return (Date.now() - t0) / 1000
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -253,6 +253,34 @@ export function ephemeralPorts() {
 }
 
 /** The URL a server prints when it listens (rawsse and the node peers print the same line). */
+/**
+ * Waits (at most maxMs) until 127.0.0.1 has `n` ephemeral ports free. The load tool binds its
+ * streams to 127.0.0.1 (then .2, … every 20 000), and a socket bound to an address cannot take a
+ * port still in TIME_WAIT from the previous run there (60 s on Linux): back-to-back runs at
+ * 19 000 streams would otherwise fail to connect thousands of them. Counts /proc/net/tcp entries
+ * with local address 127.0.0.1 and a port in the ephemeral range; returns the seconds waited.
+ */
+export async function waitForPorts(n, maxMs = 75_000) {
+  const [low, high] = ephemeralPorts()
+  const size = high - low + 1
+  const used = () => {
+    let c = 0
+    try {
+      for (const line of readFileSync('/proc/net/tcp', 'utf8').split('\n')) {
+        const m = /^\s*\d+: 0100007F:([0-9A-F]{4}) /.exec(line)
+        if (m) {
+          const port = parseInt(m[1], 16)
+          if (port >= low && port <= high) c++
+        }
+      }
+    } catch {}
+    return c
+  }
+  const t0 = Date.now()
+  while (size - used() < n + 1000 && Date.now() - t0 < maxMs) await sleep(2000)
+  return (Date.now() - t0) / 1000
+}
+
 export const listeningUrl = (out) => /listening on (http:\/\/\S+)/.exec(out)?.[1]
 
 /**
@@ -797,3 +825,19 @@ const newSource = () => {
   return `127.${RUN_A}.${(RUN_B + Math.floor(k / 250)) % 250}.${1 + (k % 250)}`
 }
 export const sourcesFor = (count) => Array.from({ length: Math.max(1, Math.ceil(count / PER_SOURCE)) }, newSource)
+
+/** Whether `address` (an IP, or IP:port as ss prints it) is one of this run's source addresses. */
+export const isRunSource = (address) => address.startsWith(`127.${RUN_A}.`)
+
+/** Whether a process started by startProcess() still runs. */
+export const alive = (proc) => proc.child.exitCode === null && proc.child.signalCode === null
+
+/** The last line of `text` that is a JSON object (a helper process's result), or null. */
+export function lastJsonLine(text) {
+  const line = text.trim().split('\n').reverse().find((l) => l.startsWith('{'))
+  try {
+    return line ? JSON.parse(line) : null
+  } catch {
+    return null
+  }
+}

@@ -30,7 +30,7 @@ export const DEFAULT_TASK_STEP_MS = 300 // 11 steps (0, 10 ... 100 %): about 3 s
 const TASK_STEP_PERCENT = 10
 const LOOP_DELAY_RESOLUTION_MS = 10 // the event-loop delay sampler's period (perf_hooks default)
 
-// The two roles that grant rights (README "Flags", `--users`): `publish` for POST /publish,
+// The two roles that grant rights (docs/production.md "Flags", `--users`): `publish` for POST /publish,
 // `admin` for /stats, /metrics and DELETE /clients. A --publish-token has both, a --token neither.
 const ROLE_PUBLISH = 'publish'
 const ROLE_ADMIN = 'admin'

@@ -1,4 +1,4 @@
-// bench/lib.mjs buildAt(): what a bench script's --cli or --baseline names (README "Measured",
+// bench/lib.mjs buildAt(): what a bench script's --cli or --baseline names (docs/budgets.md "Measured",
 // bench/RESULTS.md): a file as is, or a commit built in a temporary git worktree that is gone once
 // the script exits, so a command written with a commit can be run again by anyone.
 

@@ -1,4 +1,4 @@
-// The `rawsse` command as a real child process (README "Run it", "Flags"): start-up
+// The `rawsse` command as a real child process (README "Run it", docs/production.md "Flags"): start-up
 // lines, tokens, flags, --help/--version, bad command lines, --stdin, signals and the console on
 // a pseudo-terminal. Runs the built dist/cli.js (`npm test` builds first).
 

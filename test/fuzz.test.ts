@@ -1,5 +1,5 @@
 // A short run of bench/fuzz.mjs in every test run, so a parser or route change that crashes on
-// hostile input fails CI. The long run (100 000+ cases) is `node bench/fuzz.mjs`; its figures are in README.md.
+// hostile input fails CI. The long run (100 000+ cases) is `node bench/fuzz.mjs`; its figures are in docs/budgets.md.
 import t from 'tap'
 import { fuzzParser, fuzzServer } from '../bench/fuzz.mjs'
 

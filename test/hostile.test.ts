@@ -1,5 +1,5 @@
 // Hostile and broken clients over real sockets (127.0.0.1, port 0): every row of the error table
-// in the README ("Routes"), request smuggling, floods, garbage, slow-loris, pipelining,
+// in docs/wire.md ("Routes"), request smuggling, floods, garbage, slow-loris, pipelining,
 // half-closes and resets. Each reply is asserted byte for byte, and after each bad input the
 // server must still serve everyone else: a stream opened before it gets an event published
 // after it, and a new stream and a new publish work. The server runs in this process, so a
@@ -263,7 +263,7 @@ t.test('refuses a request target over 8 KiB with 414, and takes one of exactly 8
     t.equal(undate(atLimit.text), notFound(true), 'exactly 8192 bytes: routed (404 from a server without files)')
     t.ok(atLimit.closed)
     await refused(t, port, req(`GET ${target(MAX_TARGET_BYTES + 1)} HTTP/1.1`), R414, '8193 bytes')
-    // Target and head both over their limits: either answer (README "Routes").
+    // Target and head both over their limits: either answer (docs/wire.md "Routes").
     const both = await exchange(port, req(`GET ${target(4 * MAX_TARGET_BYTES)} HTTP/1.1`))
     t.ok(both.text === R414 || both.text === R431, `32 KiB target, head over 16 KiB too: 414 or 431: ${JSON.stringify(both.text.slice(0, 40))}`)
     t.ok(both.closed)

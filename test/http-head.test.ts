@@ -1,5 +1,5 @@
 // Unit tests of the request head parser (src/server/http-head.ts): fields, "need more" at every split
-// point, each limit at N and N+1, and each refusal with its exact status (RFC 9112; README "Routes").
+// point, each limit at N and N+1, and each refusal with its exact status (RFC 9112; docs/wire.md "Routes").
 
 import t from 'tap'
 import { statusOf } from './helpers.js'

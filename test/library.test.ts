@@ -1,4 +1,4 @@
-// The SseServer library API of the README ("Library"): listen, the four ways to send and
+// The SseServer library API of docs/library.md: listen, the four ways to send and
 // their counts, client bookkeeping, connect / disconnect, authenticate, the generated token,
 // invalid messages and stop(). Every stream is a real socket; its bytes are compared whole.
 

@@ -425,7 +425,7 @@ t.test('rawsse listen --max-retries N gives up with exit 1 after N failed reconn
   t.match(notices.at(-1), /giving up after 2 retries \(--max-retries\)$/)
 })
 
-t.test('the package: a LICENSE, source maps whose sources ship, no screenshots, engines stated', async (t) => {
+t.test('the package: a LICENSE, source maps whose sources ship, no screenshots, the docs, engines stated', async (t) => {
   const pkg = JSON.parse(readFileSync(path.join(path.dirname(CLI), '..', 'package.json'), 'utf8')) as { files: string[]; engines: { node: string }; license: string }
   t.equal(pkg.license, 'MIT')
   t.match(readFileSync(path.join(path.dirname(CLI), '..', 'LICENSE'), 'utf8'), /^MIT License\n/)
@@ -435,6 +435,11 @@ t.test('the package: a LICENSE, source maps whose sources ship, no screenshots, 
   const files = (JSON.parse(pack.stdout) as Array<{ files: Array<{ path: string }> }>)[0]!.files.map((f) => f.path)
   t.ok(files.includes('LICENSE'), 'LICENSE is packed')
   t.notOk(files.some((f) => f.startsWith('public/screenshots/')), 'no screenshots in the tarball')
+  // The README is the front page; the rest of the manual is docs/, which a user of the package needs too.
+  const readme = readFileSync(path.join(path.dirname(CLI), '..', 'README.md'), 'utf8')
+  const pages = [...new Set([...readme.matchAll(/\]\((docs\/[^)#\s]+)/g)].map((m) => m[1]!))]
+  t.ok(pages.length >= 5, `the README links the docs/ pages: ${pages.join(', ')}`)
+  t.same(pages.filter((p) => !files.includes(p)), [], "every docs/ page the README links is packed")
   // Every source a shipped map names is shipped too.
   const missing: string[] = []
   for (const map of files.filter((f) => f.endsWith('.js.map'))) {

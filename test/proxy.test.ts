@@ -1,4 +1,4 @@
-// rawsse behind nginx (issue 15): the nginx configuration of README.md's "Behind a proxy" section,
+// rawsse behind nginx (issue 15): the nginx configuration of docs/production.md's "Behind a proxy" section,
 // run as printed (only its ports and paths swapped for temporary ones) in front of the real CLI.
 // Streams through it are unbuffered, Last-Event-ID and the bearer pass through, the access log
 // never holds a token, and browsers' HTTP/2 reaches rawsse as HTTP/1.1.
@@ -35,26 +35,29 @@ function whyNot(nginx: string | null): string | null {
   return null
 }
 
-/** The ```nginx blocks of README.md's "Behind a proxy" section: what the test runs is what readers copy. */
-function readmeNginx(): string {
-  const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8')
-  const start = readme.indexOf('\n## Behind a proxy\n')
-  if (start === -1) throw new Error('README.md has no "## Behind a proxy" section')
-  const end = readme.indexOf('\n## ', start + 1)
-  const blocks = [...readme.slice(start, end === -1 ? undefined : end).matchAll(/\n```nginx\n([\s\S]*?)\n```\n/g)].map((m) => m[1]!)
-  if (blocks.length === 0) throw new Error('README.md "Behind a proxy" has no ```nginx block')
+/** Where readers find the configuration (docs/production.md, "Behind a proxy"). */
+const PAGE = 'docs/production.md'
+
+/** The ```nginx blocks of docs/production.md's "Behind a proxy" section: what the test runs is what readers copy. */
+function pageNginx(): string {
+  const page = readFileSync(path.join(ROOT, PAGE), 'utf8')
+  const start = page.indexOf('\n## Behind a proxy\n')
+  if (start === -1) throw new Error(`${PAGE} has no "## Behind a proxy" section`)
+  const end = page.indexOf('\n## ', start + 1)
+  const blocks = [...page.slice(start, end === -1 ? undefined : end).matchAll(/\n```nginx\n([\s\S]*?)\n```\n/g)].map((m) => m[1]!)
+  if (blocks.length === 0) throw new Error(`${PAGE} "Behind a proxy" has no \`\`\`nginx block`)
   return blocks.join('\n')
 }
 
-/** `conf` with every `from` replaced; a placeholder the README no longer has is an error, not a silent no-op. */
+/** `conf` with every `from` replaced; a placeholder the page no longer has is an error, not a silent no-op. */
 function swap(conf: string, from: string, to: string): string {
-  if (!conf.includes(from)) throw new Error(`the README's nginx block no longer contains ${JSON.stringify(from)}; update test/proxy.test.ts`)
+  if (!conf.includes(from)) throw new Error(`the nginx block of ${PAGE} no longer contains ${JSON.stringify(from)}; update test/proxy.test.ts`)
   return conf.replaceAll(from, to)
 }
 
-/** The README's block inside a main context of our own: one worker, and every file nginx writes inside `dir`. */
+/** The page's block inside a main context of our own: one worker, and every file nginx writes inside `dir`. */
 function nginxConf(dir: string, port: number, upstream: number, cert: string, key: string): string {
-  let conf = readmeNginx()
+  let conf = pageNginx()
   conf = swap(conf, 'listen 443 ', `listen 127.0.0.1:${port} `)
   conf = swap(conf, '127.0.0.1:8080', `127.0.0.1:${upstream}`)
   conf = swap(conf, '/etc/ssl/sse.example.com.crt', cert)
@@ -288,7 +291,7 @@ if (canRun(t, 'proxy', 'nginx tests', whyNot(nginx))) {
     await curl.waitExit()
   })
 
-  t.test("the README's log format keeps tokens out of nginx's access log", async (t) => {
+  t.test("the log format of docs/production.md keeps tokens out of nginx's access log", async (t) => {
     const s = await TlsStream.open(t, port, ca, `/events/${SUB}?channel=logged`)
     s.socket.destroy()
     const file = path.join(dir, 'rawsse.access.log')

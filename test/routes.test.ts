@@ -1,4 +1,4 @@
-// The HTTP routes of the README ("Routes", "The wire, byte by byte"), byte for byte
+// The HTTP routes of docs/wire.md ("Routes", "The wire, byte by byte"), byte for byte
 // over real sockets on 127.0.0.1: the stream, POST /publish, /stats, /metrics, DELETE /clients,
 // OPTIONS and 405.
 

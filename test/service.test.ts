@@ -1,4 +1,4 @@
-// rawsse as a service (README "Run it as a service"): `npm start` hands signals to node and leaves
+// rawsse as a service (docs/production.md "Run it as a service"): `npm start` hands signals to node and leaves
 // nothing behind, and docs/rawsse.service passes `systemd-analyze verify` and its command starts
 // rawsse as written. Runs the built dist/cli.js (`npm test` builds first).
 

@@ -1,4 +1,4 @@
-// Static files under the publicDir option (README "Routes"): types,
+// Static files under the publicDir option (docs/wire.md "Routes"): types,
 // Content-Length, ETag and 304, HEAD, 404, and never a byte from outside the folder, whatever
 // the spelling of the path. Fixtures live in a fresh temp folder:
 //
@@ -298,7 +298,7 @@ t.test('files at the in-memory limit and one byte over are both served whole', a
 })
 
 t.test('a request pipelined behind a large file is answered in order', async (t) => {
-  // README "Routes": pipelined requests are answered in order. The second request is already in the
+  // docs/wire.md "Routes": pipelined requests are answered in order. The second request is already in the
   // server's buffer when the file ends; a server that waits for more bytes instead answers it
   // with 408 once the head deadline (shortened here, so the file runs in seconds) passes.
   const r = await serve(t, { headTimeoutMs: 2000 })

@@ -2,7 +2,7 @@
 // defaults both ends of the wire share (event name, retry, jitter) are in ../wire.ts; this file
 // imports nothing else, so any server file can read it and a reader finds every number here.
 
-// --- defaults of the CLI flags and library options (README "Flags") ---
+// --- defaults of the CLI flags and library options (docs/production.md "Flags") ---
 export const DEFAULT_PORT = 6500
 export const DEFAULT_HOST = '127.0.0.1'
 export const DEFAULT_HEARTBEAT_MS = 15_000 // comment line `:\n\n` to every stream; 0 = off

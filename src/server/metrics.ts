@@ -5,7 +5,7 @@
 export type DropReason = 'buffer' | 'stall' | 'admin' | 'shutdown' | 'revoked'
 export const DROP_REASONS: readonly DropReason[] = ['buffer', 'stall', 'admin', 'shutdown', 'revoked']
 
-/** The `/stats` JSON, key for key (README "Routes", `GET /stats`). */
+/** The `/stats` JSON, key for key (docs/wire.md "Routes", `GET /stats`). */
 export interface Stats {
   clients: number
   channels: Record<string, number>

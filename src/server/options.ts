@@ -1,4 +1,4 @@
-// SseServer's options (README "Library"), their defaults and their checks: the only place that
+// SseServer's options (docs/library.md), their defaults and their checks: the only place that
 // turns what a caller gave into the settings the server runs with.
 
 import * as path from 'node:path'
@@ -71,7 +71,7 @@ export interface SseServerOptions {
   bus?: Bus
   /**
    * `redis://[user:pass@]host:port[/db]` or `rediss://…`: every server given the same URL and
-   * prefix is one cluster (README "Many machines"). Needs the `redis` package (`npm install redis`).
+   * prefix is one cluster (docs/cluster.md "Many machines"). Needs the `redis` package (`npm install redis`).
    */
   redis?: string
   /** Key prefix on that Redis, so several clusters can share it; default `rawsse`. */

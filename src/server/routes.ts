@@ -1,4 +1,4 @@
-// Request to handler and status: what each route of the README's "Routes" does with a parsed request.
+// Request to handler and status: what each route of docs/wire.md "Routes" does with a parsed request.
 // Returns what to answer (a reply, a stream to open, a file to send); no byte framing here.
 
 import { isUtf8 } from 'node:buffer'

@@ -147,7 +147,7 @@ export function retryFrame(retryMs: number): Frame {
   return Frame.of(`retry: ${retryMs}\n\n`)
 }
 
-/** The stream's response head (README "The wire, byte by byte"). HTTP/1.0 gets no chunked coding. */
+/** The stream's response head (docs/wire.md "The wire, byte by byte"). HTTP/1.0 gets no chunked coding. */
 export function streamHead(chunked: boolean, corsOrigin: string): Buffer {
   return Buffer.from(
     'HTTP/1.1 200 OK\r\n' +
