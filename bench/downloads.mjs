@@ -59,7 +59,6 @@ import { fileURLToPath, pathToFileURL } from 'node:url'
 import {
   BENCH,
   buildAt,
-  binNodeFlags,
   buildCommit,
   BUSY_LIMIT,
   busiestCorePercent,
@@ -89,12 +88,14 @@ import {
   subscribeAttempt,
   tail,
   writeSection,
+  lastJsonLine,
+  rawsseArgv,
+  SUB_TOKEN,
 } from './lib.mjs'
 
 const SELF = fileURLToPath(import.meta.url)
 const SERVER_CORE = '0'
 const LOAD_CORE = '1'
-const SUB_TOKEN = 'bench-subscribe-token'
 const FILE_NAME = 'big.bin'
 const FILE_BYTES = 16 * 2 ** 20 // over the server's in-memory cache limit: streamed from disk
 const FD_LIMIT = 20_000 // open files per process on the bench machines (hard limit)
@@ -254,37 +255,7 @@ function socketsByState(port, side, sources) {
 // The run.
 
 function serverArgv(o, port, publicDir) {
-  return [
-    process.execPath,
-    ...binNodeFlags(o.cli),
-    // --profile DIR: a V8 CPU profile of the server, written when it exits.
-    ...(o.profile === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${o.profile}`]),
-    o.cli,
-    '--port',
-    String(port),
-    '--host',
-    '127.0.0.1',
-    '--token',
-    SUB_TOKEN,
-    '--publish-token',
-    PUBLISH_TOKEN,
-    '--tick',
-    '0',
-    '--max-clients',
-    '20000',
-    '--public',
-    publicDir,
-    ...o.serverArgs,
-  ]
-}
-
-const lastJsonLine = (text) => {
-  const line = text.trim().split('\n').reverse().find((l) => l.startsWith('{'))
-  try {
-    return line ? JSON.parse(line) : null
-  } catch {
-    return null
-  }
+  return rawsseArgv(o, port, { extra: ['--public', publicDir] })
 }
 
 async function measure(o, notes) {

@@ -23,6 +23,27 @@ export const ROOT = path.join(BENCH, '..')
 export const CLI = path.join(ROOT, 'dist', 'cli.js')
 /** The publish token every bench server is started with. */
 export const PUBLISH_TOKEN = 'bench-publish-token'
+export const SUB_TOKEN = 'bench-subscribe-token' // may open streams only
+
+/**
+ * The command line of a rawsse build under test (o.cli), run as its bin runs it (its node flags),
+ * with `imports` loaded first (`node --import`), a V8 CPU profile when o.profile names a folder
+ * (written when the server exits), and a hostile bench's settings: loopback, the two tokens,
+ * `--tick 0`, `--max-clients 20000`, then `extra`, then o.serverArgs.
+ */
+export function rawsseArgv(o, port, { imports = [], extra = [] } = {}) {
+  return [
+    process.execPath,
+    ...binNodeFlags(o.cli),
+    ...imports.flatMap((m) => ['--import', m]),
+    ...(o.profile === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${o.profile}`]),
+    o.cli,
+    ...['--port', String(port), '--host', '127.0.0.1', '--token', SUB_TOKEN, '--publish-token', PUBLISH_TOKEN],
+    ...['--tick', '0', '--max-clients', '20000'],
+    ...extra,
+    ...o.serverArgs,
+  ]
+}
 export const BUSY_LIMIT = 15 // percent of a core used by others before a run: worth a warning
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms))

@@ -7,12 +7,12 @@ import { existsSync, mkdtempSync, readFileSync } from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
 import { pathToFileURL } from 'node:url'
-import { BENCH, binNodeFlags, BUSY_LIMIT, busiestCorePercent, fdCount, fmt, freePort, Http, listeningUrl, PUBLISH_TOKEN, rssBytes, sleep, startProcess } from '../lib.mjs'
+import { BENCH, BUSY_LIMIT, busiestCorePercent, fdCount, fmt, freePort, Http, listeningUrl, PUBLISH_TOKEN, rawsseArgv, rssBytes, sleep, startProcess, SUB_TOKEN } from '../lib.mjs'
 
 const ENTRY = path.join(BENCH, 'hostile.mjs') // its helper modes are the cases' load processes
 export const SERVER_CORE = '0'
 export const LOAD_CORE = '1'
-export const SUB_TOKEN = 'bench-subscribe-token'
+export { SUB_TOKEN }
 export const FD_LIMIT = 20_000 // open files per process on the bench machines (hard limit)
 const SAMPLE_MS = 250
 export const STORM_GOAL_MS = 10_000 // case 3 goal (both storms)
@@ -38,28 +38,7 @@ export function sampler(pid) {
 }
 
 export function serverArgv(o, port) {
-  return [
-    process.execPath,
-    ...binNodeFlags(o.cli),
-    '--import',
-    pathToFileURL(path.join(BENCH, 'loop-monitor.mjs')).href,
-    // --profile DIR: a V8 CPU profile of the server, written when it exits.
-    ...(o.profile === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${o.profile}`]),
-    o.cli,
-    '--port',
-    String(port),
-    '--host',
-    '127.0.0.1',
-    '--token',
-    SUB_TOKEN,
-    '--publish-token',
-    PUBLISH_TOKEN,
-    '--tick',
-    '0',
-    '--max-clients',
-    '20000',
-    ...o.serverArgs,
-  ]
+  return rawsseArgv(o, port, { imports: [pathToFileURL(path.join(BENCH, 'loop-monitor.mjs')).href] })
 }
 
 export async function startServer(o) {
