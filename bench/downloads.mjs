@@ -90,6 +90,8 @@ import {
   writeSection,
   lastJsonLine,
   rawsseArgv,
+  SAMPLE_MS,
+  sampler,
   SUB_TOKEN,
 } from './lib.mjs'
 
@@ -101,7 +103,6 @@ const FILE_BYTES = 16 * 2 ** 20 // over the server's in-memory cache limit: stre
 const FD_LIMIT = 20_000 // open files per process on the bench machines (hard limit)
 const FD_RESERVE = 256 // the server's (src/server/limits.ts): its connection budget is FD_LIMIT less this
 const PER_HELPER = 9_000 // sockets per helper process, well under FD_LIMIT
-const SAMPLE_MS = 250
 const SUBSCRIBE_WAIT_MS = 10_000
 const READY_GOAL_MS = 2_000 // issue 20: a valid subscriber gets `ready` in under 2 s throughout
 const SEND_TIMEOUT_S = 30 // the server's (SEND_TIMEOUT_MS, not a flag)
@@ -212,20 +213,6 @@ function sockstat() {
   }
 }
 
-/** The server's RSS and open files and the kernel's TCP line, every SAMPLE_MS until stop(). */
-function sampler(pid) {
-  const samples = []
-  const take = () => samples.push({ t: Date.now(), rss: rssBytes(pid), fds: fdCount(pid), ...sockstat() })
-  take()
-  const timer = setInterval(take, SAMPLE_MS)
-  return {
-    samples,
-    stop() {
-      clearInterval(timer)
-      take()
-    },
-  }
-}
 
 /**
  * TCP sockets on this server's port, from `ss`: `side` 'server' (its own, source port = port; the
@@ -266,7 +253,7 @@ async function measure(o, notes) {
   const port = await freePort()
   const { proc: server } = await startProcess('rawsse', 'taskset', ['-c', SERVER_CORE, ...serverArgv(o, port, publicDir)], { ready: listeningUrl })
   r.serverCommand = `taskset -c ${SERVER_CORE} ${shellJoin(serverArgv(o, 'PORT', 'DIR').map((a) => (a === process.execPath ? 'node' : a)))}`
-  const smp = sampler(server.pid)
+  const smp = sampler(server.pid, sockstat)
   const helpers = []
   const attempts = []
   try {

@@ -26,6 +26,26 @@ export const PUBLISH_TOKEN = 'bench-publish-token'
 export const SUB_TOKEN = 'bench-subscribe-token' // may open streams only
 
 /**
+ * A server's RSS and open files (and `more()`'s readings) from /proc every 250 ms until stop(),
+ * which takes a last sample and returns them all: /proc answers while its event loop is blocked.
+ */
+export function sampler(pid, more = () => ({})) {
+  const samples = []
+  const take = () => samples.push({ t: Date.now(), rss: rssBytes(pid), fds: fdCount(pid), ...more() })
+  take()
+  const timer = setInterval(take, SAMPLE_MS)
+  return {
+    samples,
+    stop() {
+      clearInterval(timer)
+      take()
+      return samples
+    },
+  }
+}
+export const SAMPLE_MS = 250
+
+/**
  * The command line of a rawsse build under test (o.cli), run as its bin runs it (its node flags),
  * with `imports` loaded first (`node --import`), a V8 CPU profile when o.profile names a folder
  * (written when the server exits), and a hostile bench's settings: loopback, the two tokens,

@@ -7,35 +7,20 @@ import { existsSync, mkdtempSync, readFileSync } from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
 import { pathToFileURL } from 'node:url'
-import { BENCH, BUSY_LIMIT, busiestCorePercent, fdCount, fmt, freePort, Http, listeningUrl, PUBLISH_TOKEN, rawsseArgv, rssBytes, sleep, startProcess, SUB_TOKEN } from '../lib.mjs'
+import { BENCH, BUSY_LIMIT, busiestCorePercent, fdCount, fmt, freePort, Http, listeningUrl, PUBLISH_TOKEN, rawsseArgv, rssBytes, sampler, sleep, startProcess, SUB_TOKEN } from '../lib.mjs'
 
 const ENTRY = path.join(BENCH, 'hostile.mjs') // its helper modes are the cases' load processes
 export const SERVER_CORE = '0'
 export const LOAD_CORE = '1'
 export { SUB_TOKEN }
 export const FD_LIMIT = 20_000 // open files per process on the bench machines (hard limit)
-const SAMPLE_MS = 250
 export const STORM_GOAL_MS = 10_000 // case 3 goal (both storms)
 
 export const mib = (bytes) => fmt(bytes / 2 ** 20, 0)
 export const secs = (ms, d = 1) => (Number.isFinite(ms) ? `${fmt(ms / 1000, d)} s` : '–')
 export const msOrS = (ms) => (!Number.isFinite(ms) ? '–' : ms < 1000 ? `${fmt(ms)} ms` : secs(ms))
 
-/** Samples a server's RSS and open files every SAMPLE_MS until stop(). */
-export function sampler(pid) {
-  const samples = []
-  const take = () => samples.push({ t: Date.now(), rss: rssBytes(pid), fds: fdCount(pid) })
-  take()
-  const timer = setInterval(take, SAMPLE_MS)
-  return {
-    samples,
-    stop() {
-      clearInterval(timer)
-      take()
-      return samples
-    },
-  }
-}
+export { sampler }
 
 export function serverArgv(o, port) {
   return rawsseArgv(o, port, { imports: [pathToFileURL(path.join(BENCH, 'loop-monitor.mjs')).href] })
