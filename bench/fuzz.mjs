@@ -12,8 +12,8 @@
 // or the canary misses an event. It ends by itself after the cases; prints a JSON summary.
 
 import * as net from 'node:net'
-import { parseHead } from '../dist/server/http-head.js'
-import { HttpError } from '../dist/server/errors.js'
+import { parseHead } from '../dist/server/http/head.js'
+import { HttpError } from '../dist/server/http/errors.js'
 import { SseServer } from '../dist/index.js'
 import { rng } from './lib.mjs'
 

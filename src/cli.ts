@@ -18,7 +18,7 @@ import { publish } from './commands/publish.js'
 import { packageVersion, serve } from './commands/serve.js'
 import { runPrimary, runWorker } from './commands/workers.js'
 import { runBench } from './load/bench.js'
-import { loadRedis } from './server/bus/redis-client.js'
+import { loadRedis } from './server/bus/redis/client.js'
 import * as L from './server/limits.js'
 import { DEFAULT_RETRY_MS } from './wire.js'
 

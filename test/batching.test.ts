@@ -1,4 +1,4 @@
-// Fan-out batching (src/server/streams.ts queue/flush): events published in one event-loop turn reach
+// Fan-out batching (src/server/fanout/streams.ts queue/flush): events published in one event-loop turn reach
 // each stream in one write, each stream gets exactly its own events in order, whatever mix of
 // targets and framings, and order holds around sends to one stream.
 

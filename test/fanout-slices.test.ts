@@ -1,4 +1,4 @@
-// A fan-out to more streams than one slice (src/server/fanout-job.ts) is written over several
+// A fan-out to more streams than one slice (src/server/fanout/job.ts) is written over several
 // event-loop turns, and meanwhile streams join with a replay, leave, are closed by an admin, get
 // events of their own, block and drain: every stream still gets exactly its events, in order,
 // once. Real sockets, two slices and a bit: ~1 300 streams (~2 600 descriptors in this one process).
@@ -6,7 +6,7 @@
 import t from 'tap'
 import * as net from 'node:net'
 import type { ClientView } from '../src/index.js'
-import { encodeEvent } from '../src/server/sse-encode.js'
+import { encodeEvent } from '../src/server/fanout/sse-encode.js'
 import { FANOUT_SLICE_WRITES } from '../src/server/limits.js'
 import { rng, sleep, startServer } from './helpers.js'
 

@@ -2,7 +2,7 @@
 // Every helper talks real TCP; nothing is mocked.
 
 import * as net from 'node:net'
-import { HttpError } from '../src/server/errors.js'
+import { HttpError } from '../src/server/http/errors.js'
 import { SseServer, type SseServerOptions } from '../src/index.js'
 
 export const TOKEN = 'tok' // may open streams

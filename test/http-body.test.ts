@@ -1,10 +1,10 @@
-// Unit tests of the request body reader (src/server/http-body.ts): Content-Length and chunked bodies
+// Unit tests of the request body reader (src/server/http/body.ts): Content-Length and chunked bodies
 // (RFC 9112 §6–§7) fed whole, byte by byte and at every split point; each limit at N and N+1.
 
 import t from 'tap'
 import { statusOf } from './helpers.js'
-import { BodyReader } from '../src/server/http-body.js'
-import { HttpError } from '../src/server/errors.js'
+import { BodyReader } from '../src/server/http/body.js'
+import { HttpError } from '../src/server/http/errors.js'
 import { MAX_BODY_BYTES, MAX_REQUEST_CHUNK_LINE_BYTES } from '../src/server/limits.js'
 
 const b = (s: string): Buffer => Buffer.from(s, 'latin1')

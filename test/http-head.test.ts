@@ -1,10 +1,10 @@
-// Unit tests of the request head parser (src/server/http-head.ts): fields, "need more" at every split
+// Unit tests of the request head parser (src/server/http/head.ts): fields, "need more" at every split
 // point, each limit at N and N+1, and each refusal with its exact status (RFC 9112; docs/wire.md "Routes").
 
 import t from 'tap'
 import { statusOf } from './helpers.js'
-import { parseHead, type ParsedHead } from '../src/server/http-head.js'
-import { HttpError } from '../src/server/errors.js'
+import { parseHead, type ParsedHead } from '../src/server/http/head.js'
+import { HttpError } from '../src/server/http/errors.js'
 import { MAX_HEAD_BYTES, MAX_HEADER_COUNT, MAX_TARGET_BYTES } from '../src/server/limits.js'
 
 /** Bytes exactly as written: latin1, so '\x80'..'\xff' stay single bytes. */

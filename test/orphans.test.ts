@@ -1,4 +1,4 @@
-// Closes that leave unsent bytes behind reset the connection (src/server/close.ts): the kernel
+// Closes that leave unsent bytes behind reset the connection (src/server/http/close.ts): the kernel
 // keeps no orphan in FIN_WAIT1 with the send queue of a client that reads nothing, and the peer
 // learns that the connection is gone. A close with nothing unsent stays a FIN, and a graceful
 // stream end stays `0\r\n\r\n` then FIN. Orphans are read from /proc/net/tcp for the server's own

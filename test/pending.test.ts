@@ -1,4 +1,4 @@
-// Answers owed for pipelined publishes on a bus that answers later (src/server/pending-answers.ts,
+// Answers owed for pipelined publishes on a bus that answers later (src/server/http/pending-answers.ts,
 // connection.ts), on real processes: a refused request pipelined behind a publish gets its own
 // status after the publish's answer, in request order, and the worker lives on (`--workers 2`);
 // an answer that Redis keeps waiting (SIGSTOP) is never cut by the keep-alive idle timer.

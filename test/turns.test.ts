@@ -1,4 +1,4 @@
-// A storm of stream opens is shared out over event-loop turns (src/server/turn-gate.ts): never
+// A storm of stream opens is shared out over event-loop turns (src/server/http/turn-gate.ts): never
 // more than STREAM_OPENS_PER_TURN in one turn, so /healthz, publishes and fan-out slices run
 // between them; every stream still opens, in the order its request came, with its replay.
 
@@ -6,7 +6,7 @@ import t from 'tap'
 import * as net from 'node:net'
 import type { ClientView } from '../src/index.js'
 import { STREAM_OPENS_PER_TURN } from '../src/server/limits.js'
-import { TurnGate } from '../src/server/turn-gate.js'
+import { TurnGate } from '../src/server/http/turn-gate.js'
 import { sleep, startServer, TOKEN } from './helpers.js'
 
 t.test('a storm of stream opens is shared out over turns, each stream opened once with its replay', async (t) => {

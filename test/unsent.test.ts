@@ -1,4 +1,4 @@
-// Answers in the one byte budget (src/server/unsent.ts, static.ts sendFile): a file is sent a
+// Answers in the one byte budget (src/server/http/unsent.ts, static.ts sendFile): a file is sent a
 // slice at a time, so a download that reads nothing holds one slice; its unsent bytes count in
 // maxUnsentBytes with the streams', and past it the oldest downloads are reset before any
 // stream, while subscribers keep getting `ready` and events. Many large files on one keep-alive

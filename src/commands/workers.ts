@@ -7,13 +7,13 @@
 
 import cluster, { type Worker } from 'node:cluster'
 import { attachDemo } from '../demo.js'
-import { ClusterBus } from '../server/bus/cluster.js'
-import type { FromWorker, ToWorker } from '../server/bus/ipc.js'
-import { ClusterPrimary } from '../server/bus/primary.js'
-import { RedisBus } from '../server/bus/redis.js'
+import { WorkerBus } from '../server/bus/workers/worker-bus.js'
+import type { FromWorker, ToWorker } from '../server/bus/workers/ipc.js'
+import { ClusterPrimary } from '../server/bus/workers/primary.js'
+import { RedisBus } from '../server/bus/redis/redis-bus.js'
 import * as L from '../server/limits.js'
 import { resolveSettings } from '../server/options.js'
-import { eventSize } from '../server/sse-encode.js'
+import { eventSize } from '../server/fanout/sse-encode.js'
 import type { Args } from './args.js'
 import { logServer } from './log.js'
 import { busWatcher, exitWhen, logFrom, makeServer, optionsFrom, packageVersion, reload, startConsole, startupLines } from './serve.js'
@@ -133,7 +133,7 @@ export async function runPrimary(p: Args, count: number): Promise<void> {
 
 /** One worker: a server whose bus is the cluster, listening on the port the primary shares. */
 export async function runWorker(p: Args, reread: () => Args): Promise<void> {
-  const { bus, init } = await ClusterBus.connect()
+  const { bus, init } = await WorkerBus.connect()
   const opts = optionsFrom(p)
   if (init.token !== null) opts.publishTokens = [...(opts.publishTokens ?? []), init.token]
   opts.tickMs = 0 // the primary ticks, once for the cluster

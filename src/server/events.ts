@@ -2,8 +2,8 @@
 // and, only while someone listens, `error-reply` and `publish`, which feed the logs).
 
 import type { DropReason } from './metrics.js'
-import type { ClientView } from './stream.js'
-import type { Target } from './target.js'
+import type { ClientView } from './fanout/stream.js'
+import type { Target } from './fanout/target.js'
 
 /** An answer with a status of 400 or more: what a log line says about it. */
 export interface ErrorReply {

@@ -5,9 +5,9 @@
 // has accepted the event (a Promise), so the one-process path keeps its synchronous speed.
 
 import type { Stats } from '../metrics.js'
-import type { SseMessage } from '../sse-encode.js'
-import type { Target } from '../target.js'
-import type { NodeStats } from './ipc.js'
+import type { SseMessage } from '../fanout/sse-encode.js'
+import type { Target } from '../fanout/target.js'
+import type { NodeStats } from './workers/ipc.js'
 
 /** An event as every process delivers it: its final id, its target, whether history keeps it. */
 export interface BusEvent {

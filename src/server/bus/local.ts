@@ -1,7 +1,7 @@
 // The in-process bus: one process, no one to agree with, so publishing is a function call and
 // every question is the node's own.
 
-import { HttpError } from '../errors.js'
+import { HttpError } from '../http/errors.js'
 import type { Accepted, Bus, BusDraft, BusNode, NodeFigures } from './bus.js'
 import { CLIENT_ID_BLOCK } from '../limits.js'
 

@@ -4,7 +4,7 @@
 // `delivered` of a publish), whether a user or client is connected anywhere (404 `offline`),
 // the count per channel, and which worker holds a stream. No sockets.
 
-import type { WireStream, WireTarget } from './ipc.js'
+import type { WireStream, WireTarget } from './workers/ipc.js'
 
 interface Entry {
   readonly node: number

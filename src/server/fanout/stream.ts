@@ -9,9 +9,9 @@
 // what they are owed. A replay is paced the same way.
 
 import type { Socket } from 'node:net'
-import type { AuthUser } from './auth.js'
+import type { AuthUser } from '../auth.js'
 import type { Backlog } from './backlog.js'
-import { WRITE_SLICE_BYTES } from './limits.js'
+import { WRITE_SLICE_BYTES } from '../limits.js'
 import { LAST_CHUNK, type Frame } from './sse-encode.js'
 
 /** What a `broadcast` filter and the `connect` / `disconnect` listeners see of a stream. */

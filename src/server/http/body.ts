@@ -1,9 +1,9 @@
 // Request bodies: Content-Length and chunked (RFC 9112 §6–§7), capped at MAX_BODY_BYTES.
 // Bytes in, "consumed N, done or not" out; throws HttpError(400 / 413). No sockets, no routing.
 
-import { CR, LF } from '../wire.js'
+import { CR, LF } from '../../wire.js'
 import { HttpError } from './errors.js'
-import { MAX_BODY_BYTES, MAX_REQUEST_CHUNK_LINE_BYTES } from './limits.js'
+import { MAX_BODY_BYTES, MAX_REQUEST_CHUNK_LINE_BYTES } from '../limits.js'
 
 const enum State {
   Size, // reading `<hex>[;ext]\r\n`

@@ -15,15 +15,15 @@
 //   {p}:ids     publisher-given ids still in history (→ 409 on a repeat), scored by place
 //   {p}:epoch   a random name for this Redis's lifetime of the stream: when Redis loses its data
 //               it is gone, and a node that finds another knows it missed events it cannot get
-//   {p}:client-ids  the last stream id handed out (in blocks, redis.ts)
+//   {p}:client-ids  the last stream id handed out (in blocks, redis-bus.ts)
 
 import { randomBytes } from 'node:crypto'
-import { HttpError } from '../errors.js'
-import * as L from '../limits.js'
-import type { SseMessage } from '../sse-encode.js'
-import type { BusEvent } from './bus.js'
-import type { WireTarget } from './ipc.js'
-import { Script, within, type RedisLink } from './redis-client.js'
+import { HttpError } from '../../http/errors.js'
+import * as L from '../../limits.js'
+import type { SseMessage } from '../../fanout/sse-encode.js'
+import type { BusEvent } from '../bus.js'
+import type { WireTarget } from '../workers/ipc.js'
+import { Script, within, type RedisLink } from './client.js'
 
 export interface StreamKeys {
   events: string
@@ -32,7 +32,7 @@ export interface StreamKeys {
   kept: string
   ids: string
   epoch: string
-  /** The last stream id handed out in a block (redis.ts). */
+  /** The last stream id handed out in a block (redis-bus.ts). */
   clientIds: string
 }
 
@@ -66,7 +66,7 @@ return {redis.call('GET', KEYS[1]), redis.call('GET', KEYS[3]) or '0'}
 
 /**
  * Append one event: refused if Redis runs it after the node's deadline (ARGV[8], in Redis's ms:
- * redis-clock.ts), if the epoch is not the caller's, or if a publisher-given id is still held.
+ * clock.ts), if the epoch is not the caller's, or if a publisher-given id is still held.
  */
 const APPEND = new Script(`
 -- Late: the node has answered 503 by now, or will before this reply reaches it (a Redis that was

@@ -2,13 +2,13 @@
 // this turn's fan-out, so that events published in one turn reach each stream in one write; an
 // event for one client (or with a filter) is written at once instead. No sockets of its own.
 
-import type { BusEvent } from './bus/bus.js'
+import type { BusEvent } from '../bus/bus.js'
 import type { History } from './history.js'
-import type { Metrics } from './metrics.js'
+import type { Metrics } from '../metrics.js'
 import { encodeEvent, type Frame, type SseMessage } from './sse-encode.js'
 import type { Streams } from './streams.js'
 import type { Target } from './target.js'
-import { HISTORY_GAP_REASON } from './limits.js'
+import { HISTORY_GAP_REASON } from '../limits.js'
 
 /** The event that says "events are missing before this one": a Last-Event-ID the history cannot place, or a cluster's lost events. */
 export const RESET_FRAME = encodeEvent({ event: 'reset', data: `{"reason":"${HISTORY_GAP_REASON}"}` })

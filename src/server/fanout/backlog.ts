@@ -4,12 +4,12 @@
 // its events from here, matched against their targets again, and writes them as one Buffer. So a
 // stream that stalls costs two numbers however long it stalls, and an event one entry however
 // many streams are blocked. Every event is appended, because a fan-out to many streams is written
-// a slice of streams per turn (fanout-job.ts): a stream that blocks, or must be written out of
+// a slice of streams per turn (fanout/job.ts): a stream that blocks, or must be written out of
 // turn, before its slice comes finds the events it has not had here. The events of one fan-out
 // are a set with a generation number (`gen`); a stream remembers the newest set it has had.
 // Entries are forgotten once no stream is owed them. No sockets.
 
-import { DRAIN_BYTES_PER_TURN } from './limits.js'
+import { DRAIN_BYTES_PER_TURN } from '../limits.js'
 import type { Frame } from './sse-encode.js'
 import { matches, type Matchable, type Target } from './target.js'
 

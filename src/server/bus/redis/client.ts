@@ -4,7 +4,7 @@
 // strings out, which also keeps rawsse working with Valkey and with any client major version.
 
 import { createHash } from 'node:crypto'
-import * as L from '../limits.js'
+import * as L from '../../limits.js'
 
 /** What rawsse uses of one Redis connection. */
 export interface RedisLink {

@@ -4,10 +4,10 @@
 // stream. Questions that need the whole cluster (stats, closing a stream elsewhere) are asked
 // and answered by number (`ask` / `answer`), in both directions.
 
-import type { Stats } from '../metrics.js'
-import type { SseMessage } from '../sse-encode.js'
-import type { Target } from '../target.js'
-import type { BusState } from './bus.js'
+import type { Stats } from '../../metrics.js'
+import type { SseMessage } from '../../fanout/sse-encode.js'
+import type { Target } from '../../fanout/target.js'
+import type { BusState } from '../bus.js'
 
 /** A target that can cross a process boundary: plain fields, never a filter function. */
 export interface WireTarget {

@@ -9,7 +9,7 @@ import type * as net from 'node:net'
 import * as path from 'node:path'
 import { closeSocket, type ResetCount } from './close.js'
 import { HttpError } from './errors.js'
-import { FILE_SLICE_BYTES, STATIC_CACHE_MAX_FILE_BYTES } from './limits.js'
+import { FILE_SLICE_BYTES, STATIC_CACHE_MAX_FILE_BYTES } from '../limits.js'
 import type { Reply } from './response.js'
 
 const TYPES: Readonly<Record<string, string>> = {

@@ -5,9 +5,9 @@
 // per turn (its presence counts answer `delivered` and 404), and questions about streams
 // elsewhere (close one, close all, stats) go through it.
 
-import { HttpError } from '../errors.js'
-import type { Stats } from '../metrics.js'
-import type { Accepted, Bus, BusDraft, BusNode, BusState, StreamInfo } from './bus.js'
+import { HttpError } from '../../http/errors.js'
+import type { Stats } from '../../metrics.js'
+import type { Accepted, Bus, BusDraft, BusNode, BusState, StreamInfo } from '../bus.js'
 import { wireTarget, type FromWorker, type NodeStats, type PublishItem, type Question, type ToWorker, type WireEvent, type WireStream } from './ipc.js'
 
 /** What the primary gave this worker to start with. */
@@ -22,7 +22,7 @@ interface Pending<T> {
   reject: (e: Error) => void
 }
 
-export class ClusterBus implements Bus {
+export class WorkerBus implements Bus {
   /** This worker's name in /stats `nodes` and /metrics. */
   readonly name: string
   /** A publish is answered once the primary has accepted it. */
@@ -64,13 +64,13 @@ export class ClusterBus implements Bus {
   }
 
   /** Wait for the primary's `init` (this process must be a cluster worker). */
-  static connect(): Promise<{ bus: ClusterBus; init: WorkerInit }> {
+  static connect(): Promise<{ bus: WorkerBus; init: WorkerInit }> {
     const send = (msg: FromWorker): void => void process.send?.(msg)
     return new Promise((resolve) => {
       const first = (msg: ToWorker): void => {
         if (msg.t !== 'init') return
         process.off('message', first)
-        resolve({ bus: new ClusterBus(msg, send), init: { node: msg.node, token: msg.token } })
+        resolve({ bus: new WorkerBus(msg, send), init: { node: msg.node, token: msg.token } })
       }
       process.on('message', first)
       send({ t: 'hello' })

@@ -8,12 +8,12 @@
 // Keys: {p}:nodes (sorted set: node name → expiry, ms), {p}:node:NAME (hash: v version, s stats
 // JSON, c streams JSON); channels {p}:control (questions to all) and {p}:reply:NAME (answers).
 
-import * as L from '../limits.js'
-import type { BusNode, NodeFigures, StreamInfo } from './bus.js'
-import type { NodeStats, Question, WireStream } from './ipc.js'
-import { Presence } from './presence.js'
-import { Questions } from './questions.js'
-import type { RedisLink } from './redis-client.js'
+import * as L from '../../limits.js'
+import type { BusNode, NodeFigures, StreamInfo } from '../bus.js'
+import type { NodeStats, Question, WireStream } from '../workers/ipc.js'
+import { Presence } from '../presence.js'
+import { Questions } from '../questions.js'
+import type { RedisLink } from './client.js'
 
 /** A node's entries in /stats `nodes`: itself, or (a machine's primary) each of its workers as NAME/worker-K. */
 export function nodeEntries(name: string, figures: NodeFigures, bus: 'up' | 'down'): NodeStats[] {

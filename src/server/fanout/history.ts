@@ -4,7 +4,7 @@
 // bigger), the oldest forgotten first. Events sent to one client are not kept, but where their
 // ids fell is (marks), so that client resumes after them. No sockets.
 
-import { MAX_HISTORY_MARKS } from './limits.js'
+import { MAX_HISTORY_MARKS } from '../limits.js'
 import type { Frame } from './sse-encode.js'
 import type { Target } from './target.js'
 

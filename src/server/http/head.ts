@@ -5,9 +5,9 @@
 // We first look for the blank line that ends the head with indexOf (native, fast), and only
 // then walk the lines once, so a head trickling in byte by byte costs no repeated parsing.
 
-import { COLON, CR, findHeadEnd, HTAB, LF, SP } from '../wire.js'
+import { COLON, CR, findHeadEnd, HTAB, LF, SP } from '../../wire.js'
 import { ALLOWED_METHODS, HttpError } from './errors.js'
-import { MAX_HEAD_BYTES, MAX_HEADER_COUNT, MAX_TARGET_BYTES } from './limits.js'
+import { MAX_HEAD_BYTES, MAX_HEADER_COUNT, MAX_TARGET_BYTES } from '../limits.js'
 
 const DEL = 127
 

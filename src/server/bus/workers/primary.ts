@@ -10,16 +10,16 @@
 // node of the Redis cluster for all of its workers (the BusNode it gives its bus), and what it
 // reads from Redis goes to its workers in the same batches.
 
-import { HttpError } from '../errors.js'
-import { History, type HistoryEntry } from '../history.js'
-import * as L from '../limits.js'
-import { sumStats, type Stats } from '../metrics.js'
-import { encodeEvent, type SseMessage } from '../sse-encode.js'
-import type { Accepted, Bus, BusNode, NodeFigures } from './bus.js'
+import { HttpError } from '../../http/errors.js'
+import { History, type HistoryEntry } from '../../fanout/history.js'
+import * as L from '../../limits.js'
+import { sumStats, type Stats } from '../../metrics.js'
+import { encodeEvent, type SseMessage } from '../../fanout/sse-encode.js'
+import type { Accepted, Bus, BusNode, NodeFigures } from '../bus.js'
 import type { FromWorker, NodeStats, PublishAnswer, Question, ToWorker, WireEvent, WireTarget } from './ipc.js'
-import { LocalBus } from './local.js'
-import { Presence } from './presence.js'
-import { Questions } from './questions.js'
+import { LocalBus } from '../local.js'
+import { Presence } from '../presence.js'
+import { Questions } from '../questions.js'
 
 /** How the primary reaches one worker. */
 export interface WorkerLink {

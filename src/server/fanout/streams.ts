@@ -3,10 +3,10 @@
 // every recipient, prune the dead. Never parses.
 
 import type { Backlog } from './backlog.js'
-import { closeSocket, writeQueueSize } from './close.js'
-import { FanOutJob, SET_MAX } from './fanout-job.js'
-import { DROP_SLICE, FANOUT_SLICE_WRITES, MAX_BACKLOG_BYTES } from './limits.js'
-import type { DropReason, Metrics } from './metrics.js'
+import { closeSocket, writeQueueSize } from '../http/close.js'
+import { FanOutJob, SET_MAX } from './job.js'
+import { DROP_SLICE, FANOUT_SLICE_WRITES, MAX_BACKLOG_BYTES } from '../limits.js'
+import type { DropReason, Metrics } from '../metrics.js'
 import { HEARTBEAT, type Frame } from './sse-encode.js'
 import type { Stream } from './stream.js'
 import { matches, type Target } from './target.js'

@@ -1,8 +1,8 @@
 // The bus of a cluster on Redis: every rawsse process given the same Redis URL and prefix is one
 // node of it (a `--workers` primary is one node for all of its workers). Events go through one
-// Redis Stream (redis-stream.ts), which gives the order and the ids; each node keeps its own
+// Redis Stream (event-stream.ts), which gives the order and the ids; each node keeps its own
 // history from it, so replay stays local. Who is connected where, and each node's figures, are
-// shared twice a second (redis-peers.ts). A publish is answered once Redis has acknowledged the
+// shared twice a second (peers.ts). A publish is answered once Redis has acknowledged the
 // event and this node has delivered it, so a client that publishes and then resumes here with
 // that id finds it in history.
 //
@@ -11,18 +11,18 @@
 // read resumes where it stopped, or says `reset` where Redis no longer holds what was missed.
 // Away includes a Redis that keeps its connections open but does not answer (stopped, swapping):
 // a command unanswered for REDIS_ANSWER_MS says so, and a publish Redis had not acknowledged by
-// then is answered 503 and never published (redis-clock.ts, and the append script).
+// then is answered 503 and never published (clock.ts, and the append script).
 
 import { hostname } from 'node:os'
-import { HttpError } from '../errors.js'
-import * as L from '../limits.js'
-import { sumStats, type Stats } from '../metrics.js'
-import type { Accepted, Bus, BusDraft, BusEvent, BusNode, BusState, StreamInfo } from './bus.js'
-import { wireTarget, type NodeStats, type WireTarget } from './ipc.js'
-import { redisLink, within, type RedisLink } from './redis-client.js'
-import { RedisClock } from './redis-clock.js'
-import { nodeEntries, Peers } from './redis-peers.js'
-import { EventStream, streamKeys, unavailable } from './redis-stream.js'
+import { HttpError } from '../../http/errors.js'
+import * as L from '../../limits.js'
+import { sumStats, type Stats } from '../../metrics.js'
+import type { Accepted, Bus, BusDraft, BusEvent, BusNode, BusState, StreamInfo } from '../bus.js'
+import { wireTarget, type NodeStats, type WireTarget } from '../workers/ipc.js'
+import { redisLink, within, type RedisLink } from './client.js'
+import { RedisClock } from './clock.js'
+import { nodeEntries, Peers } from './peers.js'
+import { EventStream, streamKeys, unavailable } from './event-stream.js'
 
 export interface RedisBusSettings {
   /** `redis://[user:pass@]host:port[/db]` or `rediss://…`. */

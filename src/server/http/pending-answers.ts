@@ -4,9 +4,9 @@
 // turn too, and a request of another kind that arrives behind them waits until they are all out.
 // The connection writes the answers; this keeps their order. No sockets.
 
-import type { RequestHead } from './http-head.js'
-import { MAX_PUBLISHES_IN_FLIGHT } from './limits.js'
-import type { Outcome } from './routes.js'
+import type { RequestHead } from './head.js'
+import { MAX_PUBLISHES_IN_FLIGHT } from '../limits.js'
+import type { Outcome } from '../routes.js'
 
 /** What a request gets: the route's outcome, or the error that refuses it (and closes the connection). */
 type Answer = { readonly outcome: Outcome } | { readonly error: unknown }

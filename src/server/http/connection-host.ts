@@ -4,10 +4,10 @@
 import type * as net from 'node:net'
 import type { ResetCount } from './close.js'
 import type { Connection } from './connection.js'
-import type { RequestHead } from './http-head.js'
+import type { RequestHead } from './head.js'
 import type { Reply } from './response.js'
-import type { OpenStream, Outcome } from './routes.js'
-import type { Stream } from './stream.js'
+import type { OpenStream, Outcome } from '../routes.js'
+import type { Stream } from '../fanout/stream.js'
 import type { TurnGate } from './turn-gate.js'
 
 /** Request bytes held in memory by every connection together, and the most they may be. */

@@ -1,5 +1,5 @@
 // Redis's clock as this node knows it, so that a publish can carry a deadline that Redis itself
-// checks (the append script in redis-stream.ts compares it with Redis's own TIME).
+// checks (the append script in event-stream.ts compares it with Redis's own TIME).
 //
 // Why a deadline in Redis's time. A budget ("at most 1.5 s from now") cannot work: a command
 // waits in the socket before Redis runs it (Redis stopped, swapping, a full pipe), and the
@@ -14,7 +14,7 @@
 // node meant, whatever the round trip was. Not covered: Redis's clock stepped back (by an
 // administrator or NTP) between two samples, for up to one sample period.
 
-import type { RedisLink } from './redis-client.js'
+import type { RedisLink } from './client.js'
 
 export class RedisClock {
   /** Redis's ms minus ours, at the low end; null until a sample after the last (re)connection. */

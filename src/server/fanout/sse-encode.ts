@@ -5,7 +5,7 @@
 // Buffer is written to every stream, kept in history and replayed as is. An HTTP/1.0 stream
 // (no chunked coding) gets `body`, a view of the same memory without the framing.
 
-import { CR, DEFAULT_EVENT, LF } from '../wire.js'
+import { CR, DEFAULT_EVENT, LF } from '../../wire.js'
 
 /** What a publisher sends: data (may hold line breaks), an optional event name and id. */
 export interface SseMessage {
