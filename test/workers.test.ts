@@ -296,3 +296,21 @@ t.test('--workers 2 on a port already taken: one clear error line and exit 1, no
   t.match(lines[0], new RegExp(`^rawsse: cannot listen on 127\\.0\\.0\\.1:${port}: .*EADDRINUSE`))
   t.equal(child.stdout, '', 'no start-up lines')
 })
+
+t.test('--workers 2 --stdin: a line over --max-event-bytes is refused with the same one line on stderr as one process; the next line is broadcast', async (t) => {
+  // 200 bytes of data is 208 encoded (`data: ` + the line + LF + the blank line).
+  const refused = 'rawsse: a line of 200 bytes was not broadcast: event is 208 bytes encoded; the limit is 100\n'
+  for (const workers of [1, 2]) {
+    const cli = await startCli(t, ['--port', '0', '--workers', String(workers), '--token', SUB, '--publish-token', PUB, '--tick', '0', '--heartbeat', '0', '--log', 'off', '--stdin', '--max-event-bytes', '100'], { stdin: 'pipe' })
+    const [s] = await spread(t, cli.port, 1)
+    const stdin = cli.child.proc.stdin!
+    stdin.write('x'.repeat(200) + '\n')
+    await until(() => cli.child.stderr.includes('\n'), () => `--workers ${workers}: a line on stderr; stderr: ${JSON.stringify(cli.child.stderr)}`)
+    t.equal(cli.child.stderr, refused, `--workers ${workers}: exactly that line`)
+    stdin.write('short line\n')
+    await until(() => events(s!).length === 1, () => `--workers ${workers}: the short line on the stream; got ${JSON.stringify(s!.received.slice(-300))}`)
+    t.same(events(s!).map(([, d]) => d), ['short line'], `--workers ${workers}: the stream got the short line and nothing of the long one`)
+    t.equal(cli.child.stderr, refused, `--workers ${workers}: still that one line on stderr`)
+    t.equal(cli.child.exit, null, `--workers ${workers}: still running`)
+  }
+})

@@ -1,6 +1,6 @@
 // `rawsse --workers N`: one cluster on one machine, Node's own node:cluster. The primary accepts
 // connections and hands them round-robin to N workers, which hold the streams; it also sequences
-// every event (src/server/bus/primary.ts), ticks, runs the console and --stdin, prints the
+// every event (src/server/bus/workers/primary.ts), ticks, runs the console and --stdin, prints the
 // start-up lines once every worker listens, replaces a worker that dies, and stops them all on
 // SIGINT/SIGTERM. A worker that cannot start (the port is taken) stops the cluster with its one
 // error line and exit 1: never a restart loop.
@@ -12,123 +12,156 @@ import type { FromWorker, ToWorker } from '../server/bus/workers/ipc.js'
 import { ClusterPrimary } from '../server/bus/workers/primary.js'
 import { RedisBus } from '../server/bus/redis/redis-bus.js'
 import * as L from '../server/limits.js'
-import { resolveSettings } from '../server/options.js'
-import { eventSize } from '../server/fanout/sse-encode.js'
+import { resolveSettings, type Settings, type SseServerOptions } from '../server/options.js'
+import { timeTick } from '../server/publish-rules.js'
 import type { Args } from './args.js'
-import { logServer } from './log.js'
-import { busWatcher, exitWhen, logFrom, makeServer, optionsFrom, packageVersion, reload, startConsole, startupLines } from './serve.js'
+import { logServer, type Log } from './log.js'
+import { busWatcher, exitWhen, logFrom, makeServer, optionsFrom, packageVersion, reload, startConsole, startupLines, type ConsoleTarget } from './serve.js'
 
 /** A worker's place in the cluster: a replacement takes the slot (and name) of the one that died. */
 interface Slot {
   worker: Worker
+  name: string
   listening: boolean
   error: string | null
 }
 
 export async function runPrimary(p: Args, count: number): Promise<void> {
-  const opts = optionsFrom(p)
-  // The settings as every worker will read them: a bad one is a usage error here, once.
-  const probe = makeServer(opts)
-  const settings = resolveSettings(opts)
-  const token = probe.generatedToken
-  const log = logFrom(p)
-  // With --redis this machine is one node of a cluster on Redis: the primary is that node for all
-  // of its workers (Redis gives the ids and the order; the workers are told as before).
-  const redis = opts.redis === undefined ? undefined : new RedisBus({ url: opts.redis, prefix: opts.redisPrefix, history: settings.history, lastEventId: settings.lastEventId })
-  const primary = new ClusterPrimary({ history: settings.history, historyBytes: settings.historyBytes, lastEventId: settings.lastEventId }, redis)
-  const slots = new Map<number, Slot>()
-  let announced = false
-  let stopping = false
-  let ticker: NodeJS.Timeout | null = null
-  let closing: Promise<void> = Promise.resolve()
+  const run = new PrimaryRun(p, count)
+  process.on('SIGINT', run.stop)
+  process.on('SIGTERM', run.stop)
+  process.on('SIGHUP', () => run.primary.tellAll({ t: 'reload' }))
+  startConsole(p, run.consoleTarget())
+  await run.start()
+}
 
-  const fail = (why: string): void => {
-    process.stderr.write(`rawsse: ${why}\n`)
-    stopping = true
-    for (const s of slots.values()) s.worker.process.kill('SIGKILL')
-    process.exit(1)
+/** The command's side of the primary: its workers' slots, the start-up lines, the tick, stop. */
+class PrimaryRun {
+  readonly primary: ClusterPrimary
+  private readonly opts: SseServerOptions
+  private readonly settings: Settings
+  private readonly token: string | null
+  private readonly log: Log
+  private readonly redis: RedisBus | undefined
+  private readonly slots = new Map<number, Slot>()
+  private announced = false
+  private stopping = false
+  private ticker: NodeJS.Timeout | null = null
+  private closing: Promise<void> = Promise.resolve()
+
+  constructor(
+    private readonly p: Args,
+    private readonly count: number,
+  ) {
+    this.opts = optionsFrom(p)
+    // The settings as every worker will read them: a bad one is a usage error here, once.
+    this.token = makeServer(this.opts).generatedToken
+    const s = (this.settings = resolveSettings(this.opts))
+    this.log = logFrom(p)
+    // With --redis this machine is one node of a cluster on Redis: the primary is that node for all
+    // of its workers (Redis gives the ids and the order; the workers are told as before).
+    this.redis = this.opts.redis === undefined ? undefined : new RedisBus({ url: this.opts.redis, prefix: this.opts.redisPrefix, history: s.history, lastEventId: s.lastEventId })
+    this.primary = new ClusterPrimary({ history: s.history, historyBytes: s.historyBytes, lastEventId: s.lastEventId, maxEventBytes: s.maxEventBytes }, this.redis)
   }
 
-  const fork = (slot: number): void => {
+  /** Redis's history first, when there is one (before any worker gets it); then the workers. */
+  async start(): Promise<void> {
+    if (this.redis !== undefined) {
+      this.redis.watch(busWatcher(this.p, this.log))
+      await this.redis.start()
+    }
+    for (let slot = 1; slot <= this.count; slot++) this.fork(slot)
+  }
+
+  /** What the console and --stdin act on: the cluster, through the primary, by the publish rules as in one process. */
+  consoleTarget(): ConsoleTarget {
+    const primary = this.primary
+    return {
+      broadcast: (line) => {
+        const r = primary.publish({ data: line })
+        return r instanceof Promise ? r.then((a) => a.delivered) : r.delivered
+      },
+      clients: () => ({ total: primary.presence.size, channels: primary.presence.channels() }),
+      stop: this.stop,
+    }
+  }
+
+  private fork(slot: number): void {
     const worker = cluster.fork({ RAWSSE_WORKER_SLOT: String(slot) })
-    const state: Slot = { worker, listening: false, error: null }
-    slots.set(slot, state)
-    const name = `worker-${slot}`
+    const state: Slot = { worker, name: `worker-${slot}`, listening: false, error: null }
+    this.slots.set(slot, state)
     worker.on('message', (msg: FromWorker) => {
-      if (msg.t === 'hello') {
-        primary.join(slot, { name, send: (m: ToWorker) => worker.isConnected() && worker.send(m) }, token).catch((err: Error) => {
-          // A worker that never gets its `init` would wait for ever: end it (it is replaced, or
-          // the cluster stops if it had never listened), and say why.
-          process.emitWarning(`rawsse: ${name} could not join: ${err.message}`)
-          worker.process.kill('SIGKILL')
-        })
-      } else if (msg.t === 'listening') {
-        state.listening = true
-        if (!announced && [...slots.values()].every((s) => s.listening)) announce(msg.port)
-        else if (announced) log('worker-start', { node: name, pid: worker.process.pid })
-      } else if (msg.t === 'fatal') {
-        state.error = msg.error
-      } else {
-        primary.onMessage(slot, msg)
-      }
+      if (msg.t === 'hello') this.join(slot, state)
+      else if (msg.t === 'listening') this.listening(state, msg.port)
+      else if (msg.t === 'fatal') state.error = msg.error
+      else this.primary.onMessage(slot, msg)
     })
-    worker.on('exit', (code, signal) => {
-      primary.leave(slot)
-      if (slots.get(slot) === state) slots.delete(slot)
-      if (stopping) {
-        if (slots.size === 0) exitWhen(closing)
-        return
-      }
-      if (!state.listening) return fail(state.error ?? `${name} exited before it listened (${signal ?? `code ${code}`})`)
-      log('worker-exit', { node: name, pid: worker.process.pid, code, signal })
-      fork(slot)
+    worker.on('exit', (code: number | null, signal: string | null) => this.exited(slot, state, code, signal))
+  }
+
+  private join(slot: number, { worker, name }: Slot): void {
+    this.primary.join(slot, { name, send: (m: ToWorker) => worker.isConnected() && worker.send(m) }, this.token).catch((err: Error) => {
+      // A worker that never gets its `init` would wait for ever: end it (it is replaced, or the
+      // cluster stops if it had never listened), and say why.
+      process.emitWarning(`rawsse: ${name} could not join: ${err.message}`)
+      worker.process.kill('SIGKILL')
     })
   }
 
-  const announce = (port: number): void => {
-    announced = true
-    const host = opts.host ?? L.DEFAULT_HOST
-    process.stdout.write(startupLines(opts, token, { host, port }, p.last('tls-cert')))
-    log('start', { host, port, pid: process.pid, version: packageVersion(), workers: count })
-    if (settings.tickMs > 0) ticker = setInterval(() => primary.tick({ event: 'time', data: new Date().toISOString() }), settings.tickMs)
+  private listening(state: Slot, port: number): void {
+    state.listening = true
+    if (!this.announced && [...this.slots.values()].every((s) => s.listening)) this.announce(port)
+    else if (this.announced) this.log('worker-start', { node: state.name, pid: state.worker.process.pid })
   }
 
-  const stop = (): void => {
-    if (stopping) return
-    stopping = true
-    if (ticker !== null) clearInterval(ticker)
-    log('stop', { streams: primary.presence.size })
-    primary.tellAll({ t: 'stop' })
+  /** A worker ended: replaced, unless the cluster is stopping, or it never listened (then the cluster stops: never a restart loop). */
+  private exited(slot: number, state: Slot, code: number | null, signal: string | null): void {
+    this.primary.leave(slot)
+    if (this.slots.get(slot) === state) this.slots.delete(slot)
+    if (this.stopping) {
+      if (this.slots.size === 0) exitWhen(this.closing)
+      return
+    }
+    if (!state.listening) return this.fail(state.error ?? `${state.name} exited before it listened (${signal ?? `code ${code}`})`)
+    this.log('worker-exit', { node: state.name, pid: state.worker.process.pid, code, signal })
+    this.fork(slot)
+  }
+
+  /** Every worker listens: the start-up lines, once, and the cluster's one tick. */
+  private announce(port: number): void {
+    this.announced = true
+    const host = this.opts.host ?? L.DEFAULT_HOST
+    process.stdout.write(startupLines(this.opts, this.token, { host, port }, this.p.last('tls-cert')))
+    this.log('start', { host, port, pid: process.pid, version: packageVersion(), workers: this.count })
+    if (this.settings.tickMs > 0) this.ticker = setInterval(() => this.primary.tick(timeTick()), this.settings.tickMs)
+  }
+
+  readonly stop = (): void => {
+    if (this.stopping) return
+    this.stopping = true
+    if (this.ticker !== null) clearInterval(this.ticker)
+    this.log('stop', { streams: this.primary.presence.size })
+    this.primary.tellAll({ t: 'stop' })
     // Leaving Redis may fail (it is away): the workers stopped all the same, so the exit is still 0.
-    closing = Promise.resolve()
-      .then(() => primary.bus.close())
+    this.closing = Promise.resolve()
+      .then(() => this.primary.bus.close())
       .catch((err: Error) => process.emitWarning(`rawsse: leaving the bus failed: ${err.message}`))
     // Exit 0 within the contract's 5 s even if a worker will not finish; the workers' own grace
     // is the same, so a straggler is ended here a little before it.
     setTimeout(() => {
-      for (const s of slots.values()) s.worker.process.kill('SIGKILL')
+      for (const s of this.slots.values()) s.worker.process.kill('SIGKILL')
       process.exit(0)
     }, L.SHUTDOWN_GRACE_MS - L.CLUSTER_EXIT_MARGIN_MS).unref()
-    if (slots.size === 0) exitWhen(closing)
+    if (this.slots.size === 0) exitWhen(this.closing)
   }
-  process.on('SIGINT', stop)
-  process.on('SIGTERM', stop)
-  process.on('SIGHUP', () => primary.tellAll({ t: 'reload' }))
-  startConsole(p, {
-    broadcast: (line) => {
-      const size = eventSize({ data: line })
-      if (size > settings.maxEventBytes) throw new Error(`event is ${size} bytes encoded; the limit is ${settings.maxEventBytes}`)
-      const r = primary.publish({ data: line })
-      return r instanceof Promise ? r.then((a) => a.delivered) : r.delivered
-    },
-    clients: () => ({ total: primary.presence.size, channels: primary.presence.channels() }),
-    stop,
-  })
-  if (redis !== undefined) {
-    redis.watch(busWatcher(p, log))
-    await redis.start() // the history, before any worker gets it
+
+  /** A worker could not start (the port is taken): one line, and the whole cluster ends with exit 1. */
+  private fail(why: string): void {
+    process.stderr.write(`rawsse: ${why}\n`)
+    this.stopping = true
+    for (const s of this.slots.values()) s.worker.process.kill('SIGKILL')
+    process.exit(1)
   }
-  for (let slot = 1; slot <= count; slot++) fork(slot)
 }
 
 /** One worker: a server whose bus is the cluster, listening on the port the primary shares. */

@@ -11,7 +11,7 @@ import type { RequestHead } from './http/head.js'
 import { DEFAULT_CHANNELS, MAX_CHANNELS_PER_STREAM, MAX_ID_BYTES, MAX_NAME_BYTES } from './limits.js'
 import { prometheusText, type Stats } from './metrics.js'
 import { json, text, type Reply } from './http/response.js'
-import { messageProblem, type SseMessage } from './fanout/sse-encode.js'
+import type { SseMessage } from './fanout/sse-encode.js'
 import type { FileToStream, StaticFiles } from './http/static.js'
 
 /** Where a request came from; the server passes its socket, which has this field. */
@@ -24,9 +24,9 @@ export interface RouteContext {
   /** The token lists first; the `authenticate` hook (which sees the request) only for tokens they lack. */
   authenticate(token: string, req: RequestHead, peer: Peer): AuthUser | null
   /**
-   * Publish through the bus: the event's id and the streams it reached, now or once the cluster
-   * accepted it. Throws (or rejects) an HttpError: 404 `offline` for a user or client connected
-   * nowhere, 409, 413, 503.
+   * Publish through the bus, by the publish rules (publish-rules.ts): the event's id and the
+   * streams it reached, now or once the cluster accepted it. Throws (or rejects) an HttpError: 400,
+   * 404 `offline` for a user or client connected nowhere, 409, 413, 503.
    */
   publish(message: SseMessage, target: Target): Accepted | Promise<Accepted>
   /** Null when `lastEventId` can be placed now; else a wait for this node to have what the cluster has (it may just be behind). */
@@ -151,63 +151,17 @@ function openStream(req: RequestHead, ctx: RouteContext, peer: Peer): Outcome | 
   return behind === null ? outcome : behind.then(() => outcome)
 }
 
-/** POST /publish?channel=&event=&id=&user=&role=&client= with the data as the body. */
+/**
+ * POST /publish?channel=&event=&id=&user=&role=&client= with the data as the body. What the
+ * request names is read here (400 for what cannot be read); what may be published is the
+ * publish rules' (publish-rules.ts), applied where the server hands it to the bus.
+ */
 function publish(req: RequestHead, body: Buffer, ctx: RouteContext, peer: Peer): Outcome | Promise<Outcome> {
   const denied = checkRole(req, ctx, peer, ROLE_PUBLISH)
   if (denied !== null) return reply(denied)
-
-  const fields = new URLSearchParams(req.query)
-  let data: string | null = null
-  if (!isUtf8(body)) return reply(json(400, { error: 'body is not valid UTF-8' }))
-  const contentType = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase()
-  const form = contentType === 'application/x-www-form-urlencoded' ? new URLSearchParams(body.toString('utf8')) : null
-  // `curl --data-binary hello` labels a plain body as a form by default, so a "form" that holds
-  // none of our field names is taken as the data itself, which is what its sender meant.
-  if (form !== null && FORM_FIELDS.some((f) => form.has(f))) {
-    // A field in the form wins over the same field in the query.
-    for (const f of FORM_FIELDS) {
-      const all = form.getAll(f)
-      if (all.length === 0) continue
-      if (f === 'data') data = all.join('\n')
-      else {
-        fields.delete(f)
-        for (const v of all) fields.append(f, v)
-      }
-    }
-  } else {
-    data = body.toString('utf8')
-  }
-
-  const target: Target = {}
-  const message: SseMessage = { data: data ?? '' }
-  try {
-    const channel = single(fields, 'channel')
-    const user = single(fields, 'user')
-    const role = single(fields, 'role')
-    const client = single(fields, 'client')
-    const event = single(fields, 'event')
-    const id = single(fields, 'id')
-    if (channel !== null) target.channel = checkName('channel', channel)
-    if (user !== null) target.user = checkName('user', user)
-    if (role !== null) target.role = checkName('role', role)
-    if (event !== null && event !== '') message.event = checkName('event', event)
-    if (id !== null) {
-      if (id === '' || Buffer.byteLength(id) > MAX_ID_BYTES) throw new HttpError(400, `id must be 1 to ${MAX_ID_BYTES} bytes`)
-      message.id = id
-    }
-    if (client !== null) {
-      if (!/^[1-9]\d{0,15}$/.test(client)) throw new HttpError(400, 'client must be a stream id')
-      target.client = Number(client)
-    }
-    const problem = messageProblem(message)
-    if (problem !== null) throw new HttpError(400, problem)
-  } catch (err) {
-    if (err instanceof HttpError) return reply(json(err.status, { error: err.message }))
-    throw err
-  }
-
   let accepted: Accepted | Promise<Accepted>
   try {
+    const { message, target } = publishRequest(req, body)
     accepted = ctx.publish(message, target)
   } catch (err) {
     return reply(publishRefused(err))
@@ -219,7 +173,56 @@ function publish(req: RequestHead, body: Buffer, ctx: RouteContext, peer: Peer):
   )
 }
 
-/** 404 `offline`: a user or client connected nowhere; 409: an id the history still holds; 413: over maxEventBytes; 503: the cluster bus is down. */
+/** The fields of a publish (the form's over the query's) and its data (the form's, or the body). Throws HttpError 400. */
+function publishFields(req: RequestHead, body: Buffer): { fields: URLSearchParams; data: string } {
+  if (!isUtf8(body)) throw new HttpError(400, 'body is not valid UTF-8')
+  const fields = new URLSearchParams(req.query)
+  const contentType = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase()
+  const form = contentType === 'application/x-www-form-urlencoded' ? new URLSearchParams(body.toString('utf8')) : null
+  // `curl --data-binary hello` labels a plain body as a form by default, so a "form" that holds
+  // none of our field names is taken as the data itself, which is what its sender meant.
+  if (form === null || !FORM_FIELDS.some((f) => form.has(f))) return { fields, data: body.toString('utf8') }
+  let data = ''
+  // A field in the form wins over the same field in the query.
+  for (const f of FORM_FIELDS) {
+    const all = form.getAll(f)
+    if (all.length === 0) continue
+    if (f === 'data') data = all.join('\n')
+    else {
+      fields.delete(f)
+      for (const v of all) fields.append(f, v)
+    }
+  }
+  return { fields, data }
+}
+
+/** The message and target a publish request names; HttpError 400 for a field given twice, too long, or not one line. */
+function publishRequest(req: RequestHead, body: Buffer): { message: SseMessage; target: Target } {
+  const { fields, data } = publishFields(req, body)
+  const target: Target = {}
+  const message: SseMessage = { data }
+  const channel = single(fields, 'channel')
+  const user = single(fields, 'user')
+  const role = single(fields, 'role')
+  const client = single(fields, 'client')
+  const event = single(fields, 'event')
+  const id = single(fields, 'id')
+  if (channel !== null) target.channel = checkName('channel', channel)
+  if (user !== null) target.user = checkName('user', user)
+  if (role !== null) target.role = checkName('role', role)
+  if (event !== null && event !== '') message.event = checkName('event', event)
+  if (id !== null) {
+    if (id === '' || Buffer.byteLength(id) > MAX_ID_BYTES) throw new HttpError(400, `id must be 1 to ${MAX_ID_BYTES} bytes`)
+    message.id = id
+  }
+  if (client !== null) {
+    if (!/^[1-9]\d{0,15}$/.test(client)) throw new HttpError(400, 'client must be a stream id')
+    target.client = Number(client)
+  }
+  return { message, target }
+}
+
+/** 400: what the request names cannot be published; 404 `offline`: a user or client connected nowhere; 409: an id the history still holds; 413: over maxEventBytes; 503: the cluster bus is down. */
 function publishRefused(err: unknown): Reply {
   if (!(err instanceof HttpError)) throw err
   if (err.status === 404) return json(404, { delivered: 0, error: 'offline' })

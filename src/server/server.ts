@@ -21,8 +21,9 @@ import { History } from './fanout/history.js'
 import * as L from './limits.js'
 import { Metrics, type DropReason, type Stats } from './metrics.js'
 import { resolveSettings, type Settings, type SseServerOptions, type TlsFiles } from './options.js'
+import { admit, timeTick, type PublishLimits, type Publisher } from './publish-rules.js'
 import { beforeBody, route, type OpenStream, type RouteContext } from './routes.js'
-import { encodeEvent, eventSize, messageProblem, retryFrame, streamHead, type SseMessage } from './fanout/sse-encode.js'
+import { encodeEvent, retryFrame, streamHead, type SseMessage } from './fanout/sse-encode.js'
 import { StaticFiles } from './http/static.js'
 import { Stream, type ClientView } from './fanout/stream.js'
 import { Backlog } from './fanout/backlog.js'
@@ -47,6 +48,8 @@ export class SseServer extends EventEmitter<SseServerEvents> {
   private readonly streams: Streams
   private readonly history: History
   private readonly delivery: Delivery
+  /** What the publish rules need of this process: its event size limit and its history. */
+  private readonly limits: PublishLimits
   /** What blocked streams are still owed (shared by all of them). */
   private readonly backlog = new Backlog()
   private readonly conns = new Set<Connection>()
@@ -79,6 +82,7 @@ export class SseServer extends EventEmitter<SseServerEvents> {
     this.history = new History(this.settings.history, this.settings.historyBytes)
     this.streams = new Streams(this.metrics, this.settings.maxBufferBytes, this.settings.maxUnsentBytes, this.backlog, (c, reason) => this.onRemove(c, reason))
     this.delivery = new Delivery(this.streams, this.history, this.metrics)
+    this.limits = { maxEventBytes: this.settings.maxEventBytes, history: this.history }
     this.bus = options.bus ?? (options.redis === undefined ? new LocalBus() : new RedisBus({ url: options.redis, prefix: options.redisPrefix, history: this.settings.history, lastEventId: this.settings.lastEventId }))
     this.bus.attach(this.busNode())
     this.bus.watch?.((state, detail) => this.emit('bus', state, detail))
@@ -128,7 +132,7 @@ export class SseServer extends EventEmitter<SseServerEvents> {
       this.streams.dropStalled(Date.now(), stallTimeoutMs)
     }, sweepMs)
     if (heartbeatMs > 0) this.heartbeat = setInterval(() => this.streams.heartbeat(), heartbeatMs)
-    if (tickMs > 0) this.ticker = setInterval(() => this.delivery.tick({ event: 'time', data: new Date().toISOString() }), tickMs)
+    if (tickMs > 0) this.ticker = setInterval(() => this.delivery.tick(timeTick().message), tickMs)
     const addr = server.address() as net.AddressInfo
     return { host, port: addr.port }
   }
@@ -189,7 +193,7 @@ export class SseServer extends EventEmitter<SseServerEvents> {
     // Refused before the bus sees it: an event handed over and then refused would be published
     // all the same, with nobody waiting for its answer.
     if (this.bus.answersLater === true) throw new Error(PUBLISH_ASYNC)
-    const r = this.submit(msg, target, false)
+    const r = this.submit(msg, target, 'program')
     if (r instanceof Promise) {
       // A bus that answers later without saying so: the event is on its way; a failure is told, never left unhandled.
       r.catch((err: Error) => process.emitWarning(`rawsse: an event was not published: ${err.message}`))
@@ -200,31 +204,23 @@ export class SseServer extends EventEmitter<SseServerEvents> {
 
   /** publishEvent() that waits for the cluster's answer (resolves at once on the in-process bus). */
   async publishAsync(msg: SseMessage, target: Target): Promise<Accepted> {
-    return this.submit(msg, target, false)
+    return this.submit(msg, target, 'program')
   }
 
   /** The sync sends' answer: on a cluster bus, the matching streams here (failures are warned, not thrown). */
   private reached(msg: SseMessage, target: Target): number {
-    const r = this.submit(msg, target, false)
+    const r = this.submit(msg, target, 'program')
     if (!(r instanceof Promise)) return r.delivered
     r.catch((err: Error) => process.emitWarning(`rawsse: an event was not published: ${err.message}`))
     return this.streams.countMatches(target)
   }
 
-  /** Check a message and hand it to the bus; `strict`: a user or client connected nowhere is a 404. */
-  private submit(msg: SseMessage, target: Target, strict: boolean): Accepted | Promise<Accepted> {
-    const problem = messageProblem(msg)
-    if (problem !== null) throw new TypeError(problem)
-    const size = eventSize(msg)
-    if (size > this.settings.maxEventBytes) throw new HttpError(413, `event is ${size} bytes encoded; the limit is ${this.settings.maxEventBytes}`)
-    // A repeated id would make Last-Event-ID ambiguous: a client resuming from it would skip or repeat events.
-    if (msg.id !== undefined && this.history.has(msg.id)) throw new HttpError(409, `id ${msg.id} is already in the history`)
-    const message: SseMessage = { data: msg.data }
-    if (msg.id !== undefined) message.id = msg.id
-    if (msg.event !== undefined) message.event = msg.event
-    const r = this.bus.publish({ message, target, keep: target.client === undefined, strict })
+  /** A publish by the rules (publish-rules.ts), handed to the bus. */
+  private submit(msg: SseMessage, target: Target, from: Publisher): Accepted | Promise<Accepted> {
+    const draft = admit(msg, target, from, this.limits)
+    const r = this.bus.publish(draft)
     if (this.listenerCount('publish') === 0) return r
-    const emit = (a: Accepted): Accepted => (this.emit('publish', { id: a.id, event: msg.event, target, delivered: a.delivered, bytes: size }), a)
+    const emit = (a: Accepted): Accepted => (this.emit('publish', { id: a.id, event: msg.event, target, delivered: a.delivered, bytes: draft.bytes }), a)
     return r instanceof Promise ? r.then(emit) : emit(r)
   }
 
@@ -429,7 +425,7 @@ export class SseServer extends EventEmitter<SseServerEvents> {
     return {
       authenticate: (token, req, peer) =>
         this.access.authenticate(token, () => ({ method: req.method, path: req.path, headers: req.headers, remoteAddress: peer.remoteAddress })),
-      publish: (message, target) => this.submit(message, target, true),
+      publish: (message, target) => this.submit(message, target, 'request'),
       catchUp: (lastEventId) => (lastEventId === '0' || this.history.has(lastEventId) || this.bus.catchUp === undefined ? null : this.bus.catchUp()),
       closeClient: (id) => this.bus.closeClient(id),
       closeAll: () => this.bus.closeAll(),

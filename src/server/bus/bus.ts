@@ -13,7 +13,7 @@ import type { NodeStats } from './workers/ipc.js'
 export interface BusEvent {
   readonly message: SseMessage & { id?: string }
   readonly target: Target
-  /** Keep it for Last-Event-ID replay (false for events to one client, and for the `time` tick). */
+  /** Keep it for Last-Event-ID replay (false for events to one client, and for the `time` tick: publish-rules.ts). */
   readonly keep: boolean
 }
 

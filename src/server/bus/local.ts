@@ -1,9 +1,9 @@
 // The in-process bus: one process, no one to agree with, so publishing is a function call and
 // every question is the node's own.
 
-import { HttpError } from '../http/errors.js'
 import type { Accepted, Bus, BusDraft, BusNode, NodeFigures } from './bus.js'
 import { CLIENT_ID_BLOCK } from '../limits.js'
+import { offline } from '../publish-rules.js'
 
 /**
  * Publish delivers synchronously, so `POST /publish` can answer with the exact number of streams
@@ -20,9 +20,8 @@ export class LocalBus implements Bus {
   publish(draft: BusDraft): Accepted {
     const node = this.node!
     const { message, target } = draft
-    if (draft.strict && ((target.user !== undefined && !node.userOnline(target.user)) || (target.client !== undefined && !node.clientExists(target.client)))) {
-      throw new HttpError(404, 'offline')
-    }
+    const refused = offline(draft, node)
+    if (refused !== null) throw refused
     const id = message.id ?? node.nextEventId()
     const delivered = node.deliver({ message: { ...message, id }, target, keep: draft.keep })
     return { id, delivered }

@@ -61,22 +61,6 @@ const DATA_FIELD = Buffer.from('data: ')
 /** `data: ` and the LF after a line: what each line of data adds to the event text. */
 const PER_LINE = DATA_FIELD.length + 1
 
-/** Why a message cannot go on the wire, or null. Event names and ids are single lines. */
-export function messageProblem(msg: SseMessage): string | null {
-  if (typeof msg.data !== 'string') return 'data must be a string'
-  if (msg.event !== undefined && /[\r\n]/.test(msg.event)) return 'event name contains CR or LF'
-  if (msg.id !== undefined) {
-    // A NUL in an id makes a WHATWG client ignore the whole id field.
-    if (/[\r\n\0]/.test(msg.id)) return 'id contains CR, LF or NUL'
-    // `0` is what a client sends to get every retained event, so an event with that id could
-    // never be resumed after; and HTTP trims a Last-Event-ID header, so an id with space or tab
-    // at either end could never be resumed through it.
-    if (msg.id === '0') return 'id 0 is reserved (lastEventId=0 asks for every retained event)'
-    if (/^[ \t]|[ \t]$/.test(msg.id)) return 'id starts or ends with a space or tab'
-  }
-  return null
-}
-
 /** The lines before the data: `retry:`, `id:`, `event:` (omitted for the default `message`). */
 function fieldsText(msg: SseMessage, retryMs: number | undefined): string {
   let text = retryMs === undefined ? '' : `retry: ${retryMs}\n`

@@ -20,6 +20,7 @@
 import { randomBytes } from 'node:crypto'
 import { HttpError } from '../../http/errors.js'
 import * as L from '../../limits.js'
+import { heldId } from '../../publish-rules.js'
 import type { SseMessage } from '../../fanout/sse-encode.js'
 import type { BusEvent } from '../bus.js'
 import type { WireTarget } from '../workers/ipc.js'
@@ -259,7 +260,7 @@ export class EventStream {
       )) as [string, string]
     } catch (err) {
       const m = (err as Error).message
-      if (m.startsWith('DUP')) throw new HttpError(409, `id ${id} is already in the history`)
+      if (m.startsWith('DUP')) throw heldId(id ?? '')
       if (m.startsWith('EPOCH')) this.resync()
       throw unavailable()
     }

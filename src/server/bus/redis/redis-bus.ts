@@ -17,6 +17,7 @@ import { hostname } from 'node:os'
 import { HttpError } from '../../http/errors.js'
 import * as L from '../../limits.js'
 import { sumStats, type Stats } from '../../metrics.js'
+import { offline, type Whereabouts } from '../../publish-rules.js'
 import type { Accepted, Bus, BusDraft, BusEvent, BusNode, BusState, StreamInfo } from '../bus.js'
 import { wireTarget, type NodeStats, type WireTarget } from '../workers/ipc.js'
 import { redisLink, within, type RedisLink } from './client.js'
@@ -132,7 +133,8 @@ export class RedisBus implements Bus {
     // Down (refusing, or not answering): at once, rather than each publish waiting REDIS_ANSWER_MS.
     if (stream === null || this.shut || this.current !== 'up') return Promise.reject(unavailable())
     const target = wireTarget(draft.target)
-    if (draft.strict && !this.reachable(target)) return Promise.reject(new HttpError(404, 'offline'))
+    const refused = offline(draft, this.anywhere)
+    if (refused !== null) return Promise.reject(refused)
     // Not acknowledged within REDIS_ANSWER_MS: 503. Redis refuses to append it from a moment
     // before that 503 on (its acknowledgement needs time to come back), so a 503 is never
     // published, however long the command waited in Redis's socket. What no deadline can cover:
@@ -239,13 +241,10 @@ export class RedisBus implements Bus {
     return this.node!.count(target) + (this.peers?.presence.count(target) ?? 0)
   }
 
-  /** A user or client target connected somewhere. */
-  private reachable(t: WireTarget): boolean {
-    const node = this.node!
-    const elsewhere = this.peers?.presence
-    if (t.user !== undefined && !node.userOnline(t.user) && elsewhere?.userOnline(t.user) !== true) return false
-    if (t.client !== undefined && !node.clientExists(t.client) && elsewhere?.nodeOf(t.client) === undefined) return false
-    return true
+  /** Who is connected anywhere in the cluster: here exactly, elsewhere from the last snapshots. */
+  private readonly anywhere: Whereabouts = {
+    userOnline: (user) => this.node!.userOnline(user) || this.peers?.presence.userOnline(user) === true,
+    clientExists: (id) => this.node!.clientExists(id) || this.peers?.presence.nodeOf(id) !== undefined,
   }
 
   // ---------------------------------------------------------------- upkeep

@@ -15,6 +15,7 @@ import { History, type HistoryEntry } from '../../fanout/history.js'
 import * as L from '../../limits.js'
 import { sumStats, type Stats } from '../../metrics.js'
 import { encodeEvent, type SseMessage } from '../../fanout/sse-encode.js'
+import { admit, refuseHeld, type PublishLimits } from '../../publish-rules.js'
 import type { Accepted, Bus, BusNode, NodeFigures } from '../bus.js'
 import type { FromWorker, NodeStats, PublishAnswer, Question, ToWorker, WireEvent, WireTarget } from './ipc.js'
 import { LocalBus } from '../local.js'
@@ -36,6 +37,8 @@ export class ClusterPrimary {
   /** Events and ticks handed to the workers: the cluster's `published`. */
   published = 0
   private readonly history: History<Kept>
+  /** What the publish rules need for the primary's own publishes: the event size limit, the cluster's history. */
+  private readonly limits: PublishLimits
   private lastEventId: number
   private readonly workers = new Map<number, WorkerLink>()
   private readonly joining = new Map<number, WorkerLink>()
@@ -50,11 +53,12 @@ export class ClusterPrimary {
   private readonly startedAt = Date.now()
 
   constructor(
-    settings: { history: number; historyBytes: number; lastEventId: number },
+    settings: { history: number; historyBytes: number; lastEventId: number; maxEventBytes: number },
     /** Who sequences: this process (the default), or Redis for many machines. */
     readonly bus: Bus = new LocalBus(),
   ) {
     this.history = new History<Kept>(settings.history, settings.historyBytes)
+    this.limits = { maxEventBytes: settings.maxEventBytes, history: this.history }
     this.lastEventId = settings.lastEventId
     bus.attach(this.busNode())
     // Each worker answers /healthz and /stats for itself: it is told whether Redis answers.
@@ -167,24 +171,23 @@ export class ClusterPrimary {
   }
 
   /**
-   * Sequence one event through the bus: the cluster's id, history, and the next batch. Throws (or
-   * rejects) HttpError 409 (an id history still holds), 404 when `strict` (a user or client
-   * connected nowhere), 503 (Redis away).
+   * Sequence one event a worker admitted by the publish rules (publish-rules.ts) through the bus:
+   * the cluster's id, history, and the next batch. Throws (or rejects) HttpError 409 (an id the
+   * cluster's history holds), 404 when `strict` (a user or client connected nowhere), 503 (Redis away).
    */
   accept(e: WireEvent, strict: boolean): Accepted | Promise<Accepted> {
-    const { message } = e
-    if (message.id !== undefined && this.history.has(message.id)) throw new HttpError(409, `id ${message.id} is already in the history`)
+    refuseHeld(e.message.id, this.history)
     return this.bus.publish({ ...e, strict })
   }
 
-  /** The `time` tick, one for the whole cluster: no id, not kept. */
-  tick(msg: SseMessage): void {
-    this.push({ message: msg, target: {}, keep: false })
+  /** The `time` tick (publish-rules.ts timeTick()), one for the whole cluster. */
+  tick(e: WireEvent): void {
+    this.push(e)
   }
 
-  /** Publish from the primary itself (the console, --stdin). */
+  /** Publish from the primary itself (the console, --stdin), by the same rules as a program's publish in one process. */
   publish(message: SseMessage, target: WireTarget = {}): Accepted | Promise<Accepted> {
-    return this.accept({ message, target, keep: target.client === undefined }, false)
+    return this.bus.publish(admit(message, target, 'program', this.limits))
   }
 
   /** This machine's figures: every worker's summed, the primary's own sequence and history, and each worker. */
