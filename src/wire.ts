@@ -1,6 +1,8 @@
 // What both ends of the wire share: the SSE defaults (WHATWG HTML §9.2), the reconnection
-// jitter, the byte codes of HTTP/1.1 and event streams, and where an HTTP head ends (RFC 9112
-// §2.2). The server wing and the client wing each import this file, and nothing of each other.
+// jitter, rawsse's own vocabulary (docs/wire.md: the events it sends, their data, the query
+// names of a stream), the byte codes of HTTP/1.1 and event streams, and where an HTTP head ends
+// (RFC 9112 §2.2). The server, client and browser wings each import this file, and nothing of
+// each other; it imports nothing at all, and compiles with DOM types or Node's (src/browser/tsconfig.json).
 
 /** The event type of an event that names none; the server omits `event:` for it. */
 export const DEFAULT_EVENT = 'message'
@@ -20,6 +22,38 @@ export function jittered(ms: number, random: number = Math.random()): number {
   return ms + Math.floor(random * ms * RETRY_JITTER)
 }
 
+// --- rawsse's vocabulary: what a page or a client reads besides the events it published ---
+
+/** The events rawsse itself sends on a stream. The last three are coming (live channels, expiry); their names are fixed now. */
+export const EVENT_READY = 'ready' // first on every stream: ReadyData
+export const EVENT_RESET = 'reset' // the Last-Event-ID could not be placed: ResetData, then live events
+export const EVENT_CHANNELS = 'channels' // the stream's channels changed here
+export const EVENT_EXPIRING = 'expiring' // the token ends soon: renew it
+export const EVENT_EXPIRED = 'expired' // the token ended: the stream ends after this
+
+/** The data of `ready`, as JSON, in this field order. */
+export interface ReadyData {
+  /** The stream's id: what `POST /publish?client=` and `DELETE /clients/ID` name. */
+  client: number
+  /** The token's user (`--users`, the authenticate hook); null for a plain token. */
+  user: string | null
+  /** The channels the stream receives (`default` when it named none). */
+  channels: readonly string[]
+}
+
+/** Why a stream got `reset`: the one reason today, its Last-Event-ID is older than what history keeps (or unknown). */
+export const RESET_HISTORY_GAP = 'history-gap'
+export type ResetReason = typeof RESET_HISTORY_GAP
+
+/** The data of `reset`, as JSON. */
+export interface ResetData {
+  reason: ResetReason
+}
+
+/** Query parameters of the stream route: `?channel=A&channel=B&lastEventId=ID`. */
+export const QUERY_CHANNEL = 'channel'
+export const QUERY_LAST_EVENT_ID = 'lastEventId'
+
 // ASCII codes, named: parsers on both ends compare bytes, never strings.
 export const HTAB = 9
 export const LF = 10
@@ -33,7 +67,7 @@ export const SEMICOLON = 59
  * accepts LF alone as a line end), searching from `from`; -1 while it has not arrived.
  * indexOf is native, so a head trickling in costs one scan of the new bytes, not a re-parse.
  */
-export function findHeadEnd(buf: Buffer, from = 0): number {
+export function findHeadEnd(buf: Uint8Array, from = 0): number {
   let i = from
   for (;;) {
     i = buf.indexOf(LF, i)

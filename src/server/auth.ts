@@ -1,9 +1,15 @@
-// Who may do what: a token maps to a user name (or null) and roles. No sockets, no files.
+// Who may do what: a token maps to a user name (or null), roles, the channels it is granted and
+// when it ends. No sockets, no files.
 //
 // Roles `publish` and `admin` grant rights (POST /publish; /stats, /metrics, DELETE /clients);
-// any other role name is a label that `POST /publish?role=...` can target.
+// any other role name is a label that `POST /publish?role=...` can target. Channel grants
+// (CONTRACT "Apps", "Tokens an application signs") narrow what a stream may subscribe to and a
+// publish may name; maySubscribe() and mayPublish() are the only places that read them.
 
 import { createHash, randomBytes } from 'node:crypto'
+import { jittered } from '../wire.js'
+import { HttpError } from './http/errors.js'
+import { AUTHENTICATE_TIMEOUT_MS } from './limits.js'
 
 export const ROLE_PUBLISH = 'publish'
 export const ROLE_ADMIN = 'admin'
@@ -12,6 +18,14 @@ export const ROLE_ADMIN = 'admin'
 export interface AuthUser {
   user: string | null
   roles: readonly string[]
+  /**
+   * The channels it may subscribe to and, with the publish role, publish to: names, or prefixes
+   * ending in `*` (`user:alice:*`; `*` alone is every channel). Absent: every channel. (A JWT's
+   * `rawsse.channels`, a ticket's or `--auth-url`'s `channels`.)
+   */
+  grants?: readonly string[]
+  /** When it stops being valid, in ms since the epoch; absent: never. Read by nothing yet: a stream's expiry lands in subscriptions.ts. */
+  expiresAt?: number
 }
 
 /** One entry of the `--users` file. */
@@ -28,10 +42,16 @@ export interface AuthRequest {
   /** Lower-case names, latin1 values. */
   headers: Readonly<Record<string, string>>
   remoteAddress: string | undefined
+  /** What follows `?` in the request target, still percent-encoded ('' when none): e.g. the `channel`s a stream asks for. */
+  query: string
 }
 
-/** The library's `authenticate(token, request)` option: an AuthUser, or null to refuse. */
-export type Authenticate = (token: string, request: AuthRequest) => AuthUser | null
+/**
+ * The library's `authenticate(token, request)` option: an AuthUser, or null to refuse; now or
+ * as a promise (a database, another service). A promise unsettled after AUTHENTICATE_TIMEOUT_MS
+ * is a `503` with `Retry-After`; a rejected one, a `500`.
+ */
+export type Authenticate = (token: string, request: AuthRequest) => AuthUser | null | PromiseLike<AuthUser | null>
 
 export interface TokenConfig {
   tokens?: readonly string[]
@@ -107,6 +127,34 @@ export function hasRole(who: AuthUser, role: string): boolean {
   return who.roles.includes(role)
 }
 
+/** May `who` open a stream on `channel`? The one check of a stream's channels (and, next, of a change to them). */
+export function maySubscribe(who: AuthUser, channel: string): boolean {
+  return who.grants === undefined || granted(who.grants, channel)
+}
+
+/** May `who` (which has the publish role) publish to `channel`? The one check of a publish's channel. */
+export function mayPublish(who: AuthUser, channel: string): boolean {
+  return who.grants === undefined || granted(who.grants, channel)
+}
+
+const STAR = 42
+
+/** `channel` is one of `grants`, or starts with one that ends in `*` (compared in place: no string is made). */
+function granted(grants: readonly string[], channel: string): boolean {
+  for (const g of grants) {
+    const last = g.length - 1
+    if (last >= 0 && g.charCodeAt(last) === STAR) {
+      if (channel.length < last) continue
+      let i = 0
+      while (i < last && channel.charCodeAt(i) === g.charCodeAt(i)) i++
+      if (i === last) return true
+    } else if (g === channel) {
+      return true
+    }
+  }
+  return false
+}
+
 /** Validate the parsed JSON of a `--users` file; throws Error saying what is wrong. */
 export function parseUsers(json: unknown): UserEntry[] {
   if (!Array.isArray(json)) throw new Error('the users file must hold a JSON array')
@@ -141,6 +189,8 @@ export class Access {
   constructor(
     lists: TokenLists,
     private readonly hook: Authenticate | undefined,
+    /** The reconnection time: a 503 for a hook that did not answer says to come back after about this long. */
+    private readonly retryMs: number,
   ) {
     // Any token list given, even an empty one, means the caller chose who may connect.
     const noAuth = !lists.tokens?.length && !lists.publishTokens?.length && lists.users === undefined && hook === undefined
@@ -149,20 +199,37 @@ export class Access {
   }
 
   /**
-   * The table first; the hook (which sees the request) only for tokens it lacks. Throws when the
-   * hook does (the request then gets a 500) or returns a promise.
+   * The table first; the hook (which sees the request) only for tokens it lacks. A static token,
+   * or a hook that answers at once, is answered now; a hook's promise is waited for at most
+   * AUTHENTICATE_TIMEOUT_MS, then rejects with a 503 (the request is refused, not held: a hook
+   * that never answers must not hold a connection for ever). Throws, or rejects, what the hook does
+   * (the request then gets a 500).
    */
-  authenticate(token: string, request: () => AuthRequest): AuthUser | null {
+  authenticate(token: string, request: () => AuthRequest): AuthUser | null | Promise<AuthUser | null> {
     const known = this.table.lookup(token)
     if (known !== null || this.hook === undefined) return known
     const who = this.hook(token, request())
-    if (typeof (who as unknown as PromiseLike<unknown> | null)?.then === 'function') {
-      // An `async` hook, from JavaScript that no type checked: its promise is not a user (it
-      // would pass for one), and nobody else would ever handle its rejection.
-      Promise.resolve(who).catch(() => {})
-      throw new TypeError('the authenticate hook returned a promise: it must return a user or null')
-    }
-    return who
+    return isThenable(who) ? this.bounded(who) : who
+  }
+
+  /** A hook's later answer, or a 503 once AUTHENTICATE_TIMEOUT_MS has passed (its answer is then dropped, a rejection included). */
+  private bounded(answer: PromiseLike<AuthUser | null>): Promise<AuthUser | null> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        const seconds = Math.ceil(jittered(this.retryMs) / 1000)
+        reject(new HttpError(503, 'authentication did not answer in time; try again', [['Retry-After', String(seconds)]]))
+      }, AUTHENTICATE_TIMEOUT_MS)
+      answer.then(
+        (who) => {
+          clearTimeout(timer)
+          resolve(who)
+        },
+        (err: unknown) => {
+          clearTimeout(timer)
+          reject(err)
+        },
+      )
+    })
   }
 
   /**
@@ -183,4 +250,8 @@ export class Access {
       users: lists.users ?? [],
     })
   }
+}
+
+function isThenable(v: AuthUser | null | PromiseLike<AuthUser | null>): v is PromiseLike<AuthUser | null> {
+  return typeof (v as Partial<PromiseLike<unknown>> | null)?.then === 'function'
 }

@@ -27,6 +27,7 @@ export const MAX_REQUEST_CHUNK_LINE_BYTES = 1024 // chunk-size line (with extens
 export const HEAD_TIMEOUT_MS = 10_000 // head (and then body) not complete this long after its first byte was awaited: 408
 export const KEEP_ALIVE_IDLE_MS = 5_000 // idle keep-alive connection with no new request: closed silently
 export const LINGER_MS = 2_000 // after an error reply, how long we keep reading (and discarding) before reset
+export const AUTHENTICATE_TIMEOUT_MS = 2_000 // an `authenticate` hook's promise unsettled this long: 503 with Retry-After, and the connection closes (what --auth-url will allow an application too)
 export const SEND_TIMEOUT_MS = 30_000 // an answer (or a file) the client takes nothing of for this long: the connection is closed
 
 // --- stream limits ---
@@ -83,4 +84,3 @@ export const FILE_SLICE_BYTES = 16 * 1024 // a streamed file is read and written
 export const DEFAULT_CHANNEL = 'default'
 /** The channel list of a stream that named none (frozen: every such stream shares it). */
 export const DEFAULT_CHANNELS: readonly string[] = Object.freeze([DEFAULT_CHANNEL])
-export const HISTORY_GAP_REASON = 'history-gap'

@@ -2,8 +2,8 @@
 // Returns what to answer (a reply, a stream to open, a file to send); no byte framing here.
 
 import { isUtf8 } from 'node:buffer'
-import { jittered } from '../wire.js'
-import { bearerToken, hasRole, ROLE_ADMIN, ROLE_PUBLISH, type AuthUser } from './auth.js'
+import { jittered, QUERY_CHANNEL, QUERY_LAST_EVENT_ID } from '../wire.js'
+import { bearerToken, hasRole, mayPublish, maySubscribe, ROLE_ADMIN, ROLE_PUBLISH, type AuthUser } from './auth.js'
 import type { Accepted, BusState } from './bus/bus.js'
 import type { Target } from './fanout/target.js'
 import { ALLOWED_METHODS, HttpError } from './http/errors.js'
@@ -21,8 +21,11 @@ export interface Peer {
 
 /** What the routes need from the server: the only way they touch state. Built once per server. */
 export interface RouteContext {
-  /** The token lists first; the `authenticate` hook (which sees the request) only for tokens they lack. */
-  authenticate(token: string, req: RequestHead, peer: Peer): AuthUser | null
+  /**
+   * The token lists first; the `authenticate` hook (which sees the request) only for tokens they
+   * lack: an answer now, or a promise (bounded: it rejects with a 503 when the hook is too slow).
+   */
+  authenticate(token: string, req: RequestHead, peer: Peer): AuthUser | null | Promise<AuthUser | null>
   /**
    * Publish through the bus, by the publish rules (publish-rules.ts): the event's id and the
    * streams it reached, now or once the cluster accepted it. Throws (or rejects) an HttpError: 400,
@@ -91,6 +94,7 @@ export function route(req: RequestHead, body: Buffer, ctx: RouteContext, peer: P
   if (path === '/stats' || path === '/metrics') {
     allow(method, 'GET, HEAD, OPTIONS', method === 'GET' || method === 'HEAD')
     const denied = checkRole(req, ctx, peer, ROLE_ADMIN)
+    if (denied instanceof Promise) return denied.then(() => route(req, body, ctx, peer)) // as in publish()
     if (denied !== null) return reply(denied)
     const asStats = (stats: Stats): Outcome =>
       reply(path === '/stats' ? json(200, stats) : { status: 200, body: prometheusText(stats), contentType: 'text/plain; version=0.0.4; charset=utf-8' })
@@ -110,7 +114,6 @@ function allow(method: string, allowed: string, ok: boolean): void {
   if (!ok) throw new HttpError(405, `${method} is not allowed here`, [['Allow', allowed]])
 }
 
-/** GET /events/TOKEN[?channel=A&channel=B][&lastEventId=ID] */
 /**
  * GET /events/TOKEN[?channel=A&channel=B][&lastEventId=ID], or GET /events with
  * `Authorization: Bearer TOKEN`: a client that can set headers keeps its token out of URLs, and so
@@ -125,21 +128,27 @@ function openStream(req: RequestHead, ctx: RouteContext, peer: Peer): Outcome | 
     throw new HttpError(400, 'malformed percent-encoding in path')
   }
   const who = token === null || raw.includes('/') ? null : ctx.authenticate(token, req, peer)
+  return who instanceof Promise ? who.then((w) => streamFor(w, req, ctx)) : streamFor(who, req, ctx)
+}
+
+/** The stream route once the token's identity is known: its channels, within what it is granted, and where it resumes. */
+function streamFor(who: AuthUser | null, req: RequestHead, ctx: RouteContext): Outcome | Promise<Outcome> {
   if (who === null) throw new HttpError(401, 'unknown token')
 
   const params = new URLSearchParams(req.query)
   const channels: string[] = []
-  for (const ch of params.getAll('channel')) {
+  for (const ch of params.getAll(QUERY_CHANNEL)) {
     checkName('channel', ch)
     if (!channels.includes(ch)) channels.push(ch)
   }
   if (channels.length > MAX_CHANNELS_PER_STREAM) throw new HttpError(400, `at most ${MAX_CHANNELS_PER_STREAM} channels per stream`)
+  for (const ch of channels.length === 0 ? DEFAULT_CHANNELS : channels) if (!maySubscribe(who, ch)) return reply(channelRefused(ch))
 
   // The header wins over the query: the browser sets the header itself on a reconnect, with the
   // newest id, while the query still holds the one the page was opened with.
   const header = req.headers['last-event-id']
   // Header values were read as latin1; WHATWG clients send the id as UTF-8.
-  const lastEventId = header !== undefined ? Buffer.from(header, 'latin1').toString('utf8') : params.get('lastEventId')
+  const lastEventId = header !== undefined ? Buffer.from(header, 'latin1').toString('utf8') : params.get(QUERY_LAST_EVENT_ID)
 
   if (req.method === 'GET' && ctx.clientCount >= ctx.maxClients) {
     const seconds = Math.ceil(jittered(ctx.retryMs) / 1000)
@@ -157,11 +166,15 @@ function openStream(req: RequestHead, ctx: RouteContext, peer: Peer): Outcome | 
  * publish rules' (publish-rules.ts), applied where the server hands it to the bus.
  */
 function publish(req: RequestHead, body: Buffer, ctx: RouteContext, peer: Peer): Outcome | Promise<Outcome> {
-  const denied = checkRole(req, ctx, peer, ROLE_PUBLISH)
+  const who = bearer(req, ctx, peer)
+  // A hook answering later: once it has, the same request runs again with its answer remembered.
+  if (who instanceof Promise) return who.then(() => publish(req, body, ctx, peer))
+  const denied = refusal(who, ROLE_PUBLISH)
   if (denied !== null) return reply(denied)
   let accepted: Accepted | Promise<Accepted>
   try {
     const { message, target } = publishRequest(req, body)
+    if (target.channel !== undefined && who !== null && !mayPublish(who, target.channel)) return reply(channelRefused(target.channel))
     accepted = ctx.publish(message, target)
   } catch (err) {
     return reply(publishRefused(err))
@@ -237,6 +250,7 @@ function after<T>(value: T | Promise<T>, f: (v: T) => Outcome): Outcome | Promis
 /** DELETE /clients/ID closes one stream; DELETE /clients closes all. */
 function closeClients(req: RequestHead, ctx: RouteContext, peer: Peer): Outcome | Promise<Outcome> {
   const denied = checkRole(req, ctx, peer, ROLE_ADMIN)
+  if (denied instanceof Promise) return denied.then(() => closeClients(req, ctx, peer)) // as in publish()
   if (denied !== null) return reply(denied)
   if (req.path === '/clients') return after(ctx.closeAll(), (closed) => reply(json(200, { closed })))
   const id = req.path.slice('/clients/'.length)
@@ -249,28 +263,51 @@ function closeClients(req: RequestHead, ctx: RouteContext, peer: Peer): Outcome 
  * A request that announces a body, before any of it is read: the reply to send instead, or null
  * to read the body. A publish without a valid bearer is refused here, so a client without a
  * token can never make us buffer a body.
+ *
+ * Synchronous for a static token (and a hook that answers at once). For a bearer only an async
+ * `authenticate` hook knows, this is its promise: the connection reads nothing more until it
+ * settles (what it holds is what came with the head, within the request-bytes budget), the
+ * hook's wait is bounded by AUTHENTICATE_TIMEOUT_MS (then a 503), and only a request it lets
+ * through gets its body read, under the same limits as any other.
  */
-export function beforeBody(req: RequestHead, ctx: RouteContext, peer: Peer): Reply | null {
+export function beforeBody(req: RequestHead, ctx: RouteContext, peer: Peer): Reply | null | Promise<Reply | null> {
   if (req.path === '/publish' && req.method === 'POST') return checkRole(req, ctx, peer, ROLE_PUBLISH)
   return null
 }
 
 // The bearer's identity, once looked up for a request: beforeBody() and the route ask the same
-// question of the same request, and an `authenticate` hook is asked it once.
-const bearers = new WeakMap<RequestHead, AuthUser | null>()
+// question of the same request, and an `authenticate` hook is asked it once. A hook's promise
+// is kept until it settles, then its answer.
+const bearers = new WeakMap<RequestHead, AuthUser | null | Promise<AuthUser | null>>()
 
-/** null when the bearer token holds `role`; otherwise the 401 or 403 to answer. */
-function checkRole(req: RequestHead, ctx: RouteContext, peer: Peer, role: string): Reply | null {
+/** The identity of the request's `Authorization: Bearer` token (null: none, or unknown), now or later. */
+function bearer(req: RequestHead, ctx: RouteContext, peer: Peer): AuthUser | null | Promise<AuthUser | null> {
   let who = bearers.get(req)
   if (who === undefined) {
     const token = bearerToken(req.headers.authorization)
     who = token === null ? null : ctx.authenticate(token, req, peer)
+    if (who instanceof Promise) who = who.then((w) => (bearers.set(req, w), w))
     bearers.set(req, who)
   }
+  return who
+}
+
+/** null when the bearer token holds `role`; otherwise the 401 or 403 to answer (later, when a hook answers later). */
+function checkRole(req: RequestHead, ctx: RouteContext, peer: Peer, role: string): Reply | null | Promise<Reply | null> {
+  const who = bearer(req, ctx, peer)
+  return who instanceof Promise ? who.then((w) => refusal(w, role)) : refusal(who, role)
+}
+
+function refusal(who: AuthUser | null, role: string): Reply | null {
   // RFC 6750 §3: a 401 for a bearer-protected resource says which scheme it wants.
   if (who === null) return json(401, { error: 'a valid bearer token is required' }, [['WWW-Authenticate', 'Bearer']])
   if (!hasRole(who, role)) return json(403, { error: `the token lacks the ${role} role` })
   return null
+}
+
+/** A stream or a publish naming a channel its token is not granted (CONTRACT "Tokens an application signs"). */
+function channelRefused(channel: string): Reply {
+  return json(403, { error: 'channel not allowed', channel })
 }
 
 /** A parameter given at most once: two values for one target is ambiguous, so 400. */

@@ -1,12 +1,11 @@
 // SseServer: the owner of the listening socket, the timers and stop; the public API that sends
 // events; publishing through the bus into history and the open streams. Each accepted socket
-// becomes a Connection (connection.ts), which asks back through a ConnectionHost for routes
-// (routes.ts) and for a stream to open (streams.ts).
+// becomes a Connection (http/connection.ts), which asks back through a ConnectionHost for routes
+// (routes.ts) and for a stream to open (subscriptions.ts, a stream's life).
 
 import { EventEmitter } from 'node:events'
 import * as net from 'node:net'
 import * as tls from 'node:tls'
-import { jittered } from '../wire.js'
 import { Access, type TokenLists } from './auth.js'
 import type { SseServerEvents } from './events.js'
 import type { Accepted, Bus, BusNode } from './bus/bus.js'
@@ -14,24 +13,23 @@ import { LocalBus } from './bus/local.js'
 import { RedisBus } from './bus/redis/redis-bus.js'
 import { closeSocket } from './http/close.js'
 import { Connection } from './http/connection.js'
-import { ByteBudget, type ConnectionHost } from './http/connection-host.js'
-import { errorResponse, HttpError } from './http/errors.js'
-import type { RequestHead } from './http/head.js'
+import { ByteBudget, makeRoom, type ConnectionHost, type HostedConnection } from './http/connection-host.js'
 import { History } from './fanout/history.js'
 import * as L from './limits.js'
-import { Metrics, type DropReason, type Stats } from './metrics.js'
+import { Metrics, type Stats } from './metrics.js'
 import { resolveSettings, type Settings, type SseServerOptions, type TlsFiles } from './options.js'
 import { admit, timeTick, type PublishLimits, type Publisher } from './publish-rules.js'
-import { beforeBody, route, type OpenStream, type RouteContext } from './routes.js'
-import { encodeEvent, retryFrame, streamHead, type SseMessage } from './fanout/sse-encode.js'
+import { beforeBody, route, type RouteContext } from './routes.js'
+import type { SseMessage } from './fanout/sse-encode.js'
 import { StaticFiles } from './http/static.js'
-import { Stream, type ClientView } from './fanout/stream.js'
+import type { ClientView } from './fanout/stream.js'
 import { Backlog } from './fanout/backlog.js'
-import { Delivery, RESET_FRAME } from './fanout/delivery.js'
+import { Delivery } from './fanout/delivery.js'
 import { Streams } from './fanout/streams.js'
+import { Subscriptions } from './subscriptions.js'
 import { TurnGate } from './http/turn-gate.js'
 import { dropOldestAnswers } from './http/unsent.js'
-import { matches, type Target } from './fanout/target.js'
+import type { Target } from './fanout/target.js'
 
 export type { SseServerOptions } from './options.js'
 
@@ -50,10 +48,8 @@ export class SseServer extends EventEmitter<SseServerEvents> {
   private readonly delivery: Delivery
   /** What the publish rules need of this process: its event size limit and its history. */
   private readonly limits: PublishLimits
-  /** What blocked streams are still owed (shared by all of them). */
-  private readonly backlog = new Backlog()
-  private readonly conns = new Set<Connection>()
-  private readonly streamHeads: { chunked: Buffer; closeDelimited: Buffer }
+  private readonly subscriptions: Subscriptions
+  private readonly conns = new Set<HostedConnection>()
   private readonly routes: RouteContext
   private readonly host: ConnectionHost
   private server: net.Server | tls.Server | null = null
@@ -75,21 +71,24 @@ export class SseServer extends EventEmitter<SseServerEvents> {
         throw new RangeError(`tls: ${(err as Error).message}`)
       }
     }
-    this.access = new Access(options, options.authenticate)
+    this.access = new Access(options, options.authenticate, this.settings.retryMs)
     this.generatedToken = this.access.generatedToken
     this.lastEventId = this.settings.lastEventId
     this.statics = this.settings.publicDir === null ? null : new StaticFiles(this.settings.publicDir)
     this.history = new History(this.settings.history, this.settings.historyBytes)
-    this.streams = new Streams(this.metrics, this.settings.maxBufferBytes, this.settings.maxUnsentBytes, this.backlog, (c, reason) => this.onRemove(c, reason))
+    // What blocked streams are still owed, shared by all of them.
+    const backlog = new Backlog()
+    this.streams = new Streams(this.metrics, this.settings.maxBufferBytes, this.settings.maxUnsentBytes, backlog, (c, reason) => this.subscriptions.removed(c, reason))
     this.delivery = new Delivery(this.streams, this.history, this.metrics)
     this.limits = { maxEventBytes: this.settings.maxEventBytes, history: this.history }
     this.bus = options.bus ?? (options.redis === undefined ? new LocalBus() : new RedisBus({ url: options.redis, prefix: options.redisPrefix, history: this.settings.history, lastEventId: this.settings.lastEventId }))
     this.bus.attach(this.busNode())
     this.bus.watch?.((state, detail) => this.emit('bus', state, detail))
+    const { streams, history, bus, metrics, settings } = this
+    const stopping = (): boolean => this.stopping !== null
+    this.subscriptions = new Subscriptions({ streams, history, bus, metrics, backlog, events: this, retryMs: settings.retryMs, corsOrigin: settings.corsOrigin, stopping })
     this.routes = this.routeContext()
     this.host = this.connectionHost()
-    const cors = this.settings.corsOrigin
-    this.streamHeads = { chunked: streamHead(true, cors), closeDelimited: streamHead(false, cors) }
   }
 
   // ---------------------------------------------------------------- public API
@@ -154,7 +153,7 @@ export class SseServer extends EventEmitter<SseServerEvents> {
         clearTimeout(grace)
         void Promise.resolve(this.bus.close()).then(resolve, resolve)
       })
-      for (const c of [...this.streams.list]) this.streams.drop(c, 'shutdown', retryFrame(this.jitteredRetry()))
+      this.subscriptions.shutdown()
       for (const conn of this.conns) conn.stop()
     })
     return this.stopping
@@ -240,17 +239,7 @@ export class SseServer extends EventEmitter<SseServerEvents> {
    * there is one, stays.
    */
   updateTokens(lists: TokenLists): number {
-    const successor = this.access.replace(lists)
-    let revoked = 0
-    for (const s of [...this.streams.list]) {
-      const now = successor(s.who)
-      if (now === undefined) continue
-      if (now === null || now.user !== s.user || !s.roles.every((r) => now.roles.includes(r))) {
-        this.streams.drop(s, 'revoked')
-        revoked++
-      }
-    }
-    return revoked
+    return this.subscriptions.revoke(this.access.replace(lists))
   }
 
   /** Whether this server speaks HTTPS. */
@@ -308,83 +297,12 @@ export class SseServer extends EventEmitter<SseServerEvents> {
     }
   }
 
-  private jitteredRetry(): number {
-    return jittered(this.settings.retryMs)
-  }
-
   // ---------------------------------------------------------------- connections
 
-  /**
-   * A new connection, within the budget: at the limit, the oldest connection still waiting for a
-   * request head (fresh, idle keep-alive, or slow-loris) makes room, so that a client with a
-   * request and a valid token always gets in while floods of idle or unfinished ones go on.
-   */
+  /** A new connection, within the budget (at its limit, one waiting for a request makes room: makeRoom). */
   private accept(socket: net.Socket): void {
-    if (this.conns.size + this.host.filesOpen >= this.settings.maxConnections) {
-      // Room is made by the connection waiting longest for a request head; else by the oldest
-      // answer still unsent (a download nobody reads: its reader asked once and holds two
-      // descriptors, a subscriber with a token must still get in).
-      let oldest = this.host.waiting.values().next()
-      if (oldest.done === true) oldest = this.host.sending.values().next()
-      if (oldest.done === true) {
-        // Everything open is doing something (streams, bodies being read, answers on their way): no room.
-        this.metrics.refused++
-        socket.on('error', () => {})
-        socket.end(BUSY)
-        setTimeout(() => closeSocket(socket, this.metrics), L.LINGER_MS).unref()
-        return
-      }
-      this.metrics.shed++
-      oldest.value.shed()
-    }
+    if (this.conns.size + this.host.filesOpen >= this.settings.maxConnections && !makeRoom(this.host, socket, this.metrics)) return
     this.conns.add(new Connection(socket, this.host))
-  }
-
-  // ---------------------------------------------------------------- streams
-
-  /** A stream request was accepted by the routes: head, `ready`, replay, then live events. */
-  private openStream(socket: net.Socket, req: RequestHead, o: OpenStream): Stream | null {
-    if (this.stopping !== null) {
-      throw new HttpError(503, 'shutting down', [['Retry-After', String(Math.ceil(this.jitteredRetry() / 1000))]])
-    }
-    const chunked = req.version === '1.1'
-    const head = chunked ? this.streamHeads.chunked : this.streamHeads.closeDelimited
-    if (req.method === 'HEAD') {
-      socket.write(head)
-      return null
-    }
-    const stream = new Stream(this.bus.nextClientId(), socket, o.who, o.channels, chunked, this.backlog)
-    const ready = encodeEvent({ event: 'ready', data: JSON.stringify({ client: stream.id, user: stream.user, channels: stream.channels }) }, this.jitteredRetry())
-
-    // Head, ready and reset in one write; the replay after them, paced by the socket. Nothing can
-    // be published between here and streams.add (one thread), so the replay and the live events
-    // meet with no gap: live events wait behind the replay.
-    const first = [head, ready.bytesFor(chunked)]
-    const replay: Buffer[] = []
-    if (o.lastEventId !== null) {
-      const placed = this.history.since(o.lastEventId, (e) => {
-        if (matches(stream, e.target)) replay.push(e.frame.bytesFor(chunked))
-      })
-      if (!placed) first.push(RESET_FRAME.bytesFor(chunked))
-    }
-    this.metrics.bytesOut += stream.begin(first, replay)
-    this.streams.add(stream)
-    this.bus.opened(stream)
-    this.emit('connect', stream)
-    return stream
-  }
-
-  private onRemove(c: Stream, reason: DropReason | 'closed'): void {
-    this.bus.closed(c.id)
-    if (reason === 'admin' || reason === 'shutdown' || reason === 'revoked') {
-      // streams.drop() has just written the last chunk and FIN. Once those bytes are with the
-      // kernel the socket is done; a client that reads nothing is reset after LINGER_MS.
-      const s = c.socket
-      s.once('finish', () => s.destroy())
-      const t = setTimeout(() => closeSocket(s, this.metrics), L.LINGER_MS).unref()
-      s.once('close', () => clearTimeout(t))
-    }
-    this.emit('disconnect', c, reason)
   }
 
   /** What each Connection may ask of the server; built once. */
@@ -402,7 +320,7 @@ export class SseServer extends EventEmitter<SseServerEvents> {
       requestBytes: new ByteBudget(L.MAX_REQUEST_BYTES_IN_FLIGHT),
       beforeBody: (req, socket) => beforeBody(req, this.routes, socket),
       route: (req, body, socket) => route(req, body, this.routes, socket),
-      openStream: (socket, req, o) => this.openStream(socket, req, o),
+      openStream: (socket, req, o) => this.subscriptions.open(socket, req, o),
       opens: new TurnGate(L.STREAM_OPENS_PER_TURN),
       streamClosed: (stream) => this.streams.remove(stream, 'closed'),
       closed: (conn) => this.conns.delete(conn),
@@ -424,7 +342,7 @@ export class SseServer extends EventEmitter<SseServerEvents> {
     const streams = this.streams
     return {
       authenticate: (token, req, peer) =>
-        this.access.authenticate(token, () => ({ method: req.method, path: req.path, headers: req.headers, remoteAddress: peer.remoteAddress })),
+        this.access.authenticate(token, () => ({ method: req.method, path: req.path, headers: req.headers, remoteAddress: peer.remoteAddress, query: req.query })),
       publish: (message, target) => this.submit(message, target, 'request'),
       catchUp: (lastEventId) => (lastEventId === '0' || this.history.has(lastEventId) || this.bus.catchUp === undefined ? null : this.bus.catchUp()),
       closeClient: (id) => this.bus.closeClient(id),
@@ -447,6 +365,3 @@ export class SseServer extends EventEmitter<SseServerEvents> {
 }
 
 const PUBLISH_ASYNC = 'this server is one process of a cluster: use publishAsync()'
-
-/** The answer to a connection that finds every other one busy. */
-const BUSY = errorResponse(new HttpError(503, 'no connection free; try again', [['Retry-After', '1']]))

@@ -8,10 +8,10 @@ import type { Metrics } from '../metrics.js'
 import { encodeEvent, type Frame, type SseMessage } from './sse-encode.js'
 import type { Streams } from './streams.js'
 import type { Target } from './target.js'
-import { HISTORY_GAP_REASON } from '../limits.js'
+import { EVENT_RESET, RESET_HISTORY_GAP, type ResetData } from '../../wire.js'
 
 /** The event that says "events are missing before this one": a Last-Event-ID the history cannot place, or a cluster's lost events. */
-export const RESET_FRAME = encodeEvent({ event: 'reset', data: `{"reason":"${HISTORY_GAP_REASON}"}` })
+export const RESET_FRAME = encodeEvent({ event: EVENT_RESET, data: JSON.stringify({ reason: RESET_HISTORY_GAP } satisfies ResetData) })
 
 export class Delivery {
   constructor(

@@ -1,0 +1,134 @@
+// A stream's life on this process (docs/wire.md "Streams"): open it (the response head, `ready`,
+// the replay from history, registration with the fan-out and the bus), its close bookkeeping,
+// revocation when its token loses its rights, and its last `retry:` at shutdown. Changing an open
+// stream's channels and expiring it land here too (see the seams below). The routes decide that
+// a stream may open; this file makes it one.
+
+import type { EventEmitter } from 'node:events'
+import type * as net from 'node:net'
+import { EVENT_READY, jittered, type ReadyData } from '../wire.js'
+import type { AuthUser } from './auth.js'
+import type { Bus } from './bus/bus.js'
+import type { SseServerEvents } from './events.js'
+import type { Backlog } from './fanout/backlog.js'
+import { RESET_FRAME } from './fanout/delivery.js'
+import type { History } from './fanout/history.js'
+import { encodeEvent, retryFrame, streamHead } from './fanout/sse-encode.js'
+import { Stream } from './fanout/stream.js'
+import type { Streams } from './fanout/streams.js'
+import { matches } from './fanout/target.js'
+import { closeSocket } from './http/close.js'
+import { HttpError } from './http/errors.js'
+import type { RequestHead } from './http/head.js'
+import { LINGER_MS } from './limits.js'
+import type { DropReason, Metrics } from './metrics.js'
+import type { OpenStream } from './routes.js'
+
+/** What the subscriptions of one server share with it; built once. */
+export interface SubscriptionsContext {
+  readonly streams: Streams
+  readonly history: History
+  readonly bus: Bus
+  readonly metrics: Metrics
+  /** What blocked streams are still owed, shared by all of them. */
+  readonly backlog: Backlog
+  /** The server, which tells `connect` and `disconnect` to its listeners. */
+  readonly events: EventEmitter<SseServerEvents>
+  readonly retryMs: number
+  readonly corsOrigin: string
+  /** stop() has begun: no stream opens. */
+  stopping(): boolean
+}
+
+export class Subscriptions {
+  /** The response heads of a stream, built once: HTTP/1.1 chunked, HTTP/1.0 close-delimited. */
+  private readonly heads: { chunked: Buffer; closeDelimited: Buffer }
+
+  constructor(private readonly ctx: SubscriptionsContext) {
+    this.heads = { chunked: streamHead(true, ctx.corsOrigin), closeDelimited: streamHead(false, ctx.corsOrigin) }
+  }
+
+  /**
+   * A stream request the routes accepted: head, `ready`, replay, then live events; null for
+   * HEAD, which gets the head alone. Throws a 503 while the server stops.
+   */
+  open(socket: net.Socket, req: RequestHead, o: OpenStream): Stream | null {
+    const { streams, history, bus, metrics } = this.ctx
+    if (this.ctx.stopping()) {
+      throw new HttpError(503, 'shutting down', [['Retry-After', String(Math.ceil(jittered(this.ctx.retryMs) / 1000))]])
+    }
+    const chunked = req.version === '1.1'
+    const head = chunked ? this.heads.chunked : this.heads.closeDelimited
+    if (req.method === 'HEAD') {
+      socket.write(head)
+      return null
+    }
+    const stream = new Stream(bus.nextClientId(), socket, o.who, o.channels, chunked, this.ctx.backlog)
+    const data: ReadyData = { client: stream.id, user: stream.user, channels: stream.channels }
+    const ready = encodeEvent({ event: EVENT_READY, data: JSON.stringify(data) }, jittered(this.ctx.retryMs))
+
+    // Head, ready and reset in one write; the replay after them, paced by the socket. Nothing can
+    // be published between here and streams.add (one thread), so the replay and the live events
+    // meet with no gap: live events wait behind the replay.
+    const first = [head, ready.bytesFor(chunked)]
+    const replay: Buffer[] = []
+    if (o.lastEventId !== null) {
+      const placed = history.since(o.lastEventId, (e) => {
+        if (matches(stream, e.target)) replay.push(e.frame.bytesFor(chunked))
+      })
+      if (!placed) first.push(RESET_FRAME.bytesFor(chunked))
+    }
+    metrics.bytesOut += stream.begin(first, replay)
+    streams.add(stream)
+    bus.opened(stream)
+    // Seam: a stream whose token ends (o.who.expiresAt) gets its `expiring` and `expired` timers
+    // here, and expire() below ends it.
+    this.ctx.events.emit('connect', stream)
+    return stream
+  }
+
+  /** A stream left the fan-out (Streams' remove listener): tell the bus and the listeners, and finish its socket. */
+  removed(c: Stream, reason: DropReason | 'closed'): void {
+    this.ctx.bus.closed(c.id)
+    if (reason === 'admin' || reason === 'shutdown' || reason === 'revoked') {
+      // streams.drop() has just written the last chunk and FIN. Once those bytes are with the
+      // kernel the socket is done; a client that reads nothing is reset after LINGER_MS.
+      const s = c.socket
+      s.once('finish', () => s.destroy())
+      const t = setTimeout(() => closeSocket(s, this.ctx.metrics), LINGER_MS).unref()
+      s.once('close', () => clearTimeout(t))
+    }
+    this.ctx.events.emit('disconnect', c, reason)
+  }
+
+  /**
+   * The tokens changed: close (`revoked`) each stream whose token is gone, or lost a role or its
+   * user name. `successor` says what a stream's identity holds now (undefined: not ours to judge,
+   * e.g. the authenticate hook's). Returns how many were closed.
+   */
+  revoke(successor: (who: AuthUser) => AuthUser | null | undefined): number {
+    let revoked = 0
+    for (const s of [...this.ctx.streams.list]) {
+      const now = successor(s.who)
+      if (now === undefined) continue
+      if (now === null || now.user !== s.user || !s.roles.every((r) => now.roles.includes(r))) {
+        this.ctx.streams.drop(s, 'revoked')
+        revoked++
+      }
+    }
+    return revoked
+  }
+
+  /** The server stops: every stream gets a last jittered `retry:` and its terminating chunk. */
+  shutdown(): void {
+    const { streams } = this.ctx
+    for (const c of [...streams.list]) streams.drop(c, 'shutdown', retryFrame(jittered(this.ctx.retryMs)))
+  }
+
+  // Seams for what comes next, each one method beside open():
+  // - change(stream, add, remove): live channels. maySubscribe() (auth.ts) checks each added
+  //   channel, Streams re-counts, and the `channels` event (wire.ts EVENT_CHANNELS) goes in the
+  //   stream's order of events; the bus carries it to a stream held by another process.
+  // - expire(stream): the token's expiresAt has come: `expired` (EVENT_EXPIRED), then
+  //   streams.drop(stream, 'expired'); `expiring` (EVENT_EXPIRING) some time before.
+}
