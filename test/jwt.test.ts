@@ -432,7 +432,11 @@ t.test('configuration errors say what is wrong and never print a secret', (t) =>
   // An encryption key in an identity provider's set is passed over, not an error.
   const mixed = new JwtVerifier({ keys: [{ keys: [{ ...RFC_A3_JWK, use: 'enc' }, { kty: 'OKP', crv: 'Ed25519', x: RFC8037_X }] }] })
   t.equal(mixed.keyCount, 1)
-  // A private key PEM: its public half is used.
+  // The same key twice is held once; a private key PEM gives its public half.
+  const twice = new JwtVerifier({ secrets: [secret, Buffer.from(secret)], keys: [ed.publicKey, ed.publicKey.export({ type: 'spki', format: 'pem' })] })
+  t.equal(twice.keyCount, 2)
+  t.equal(reason(twice.verify(token('HS256', randomBytes(32), {}))), 'bad signature')
+  t.equal(twice.counts.verified, 1, 'one HMAC for the secret given twice')
   t.equal(new JwtVerifier({ keys: [p256.privateKey.export({ type: 'pkcs8', format: 'pem' })] }).keyCount, 1)
   t.end()
 })

@@ -142,7 +142,12 @@ export class JwtVerifier {
     const keys: VerifyKey[] = []
     config.secrets?.forEach((s, i) => keys.push(secretKey(s, `jwt secret ${i + 1}`)))
     config.keys?.forEach((k, i) => keys.push(...publicKeys(k, `jwt key ${i + 1}`)))
+    const seen = new Set<string>()
     for (const key of keys) {
+      // The same key given twice (a PEM and a JWK of it, say) is tried once.
+      const id = `${key.fingerprint} ${key.kid ?? ''}`
+      if (seen.has(id)) continue
+      seen.add(id)
       this.byFingerprint.set(key.fingerprint, key)
       for (const alg of key.algs) push(this.byAlg, alg, key)
       if (key.kid !== null) push(this.byKid, key.kid, key)

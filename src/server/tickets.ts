@@ -173,8 +173,7 @@ export class MemoryTicketStore implements TicketStore {
   /** Keep a ticket by its digest until `expiresAt`; a TicketRefused 503 when MAX_LIVE_TICKETS are live. */
   put(digest: string, identity: AppIdentity, expiresAt: number): void {
     const now = this.now()
-    let soonest = now + TICKET_SWEEP_MS
-    if (this.live.size >= this.maxLive || now - this.lastSweep >= TICKET_SWEEP_MS) soonest = this.sweep()
+    const soonest = this.live.size >= this.maxLive || now - this.lastSweep >= TICKET_SWEEP_MS ? this.sweep() : Infinity
     if (this.live.size >= this.maxLive) {
       const seconds = Math.max(1, Math.ceil((soonest - now) / 1000))
       throw new TicketRefused(503, { error: 'too many tickets' }, [['Retry-After', String(seconds)]])
