@@ -84,3 +84,18 @@ export const FILE_SLICE_BYTES = 16 * 1024 // a streamed file is read and written
 export const DEFAULT_CHANNEL = 'default'
 /** The channel list of a stream that named none (frozen: every such stream shares it). */
 export const DEFAULT_CHANNELS: readonly string[] = Object.freeze([DEFAULT_CHANNEL])
+
+// --- JWT and tickets (CONTRACT "Tokens an application signs", "Tickets") ---
+export const JWT_LEEWAY_MS = 30_000 // `exp` and `nbf` are checked with this much slack for clocks that disagree
+export const MAX_JWT_BYTES = MAX_HEAD_BYTES // a token longer than a whole request head can have come from no request: refused before any work
+export const MAX_JWT_JSON_DEPTH = 32 // nesting of a JWT's header or claims; rawsse reads 3 levels (`rawsse.channels[i]`), deeper is refused before JSON.parse
+export const MIN_JWT_SECRET_BYTES = 32 // an HS256/384/512 secret shorter than this is refused at start (RFC 7518 §3.2: at least the hash size)
+export const MIN_JWT_RSA_BITS = 2048 // an RSA key smaller than this is refused at start (RFC 7518 §3.3)
+export const MAX_TOKEN_GRANTS = 256 // entries of a token's or ticket's `roles`, and of its `channels`; more: refused
+export const JWT_CACHE_ENTRIES = 10_000 // verified tokens remembered, so that a token presented again costs a Map lookup, not a signature check…
+export const JWT_CACHE_BYTES = 8 * 1024 * 1024 // …and at most this many bytes of them; the least recently used go first
+export const TICKET_RANDOM_BYTES = 24 // 192 bits, 32 base64url characters
+export const TICKET_DEFAULT_TTL_S = 30 // a ticket asked for with no `ttlSeconds`
+export const TICKET_MAX_TTL_S = 300 // `ttlSeconds` over this: 400
+export const MAX_LIVE_TICKETS = 100_000 // tickets issued and neither spent nor expired; one more: 503 with Retry-After
+export const TICKET_SWEEP_MS = 1_000 // expired tickets are swept at most this often (and whenever the store is full)
