@@ -11,6 +11,9 @@ import { ClusterPrimary } from '../src/server/bus/workers/primary.js'
 
 const stream = (id: number, user: string | null, channels: string[], roles: string[] = []): StreamFacts => ({ id, user, roles, channels })
 
+/** What a Redis node read of the others' snapshots in one exchange: node → its streams. */
+const snapshots = (...nodes: Array<[string, StreamFacts[]]>): Map<string, StreamFacts[]> => new Map(nodes)
+
 /** A presence whose edges are written down as `+user:ann`, `-channel:news`. */
 function watched<N>(): { presence: Presence<N>; edges: string[] } {
   const presence = new Presence<N>()
@@ -82,29 +85,45 @@ t.test('presence: edges are the whole cluster’s: a user on two nodes goes offl
 
 t.test('presence: a snapshot read again is applied as a difference: a user who closed one stream and opened another stays online', async (t) => {
   const { presence, edges } = watched<string>()
-  presence.replace('b', [stream(1, 'ann', ['news']), stream(2, 'bob', ['chat'])])
+  presence.replace(snapshots(['b', [stream(1, 'ann', ['news']), stream(2, 'bob', ['chat'])]]))
   t.same(edges, ['+channel:news', '+user:ann', '+channel:chat', '+user:bob'])
   edges.length = 0
 
   // The same snapshot again (another version, nothing of these streams changed): nothing moves.
-  presence.replace('b', [stream(2, 'bob', ['chat']), stream(1, 'ann', ['news'])])
+  presence.replace(snapshots(['b', [stream(2, 'bob', ['chat']), stream(1, 'ann', ['news'])]]))
   t.same(edges, [], 'no stream dropped and added again')
 
   // Ann reconnected between two snapshots: stream 1 gone, stream 3 new. She never goes offline.
-  presence.replace('b', [stream(2, 'bob', ['chat']), stream(3, 'ann', ['news'])])
+  presence.replace(snapshots(['b', [stream(2, 'bob', ['chat']), stream(3, 'ann', ['news'])]]))
   t.same(edges, [], 'ann stays online, news keeps a stream')
   t.same([presence.nodeOf(1), presence.nodeOf(3), presence.count({ user: 'ann' })], [undefined, 'b', 1])
 
   // Bob's stream now on chat and sport (its channels changed): only sport is new, bob stays.
-  presence.replace('b', [stream(2, 'bob', ['sport', 'chat']), stream(3, 'ann', ['news'])])
+  presence.replace(snapshots(['b', [stream(2, 'bob', ['sport', 'chat']), stream(3, 'ann', ['news'])]]))
   t.same(edges, ['+channel:sport'])
   t.same(presence.channels(), { news: 1, chat: 1, sport: 1 })
 
   // Everyone gone from b's snapshot.
   edges.length = 0
-  presence.replace('b', [])
+  presence.replace(snapshots(['b', []]))
   t.same(edges.sort(), ['-channel:chat', '-channel:news', '-channel:sport', '-user:ann', '-user:bob'])
   t.equal(presence.size, 0)
+})
+
+t.test('presence: snapshots of one exchange are applied together: a user whose stream moved to another node, or off a node that died, stays online', async (t) => {
+  const { presence, edges } = watched<string>()
+  presence.replace(snapshots(['a', [stream(1, 'ann', ['news'])]], ['b', []]))
+  edges.length = 0
+  // a's snapshot (read first) no longer has ann; b's (read second) has her new stream.
+  presence.replace(snapshots(['a', []], ['b', [stream(2, 'ann', ['news'])]]))
+  t.same(edges, [], 'moved from a to b: no edge')
+  t.same([presence.nodeOf(1), presence.nodeOf(2)], [undefined, 'b'])
+  // b is killed (its snapshot expires); ann was already back on a.
+  presence.replace(snapshots(['a', [stream(3, 'ann', ['news'])]]), ['b'])
+  t.same(edges, [], 'b gone, ann on a: no edge')
+  t.same([presence.size, presence.nodeOf(3), presence.count({ user: 'ann' })], [1, 'a', 1])
+  presence.replace(snapshots(), ['a'])
+  t.same(edges, ['-channel:news', '-user:ann'], 'the last node holding her gone: offline')
 })
 
 t.test('closed, then opened again under one id in one turn: the primary keeps the stream, with its new facts, and no edge flaps', async (t) => {

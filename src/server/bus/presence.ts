@@ -61,17 +61,18 @@ export class Presence<N> {
   }
 
   /**
-   * `node` holds exactly `streams` now (its snapshot): new and changed streams are applied first,
-   * then the ones it no longer holds go, so a user who closed one stream and opened another in
-   * between stays connected throughout.
+   * Each node named holds exactly its streams now (its snapshot), and the nodes in `gone` none:
+   * every new and changed stream is applied first, then the ones no longer held go, so a user
+   * who closed a stream and opened another in between (on any of these nodes) stays connected
+   * throughout.
    */
-  replace(node: N, streams: readonly StreamFacts[]): void {
-    const now = new Set<number>()
-    for (const s of streams) {
-      now.add(s.id)
-      this.set(node, s)
+  replace(snapshots: ReadonlyMap<N, readonly StreamFacts[]>, gone: Iterable<N> = []): void {
+    for (const [node, streams] of snapshots) for (const s of streams) this.set(node, s)
+    for (const [node, streams] of snapshots) {
+      const now = new Set(streams.map((s) => s.id))
+      for (const id of [...this.idsOf(node)]) if (!now.has(id)) this.delete(id)
     }
-    for (const id of [...this.idsOf(node)]) if (!now.has(id)) this.delete(id)
+    for (const node of gone) this.nodeGone(node)
   }
 
   /** A node is gone: so are its streams. */

@@ -27,6 +27,12 @@ interface OtherNode {
   shared: NodeFigures | null
 }
 
+/** Another node's streams, as of a version of its snapshot. */
+interface Snapshot {
+  version: string
+  streams: StreamFacts[]
+}
+
 type Control = { from: string; n: number } & Question
 type Reply = { from: string; n: number; value: unknown }
 
@@ -106,13 +112,19 @@ export class ClusterNodes {
     this.writtenVersion = written
     const names = ((await this.link.send(['ZRANGE', this.keys.nodes, '0', '-1'])) as string[]).filter((n) => n !== this.name)
     const listed = new Set(names)
-    for (const name of this.others.keys()) {
-      if (listed.has(name)) continue
-      this.presence.nodeGone(name)
+    const gone = [...this.others.keys()].filter((name) => !listed.has(name))
+    for (const name of gone) {
       this.others.delete(name)
       this.questions.gone(name)
     }
-    await Promise.all(names.map((name) => this.readOther(name)))
+    // Every snapshot read before any is applied, and applied together: a user whose stream moved
+    // from one node to another between two exchanges stays connected throughout.
+    const read = new Map<string, Snapshot>()
+    const results = await Promise.allSettled(names.map((name) => this.readOther(name, read)))
+    this.presence.replace(new Map([...read].map(([name, r]) => [name, r.streams])), gone)
+    for (const [name, r] of read) this.others.get(name)!.version = r.version
+    const failed = results.find((r) => r.status === 'rejected')
+    if (failed !== undefined) throw failed.reason
   }
 
   /** Say goodbye: the others forget this node now rather than when its snapshot expires. */
@@ -130,7 +142,8 @@ export class ClusterNodes {
     return (await this.questions.ask(to, send, L.REDIS_ASK_TIMEOUT_MS)) as Array<Answer<Q>>
   }
 
-  private async readOther(name: string): Promise<void> {
+  /** Another node's figures, and (into `read`) its streams when their version moved. */
+  private async readOther(name: string, read: Map<string, Snapshot>): Promise<void> {
     const key = this.keys.node(name)
     const [version, figures] = (await this.link.send(['HMGET', key, 'v', 's'])) as [string | null, string | null]
     if (version === null || figures === null) return
@@ -140,8 +153,7 @@ export class ClusterNodes {
     if (o.version === version) return
     const streams = (await this.link.send(['HGET', key, 'p'])) as string | null
     if (streams === null) return
-    this.presence.replace(name, JSON.parse(streams) as StreamFacts[])
-    o.version = version
+    read.set(name, { version, streams: JSON.parse(streams) as StreamFacts[] })
   }
 
   /** Another node's question about our streams, answered with this node's name. */
