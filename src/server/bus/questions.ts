@@ -3,7 +3,8 @@
 // several nodes make one, and answerLocally(), which answers it where the streams are. The buses
 // only carry them, each question numbered by Questions: a worker asks its primary over IPC, a
 // primary its workers, a Redis node the others over pub/sub. A new question is one member of
-// Question and Answers, one way in WAYS, and one case in answerLocally.
+// Question and Answers, one way in WAYS, one case in answerLocally, and what it does where there
+// is no stream (NO_STREAMS); the holder (SseServer) does the rest.
 
 import { sumStats, type Stats } from '../metrics.js'
 import type { BusState } from './bus.js'
@@ -43,6 +44,12 @@ export interface StreamHolder {
   closeClient(id: number): boolean
   closeAll(): number
   stats(): Stats
+}
+
+/** What each action does where there is no stream (a primary, whose figures are its own). */
+export const NO_STREAMS: Omit<StreamHolder, 'stats'> = {
+  closeClient: () => false,
+  closeAll: () => 0,
 }
 
 /** The answer of the process holding the streams. */

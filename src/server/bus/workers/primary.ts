@@ -22,7 +22,7 @@ import type { Accepted, Bus, BusNode } from '../bus.js'
 import type { FromWorker, PublishAnswer, ToWorker } from './ipc.js'
 import { LocalBus } from '../local.js'
 import { Presence } from '../presence.js'
-import { answerLocally, combine, holderOf, Questions, type Answer, type Question, type StreamHolder } from '../questions.js'
+import { answerLocally, combine, holderOf, NO_STREAMS, Questions, type Answer, type Question, type StreamHolder } from '../questions.js'
 import type { IdBlock } from '../stream-ids.js'
 import type { WireEvent } from '../wire.js'
 
@@ -55,8 +55,7 @@ export class ClusterPrimary {
   private readonly fetchingIds = new Set<number>()
   /** The primary as a question finds it: no stream of its own; its figures are its sequence's and its history's. */
   private readonly own: StreamHolder = {
-    closeClient: () => false,
-    closeAll: () => 0,
+    ...NO_STREAMS,
     stats: () => this.metrics.snapshot(0, {}, { events: this.history.size, bytes: this.history.bytes }, 0),
   }
 
