@@ -3,7 +3,7 @@
 // when asked. Built on the library's events only. A token never appears: stream paths are
 // redacted by the server (`/events/***`), and no line carries a header or a setting's value.
 
-import type { ClientView, DropReason, ErrorReply, PublishedEvent, SseServer } from '../index.js'
+import type { ClientView, DropReason, ErrorReply, HookFailure, PublishedEvent, SseServer } from '../index.js'
 import { AsyncLines, type LineSink } from './log-sink.js'
 
 export type LogFormat = 'text' | 'json' | 'off'
@@ -66,15 +66,30 @@ export function logServer(server: SseServer, log: Log, publishes: boolean): () =
     const { filter: _filter, ...target } = p.target
     log('publish', { id: p.id, event: p.event, ...target, delivered: p.delivered, bytes: p.bytes })
   }
+  const onHookFailure = hookFailureLog(log)
   server.on('connect', onConnect)
   server.on('disconnect', onDisconnect)
   server.on('error-reply', onErrorReply)
+  server.on('hook-failure', onHookFailure)
   if (publishes) server.on('publish', onPublish)
   return () => {
     server.off('connect', onConnect)
     server.off('disconnect', onDisconnect)
     server.off('error-reply', onErrorReply)
+    server.off('hook-failure', onHookFailure)
     server.off('publish', onPublish)
+  }
+}
+
+/**
+ * The application in the loop failing: `auth-url-failed` (the request got a 503), `webhook-failed`
+ * (given up), `webhook-unsent` (still owed at stop: enough to send it by hand), `presence-failed`.
+ */
+export function hookFailureLog(log: Log): (f: HookFailure) => void {
+  return (f) => {
+    if (f.hook !== 'webhook') return log(`${f.hook}-failed`, { reason: f.reason })
+    const c = f.change
+    log(`webhook-${f.outcome}`, { id: c.id, type: c.type, user: c.user ?? undefined, channel: c.channel ?? undefined, at: c.at, reason: f.reason })
   }
 }
 

@@ -56,7 +56,31 @@ export function optionsFrom(p: Args): SseServerOptions {
   if (redis !== undefined && !/^rediss?:\/\/\S+$/.test(redis)) throw new UsageError('--redis must be a redis:// or rediss:// URL')
   set('redis', redis)
   set('redisPrefix', p.last('redis-prefix'))
+  Object.assign(opts, appFrom(p))
   return opts
+}
+
+/** --auth-url, and --webhook with its secret and grace window. */
+function appFrom(p: Args): Pick<SseServerOptions, 'authUrl' | 'webhook'> {
+  const out: Pick<SseServerOptions, 'authUrl' | 'webhook'> = {}
+  const url = (flag: string): string | undefined => {
+    const v = p.last(flag)
+    if (v !== undefined && !(/^https?:\/\/\S+$/.test(v) && URL.canParse(v))) throw new UsageError(`--${flag} must be an http:// or https:// URL`)
+    return v
+  }
+  const authUrl = url('auth-url')
+  if (authUrl !== undefined) out.authUrl = authUrl
+  const webhook = url('webhook')
+  const graceMs = p.wholeNumber('webhook-grace')
+  if (webhook === undefined) {
+    if (p.has('webhook-secret') || graceMs !== undefined) throw new UsageError('--webhook-secret and --webhook-grace go with --webhook')
+    return out
+  }
+  const secret = p.last('webhook-secret')
+  // Required: an unsigned webhook is one anybody could forge. Not checked for length: it is the receiver's to choose.
+  if (secret === undefined || secret === '') throw new UsageError('--webhook needs --webhook-secret (keep it in RAWSSE_WEBHOOK_SECRET or the --config file)')
+  out.webhook = graceMs === undefined ? { url: webhook, secret } : { url: webhook, secret, graceMs }
+  return out
 }
 
 /** Who may connect: --token, --publish-token and the --users file (read now, and again on SIGHUP). */

@@ -14,8 +14,9 @@ import { RedisBus } from '../server/bus/redis/redis-bus.js'
 import * as L from '../server/limits.js'
 import { resolveSettings, type Settings, type SseServerOptions } from '../server/options.js'
 import { timeTick } from '../server/publish-rules.js'
+import { Webhooks } from '../server/webhooks/webhooks.js'
 import type { Args } from './args.js'
-import { logServer, type Log } from './log.js'
+import { hookFailureLog, logServer, type Log } from './log.js'
 import { busWatcher, exitWhen, logFrom, makeServer, optionsFrom, packageVersion, reload, startConsole, startupLines, type ConsoleTarget } from './serve.js'
 
 /** A worker's place in the cluster: a replacement takes the slot (and name) of the one that died. */
@@ -43,6 +44,8 @@ class PrimaryRun {
   private readonly token: string | null
   private readonly log: Log
   private readonly redis: RedisBus | undefined
+  /** With --webhook: the primary tells the machine's presence changes (with --redis, the cluster's, with the other nodes). */
+  private webhooks: Webhooks | null = null
   private readonly slots = new Map<number, Slot>()
   private announced = false
   private stopping = false
@@ -64,11 +67,19 @@ class PrimaryRun {
     this.primary = new ClusterPrimary({ history: s.history, historyBytes: s.historyBytes, lastEventId: s.lastEventId, maxEventBytes: s.maxEventBytes }, this.redis)
   }
 
-  /** Redis's history first, when there is one (before any worker gets it); then the workers. */
+  /** Redis's history first, when there is one (before any worker gets it); the webhooks; then the workers. */
   async start(): Promise<void> {
     if (this.redis !== undefined) {
       this.redis.watch(busWatcher(this.p, this.log))
       await this.redis.start()
+    }
+    const webhook = this.settings.webhook
+    if (webhook !== null) {
+      const counts = (this.primary.metrics.webhooks = { sent: 0, retried: 0, failed: 0 })
+      const presence = this.primary.presence
+      const feed = this.redis?.presenceFeed ?? { watch: presence.watch.bind(presence), forEachPresent: presence.forEachPresent.bind(presence), claims: () => null }
+      this.webhooks = new Webhooks({ feed, graceMs: this.settings.presenceGraceMs, webhook, counts, told: () => {}, failed: hookFailureLog(this.log) })
+      void this.webhooks.start()
     }
     for (let slot = 1; slot <= this.count; slot++) this.fork(slot)
   }
@@ -141,11 +152,14 @@ class PrimaryRun {
     this.stopping = true
     if (this.ticker !== null) clearInterval(this.ticker)
     this.log('stop', { streams: this.primary.presence.size })
+    // Before the workers' streams close (that is the cluster stopping, no change to tell); what is owed is tried once more meanwhile.
+    const told = this.webhooks?.stop()
     this.primary.tellAll({ t: 'stop' })
     // Leaving Redis may fail (it is away): the workers stopped all the same, so the exit is still 0.
     this.closing = Promise.resolve()
       .then(() => this.primary.bus.close())
       .catch((err: Error) => process.emitWarning(`rawsse: leaving the bus failed: ${err.message}`))
+      .then(() => told)
     // Exit 0 within the contract's 5 s even if a worker will not finish; the workers' own grace
     // is the same, so a straggler is ended here a little before it.
     setTimeout(() => {

@@ -1,9 +1,11 @@
 // What SseServer tells its listeners: the events and their payloads (`connect`, `disconnect`,
-// and, only while someone listens, `error-reply` and `publish`, which feed the logs).
+// `presence`, and, only while someone listens, `error-reply`, `publish` and `hook-failure`, which feed the logs).
 
 import type { DropReason } from './metrics.js'
 import type { ClientView } from './fanout/stream.js'
 import type { Target } from './fanout/target.js'
+import type { PresenceChange } from './webhooks/change.js'
+import type { HookFailure } from './webhooks/webhooks.js'
 
 /** An answer with a status of 400 or more: what a log line says about it. */
 export interface ErrorReply {
@@ -34,4 +36,12 @@ export interface SseServerEvents {
   publish: [event: PublishedEvent]
   /** A cluster's bus (Redis) stopped answering (`down`, with why) or answers again (`up`). */
   bus: [state: 'up' | 'down', detail: string]
+  /**
+   * A user's first stream or last, a channel's, after the grace window, once for the cluster (on
+   * the process that tells it): what a webhook's body holds. Told only to listeners attached
+   * before listen(), or with `webhook` set.
+   */
+  presence: [change: PresenceChange]
+  /** --auth-url did not answer right (the request got a 503), or a webhook was given up or left unsent at stop. */
+  'hook-failure': [failure: HookFailure]
 }

@@ -99,3 +99,24 @@ export const TICKET_DEFAULT_TTL_S = 30 // a ticket asked for with no `ttlSeconds
 export const TICKET_MAX_TTL_S = 300 // `ttlSeconds` over this: 400
 export const MAX_LIVE_TICKETS = 100_000 // tickets issued and neither spent nor expired; one more: 503 with Retry-After
 export const TICKET_SWEEP_MS = 1_000 // expired tickets are swept at most this often (and whenever the store is full)
+
+// --- the application in the loop: --auth-url and --webhook (CONTRACT "The server asks and tells the application") ---
+export const AUTH_URL_TIMEOUT_MS = AUTHENTICATE_TIMEOUT_MS // the application's whole answer (head and body) not in within this: 503 with Retry-After
+export const AUTH_URL_MAX_ANSWER_BYTES = 64 * 1024 // a longer answer body: 503 and a log line, never buffered whole
+export const AUTH_URL_CACHE_ENTRIES = 10_000 // `200`s remembered (by their credential's digest, for their max-age); past it the least recently used go first
+export const AUTH_URL_MAX_AGE_S = 24 * 3600 // a longer `max-age` is remembered this long
+export const AUTH_URL_MAX_ASKING = 1_024 // different credentials asked at once; one more: 503 at once (the same credential waits for the question under way)
+export const AUTH_URL_SWEEP_MS = 1_000 // remembered answers past their max-age are forgotten at least this often (and never used past it)
+export const AUTH_URL_LOG_EVERY_MS = 1_000 // the application failing: at most one log line this often, with the count of those not written
+export const APP_MAX_SOCKETS = 32 // connections to the --auth-url application (keep-alive), and as many to the webhook receiver: a storm waits in line for them
+export const DEFAULT_WEBHOOK_GRACE_MS = 5_000 // --webhook-grace: a change undone within this (a reconnection) is not told
+export const WEBHOOK_TIMEOUT_MS = 10_000 // a receiver that has not answered (head and body) within this: no answer, tried again later
+export const WEBHOOK_FIRST_RETRY_MS = 1_000 // a webhook not taken is tried again after 1 s, doubling…
+export const WEBHOOK_MAX_RETRY_MS = 5 * 60_000 // …up to 5 min between tries…
+export const WEBHOOK_GIVE_UP_MS = 24 * 3600_000 // …and given up 24 h after it was told (counted in `failed`)
+export const WEBHOOK_MAX_OWED = 100_000 // webhooks waiting to be taken (about 0.5 KB each); one more is given up at once (counted in `failed`, logged)
+export const WEBHOOK_SWEEP_MS = 250 // webhooks waiting for their next try are looked at this often
+export const WEBHOOK_STOP_MS = 3_000 // stop(): what is owed is tried once more within this (inside the 5 s stop), then what is left is logged
+export const WEBHOOK_CLAIM_BACKSTOP_MS = REDIS_PRESENCE_TTL_MS + REDIS_PRESENCE_MS // a Redis node claims a change another node should have told, this long after it would have (that node may have died)
+export const WEBHOOK_CLAIM_RETRY_MS = 1_000 // a claim Redis did not answer is made again this often, while the change still stands
+export const WEBHOOK_TOMBSTONE_MS = 60_000 // a told `offline`/`vacated` is remembered this long in Redis, so that a node a moment behind cannot tell an older `online` after it

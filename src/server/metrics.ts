@@ -24,6 +24,15 @@ export interface Stats {
   connections: { open: number; shed: number; refused: number; reset: number }
   uptimeSeconds: number
   rssBytes: number
+  /** With `--webhook` only: webhooks taken by the receiver, tries to be made again, given up. */
+  webhooks?: WebhookCounts
+}
+
+/** `/stats` `webhooks`. */
+export interface WebhookCounts {
+  sent: number
+  retried: number
+  failed: number
 }
 
 export class Metrics {
@@ -36,10 +45,12 @@ export class Metrics {
   /** Connections closed with a reset, their unsent bytes dropped (close.ts closeSocket). */
   reset = 0
   readonly drops: Record<DropReason, number> = { buffer: 0, stall: 0, admin: 0, shutdown: 0, revoked: 0 }
+  /** Counted by the webhook sender, in the process that tells presence changes; null: no `--webhook` here. */
+  webhooks: WebhookCounts | null = null
   private readonly startedAt = process.hrtime.bigint()
 
   snapshot(clients: number, channels: Record<string, number>, history: Stats['history'], open: number): Stats {
-    return {
+    const stats: Stats = {
       clients,
       channels,
       published: this.published,
@@ -51,6 +62,8 @@ export class Metrics {
       uptimeSeconds: Math.floor(Number(process.hrtime.bigint() - this.startedAt) / 1e9),
       rssBytes: process.memoryUsage.rss(),
     }
+    if (this.webhooks !== null) stats.webhooks = { ...this.webhooks }
+    return stats
   }
 }
 
@@ -63,7 +76,7 @@ export function sumStats(parts: readonly Stats[], own: Pick<Stats, 'published' |
   const drops = Object.fromEntries(DROP_REASONS.map((r) => [r, sum((s) => s.drops[r])])) as Stats['drops']
   const channels: Record<string, number> = {}
   for (const s of parts) for (const [ch, n] of Object.entries(s.channels)) channels[ch] = (channels[ch] ?? 0) + n
-  return {
+  const out: Stats = {
     clients: sum((s) => s.clients),
     channels,
     published: own.published,
@@ -80,6 +93,11 @@ export function sumStats(parts: readonly Stats[], own: Pick<Stats, 'published' |
     uptimeSeconds: own.uptimeSeconds,
     rssBytes: sum((s) => s.rssBytes),
   }
+  // Told by one process of the cluster (or one per Redis node): there when any node has it.
+  if (parts.some((s) => s.webhooks !== undefined)) {
+    out.webhooks = { sent: sum((s) => s.webhooks?.sent ?? 0), retried: sum((s) => s.webhooks?.retried ?? 0), failed: sum((s) => s.webhooks?.failed ?? 0) }
+  }
+  return out
 }
 
 /** A cluster's /stats: the totals, and each process's own figures. */
@@ -104,7 +122,13 @@ const METRICS: ReadonlyArray<[string, 'gauge' | 'counter', string, (s: Stats) =>
   ['rawsse_connections_reset_total', 'counter', 'Connections closed with a reset, dropping bytes the client had not taken.', (s) => [['', s.connections.reset]]],
   ['rawsse_uptime_seconds', 'gauge', 'Seconds since the server started.', (s) => [['', s.uptimeSeconds]]],
   ['process_resident_memory_bytes', 'gauge', 'Resident memory size in bytes.', (s) => [['', s.rssBytes]]],
+  ['rawsse_webhooks_sent_total', 'counter', 'Webhooks the receiver took.', (s) => (s.webhooks === undefined ? [] : [['', s.webhooks.sent]])],
+  ['rawsse_webhooks_retried_total', 'counter', 'Webhook tries that failed and will be made again.', (s) => (s.webhooks === undefined ? [] : [['', s.webhooks.retried]])],
+  ['rawsse_webhooks_failed_total', 'counter', 'Webhooks given up.', (s) => (s.webhooks === undefined ? [] : [['', s.webhooks.failed]])],
 ]
+
+/** Metrics that only some processes have (`--webhook`): left out when no process has a sample. */
+const OPTIONAL = new Set(['rawsse_webhooks_sent_total', 'rawsse_webhooks_retried_total', 'rawsse_webhooks_failed_total'])
 
 /**
  * Prometheus text exposition format 0.0.4: `# HELP`, `# TYPE`, then samples. A cluster's carry
@@ -114,8 +138,12 @@ export function prometheusText(s: Stats | ClusterStats): string {
   const lines: string[] = []
   const parts: Array<[string, Stats]> = 'nodes' in s ? s.nodes.map((n) => [`node="${escapeLabel(n.node)}"`, n]) : [['', s]]
   for (const [name, type, help, samples] of METRICS) {
+    let from = parts
+    // A `--workers` primary tells the webhooks and is no `nodes` entry: its figures are in the totals only.
+    if (OPTIONAL.has(name) && parts.every(([, stats]) => samples(stats).length === 0)) from = [['', s]]
+    if (OPTIONAL.has(name) && samples(s).length === 0 && from !== parts) continue
     lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`)
-    for (const [node, stats] of parts) {
+    for (const [node, stats] of from) {
       for (const [labels, value] of samples(stats)) {
         const all = [node, labels].filter((l) => l !== '').join(',')
         lines.push(`${name}${all === '' ? '' : `{${all}}`} ${value}`)

@@ -8,6 +8,7 @@ import { DEFAULT_RETRY_MS } from '../wire.js'
 import type { Authenticate, UserEntry } from './auth.js'
 import type { Bus } from './bus/bus.js'
 import * as L from './limits.js'
+import type { WebhookOptions } from './webhooks/webhooks.js'
 
 export interface SseServerOptions {
   /** Default 6500; 0 picks a free port. */
@@ -78,6 +79,14 @@ export interface SseServerOptions {
   redisPrefix?: string
   /** Serve HTTPS: a certificate chain and its private key (PEM). `reloadTls()` replaces them while running. */
   tls?: TlsFiles
+  /**
+   * Ask the application who a request is (docs/hooks.md): `GET` this `http://` or `https://` URL
+   * with the request's `Authorization`, `Cookie` and `X-Rawsse-Channels`, for a credential nothing
+   * else knows (or a request with only a cookie).
+   */
+  authUrl?: string
+  /** Tell the application of presence changes (docs/hooks.md): POST them, signed, to `url`. */
+  webhook?: WebhookOptions
 }
 
 /** A certificate chain and its key, PEM. */
@@ -109,6 +118,12 @@ export interface Settings {
   readonly publicDir: string | null
   /** The id before the first server-assigned one. */
   readonly lastEventId: number
+  /** Where and how presence changes are POSTed; null: they are not (the `presence` event still tells them). */
+  readonly webhook: { url: URL; secret: string } | null
+  /** The grace window of presence changes (webhooks and the `presence` event). */
+  readonly presenceGraceMs: number
+  /** The application that says who a request is; null: none. */
+  readonly authUrl: URL | null
 }
 
 // dist/server/options.js → the package root's public/.
@@ -130,6 +145,7 @@ export function resolveSettings(options: SseServerOptions): Settings {
     maxUnsentBytes: options.maxUnsentBytes ?? L.DEFAULT_MAX_UNSENT_BYTES,
     maxEventBytes: options.maxEventBytes ?? Math.min(L.DEFAULT_MAX_EVENT_BYTES, maxBufferBytes),
     tickMs: options.tickMs ?? L.DEFAULT_TICK_MS,
+    graceMs: options.webhook?.graceMs ?? L.DEFAULT_WEBHOOK_GRACE_MS,
     headTimeoutMs: options.headTimeoutMs ?? L.HEAD_TIMEOUT_MS,
     stallTimeoutMs: options.stallTimeoutMs ?? L.STALL_TIMEOUT_MS,
     sendTimeoutMs: options.sendTimeoutMs ?? L.SEND_TIMEOUT_MS,
@@ -143,11 +159,27 @@ export function resolveSettings(options: SseServerOptions): Settings {
   if (!/^[\x20-\x7e\t]*$/.test(corsOrigin)) throw new RangeError('corsOrigin must be a valid header value (no CR, LF or control bytes)')
   const lastEventId = (options.firstEventId ?? Date.now() * 1000 + 1) - 1
   if (!Number.isSafeInteger(lastEventId) || lastEventId < 0) throw new RangeError('firstEventId must be a whole number >= 1')
+  const { graceMs, ...rest } = numbers
   return {
-    ...numbers,
+    ...rest,
     host: options.host ?? L.DEFAULT_HOST,
     corsOrigin,
     publicDir: options.publicDir === undefined ? PACKAGE_PUBLIC : options.publicDir,
     lastEventId,
+    webhook: options.webhook === undefined ? null : { url: appUrl('webhook.url', options.webhook.url), secret: webhookSecret(options.webhook.secret) },
+    presenceGraceMs: graceMs,
+    authUrl: options.authUrl === undefined ? null : appUrl('authUrl', options.authUrl),
   }
+}
+
+/** An application's URL: http or https (a user and password in it are sent as Basic credentials; never logged). */
+function appUrl(name: string, value: unknown): URL {
+  const url = typeof value === 'string' && URL.canParse(value) ? new URL(value) : null
+  if (url === null || (url.protocol !== 'http:' && url.protocol !== 'https:')) throw new RangeError(`${name} must be an http:// or https:// URL`)
+  return url
+}
+
+function webhookSecret(value: unknown): string {
+  if (typeof value !== 'string' || value === '') throw new RangeError('webhook.secret must be a non-empty string: it signs every webhook')
+  return value
 }

@@ -31,6 +31,7 @@ import { Subscriptions } from './subscriptions.js'
 import { TurnGate } from './http/turn-gate.js'
 import { dropOldestAnswers } from './http/unsent.js'
 import type { Target } from './fanout/target.js'
+import { serverWebhooks, type Webhooks } from './webhooks/webhooks.js'
 
 export type { SseServerOptions } from './options.js'
 
@@ -60,6 +61,8 @@ export class SseServer extends EventEmitter<SseServerEvents> {
   private lastEventId: number
   private stopping: Promise<void> | null = null
   private tlsFiles: TlsFiles | null
+  /** Presence changes told (webhooks, the `presence` event), by this process; null: none here. */
+  private webhooks: Webhooks | null = null
 
   constructor(options: SseServerOptions = {}) {
     super()
@@ -100,6 +103,8 @@ export class SseServer extends EventEmitter<SseServerEvents> {
     const { port, host, backlog, stallTimeoutMs, heartbeatMs, tickMs } = this.settings
     // A cluster's history first: a stream must never open on a node that has not got it yet.
     await this.bus.start?.()
+    this.webhooks = serverWebhooks({ bus: this.bus, streams: this.streams, settings: this.settings, metrics: this.metrics, events: this })
+    void this.webhooks?.start()
     // allowHalfOpen: a client's FIN must not close our side before we have answered it.
     // highWaterMark 1: write() says false whenever a byte is left unsent, and 'drain' comes when
     // the socket has sent everything, which is what a Stream's own output queue waits for.
@@ -150,9 +155,11 @@ export class SseServer extends EventEmitter<SseServerEvents> {
       const grace = setTimeout(() => {
         for (const conn of this.conns) closeSocket(conn.socket, this.metrics)
       }, L.SHUTDOWN_GRACE_MS)
+      // Before the streams close: their going is the server's, not changes to tell. What is owed is tried once more meanwhile.
+      const told = this.webhooks?.stop()
       server.close(() => {
         clearTimeout(grace)
-        void Promise.resolve(this.bus.close()).then(resolve, resolve)
+        void Promise.all([this.bus.close(), told]).then(() => resolve(), resolve)
       })
       this.subscriptions.shutdown()
       for (const conn of this.conns) conn.stop()

@@ -10,6 +10,7 @@ import type { Target } from '../fanout/target.js'
 import type { Answer, Question } from './questions.js'
 import type { IdBlock } from './stream-ids.js'
 import type { StreamFacts } from './wire.js'
+import type { PresenceFeed } from '../webhooks/presence-changes.js'
 
 /** An event as every process delivers it: its final id, its target, whether history keeps it. */
 export interface BusEvent {
@@ -71,6 +72,13 @@ export interface Bus {
   readonly answersLater?: boolean
   /** `down` while the bus does not answer (a bus between machines; /healthz and /stats say so). Absent: always up. */
   readonly state?: BusState
+  /**
+   * Where this process reads the cluster's presence to tell its changes (webhooks, the `presence`
+   * event; webhooks/presence-changes.ts): absent, its own streams are the cluster's (one process);
+   * 'elsewhere', another process tells them (a `--workers` worker: its primary); else this node's
+   * view of the cluster, and how the nodes agree on who tells each change.
+   */
+  readonly presenceFeed?: PresenceFeed | 'elsewhere'
   /** Called once by the server that uses this bus. */
   attach(node: BusNode): void
   /** Join the cluster and load its retained history, before the node accepts streams (listen() waits for it). */

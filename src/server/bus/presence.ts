@@ -30,6 +30,11 @@ export class Presence<N> {
     this.counts.onEdge = fn
   }
 
+  /** Each channel and user with a stream in the cluster now. */
+  forEachPresent(fn: (kind: 'channel' | 'user', name: string) => void): void {
+    this.counts.forEachPresent(fn)
+  }
+
   /** Stream `s` is on `node`: it opened there, or (known already) its facts changed. */
   set(node: N, s: StreamFacts): void {
     const held = this.byId.get(s.id)

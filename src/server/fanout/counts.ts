@@ -44,6 +44,12 @@ export class Counts {
     return Object.fromEntries(this.channelCounts)
   }
 
+  /** Each channel and user with a stream now: where a late watcher of the edges starts from. */
+  forEachPresent(fn: (kind: 'channel' | 'user', name: string) => void): void {
+    for (const ch of this.channelCounts.keys()) fn('channel', ch)
+    for (const user of this.userCounts.keys()) fn('user', user)
+  }
+
   /**
    * Streams a target reaches when the counts alone say it (every stream, a channel, or a user;
    * `total` is every stream's count); -1 when they cannot (a client, a role, a filter, or a channel

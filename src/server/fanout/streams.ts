@@ -3,7 +3,7 @@
 // every recipient, prune the dead. Never parses.
 
 import type { Backlog } from './backlog.js'
-import { Counts } from './counts.js'
+import { Counts, type EdgeListener } from './counts.js'
 import { closeSocket, writeQueueSize } from '../http/close.js'
 import { FanOutJob, SET_MAX } from './job.js'
 import { DROP_SLICE, FANOUT_SLICE_WRITES, MAX_BACKLOG_BYTES } from '../limits.js'
@@ -99,6 +99,16 @@ export class Streams {
 
   userOnline(user: string): boolean {
     return this.counts.hasUser(user)
+  }
+
+  /** Be told each 0↔1 edge of a channel or a user of these streams (one process: its presence is the cluster's). */
+  watch(fn: EdgeListener): void {
+    this.counts.onEdge = fn
+  }
+
+  /** Each channel and user with a stream here now. */
+  forEachPresent(fn: (kind: 'channel' | 'user', name: string) => void): void {
+    this.counts.forEachPresent(fn)
   }
 
   /**

@@ -87,6 +87,12 @@ export class ClusterNodes {
     this.ownVersion++
   }
 
+  /** Every live node's name, this one's first (the others as of the last exchange). */
+  *names(): Iterable<string> {
+    yield this.name
+    yield* this.others.keys()
+  }
+
   /** This node's name as its answers carry it. */
   get self(): NodeName {
     return { node: this.name, pid: process.pid, bus: this.state() }

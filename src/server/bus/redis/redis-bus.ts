@@ -26,6 +26,8 @@ import { redisLink, within, type RedisLink } from './client.js'
 import { RedisClock } from './clock.js'
 import { ClusterNodes } from './nodes.js'
 import { EventStream, streamKeys, unavailable } from './event-stream.js'
+import { RedisClaims } from '../../webhooks/claims.js'
+import type { PresenceFeed } from '../../webhooks/presence-changes.js'
 
 export interface RedisBusSettings {
   /** `redis://[user:pass@]host:port[/db]` or `rediss://…`. */
@@ -79,6 +81,20 @@ export class RedisBus implements Bus {
 
   attach(node: BusNode): void {
     this.node = node
+  }
+
+  /**
+   * The cluster's presence as this node sees it (its own streams, the others' snapshots), and the
+   * claims by which one node tells each change (webhooks/claims.ts). Read once start() is done.
+   */
+  readonly presenceFeed: PresenceFeed = {
+    watch: (fn) => this.nodes?.presence.watch(fn),
+    forEachPresent: (fn) => this.nodes?.presence.forEachPresent(fn),
+    claims: () => {
+      const nodes = this.nodes
+      if (nodes === null) throw new Error('the Redis bus has not started')
+      return new RedisClaims(this.links[0]!, this.prefix, this.name, () => nodes.names())
+    },
   }
 
   /** `up` once Redis answers and the stream is read; `down` (with why) when it stops answering. */

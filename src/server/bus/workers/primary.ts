@@ -40,8 +40,8 @@ interface Kept extends HistoryEntry {
 export class ClusterPrimary {
   /** Every stream of every worker, by slot: the whole machine. */
   readonly presence = new Presence<number>()
-  /** Its own figures: `published` counts the events and ticks handed to the workers. */
-  private readonly metrics = new Metrics()
+  /** Its own figures: `published` counts the events and ticks handed to the workers (and `webhooks`, which it tells). */
+  readonly metrics = new Metrics()
   private readonly history: History<Kept>
   /** What the publish rules need for the primary's own publishes: the event size limit, the cluster's history. */
   private readonly limits: PublishLimits

@@ -33,6 +33,8 @@ export class WorkerBus implements Bus {
   readonly name: string
   /** A publish is answered once the primary has accepted it. */
   readonly answersLater = true
+  /** The primary sees the machine's presence, and tells its changes. */
+  readonly presenceFeed = 'elsewhere'
   /** Whether the primary's bus answers (Redis away or hung: down), as the primary last said. */
   state: BusState
   /** The primary said stop or reload (the command decides what that means). */
