@@ -8,6 +8,7 @@
 
 import { createHash, randomBytes } from 'node:crypto'
 import { jittered } from '../wire.js'
+import type { AuthUrl } from './auth-url.js'
 import { HttpError } from './http/errors.js'
 import { AUTHENTICATE_TIMEOUT_MS } from './limits.js'
 
@@ -191,6 +192,8 @@ export class Access {
     private readonly hook: Authenticate | undefined,
     /** The reconnection time: a 503 for a hook that did not answer says to come back after about this long. */
     private readonly retryMs: number,
+    /** `--auth-url`: asked last, for what nothing before it knows (auth-url.ts); null: none. */
+    private readonly app: AuthUrl | null = null,
   ) {
     // Any token list given, even an empty one, means the caller chose who may connect.
     const noAuth = !lists.tokens?.length && !lists.publishTokens?.length && lists.users === undefined && hook === undefined
@@ -199,7 +202,8 @@ export class Access {
   }
 
   /**
-   * The table first; the hook (which sees the request) only for tokens it lacks. A static token,
+   * The table first; the hook (which sees the request) only for tokens it lacks; then --auth-url
+   * (askApp) for what neither knows. A static token,
    * or a hook that answers at once, is answered now; a hook's promise is waited for at most
    * AUTHENTICATE_TIMEOUT_MS, then rejects with a 503 (the request is refused, not held: a hook
    * that never answers must not hold a connection for ever). Throws, or rejects, what the hook does
@@ -207,9 +211,20 @@ export class Access {
    */
   authenticate(token: string, request: () => AuthRequest): AuthUser | null | Promise<AuthUser | null> {
     const known = this.table.lookup(token)
-    if (known !== null || this.hook === undefined) return known
+    if (known !== null) return known
+    if (this.hook === undefined) return this.askApp(token, request)
     const who = this.hook(token, request())
-    return isThenable(who) ? this.bounded(who) : who
+    if (isThenable(who)) return this.bounded(who).then((w) => w ?? this.askApp(token, request))
+    return who ?? this.askApp(token, request)
+  }
+
+  /**
+   * The last of the chain (CONTRACT `--auth-url`): the application, for a token nobody before it
+   * knew, or (`token` null) a request that carries no token but a Cookie or an Authorization that
+   * is not Bearer. Null without --auth-url. Throws (or rejects) HttpError 403 or 503.
+   */
+  askApp(token: string | null, request: () => AuthRequest): AuthUser | null | Promise<AuthUser | null> {
+    return this.app === null ? null : this.app.ask(token, request())
   }
 
   /** A hook's later answer, or a 503 once AUTHENTICATE_TIMEOUT_MS has passed (its answer is then dropped, a rejection included). */

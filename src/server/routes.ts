@@ -27,6 +27,11 @@ export interface RouteContext {
    */
   authenticate(token: string, req: RequestHead, peer: Peer): AuthUser | null | Promise<AuthUser | null>
   /**
+   * A request with no token: who `--auth-url` says it is when it carries a Cookie or an
+   * Authorization that is not Bearer (auth.ts askApp); null without --auth-url, or with neither.
+   */
+  withoutToken(req: RequestHead, peer: Peer): AuthUser | null | Promise<AuthUser | null>
+  /**
    * Publish through the bus, by the publish rules (publish-rules.ts): the event's id and the
    * streams it reached, now or once the cluster accepted it. Throws (or rejects) an HttpError: 400,
    * 404 `offline` for a user or client connected nowhere, 409, 413, 503.
@@ -127,7 +132,7 @@ function openStream(req: RequestHead, ctx: RouteContext, peer: Peer): Outcome | 
   } catch {
     throw new HttpError(400, 'malformed percent-encoding in path')
   }
-  const who = token === null || raw.includes('/') ? null : ctx.authenticate(token, req, peer)
+  const who = raw.includes('/') ? null : token === null ? ctx.withoutToken(req, peer) : ctx.authenticate(token, req, peer)
   return who instanceof Promise ? who.then((w) => streamFor(w, req, ctx)) : streamFor(who, req, ctx)
 }
 
@@ -285,7 +290,7 @@ function bearer(req: RequestHead, ctx: RouteContext, peer: Peer): AuthUser | nul
   let who = bearers.get(req)
   if (who === undefined) {
     const token = bearerToken(req.headers.authorization)
-    who = token === null ? null : ctx.authenticate(token, req, peer)
+    who = token === null ? ctx.withoutToken(req, peer) : ctx.authenticate(token, req, peer)
     if (who instanceof Promise) who = who.then((w) => (bearers.set(req, w), w))
     bearers.set(req, who)
   }

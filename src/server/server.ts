@@ -6,7 +6,7 @@
 import { EventEmitter } from 'node:events'
 import * as net from 'node:net'
 import * as tls from 'node:tls'
-import { Access, type TokenLists } from './auth.js'
+import { Access, type AuthRequest, type TokenLists } from './auth.js'
 import type { SseServerEvents } from './events.js'
 import type { Accepted, Bus, BusNode } from './bus/bus.js'
 import { LocalBus } from './bus/local.js'
@@ -20,7 +20,8 @@ import * as L from './limits.js'
 import { Metrics, type Stats } from './metrics.js'
 import { resolveSettings, type Settings, type SseServerOptions, type TlsFiles } from './options.js'
 import { admit, timeTick, type PublishLimits, type Publisher } from './publish-rules.js'
-import { beforeBody, route, type RouteContext } from './routes.js'
+import { beforeBody, route, type Peer, type RouteContext } from './routes.js'
+import type { RequestHead } from './http/head.js'
 import type { SseMessage } from './fanout/sse-encode.js'
 import { StaticFiles } from './http/static.js'
 import type { ClientView } from './fanout/stream.js'
@@ -31,7 +32,8 @@ import { Subscriptions } from './subscriptions.js'
 import { TurnGate } from './http/turn-gate.js'
 import { dropOldestAnswers } from './http/unsent.js'
 import type { Target } from './fanout/target.js'
-import { serverWebhooks, type Webhooks } from './webhooks/webhooks.js'
+import { serverWebhooks, hookFailed, type Webhooks } from './webhooks/webhooks.js'
+import { asksWithoutToken, AuthUrl } from './auth-url.js'
 
 export type { SseServerOptions } from './options.js'
 
@@ -41,6 +43,7 @@ export class SseServer extends EventEmitter<SseServerEvents> {
   /** The token generated when no token, user or authenticate hook was given; it has every role. */
   readonly generatedToken: string | null
   private readonly access: Access
+  private readonly authUrl: AuthUrl | null
   private readonly settings: Settings
   private readonly statics: StaticFiles | null
   private readonly bus: Bus
@@ -75,7 +78,9 @@ export class SseServer extends EventEmitter<SseServerEvents> {
         throw new RangeError(`tls: ${(err as Error).message}`)
       }
     }
-    this.access = new Access(options, options.authenticate, this.settings.retryMs)
+    const app = this.settings.authUrl === null ? null : new AuthUrl(this.settings.authUrl, this.settings.retryMs, (reason) => hookFailed(this, { hook: 'auth-url', reason }))
+    this.access = new Access(options, options.authenticate, this.settings.retryMs, app)
+    this.authUrl = app
     this.generatedToken = this.access.generatedToken
     this.lastEventId = this.settings.lastEventId
     this.statics = this.settings.publicDir === null ? null : new StaticFiles(this.settings.publicDir)
@@ -157,6 +162,7 @@ export class SseServer extends EventEmitter<SseServerEvents> {
       }, L.SHUTDOWN_GRACE_MS)
       // Before the streams close: their going is the server's, not changes to tell. What is owed is tried once more meanwhile.
       const told = this.webhooks?.stop()
+      this.authUrl?.close()
       server.close(() => {
         clearTimeout(grace)
         void Promise.all([this.bus.close(), told]).then(() => resolve(), resolve)
@@ -347,8 +353,8 @@ export class SseServer extends EventEmitter<SseServerEvents> {
     const server = this
     const streams = this.streams
     return {
-      authenticate: (token, req, peer) =>
-        this.access.authenticate(token, () => ({ method: req.method, path: req.path, headers: req.headers, remoteAddress: peer.remoteAddress, query: req.query })),
+      authenticate: (token, req, peer) => this.access.authenticate(token, () => authRequest(req, peer)),
+      withoutToken: (req, peer) => (asksWithoutToken(req.method, req.headers, this.settings.corsOrigin) ? this.access.askApp(null, () => authRequest(req, peer)) : null),
       publish: (message, target) => this.submit(message, target, 'request'),
       catchUp: (lastEventId) => (lastEventId === '0' || this.history.has(lastEventId) || this.bus.catchUp === undefined ? null : this.bus.catchUp()),
       closeClient: (id) => this.bus.ask({ q: 'close-client', id }),
@@ -371,3 +377,8 @@ export class SseServer extends EventEmitter<SseServerEvents> {
 }
 
 const PUBLISH_ASYNC = 'this server is one process of a cluster: use publishAsync()'
+
+/** What the `authenticate` hook and --auth-url see of a request. */
+function authRequest(req: RequestHead, peer: Peer): AuthRequest {
+  return { method: req.method, path: req.path, headers: req.headers, remoteAddress: peer.remoteAddress, query: req.query }
+}
