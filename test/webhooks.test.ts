@@ -171,3 +171,27 @@ t.test('the library refuses a bad webhook or auth URL, and an empty secret', asy
   t.throws(() => new SseServer({ webhook: { url: 'http://x/', secret: 's', graceMs: -1 } }), { name: 'RangeError', message: /graceMs/ })
   t.throws(() => new SseServer({ authUrl: 'nope' }), { name: 'RangeError', message: /authUrl must be an http/ })
 })
+
+t.test('the sender: a 4xx is refused at once, a receiver down is given up after its time, each counted and reported', async (t) => {
+  const { WebhookSender } = await import('../src/server/webhooks/sender.js')
+  const { makeChange } = await import('../src/server/webhooks/change.js')
+  const app = await startApp(t, (q) => ({ status: (JSON.parse(q.body) as PresenceChange).user === 'refused' ? 404 : 503 }))
+  const counts = { sent: 0, retried: 0, failed: 0 }
+  const reports: Array<{ outcome: string; reason: string; user: string | null }> = []
+  const times = { firstRetryMs: 100, maxRetryMs: 200, giveUpMs: 1000, timeoutMs: 1000, stopMs: 500 }
+  const sender = new WebhookSender(new URL(app.url), SECRET, counts, (f) => reports.push({ outcome: f.outcome, reason: f.reason, user: f.change.user }), times)
+  sender.send('u:refused', makeChange('u:refused', true, Date.now()))
+  sender.send('u:down', makeChange('u:down', true, Date.now()))
+  sender.send('u:down', makeChange('u:down', false, Date.now()))
+  await until(() => reports.length >= 3, () => `3 reports; got ${JSON.stringify(reports)}`, 10_000)
+  t.match(reports[0], { outcome: 'failed', reason: 'answered 404', user: 'refused' }, 'a 404: given up at once')
+  t.match(reports[1], { outcome: 'failed', reason: /answered 503; given up/, user: 'down' }, 'a receiver that keeps failing: given up after its time')
+  t.match(reports[2], { outcome: 'failed', user: 'down' }, 'then the next of the same key, which waited behind it')
+  t.equal(counts.failed, 3)
+  t.ok(counts.retried >= 4, `retried in between (${counts.retried})`)
+  t.equal(sender.size, 0, 'nothing owed')
+  const tried = app.requests.filter((q) => (JSON.parse(q.body) as PresenceChange).user === 'down')
+  const firstOfSecond = tried.findIndex((q) => (JSON.parse(q.body) as PresenceChange).type === 'user.offline')
+  t.ok(tried.slice(0, firstOfSecond).every((q) => (JSON.parse(q.body) as PresenceChange).type === 'user.online'), 'the offline was not tried before the online was given up')
+  await sender.stop()
+})

@@ -34,8 +34,6 @@ export class AuthUrl {
   private sweeper: NodeJS.Timeout | null = null
   private lastLog = -Infinity
   private unlogged = 0
-  /** Questions sent (a test's and the bench's count of what reached the application). */
-  asked = 0
 
   constructor(
     url: URL,
@@ -73,7 +71,6 @@ export class AuthUrl {
     const headers: Record<string, string> = { accept: 'application/json', 'user-agent': 'rawsse', 'x-rawsse-channels': channels }
     if (authorization !== undefined) headers.authorization = authorization
     if (cookie !== undefined) headers.cookie = cookie
-    this.asked++
     const answer = this.client
       .request({ method: 'GET', headers, timeoutMs: L.AUTH_URL_TIMEOUT_MS, maxBytes: L.AUTH_URL_MAX_ANSWER_BYTES })
       .then(

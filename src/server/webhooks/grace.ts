@@ -58,10 +58,6 @@ export class Grace {
     return this.pending.has(key)
   }
 
-  get pendingCount(): number {
-    return this.pending.size
-  }
-
   /** Forget everything: nothing more is told. */
   stop(): void {
     if (this.timer !== null) clearTimeout(this.timer)

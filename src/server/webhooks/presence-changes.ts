@@ -100,11 +100,6 @@ export class PresenceTeller {
     if (this.sweeper !== null) clearInterval(this.sweeper)
   }
 
-  /** Changes waiting for the end of their grace window (for a test's budget). */
-  get pending(): number {
-    return this.grace.pendingCount
-  }
-
   /** A change that stood for the grace window. */
   private due(key: string, present: boolean, atMs: number): void {
     const claims = this.claims

@@ -60,11 +60,6 @@ export class Webhooks {
     return this.teller.start()
   }
 
-  /** Changes inside their grace window, and webhooks owed (for tests and bench). */
-  get backlog(): { pending: number; owed: number } {
-    return { pending: this.teller.pending, owed: this.sender?.size ?? 0 }
-  }
-
   /** Nothing more is told; what is owed is tried once more (at most WEBHOOK_STOP_MS), the rest reported. */
   stop(): Promise<void> {
     this.teller.stop()
