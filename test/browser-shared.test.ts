@@ -84,8 +84,11 @@ async function handoff(t: Test, how: 'close' | 'crash'): Promise<void> {
   if (how === 'close') {
     await leader.page.close()
   } else {
+    const crashed = new Promise<void>((resolve) => leader.page.once('crash', () => resolve()))
     const cdp = await leader.page.context().newCDPSession(leader.page)
     void cdp.send('Page.crash').catch(() => {})
+    await crashed
+    t.pass('the leading tab\'s renderer crashed')
   }
   const handoffMs = (await reconnected) - from
   t.ok(handoffMs < 2000, `a new leader's stream within 2 s (${handoffMs} ms)`)
