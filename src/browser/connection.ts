@@ -35,11 +35,13 @@ export interface StreamOptions {
   credentials: RequestCredentials | undefined
 }
 
-// Answers that are worth another try later: overload, a proxy's bad moment. Any other refusal
-// (403, 404, 204, a body that is not an event stream) is final, as it is for EventSource.
+// Answers worth another try later: overload, a proxy's bad moment. Any other refusal (403, 404,
+// 204, a body that is not an event stream) is final, as it is for EventSource.
 const RETRY_STATUS = /^(408|429|5\d\d)$/
 /** The longest base a backoff step may have, so that with its jitter it stays within MAX_BACKOFF_MS. */
 const MAX_BACKOFF_BASE_MS = (MAX_BACKOFF_MS * 2) / 3
+/** The stream route's path: a live channel change goes to /clients/ID/channels beside it. */
+const EVENTS_PATH = /\/events(\/[^/]*)?$/
 
 export class Stream {
   readyState: ReadyState = CONNECTING
@@ -53,21 +55,19 @@ export class Stream {
   private gen = 0
   private abort: AbortController | null = null
   private timer: ReturnType<typeof setTimeout> | undefined
-  /** From the last `ready`: the stream's id and key, which live channel changes need. */
-  private client: number | null = null
-  private key: string | null = null
+  /** From the last `ready`: the stream's id and key, which a live channel change needs. */
+  private client: unknown
+  private key: unknown
   /** The channels were changed by reconnecting: the next `ready` is also told as `channels`. */
   private announce = false
 
-  private sink: StreamSink = { open: ignore, event: ignore, error: ignore }
-
-  constructor(private readonly o: StreamOptions) {
+  /** Connects at once. */
+  constructor(
+    private readonly o: StreamOptions,
+    private readonly sink: StreamSink,
+  ) {
     this.lastEventId = o.lastEventId
     this.channels = o.channels
-  }
-
-  start(sink: StreamSink): void {
-    this.sink = sink
     void this.connect()
   }
 
@@ -76,7 +76,6 @@ export class Stream {
     this.readyState = CLOSED
     clearTimeout(this.timer)
     this.abort?.abort()
-    this.abort = null
   }
 
   /**
@@ -89,28 +88,15 @@ export class Stream {
     const remove = this.channels.filter((c) => !next.includes(c))
     this.channels = next
     if (add.length + remove.length === 0 || this.readyState === CLOSED) return
-    if (await this.changeLive(add, remove)) return
+    const url = new URL(this.o.url)
+    if (typeof this.key === 'string' && this.readyState === OPEN && EVENTS_PATH.test(url.pathname)) {
+      url.pathname = url.pathname.replace(EVENTS_PATH, `/clients/${this.client}/channels`)
+      const headers = { Authorization: `Bearer ${this.key}`, 'Content-Type': 'application/json' }
+      const res = await fetch(url.origin + url.pathname, { method: 'POST', headers, body: JSON.stringify({ add, remove }), credentials: this.o.credentials }).catch(ignore)
+      if (res?.ok === true) return
+    }
     this.announce = true
     if ((this.readyState as ReadyState) !== CLOSED) void this.connect() // close() may have come during the POST
-  }
-
-  private async changeLive(add: string[], remove: string[]): Promise<boolean> {
-    const path = new URL(this.o.url)
-    const events = /\/events(\/[^/]*)?$/
-    if (this.key === null || this.client === null || this.readyState !== OPEN || !events.test(path.pathname)) return false
-    path.pathname = path.pathname.replace(events, `/clients/${this.client}/channels`)
-    path.search = ''
-    try {
-      const res = await fetch(path.href, {
-        method: 'POST',
-        headers: { Authorization: `Bearer ${this.key}`, 'Content-Type': 'application/json' },
-        body: JSON.stringify({ add, remove }),
-        credentials: this.o.credentials,
-      })
-      return res.ok
-    } catch {
-      return false
-    }
   }
 
   /** One attempt: token, fetch, then read until the stream ends; `given` is a token already fetched. */
@@ -119,20 +105,30 @@ export class Stream {
     this.abort?.abort()
     const abort = (this.abort = new AbortController())
     const gen = ++this.gen
+    const url = new URL(this.o.url)
+    for (const c of this.channels) url.searchParams.append(QUERY_CHANNEL, c)
+    const headers: Record<string, string> = { Accept: 'text/event-stream' }
+    // A header value is bytes: the id goes as its UTF-8 bytes, which is how the server reads it.
+    if (this.lastEventId !== '') headers['Last-Event-ID'] = String.fromCharCode(...new TextEncoder().encode(this.lastEventId))
     let res: Response
     try {
       const token = given ?? (typeof this.o.token === 'function' ? await this.o.token() : this.o.token)
       if (gen !== this.gen) return
-      res = await fetch(this.url(), { headers: this.headers(token), credentials: this.o.credentials, cache: 'no-store', signal: abort.signal })
+      if (token) headers.Authorization = `Bearer ${token}`
+      res = await fetch(url, { headers, credentials: this.o.credentials, cache: 'no-store', signal: abort.signal })
     } catch {
       // Refused, unreachable, aborted, or the token function failed: try again, later each time.
       if (gen === this.gen) this.retry(true)
       return
     }
-    if (gen !== this.gen) return void res.body?.cancel().catch(ignore)
-    if (res.status !== 200 || !(res.headers.get('content-type') ?? '').startsWith('text/event-stream') || res.body === null) {
+    if (gen !== this.gen) return
+    if (res.status !== 200 || !res.headers.get('content-type')?.startsWith('text/event-stream') || res.body === null) {
       void res.body?.cancel().catch(ignore)
-      return this.refused(res)
+      // A 401 with a token function: a new token at once (then as any failure). A 403 or 404: the end.
+      if (res.status === 401 && typeof this.o.token === 'function') return this.retry(true, this.failures === 0 ? 0 : undefined)
+      if (RETRY_STATUS.test(String(res.status))) return this.retry(true)
+      this.close()
+      return this.sink.error(true)
     }
     this.failures = 0
     if (this.readyState !== OPEN) {
@@ -149,100 +145,56 @@ export class Stream {
         event: (type, data, id, own) => {
           if (gen === this.gen) this.onEvent(type, data, id, own)
         },
-        retry: (ms) => {
-          this.retryMs = ms
-        },
+        retry: (ms) => (this.retryMs = ms),
       },
       this.lastEventId,
     )
     const reader = body.getReader()
     try {
-      for (;;) {
-        const { done, value } = await reader.read()
-        if (done || gen !== this.gen) break
-        parser.feed(value)
-      }
+      for (let r = await reader.read(); !r.done && gen === this.gen; r = await reader.read()) parser.feed(r.value)
     } catch {
       // The connection broke, or close() aborted it: the caller looks at `gen`.
     }
-    if (gen !== this.gen) void reader.cancel().catch(ignore)
   }
 
   private onEvent(type: string, data: string, id: string, own: boolean): void {
     this.lastEventId = id
-    if (type === EVENT_READY) this.ready(data)
+    if (type === EVENT_READY) {
+      try {
+        ;({ client: this.client, key: this.key } = JSON.parse(data) as { client?: unknown; key?: unknown })
+      } catch {
+        this.key = undefined
+      }
+    }
     this.sink.event(type, data, id, own)
     if (type === EVENT_READY && this.announce) {
       this.announce = false
       this.sink.event(EVENT_CHANNELS, JSON.stringify({ channels: this.channels }), id, false)
     }
-    if (type === EVENT_EXPIRING) void this.renew()
-  }
-
-  private ready(data: string): void {
-    try {
-      const r = JSON.parse(data) as { client?: unknown; key?: unknown }
-      this.client = typeof r.client === 'number' ? r.client : null
-      this.key = typeof r.key === 'string' ? r.key : null
-    } catch {
-      this.client = this.key = null
+    // A new token, then a new stream from the last id while this one still runs (the server
+    // replays what falls between them): the page misses nothing and sees no error. Should the
+    // function fail, this stream runs on until `expired`, and the reconnection asks again.
+    const renew = this.o.token
+    if (type === EVENT_EXPIRING && typeof renew === 'function') {
+      const gen = this.gen
+      new Promise<string>((resolve) => resolve(renew())).then((token) => {
+        if (gen === this.gen) void this.connect(token)
+      }, ignore)
     }
-  }
-
-  /**
-   * `expiring`: a new token, then a new stream from the last id while this one still runs (the
-   * server replays what falls between them), so the page misses nothing and sees no error.
-   */
-  private async renew(): Promise<void> {
-    if (typeof this.o.token !== 'function') return
-    const gen = this.gen
-    let token: string
-    try {
-      token = await this.o.token()
-    } catch {
-      return // this stream runs on until `expired`; the reconnection then asks again
-    }
-    if (gen === this.gen) void this.connect(token)
-  }
-
-  private refused(res: Response): void {
-    // A token that expired on its way: a new one at once (the first time; then as any failure).
-    if (res.status === 401 && typeof this.o.token === 'function') return this.retry(true, this.failures === 0 ? 0 : undefined)
-    if (RETRY_STATUS.test(String(res.status))) {
-      const after = Number(res.headers.get('retry-after'))
-      return this.retry(true, undefined, Number.isFinite(after) ? after * 1000 : 0)
-    }
-    this.close()
-    this.sink.error(true)
   }
 
   /**
    * Try again after the server's `retry:` with jitter; after failed attempts, twice as long each
-   * time up to MAX_BACKOFF_MS (and not before a `Retry-After`).
+   * time up to MAX_BACKOFF_MS. (A 503's Retry-After is the server's `retry:` with jitter too.)
    */
-  private retry(failed: boolean, waitMs?: number, floorMs = 0): void {
+  private retry(failed: boolean, waitMs?: number): void {
     if (failed) this.failures++
     const base = this.failures <= 1 ? this.retryMs : Math.min(this.retryMs * 2 ** (this.failures - 1), MAX_BACKOFF_BASE_MS)
-    const wait = waitMs ?? Math.max(floorMs, jittered(base))
-    this.timer = setTimeout(() => void this.connect(), wait)
+    this.timer = setTimeout(() => void this.connect(), waitMs ?? jittered(base))
     this.readyState = CONNECTING
     this.sink.error(false)
   }
-
-  private url(): string {
-    const u = new URL(this.o.url)
-    for (const c of this.channels) u.searchParams.append(QUERY_CHANNEL, c)
-    return u.href
-  }
-
-  private headers(token: string | undefined): Record<string, string> {
-    const h: Record<string, string> = { Accept: 'text/event-stream' }
-    if (token !== undefined && token !== '') h.Authorization = `Bearer ${token}`
-    // A header value is bytes: the id goes as its UTF-8 bytes, which is how the server reads it.
-    if (this.lastEventId !== '') h['Last-Event-ID'] = String.fromCharCode(...new TextEncoder().encode(this.lastEventId))
-    return h
-  }
 }
 
-/** For promises whose failure changes nothing, and sinks that want nothing. */
+/** For promises whose failure changes nothing. */
 export function ignore(): void {}

@@ -26,7 +26,7 @@ export interface LeaderHost {
 
 interface Group {
   readonly key: string
-  readonly stream: Stream
+  stream: Stream
   readonly members: Set<string>
   /** The last id relayed on this group. */
   last: string
@@ -44,8 +44,8 @@ export class Leader {
   private readonly groups = new Map<string, Group>()
   /** Tab → its group's key. */
   private readonly tabs = new Map<string, string>()
-  /** The `hi`s of the first moments, before any stream is opened; null once they are. */
-  private collecting: Hi[] | null = []
+  /** The `hi`s of the first moments, by tab, before any stream is opened; null once they are. */
+  private collecting: Map<string, Hi> | null = new Map()
   private start: ReturnType<typeof setTimeout> | undefined
   private pruning: ReturnType<typeof setInterval> | undefined
 
@@ -56,20 +56,18 @@ export class Leader {
    * tab has been heard from before, so there is nobody to wait for.
    */
   begin(alone: boolean): void {
-    this.send({ k: 'lead', from: this.id })
+    this.host.send({ k: 'lead', from: this.id })
     this.start = setTimeout(() => this.startGroups(), alone ? 0 : COLLECT_MS)
     this.pruning = setInterval(() => void this.prune(), PRUNE_MS)
   }
 
   receive(m: Message): void {
-    if (m.k !== 'hi' && m.k !== 'bye') return
-    if (this.collecting !== null) {
-      this.collecting = this.collecting.filter((h) => h.tab !== m.tab)
-      if (m.k === 'hi') this.collecting.push(m)
-    } else if (m.k === 'hi') {
-      this.join(m)
-    } else {
-      this.leave(m.tab)
+    if (m.k === 'hi') {
+      if (this.collecting === null) this.join(m)
+      else this.collecting.set(m.tab, m)
+    } else if (m.k === 'bye') {
+      if (this.collecting === null) this.leave(m.tab)
+      else this.collecting.delete(m.tab)
     }
   }
 
@@ -88,7 +86,7 @@ export class Leader {
    */
   private startGroups(): void {
     const byKey = new Map<string, Hi[]>()
-    for (const h of this.collecting ?? []) {
+    for (const h of this.collecting?.values() ?? []) {
       const key = groupKey(h.ch)
       byKey.set(key, [...(byKey.get(key) ?? []), h])
     }
@@ -139,13 +137,13 @@ export class Leader {
   private admit(g: Group, tab: string): void {
     this.tabs.set(tab, g.key)
     g.members.add(tab)
-    this.send({ k: 'in', from: this.id, to: tab, g: g.key, s: g.stream.readyState })
+    this.host.send({ k: 'in', from: this.id, to: tab, g: g.key, s: g.stream.readyState })
   }
 
   /** Group `key`'s events in the ring after place `i`, to `tab` alone (it drops those it has). */
   private replay(tab: string, key: string, i: number): void {
     if (i < -1) return
-    for (const e of this.host.ring.after(i, key)) this.send({ k: 'ev', from: this.id, to: tab, g: key, id: e.id, type: e.type, data: e.data })
+    for (const e of this.host.ring.after(i, key)) this.host.send({ k: 'ev', from: this.id, to: tab, g: key, id: e.id, type: e.type, data: e.data })
   }
 
   private leave(tab: string): void {
@@ -165,17 +163,17 @@ export class Leader {
   }
 
   private open(key: string, channels: readonly string[], from: string): Group {
-    const g: Group = { key, members: new Set(), last: from, stream: new Stream({ ...this.host.options, channels, lastEventId: from }) }
+    const g = { key, members: new Set(), last: from } as Group
+    g.stream = new Stream({ ...this.host.options, channels, lastEventId: from }, this.sink(g))
     this.groups.set(key, g)
-    g.stream.start(this.sink(g))
     return g
   }
 
   private sink(g: Group): StreamSink {
     return {
-      open: () => this.send({ k: 'st', from: this.id, g: g.key, s: g.stream.readyState }),
+      open: () => this.host.send({ k: 'st', from: this.id, g: g.key, s: g.stream.readyState }),
       error: (fatal) => {
-        this.send({ k: 'st', from: this.id, g: g.key, s: fatal ? CLOSED : CONNECTING })
+        this.host.send({ k: 'st', from: this.id, g: g.key, s: fatal ? CLOSED : CONNECTING })
         if (!fatal) return
         this.groups.delete(g.key)
         for (const tab of g.members) this.tabs.delete(tab)
@@ -186,7 +184,7 @@ export class Leader {
         const i = own && main !== undefined ? this.host.ring.indexOf(id, main.key) : -1
         if (i !== -1) return this.merge(g, i - 1)
         if (own) g.last = id
-        this.send({ k: 'ev', from: this.id, g: g.key, id: own ? id : '', type, data })
+        this.host.send({ k: 'ev', from: this.id, g: g.key, id: own ? id : '', type, data })
         // Or the group's event that a catch-up has relayed already: that tab moves here from now on.
         if (own) for (const c of this.groups.values()) if (c.joins === g && c.last === id) this.merge(c, -2)
       },
@@ -199,12 +197,9 @@ export class Leader {
     const held = new Set((await navigator.locks.query()).held?.map((l) => l.name))
     for (const tab of [...this.tabs.keys()]) if (!held.has(`${this.host.name}#${tab}`)) this.leave(tab)
   }
-
-  private send(m: Message): void {
-    this.host.send(m)
-  }
 }
 
+/** A tab's or a leader's name among the others. */
 export function randomId(): string {
-  return Math.random().toString(36).slice(2) + Date.now().toString(36)
+  return Math.random().toString(36).slice(2)
 }

@@ -60,6 +60,10 @@ export class RawSse extends EventTarget {
 
   constructor(url: string | URL, options: RawSseOptions = {}) {
     super()
+    // The on… handlers as listeners: what they throw is reported, as a listener's is, and stops nothing.
+    this.addEventListener('open', (e) => this.onopen?.call(this, e))
+    this.addEventListener('message', (e) => this.onmessage?.call(this, e))
+    this.addEventListener('error', (e) => this.onerror?.call(this, e))
     const u = new URL(url, location.href)
     this.url = u.href
     this.origin = u.origin
@@ -74,15 +78,14 @@ export class RawSse extends EventTarget {
       open: () => this.changed(OPEN),
       error: (fatal: boolean) => this.changed(fatal ? CLOSED : CONNECTING),
       state: (s: ReadyState) => this.changed(s),
-      event: (type: string, data: string, id: string) => this.emit(new MessageEvent(type, { data, lastEventId: id, origin: this.origin })),
+      event: (type: string, data: string, id: string) => this.dispatchEvent(new MessageEvent(type, { data, lastEventId: id, origin: this.origin })),
     }
     if (options.shared === true && canShare()) {
       this.src = new SharedTab(`rawsse ${this.url}`, o, sink)
     } else {
       if (options.shared === true && !toldCannotShare) console.info('rawsse: no Web Locks or BroadcastChannel (Web Locks needs https): each tab connects on its own')
       toldCannotShare = true
-      this.src = new Stream(o)
-      this.src.start(sink)
+      this.src = new Stream(o, sink)
     }
   }
 
@@ -118,12 +121,6 @@ export class RawSse extends EventTarget {
   }
 
   private changed(s: ReadyState): void {
-    this.emit(new Event(s === OPEN ? 'open' : 'error'))
-  }
-
-  private emit(e: Event): void {
-    this.dispatchEvent(e)
-    const handler = e.type === 'message' ? this.onmessage : e.type === 'open' ? this.onopen : e.type === 'error' ? this.onerror : null
-    ;(handler as ((this: RawSse, ev: Event) => unknown) | null)?.call(this, e)
+    this.dispatchEvent(new Event(s === OPEN ? 'open' : 'error'))
   }
 }

@@ -65,17 +65,16 @@ export class Ring {
 
   constructor(private readonly capacity: number) {}
 
-  /** Keep `e`; false when this group's event with this id is already kept (a replay). */
-  add(e: Relayed): boolean {
+  /** Keep `e`, unless this group's event with this id is kept already (a replay). */
+  add(e: Relayed): void {
     const key = `${e.g}\n${e.id}`
-    if (this.keys.has(key)) return false
+    if (this.keys.has(key)) return
     this.keys.add(key)
     this.items.push({ g: e.g, id: e.id, type: e.type, data: e.data })
     if (this.items.length > this.capacity) {
       const old = this.items.shift()!
       this.keys.delete(`${old.g}\n${old.id}`)
     }
-    return true
   }
 
   /** The newest place of `id` (in group `g` when given), or -1. */
@@ -87,12 +86,6 @@ export class Ring {
   /** Group `g`'s events after place `i`, oldest first. */
   after(i: number, g: string): Relayed[] {
     return this.items.slice(i + 1).filter((e) => e.g === g)
-  }
-
-  /** The id of group `g`'s newest event kept, or null. */
-  lastOf(g: string): string | null {
-    const i = this.items.map((e) => e.g).lastIndexOf(g)
-    return i === -1 ? null : this.items[i]!.id
   }
 }
 
