@@ -1,13 +1,16 @@
 // Build step of the browser wing (`npm run build`): src/browser/*.ts, from rawsse.ts and following
 // its relative imports, joined into one ES module, dist/browser/rawsse-client.js, the file that
 // GET /rawsse-client.js serves and `rawsse/browser` exports. One file, because a page imports one
-// URL; comments removed (the source keeps them), because the file is held to 16 KB as served
-// (test/browser-script.test.ts). No minifying: the file stays readable. `tsc -p src/browser` has
-// type-checked the same sources and written the types (dist/browser/modules/).
+// URL. The file is held to 16 KB as served (test/browser-script.test.ts), so what TypeScript
+// prints is kept as it is but for its comments (the source keeps them) and its indentation (a
+// statement a line, names as written: nothing is minified, and DevTools' pretty-print indents it
+// again). `tsc -p src/browser` has type-checked the same sources and written the types
+// (dist/browser/modules/).
 //
 // The modules are joined flat: their imports are dropped and their `export`s (but the entry's)
-// removed, so a name declared at the top of two modules would collide. This refuses that, and any
-// import it does not understand, rather than emit a broken file.
+// removed, so a name declared at the top of two modules would collide. This refuses that, any
+// import it does not understand, and a template literal over several lines (whose indentation is
+// its text), rather than emit a broken file.
 
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import * as path from 'node:path'
@@ -62,7 +65,13 @@ function joined(file, names) {
     if (file !== ENTRY) t = t.replace(/^export /, '')
     text += t + '\n'
   }
-  return text
+  ts.forEachChild(source, function check(node) {
+    if ((ts.isTemplateLiteralToken(node) || ts.isTemplateMiddleOrTemplateTail(node)) && node.getText().includes('\n')) {
+      throw new Error(`${file}: a template literal over several lines; its indentation would be lost`)
+    }
+    ts.forEachChild(node, check)
+  })
+  return text.replace(/^[ ]+/gm, '')
 }
 
 function declared(s) {
@@ -72,7 +81,7 @@ function declared(s) {
 }
 
 const names = new Map()
-let out = '// rawsse browser client: https://github.com/ (src/browser/, docs/client.md "In the browser"). Built by scripts/bundle-browser.mjs.\n'
+let out = '// rawsse\'s browser client, built from src/browser/ by scripts/bundle-browser.mjs. docs/client.md\n'
 for (const file of ordered(ENTRY)) out += `// ${path.relative(path.join(ROOT, 'src'), file)}\n` + joined(file, names)
 mkdirSync(path.dirname(OUT), { recursive: true })
 writeFileSync(OUT, out)

@@ -18,12 +18,10 @@ export type ReadyState = typeof CONNECTING | typeof OPEN | typeof CLOSED
 
 /** What a stream tells its owner. */
 export interface StreamSink {
-  /** Open now, after not being open: a 200 with an event stream. */
-  open(): void
+  /** OPEN: a 200 with an event stream, after not being open. CONNECTING: lost, it tries again. CLOSED: refused for good. */
+  state(s: ReadyState): void
   /** An event, as the parser dispatched it (see MessageHandler). */
   event(type: string, data: string, lastEventId: string, ownId: boolean): void
-  /** The stream is lost: `fatal`, it ends here (CLOSED); otherwise it tries again (CONNECTING). */
-  error(fatal: boolean): void
 }
 
 export interface StreamOptions {
@@ -53,13 +51,13 @@ export class Stream {
   private failures = 0
   /** Bumped by every new attempt and by close(): an older attempt that wakes up sees it and stops. */
   private gen = 0
-  private abort: AbortController | null = null
+  private abort: AbortController | undefined
   private timer: ReturnType<typeof setTimeout> | undefined
   /** From the last `ready`: the stream's id and key, which a live channel change needs. */
   private client: unknown
   private key: unknown
   /** The channels were changed by reconnecting: the next `ready` is also told as `channels`. */
-  private announce = false
+  private announce?: boolean
 
   /** Connects at once. */
   constructor(
@@ -128,13 +126,10 @@ export class Stream {
       if (res.status === 401 && typeof this.o.token === 'function') return this.retry(true, this.failures === 0 ? 0 : undefined)
       if (RETRY_STATUS.test(String(res.status))) return this.retry(true)
       this.close()
-      return this.sink.error(true)
+      return this.sink.state(CLOSED)
     }
     this.failures = 0
-    if (this.readyState !== OPEN) {
-      this.readyState = OPEN
-      this.sink.open()
-    }
+    if (this.readyState !== OPEN) this.sink.state((this.readyState = OPEN))
     await this.read(res.body, gen)
     if (gen === this.gen) this.retry(false)
   }
@@ -191,8 +186,7 @@ export class Stream {
     if (failed) this.failures++
     const base = this.failures <= 1 ? this.retryMs : Math.min(this.retryMs * 2 ** (this.failures - 1), MAX_BACKOFF_BASE_MS)
     this.timer = setTimeout(() => void this.connect(), waitMs ?? jittered(base))
-    this.readyState = CONNECTING
-    this.sink.error(false)
+    this.sink.state((this.readyState = CONNECTING))
   }
 }
 

@@ -9,7 +9,7 @@
 // share one stream. Once the server can tag an event with its channel, groupKey() returns one key
 // for every tab, the stream asks for the union, and a tab filters by the tag.
 
-import { CLOSED, CONNECTING, Stream, type StreamOptions, type StreamSink } from './connection.js'
+import { CLOSED, Stream, type StreamOptions, type StreamSink } from './connection.js'
 import { COLLECT_MS, PRUNE_MS } from './limits.js'
 import { groupKey, type Hi, type Message, type Ring } from './relay.js'
 
@@ -20,8 +20,8 @@ export interface LeaderHost {
   /** Post to every other tab and deliver to this one. */
   send(m: Message): void
   readonly ring: Ring
-  /** URL, token and credentials of this tab's RawSse; channels and lastEventId are per group. */
-  readonly options: Omit<StreamOptions, 'channels' | 'lastEventId'>
+  /** This tab's RawSse's: its URL, token and credentials serve every group. */
+  readonly options: StreamOptions
 }
 
 interface Group {
@@ -34,9 +34,9 @@ interface Group {
    * Set on a catch-up: one tab whose place is not in the ring (an old lastEventId, a long
    * freeze, or a step ahead of this leader at a handoff) reads from its place on a stream of its
    * own, so that the others see no replay and no `reset` meant for it, until an event reaches
-   * both streams; then it moves to `joins`.
+   * both streams; then it moves to the group keyed `joins`.
    */
-  joins?: Group
+  joins?: string
 }
 
 export class Leader {
@@ -122,16 +122,16 @@ export class Leader {
 
   private catchUp(g: Group, h: Hi): void {
     const c = this.open(`${g.key} ${h.tab}`, h.ch, h.last)
-    c.joins = g
+    c.joins = g.key
     this.admit(c, h.tab)
   }
 
-  /** The catch-up `c` met its group: its tab moves there, and gets what the ring has after place `i`. */
-  private merge(c: Group, i: number): void {
+  /** The catch-up `c` met its group `g`: its tab moves there, and gets what the ring has after place `i`. */
+  private merge(c: Group, g: Group, i: number): void {
     const [tab] = c.members
-    this.admit(c.joins!, tab!)
+    this.admit(g, tab!)
     this.drop(c.key, tab!)
-    this.replay(tab!, c.joins!.key, i)
+    this.replay(tab!, g.key, i)
   }
 
   private admit(g: Group, tab: string): void {
@@ -171,22 +171,21 @@ export class Leader {
 
   private sink(g: Group): StreamSink {
     return {
-      open: () => this.host.send({ k: 'st', from: this.id, g: g.key, s: g.stream.readyState }),
-      error: (fatal) => {
-        this.host.send({ k: 'st', from: this.id, g: g.key, s: fatal ? CLOSED : CONNECTING })
-        if (!fatal) return
+      state: (s) => {
+        this.host.send({ k: 'st', from: this.id, g: g.key, s })
+        if (s !== CLOSED) return
         this.groups.delete(g.key)
         for (const tab of g.members) this.tabs.delete(tab)
       },
       event: (type, data, id, own) => {
-        const main = g.joins !== undefined && this.groups.get(g.joins.key) === g.joins ? g.joins : undefined
+        const main = g.joins === undefined ? undefined : this.groups.get(g.joins)
         // A catch-up whose event the group has relayed already: its tab moves there from that event.
         const i = own && main !== undefined ? this.host.ring.indexOf(id, main.key) : -1
-        if (i !== -1) return this.merge(g, i - 1)
+        if (i !== -1) return this.merge(g, main!, i - 1)
         if (own) g.last = id
         this.host.send({ k: 'ev', from: this.id, g: g.key, id: own ? id : '', type, data })
         // Or the group's event that a catch-up has relayed already: that tab moves here from now on.
-        if (own) for (const c of this.groups.values()) if (c.joins === g && c.last === id) this.merge(c, -2)
+        if (own) for (const c of this.groups.values()) if (c.joins === g.key && c.last === id) this.merge(c, g, -2)
       },
     }
   }

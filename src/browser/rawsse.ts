@@ -3,7 +3,7 @@
 // shares one connection among the tabs of the origin (`shared: true`).
 
 import { CLOSED, CONNECTING, OPEN, Stream, type ReadyState, type StreamOptions, type TokenSource } from './connection.js'
-import { canShare, SharedTab } from './shared.js'
+import { SharedTab } from './shared.js'
 
 export type { ReadyState, TokenSource }
 
@@ -61,9 +61,7 @@ export class RawSse extends EventTarget {
   constructor(url: string | URL, options: RawSseOptions = {}) {
     super()
     // The on… handlers as listeners: what they throw is reported, as a listener's is, and stops nothing.
-    this.addEventListener('open', (e) => this.onopen?.call(this, e))
-    this.addEventListener('message', (e) => this.onmessage?.call(this, e))
-    this.addEventListener('error', (e) => this.onerror?.call(this, e))
+    for (const type of ['open', 'message', 'error'] as const) this.addEventListener(type, (e) => this[`on${type}`]?.call(this, e as MessageEvent<string>))
     const u = new URL(url, location.href)
     this.url = u.href
     this.origin = u.origin
@@ -75,15 +73,14 @@ export class RawSse extends EventTarget {
       credentials: options.credentials,
     }
     const sink = {
-      open: () => this.changed(OPEN),
-      error: (fatal: boolean) => this.changed(fatal ? CLOSED : CONNECTING),
-      state: (s: ReadyState) => this.changed(s),
+      state: (s: ReadyState) => this.dispatchEvent(new Event(s === OPEN ? 'open' : 'error')),
       event: (type: string, data: string, id: string) => this.dispatchEvent(new MessageEvent(type, { data, lastEventId: id, origin: this.origin })),
     }
-    if (options.shared === true && canShare()) {
+    // Web Locks is there only in a secure context (https, or localhost).
+    if (options.shared === true && typeof BroadcastChannel === 'function' && navigator.locks !== undefined) {
       this.src = new SharedTab(`rawsse ${this.url}`, o, sink)
     } else {
-      if (options.shared === true && !toldCannotShare) console.info('rawsse: no Web Locks or BroadcastChannel (Web Locks needs https): each tab connects on its own')
+      if (options.shared === true && !toldCannotShare) console.info('rawsse: no Web Locks or BroadcastChannel (https?): each tab connects on its own')
       toldCannotShare = true
       this.src = new Stream(o, sink)
     }
@@ -104,7 +101,7 @@ export class RawSse extends EventTarget {
   }
 
   get role(): Role {
-    return this.src instanceof Stream ? 'alone' : this.src.leading ? 'leader' : 'follower'
+    return this.src instanceof Stream ? 'alone' : this.src.leader ? 'leader' : 'follower'
   }
 
   /** Receive these channels too; the stream says `channels` where the change takes effect. */
@@ -118,9 +115,5 @@ export class RawSse extends EventTarget {
 
   close(): void {
     this.src.close()
-  }
-
-  private changed(s: ReadyState): void {
-    this.dispatchEvent(new Event(s === OPEN ? 'open' : 'error'))
   }
 }

@@ -4,47 +4,39 @@
 // The election is nchan.js's shared mode made with Web Locks instead of localStorage: the
 // browser itself frees a closed or crashed tab's lock, so the next tab leads at once.
 
-import { CLOSED, CONNECTING, ignore, type ReadyState, type StreamOptions } from './connection.js'
+import { CLOSED, CONNECTING, ignore, type ReadyState, type StreamOptions, type StreamSink } from './connection.js'
 import { Leader, randomId, type LeaderHost } from './leader.js'
 import { RING_EVENTS, SEEN_IDS } from './limits.js'
 import { EVENT_CHANNELS } from './protocol.js'
 import { groupKey, RecentIds, Ring, type Ev, type Message } from './relay.js'
 
-/** What a shared tab tells its RawSse. */
-export interface TabPage {
-  /** Open, reconnecting, or closed for good. */
-  state(s: ReadyState): void
-  event(type: string, data: string, lastEventId: string): void
-}
-
 export class SharedTab implements LeaderHost {
   readonly id = randomId()
   readonly ring = new Ring(RING_EVENTS)
-  readonly options: LeaderHost['options']
   channels: readonly string[]
   /** The last id this tab dispatched: its place in the stream. */
   lastEventId: string
   readyState: ReadyState = CONNECTING
   private readonly seen = new RecentIds(SEEN_IDS)
   private readonly bc: BroadcastChannel
-  private leaderId: string | null = null
-  private leader: Leader | null = null
+  private leaderId?: string
+  /** Set while this tab leads. */
+  leader?: Leader | undefined
   /** The group the leader put this tab in; null until it says (`in`). */
-  private group: string | null = null
+  private group?: string | undefined
   /** The channels changed: the next `in` for them is told to the page as `channels`. */
-  private announce = false
-  private closed = false
+  private announce?: boolean
+  private closed?: boolean
   private readonly stop = new AbortController()
   private release: () => void = () => {}
 
   constructor(
     readonly name: string,
-    o: StreamOptions,
-    private readonly page: TabPage,
+    readonly options: StreamOptions,
+    private readonly page: StreamSink,
   ) {
-    this.options = { url: o.url, token: o.token, credentials: o.credentials }
-    this.channels = o.channels
-    this.lastEventId = o.lastEventId
+    this.channels = options.channels
+    this.lastEventId = options.lastEventId
     if (this.lastEventId !== '') this.seen.add(this.lastEventId)
     this.bc = new BroadcastChannel(name)
     this.bc.onmessage = (e: MessageEvent<Message>) => this.receive(e.data)
@@ -60,10 +52,6 @@ export class SharedTab implements LeaderHost {
       .catch(ignore)
   }
 
-  get leading(): boolean {
-    return this.leader !== null
-  }
-
   setChannels(next: readonly string[]): void {
     if (groupKey(next) === groupKey(this.channels)) return
     this.channels = next
@@ -77,7 +65,7 @@ export class SharedTab implements LeaderHost {
     this.closed = true
     this.readyState = CLOSED
     this.leader?.close()
-    this.leader = null
+    this.leader = undefined
     this.stop.abort()
     this.release()
     this.bc.close()
@@ -90,7 +78,7 @@ export class SharedTab implements LeaderHost {
 
   private lead(held: Promise<void>): Promise<void> {
     if (this.closed) return Promise.resolve()
-    const alone = this.leaderId === null
+    const alone = this.leaderId === undefined
     this.leader = new Leader(this)
     this.leader.begin(alone)
     return held
@@ -110,15 +98,15 @@ export class SharedTab implements LeaderHost {
       case 'lead':
         // A new leader: its events start once it says where this tab is (`in`).
         this.leaderId = m.from
-        this.group = null
+        this.group = undefined
         return this.hello()
       case 'in':
-        if (m.to !== this.id || (this.leaderId !== null && m.from !== this.leaderId)) return
+        if (m.to !== this.id || (this.leaderId !== undefined && m.from !== this.leaderId)) return
         this.leaderId = m.from
         this.group = m.g
         if (this.announce && m.g === groupKey(this.channels)) {
           this.announce = false
-          this.page.event(EVENT_CHANNELS, JSON.stringify({ channels: this.channels }), this.lastEventId)
+          this.page.event(EVENT_CHANNELS, JSON.stringify({ channels: this.channels }), this.lastEventId, false)
         }
         // A new leader's stream that is still opening is no news to a page that was open.
         if (m.s !== CONNECTING) this.setState(m.s)
@@ -143,7 +131,7 @@ export class SharedTab implements LeaderHost {
       this.seen.add(m.id)
       this.lastEventId = m.id
     }
-    this.page.event(m.type, m.data, this.lastEventId)
+    this.page.event(m.type, m.data, this.lastEventId, m.id !== '')
   }
 
   private setState(s: ReadyState): void {
@@ -152,10 +140,4 @@ export class SharedTab implements LeaderHost {
     if (s === CLOSED) this.close()
     this.page.state(s)
   }
-}
-
-
-/** Whether this browser can share (Web Locks needs a secure context: https, or localhost). */
-export function canShare(): boolean {
-  return typeof BroadcastChannel === 'function' && typeof navigator !== 'undefined' && navigator.locks !== undefined
 }
