@@ -26,7 +26,7 @@ async function context(t: Teardown): Promise<BrowserContext> {
   return c
 }
 
-/** What a raw test server's /events does with each request (n counts from 1). */
+/** What a raw test server's /events (and /clients/…) does with each request (n counts from 1). */
 type Events = (req: http.IncomingMessage, res: http.ServerResponse, n: number) => void
 
 /**
@@ -41,7 +41,7 @@ async function rawServer(t: Teardown, events: Events): Promise<{ base: string; r
     if (url === '/') return res.writeHead(200, { 'content-type': 'text/html' }).end(PAGE)
     if (url === '/rawsse-client.js') return res.writeHead(200, { 'content-type': 'text/javascript' }).end(CLIENT)
     if (url === '/token') return res.writeHead(200, { 'content-type': 'text/plain' }).end(`t${++tokens}`)
-    if (url.startsWith('/events')) {
+    if (url.startsWith('/events') || url.startsWith('/clients/')) {
       requests.push(req)
       return events(req, res, requests.length)
     }
@@ -233,5 +233,49 @@ if (canRun(t, 'browser-client', 'the browser client tests', await browserMissing
     await seen(tab, /^message 5 b2$/)
     t.same(await messageIds(tab), ['1', '2', '3', '5'], 'a1, then b1 and a2, then b2; never a3; each once')
     t.same(await sse(tab, (s) => s.channels), ['b'])
+  })
+
+  t.test('with a stream key in `ready`, subscribe goes through live channels: a POST with the key, no reconnection', async (t) => {
+    let stream: http.ServerResponse | null = null
+    const bodies: string[] = []
+    const { base, requests } = await rawServer(t, (req, res) => {
+      if (req.url!.startsWith('/events')) {
+        stream = res
+        streamHead(res)
+        return void res.write('retry: 100\nevent: ready\ndata: {"client":5,"user":null,"channels":["a"],"key":"k-5"}\n\nid: 1\ndata: a1\n\n')
+      }
+      let body = ''
+      req.on('data', (d: Buffer) => (body += d))
+      req.on('end', () => {
+        bodies.push(`${req.method} ${req.url} ${req.headers.authorization} ${body}`)
+        res.writeHead(200, { 'content-type': 'application/json' }).end('{"channels":["a","b"]}')
+        stream!.write('event: channels\ndata: {"channels":["a","b"]}\n\nid: 2\ndata: b1\n\n')
+      })
+    })
+    const tab = await openTab(await context(t), base)
+    await start(tab, { channels: ['a'], token: 'x' })
+    await seen(tab, /^message 1 a1$/)
+    await tab.page.evaluate(() => (globalThis as unknown as { sse: { subscribe(c: string): void } }).sse.subscribe('b'))
+    await seen(tab, /^message 2 b1$/)
+    t.same(bodies, ['POST /clients/5/channels Bearer k-5 {"add":["b"],"remove":[]}'], 'the change, with the stream key')
+    t.equal(requests.filter((r) => r.url!.startsWith('/events')).length, 1, 'the stream stayed open')
+    t.same((await logOf(tab)).filter((l) => l.startsWith('channels') || l.startsWith('message')), ['message 1 a1', 'channels 1 {"channels":["a","b"]}', 'message 2 b1'])
+  })
+
+  t.test('when the live change is refused, it reconnects with the new set instead', async (t) => {
+    const { base, requests } = await rawServer(t, (req, res, n) => {
+      if (req.url!.startsWith('/clients/')) return void res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"unknown client"}')
+      streamHead(res)
+      res.write(`retry: 100\nevent: ready\ndata: {"client":${n},"user":null,"channels":[],"key":"k"}\n\n`)
+    })
+    const tab = await openTab(await context(t), base)
+    await start(tab, { channels: ['a'], token: 'x' })
+    await seen(tab, /^open$/)
+    await tab.page.evaluate(() => (globalThis as unknown as { sse: { subscribe(c: string): void } }).sse.subscribe('b'))
+    await seen(tab, /^channels  \{"channels":\["a","b"\]\}$/)
+    t.same(
+      requests.map((r) => r.url),
+      ['/events?channel=a', '/clients/1/channels', '/events?channel=a&channel=b'],
+    )
   })
 }
