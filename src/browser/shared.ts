@@ -1,6 +1,6 @@
 // One tab of a shared stream (`shared: true`): it asks Web Locks to lead (and leads when the
 // browser says so), follows otherwise, takes its group's events from BroadcastChannel, drops
-// those it already had, says where it is after a gap, and tells its RawSse of its channels only.
+// those it already had, tells each new leader where it is, and its RawSse of its channels only.
 // The election is nchan.js's shared mode made with Web Locks instead of localStorage: the
 // browser itself frees a closed or crashed tab's lock, so the next tab leads at once.
 
@@ -22,7 +22,7 @@ export class SharedTab implements LeaderHost {
   private leaderId?: string
   /** Set while this tab leads. */
   leader?: Leader | undefined
-  /** The group the leader put this tab in; null until it says (`in`). */
+  /** The group the leader put this tab in; unset until it says (`in`). */
   private group?: string | undefined
   /** The channels changed: the next `in` for them is told to the page as `channels`. */
   private announce?: boolean
