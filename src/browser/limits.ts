@@ -18,6 +18,8 @@ export const PRUNE_MS = 2_000
  * resumes from, and what a late or frozen tab is caught up from without a reconnect.
  */
 export const RING_EVENTS = 512
+/** ... and at most this much of their data (UTF-16 code units, so 8 MiB): big events keep fewer. */
+export const RING_CHARS = 4 * 1024 * 1024
 
 /** Ids a tab remembers having dispatched, so that an event replayed across a handoff is dropped. */
 export const SEEN_IDS = 1024

@@ -35,11 +35,7 @@ export class LineReader {
   constructor(private readonly onLine: (line: string) => void) {}
 
   feed(bytes: Uint8Array): void {
-    this.text(this.decoder.decode(bytes, { stream: true }))
-  }
-
-  /** Decoded text, for a caller that has it (and for tests). */
-  text(chunk: string): void {
+    let chunk = this.decoder.decode(bytes, { stream: true })
     if (chunk === '') return
     if (this.skipLF && chunk.charCodeAt(0) === 10) chunk = chunk.slice(1)
     // Hard case: a CR that ends the text may be half a CRLF. The line is done now (a lone CR ends
@@ -124,8 +120,7 @@ export class MessageReader {
 }
 
 /** One stream's parser: feed() its body's bytes as they come. */
-export function eventStreamParser(handler: MessageHandler, lastEventId = ''): { feed(bytes: Uint8Array): void; messages: MessageReader } {
+export function eventStreamParser(handler: MessageHandler, lastEventId = ''): LineReader {
   const messages = new MessageReader(handler, lastEventId)
-  const lines = new LineReader((line) => messages.line(line))
-  return { feed: (bytes) => lines.feed(bytes), messages }
+  return new LineReader((line) => messages.line(line))
 }

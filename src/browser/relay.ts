@@ -56,14 +56,20 @@ export function groupKey(channels: readonly string[]): string {
 }
 
 /**
- * The last RING_EVENTS events with an id that the leader relayed, of every group, in its order.
+ * The last events with an id that the leader relayed (RING_EVENTS, RING_CHARS), of every group, in its order.
  * Every tab keeps one, so whichever tab leads next knows where each tab is in the sequence.
  */
 export class Ring {
   readonly items: Relayed[] = []
   private readonly keys = new Set<string>()
+  /** The data kept, in UTF-16 code units. */
+  private chars = 0
 
-  constructor(private readonly capacity: number) {}
+  /** At most `capacity` events and `maxChars` of data (but always the newest). */
+  constructor(
+    private readonly capacity: number,
+    private readonly maxChars: number,
+  ) {}
 
   /** Keep `e`, unless this group's event with this id is kept already (a replay). */
   add(e: Relayed): void {
@@ -71,8 +77,10 @@ export class Ring {
     if (this.keys.has(key)) return
     this.keys.add(key)
     this.items.push({ g: e.g, id: e.id, type: e.type, data: e.data })
-    if (this.items.length > this.capacity) {
+    this.chars += e.data.length
+    while (this.items.length > this.capacity || (this.chars > this.maxChars && this.items.length > 1)) {
       const old = this.items.shift()!
+      this.chars -= old.data.length
       this.keys.delete(`${old.g}\n${old.id}`)
     }
   }

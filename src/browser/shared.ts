@@ -6,13 +6,13 @@
 
 import { CLOSED, CONNECTING, ignore, type ReadyState, type StreamOptions, type StreamSink } from './connection.js'
 import { Leader, randomId, type LeaderHost } from './leader.js'
-import { RING_EVENTS, SEEN_IDS } from './limits.js'
+import { RING_CHARS, RING_EVENTS, SEEN_IDS } from './limits.js'
 import { EVENT_CHANNELS } from './protocol.js'
 import { groupKey, RecentIds, Ring, type Ev, type Message } from './relay.js'
 
 export class SharedTab implements LeaderHost {
   readonly id = randomId()
-  readonly ring = new Ring(RING_EVENTS)
+  readonly ring = new Ring(RING_EVENTS, RING_CHARS)
   channels: readonly string[]
   /** The last id this tab dispatched: its place in the stream. */
   lastEventId: string
@@ -28,7 +28,7 @@ export class SharedTab implements LeaderHost {
   private announce?: boolean
   private closed?: boolean
   private readonly stop = new AbortController()
-  private release: () => void = () => {}
+  private release!: () => void
 
   constructor(
     readonly name: string,
