@@ -80,8 +80,10 @@ export class RawSse extends EventTarget {
     if (options.shared === true && typeof BroadcastChannel === 'function' && navigator.locks !== undefined) {
       this.src = new SharedTab(`rawsse ${this.url}`, o, sink)
     } else {
-      if (options.shared === true && !toldCannotShare) console.info('rawsse: no Web Locks or BroadcastChannel (https?): each tab connects on its own')
-      toldCannotShare = true
+      if (options.shared === true && !toldCannotShare) {
+        toldCannotShare = true
+        console.info('rawsse: no Web Locks or BroadcastChannel (https?): each tab connects on its own')
+      }
       this.src = new Stream(o, sink)
     }
   }
