@@ -6,6 +6,7 @@ import { jittered, QUERY_CHANNEL, QUERY_LAST_EVENT_ID } from '../wire.js'
 import { bearerToken, hasRole, mayPublish, maySubscribe, ROLE_ADMIN, ROLE_PUBLISH, type AuthUser } from './auth.js'
 import type { Accepted, BusState } from './bus/bus.js'
 import type { Target } from './fanout/target.js'
+import { CLIENT_SCRIPT_PATH, clientScript } from './http/client-script.js'
 import { ALLOWED_METHODS, HttpError } from './http/errors.js'
 import type { RequestHead } from './http/head.js'
 import { DEFAULT_CHANNELS, MAX_CHANNELS_PER_STREAM, MAX_ID_BYTES, MAX_NAME_BYTES } from './limits.js'
@@ -106,6 +107,8 @@ export function route(req: RequestHead, body: Buffer, ctx: RouteContext, peer: P
   }
 
   allow(method, 'GET, HEAD, OPTIONS', method === 'GET' || method === 'HEAD')
+  // Built in, before --public: a page can always import the client of the server it talks to.
+  if (path === CLIENT_SCRIPT_PATH) return clientScript(req.headers['if-none-match']).then(reply)
   if (ctx.statics === null) return reply(text(404, 'not found'))
   return ctx.statics.serve(path, req.headers['if-none-match']).then((r) => ('file' in r ? { kind: 'file', ...r } : reply(r)))
 }
