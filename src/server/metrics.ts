@@ -1,9 +1,9 @@
 // Counters of what the server did, the `/stats` JSON and the Prometheus text of `/metrics`.
 // No sockets: server.ts and streams.ts bump the counters, routes.ts renders them.
 
-/** Why a stream was closed by us: too many unsent bytes, no progress, an admin, shutdown, or its token was revoked. */
-export type DropReason = 'buffer' | 'stall' | 'admin' | 'shutdown' | 'revoked'
-export const DROP_REASONS: readonly DropReason[] = ['buffer', 'stall', 'admin', 'shutdown', 'revoked']
+/** Why a stream was closed by us: too many unsent bytes, no progress, an admin, shutdown, its token was revoked, or its token expired. */
+export type DropReason = 'buffer' | 'stall' | 'admin' | 'shutdown' | 'revoked' | 'expired'
+export const DROP_REASONS: readonly DropReason[] = ['buffer', 'stall', 'admin', 'shutdown', 'revoked', 'expired']
 
 /** The `/stats` JSON, key for key (docs/wire.md "Routes", `GET /stats`). */
 export interface Stats {
@@ -34,7 +34,7 @@ export class Metrics {
   refused = 0
   /** Connections closed with a reset, their unsent bytes dropped (close.ts closeSocket). */
   reset = 0
-  readonly drops: Record<DropReason, number> = { buffer: 0, stall: 0, admin: 0, shutdown: 0, revoked: 0 }
+  readonly drops: Record<DropReason, number> = { buffer: 0, stall: 0, admin: 0, shutdown: 0, revoked: 0, expired: 0 }
   private readonly startedAt = process.hrtime.bigint()
 
   snapshot(clients: number, channels: Record<string, number>, history: Stats['history'], open: number): Stats {

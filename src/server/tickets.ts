@@ -4,7 +4,8 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { HttpError } from './http/errors.js'
 import { isName, isNameList, type AppIdentity } from './jwt.js'
-import { MAX_LIVE_TICKETS, MAX_NAME_BYTES, MAX_TOKEN_GRANTS, TICKET_DEFAULT_TTL_S, TICKET_MAX_TTL_S, TICKET_RANDOM_BYTES, TICKET_SWEEP_MS } from './limits.js'
+import { jsonObject } from './jws-bytes.js'
+import { MAX_LIVE_TICKETS, MAX_NAME_BYTES, MAX_TICKET_BODY_BYTES, MAX_TOKEN_GRANTS, TICKET_DEFAULT_TTL_S, TICKET_MAX_TTL_S, TICKET_RANDOM_BYTES, TICKET_SWEEP_MS } from './limits.js'
 
 /** What a ticket will let in, checked against its caller: ticketRequest()'s result. */
 export interface TicketRequest {
@@ -13,6 +14,18 @@ export interface TicketRequest {
   /** Channel names or `prefix*`; null = every channel. */
   readonly channels: readonly string[] | null
   readonly ttlSeconds: number
+}
+
+/** What a program asks createTicket() for: the fields of a POST /tickets body. */
+export interface TicketOptions {
+  /** `ready.user` of the stream it opens; default null. */
+  user?: string | null
+  /** Default none. */
+  roles?: readonly string[]
+  /** Channel names or `prefix*` it may subscribe to; default every channel. */
+  channels?: readonly string[]
+  /** Default 30, at most 300. */
+  ttlSeconds?: number
 }
 
 /** Who asks for a ticket (the route has checked the publish or admin role): what it may hand on. */
@@ -42,12 +55,24 @@ export interface TicketStore {
 /** A refusal of POST /tickets with the JSON body to answer (`{"error":…}` and what it names). */
 export class TicketRefused extends HttpError {
   constructor(
-    status: 400 | 403 | 503,
+    status: 400 | 403 | 413 | 503,
     readonly body: Readonly<Record<string, string>>,
     headers: ReadonlyArray<readonly [string, string]> = [],
   ) {
     super(status, body.error, headers)
   }
+}
+
+/**
+ * The JSON a POST /tickets body holds (undefined for none), or a TicketRefused: 413 past
+ * MAX_TICKET_BODY_BYTES, 400 for what is not a JSON object (nesting bounded before it is parsed).
+ */
+export function ticketBody(body: Buffer): unknown {
+  if (body.length > MAX_TICKET_BODY_BYTES) throw new TicketRefused(413, { error: `the body must be at most ${MAX_TICKET_BODY_BYTES} bytes` })
+  if (body.length === 0) return undefined
+  const json = jsonObject(body)
+  if (typeof json === 'string') throw bad(`the body must be a JSON object (${json})`)
+  return json
 }
 
 const FIELDS = new Set(['user', 'roles', 'channels', 'ttlSeconds'])
