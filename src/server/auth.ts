@@ -268,7 +268,7 @@ export class Access {
       const known = (app: AppIdentity | null): AuthUser | null => (app === null ? this.refuse(key, 'ticket: unknown, spent or expired') : userOf(app))
       return isThenable(spent) ? this.bounded(spent).then(known) : known(spent)
     }
-    return this.refuse(key, this.hook === undefined ? 'unknown token' : 'unknown token; the authenticate hook said no')
+    return null // an unknown token: the answer says all there is to say
   }
 
   private refuse(key: object, reason: string): null {
