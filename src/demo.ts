@@ -50,7 +50,7 @@ export interface DemoOptions {
  * after that, each `join` and `leave` names one stream, so an event's size does not grow with the
  * room. Not kept for replay: a page that reconnects learns the room from its new snapshot.
  */
-export type Presence = PresenceSnapshot | PresenceJoin | PresenceLeave
+export type ChatPresence = PresenceSnapshot | PresenceJoin | PresenceLeave
 
 /** The room as a joining stream finds it: its first presence event. */
 export interface PresenceSnapshot {
@@ -171,7 +171,7 @@ export function attachDemo(server: SseServer, options: DemoOptions = {}): () => 
   // and everyone else's, out of replay), and it reaches only the `publish` streams of the room.
   // The price is one small encoding per recipient. A send can drop a slow stream, whose
   // disconnect deletes it from `chatters` while this walks it: a Map's iterator allows that.
-  function presence(to: Iterable<number>, p: Presence): void {
+  function presence(to: Iterable<number>, p: ChatPresence): void {
     const msg = { event: 'presence', data: JSON.stringify(p) }
     for (const id of to) server.send(id, msg)
   }

@@ -40,12 +40,12 @@ export const MAX_PUBLISHES_IN_FLIGHT = 64 // pipelined publishes of one connecti
 export const MAX_WORKERS = 256 // --workers: far past any machine's cores, short of a fork bomb by typo
 export const SHUTDOWN_GRACE_MS = 5_000 // stop(): sockets still open after this are destroyed
 export const CLUSTER_EXIT_MARGIN_MS = 500 // --workers: the primary ends stragglers this long before the 5 s are up
-export const HOUSEKEEPING_MS = 1_000 // one shared sweep: heartbeats and stall checks, never a timer per stream
+export const HOUSEKEEPING_MS = 1_000 // one shared sweep, never a timer per stream: the stall check, the unsent-bytes budget and the backlog's trim (heartbeats have their own timer, --heartbeat)
 export const WRITE_SLICE_BYTES = 64 * 1024 // a replay, or what a blocked stream is owed, is written in slices of about this size (one writev of shared Buffers), the next one when the socket drains
 export const STREAM_OPENS_PER_TURN = 100 // streams opened in one event-loop turn (each 50–100 µs with its ready and replay); the rest open in the next turns, in order
-export const FANOUT_SLICE_WRITES = 500 // writes one fan-out makes to streams per event-loop turn, then accepts, answers and /healthz run before the next slice (measured in the 10 000-stream storm: 1 000 writes took p50 5.6 ms, p99 17 ms; 500 keep p99 under ~10 ms)
+export const FANOUT_SLICE_WRITES = 500 // writes to streams per event-loop turn, shared by the fan-outs under way (an event to one client is written at once, outside it), then accepts, answers and /healthz run before the next slice (measured in the 10 000-stream storm: 1 000 writes took p50 5.6 ms, p99 17 ms; 500 keep p99 under ~10 ms)
 export const DRAIN_BYTES_PER_TURN = 4 * 1024 * 1024 // what draining streams may write in one event-loop turn; the rest write in later turns
-export const DROP_SLICE = 500 // stalled streams closed per event-loop turn when many go at once: each close costs tens of µs
+export const DROP_SLICE = 500 // streams dropped (slow or stalled) per event-loop turn when many go at once: each close costs tens of µs
 export const MAX_BACKLOG_BYTES = 64 * 1024 * 1024 // events kept for blocked streams; one owed older events than this holds is dropped as slow
 export const MAX_HISTORY_MARKS = 10_000 // ids of events sent to one client whose place history remembers (the id and a number, not the event); past it the oldest is forgotten, and its Last-Event-ID gets `reset`
 

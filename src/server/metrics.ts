@@ -1,5 +1,6 @@
-// Counters of what the server did, the `/stats` JSON and the Prometheus text of `/metrics`.
-// No sockets: server.ts and streams.ts bump the counters, routes.ts renders them.
+// Counters of what the server did, the `/stats` JSON and the Prometheus text of `/metrics`, and a
+// cluster's totals. No sockets: the fan-out (fanout/streams.ts, fanout/delivery.ts), server.ts and
+// the socket closers (http/close.ts) bump the counters; routes.ts serves what is rendered here.
 
 /** Why a stream was closed by us: too many unsent bytes, no progress, an admin, shutdown, its token was revoked, or its token expired. */
 export type DropReason = 'buffer' | 'stall' | 'admin' | 'shutdown' | 'revoked' | 'expired'

@@ -5,7 +5,7 @@
 // replay (docs/wire.md "Routes"). A rule that needs state is given it by the caller that holds it.
 
 import type { BusDraft } from './bus/bus.js'
-import type { WireEvent } from './bus/workers/ipc.js'
+import type { WireEvent } from './bus/wire.js'
 import { eventSize, type SseMessage } from './fanout/sse-encode.js'
 import type { Target } from './fanout/target.js'
 import { HttpError } from './http/errors.js'

@@ -10,6 +10,7 @@ import { Access, type TokenLists } from './auth.js'
 import type { SseServerEvents } from './events.js'
 import type { Accepted, Bus, BusNode } from './bus/bus.js'
 import { LocalBus } from './bus/local.js'
+import { answerLocally } from './bus/questions.js'
 import { RedisBus } from './bus/redis/redis-bus.js'
 import { closeSocket } from './http/close.js'
 import { Connection } from './http/connection.js'
@@ -315,9 +316,7 @@ export class SseServer extends EventEmitter<SseServerEvents> {
       gap: () => this.delivery.gap(),
       nextEventId: () => String(++this.lastEventId),
       count: (target) => this.streams.countMatches(target),
-      closeClient: (id) => this.closeClient(id),
-      closeAll: () => this.closeAll(),
-      stats: () => this.stats(),
+      answer: (q) => answerLocally(this, q),
       clientExists: (id) => this.streams.get(id) !== undefined,
       userOnline: (user) => this.streams.userOnline(user),
     }
@@ -375,9 +374,9 @@ export class SseServer extends EventEmitter<SseServerEvents> {
       createTicket: (request) => this.tickets.create(request),
       publish: (message, target) => this.submit(message, target, 'request'),
       catchUp: (lastEventId) => (lastEventId === '0' || this.history.has(lastEventId) || this.bus.catchUp === undefined ? null : this.bus.catchUp()),
-      closeClient: (id) => this.bus.closeClient(id),
-      closeAll: () => this.bus.closeAll(),
-      stats: () => this.bus.stats(),
+      closeClient: (id) => this.bus.ask({ q: 'close-client', id }),
+      closeAll: () => this.bus.ask({ q: 'close-all' }),
+      stats: () => this.bus.ask({ q: 'stats' }),
       get clientCount() {
         return streams.size
       },

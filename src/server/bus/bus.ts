@@ -1,13 +1,15 @@
-// The one way an event gets published, and the questions only the whole cluster can answer: a
-// small interface, so that a bus between processes can replace the in-process one without
-// touching the HTTP code. Modelled on nchan's `nchan_store_t`: one interface over a memory store
-// and a shared one. The in-process bus answers at once; a cluster bus answers once the cluster
-// has accepted the event (a Promise), so the one-process path keeps its synchronous speed.
+// The one way an event gets published, and the questions only the whole cluster can answer
+// (questions.ts): a small interface, so that a bus between processes can replace the in-process
+// one without touching the HTTP code. Modelled on nchan's `nchan_store_t`: one interface over a
+// memory store and a shared one. The in-process bus answers at once; a cluster bus answers once
+// the cluster has accepted the event or answered the question (a Promise), so the one-process
+// path keeps its synchronous speed.
 
-import type { Stats } from '../metrics.js'
 import type { SseMessage } from '../fanout/sse-encode.js'
 import type { Target } from '../fanout/target.js'
-import type { NodeStats } from './workers/ipc.js'
+import type { Answer, Question } from './questions.js'
+import type { IdBlock } from './stream-ids.js'
+import type { StreamFacts } from './wire.js'
 
 /** An event as every process delivers it: its final id, its target, whether history keeps it. */
 export interface BusEvent {
@@ -28,17 +30,6 @@ export interface Accepted {
   /** Streams it reached (in a cluster: from the counts the processes share, a moment old). */
   delivered: number
 }
-
-/** A stream as a cluster shares it: enough to count what a target reaches. */
-export interface StreamInfo {
-  readonly id: number
-  readonly user: string | null
-  readonly channels: readonly string[]
-  readonly roles: readonly string[]
-}
-
-/** A node's figures for a cluster's /stats: its own, and (a machine's primary) each of its workers'. */
-export type NodeFigures = Stats & { nodes?: NodeStats[] }
 
 /**
  * One member of a cluster as the bus sees it: it delivers what the bus hands it, in the bus's
@@ -62,9 +53,8 @@ export interface BusNode {
   nextEventId(): string
   /** Streams here a target reaches. */
   count(target: Target): number
-  closeClient(id: number): boolean | Promise<boolean>
-  closeAll(): number | Promise<number>
-  stats(): NodeFigures | Promise<NodeFigures>
+  /** Answer a question about the streams here (questions.ts answerLocally; a primary asks its workers). */
+  answer<Q extends Question>(q: Q): Answer<Q> | Promise<Answer<Q>>
   clientExists(id: number): boolean
   userOnline(user: string): boolean
 }
@@ -89,19 +79,18 @@ export interface Bus {
   watch?(fn: (state: BusState, detail: string) => void): void
   /** Give the event its id and hand it to every process, in the one order. Throws or rejects an HttpError (404, 409, 503). */
   publish(draft: BusDraft): Accepted | Promise<Accepted>
-  /** A stream id unique in the cluster. */
+  /** A stream id unique in the cluster (stream-ids.ts); throws HttpError 503 when none is left for now. */
   nextClientId(): number
   /** A block of stream ids unique in the cluster, for a machine's primary to hand to one worker. */
-  idBlock(): [first: number, last: number] | Promise<[first: number, last: number]>
-  /** A stream opened or closed here (a cluster shares who is connected where). */
-  opened(client: StreamInfo): void
+  idBlock(): IdBlock | Promise<IdBlock>
+  /** A stream opened here, or its facts changed; or it closed (a cluster shares who is connected where). */
+  opened(stream: StreamFacts): void
   closed(id: number): void
-  /** Close a stream wherever it is; false when there is none with that id. */
-  closeClient(id: number): boolean | Promise<boolean>
-  /** Close every stream of the cluster; returns how many. */
-  closeAll(): number | Promise<number>
-  /** The cluster's figures (one process: its own). */
-  stats(): Stats | Promise<Stats>
+  /**
+   * Ask the cluster about its streams, wherever they are: close one (false when there is none
+   * with that id), close all (how many), its figures (one process: its own).
+   */
+  ask<Q extends Question>(q: Q): Answer<Q> | Promise<Answer<Q>>
   /** Leave the cluster (a Redis node says goodbye, so the others stop counting its streams at once). */
   close(): void | Promise<void>
   /**

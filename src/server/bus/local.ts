@@ -1,9 +1,11 @@
 // The in-process bus: one process, no one to agree with, so publishing is a function call and
 // every question is the node's own.
 
-import type { Accepted, Bus, BusDraft, BusNode, NodeFigures } from './bus.js'
+import type { Accepted, Bus, BusDraft, BusNode } from './bus.js'
 import { CLIENT_ID_BLOCK } from '../limits.js'
 import { offline } from '../publish-rules.js'
+import type { Answer, Question } from './questions.js'
+import { StreamIds, type IdBlock } from './stream-ids.js'
 
 /**
  * Publish delivers synchronously, so `POST /publish` can answer with the exact number of streams
@@ -11,7 +13,9 @@ import { offline } from '../publish-rules.js'
  */
 export class LocalBus implements Bus {
   private node: BusNode | null = null
-  private lastClientId = 0
+  /** The last stream id handed out, in a block. */
+  private lastId = 0
+  private readonly ids = new StreamIds(() => this.ids.give(this.idBlock()))
 
   attach(node: BusNode): void {
     this.node = node
@@ -28,29 +32,21 @@ export class LocalBus implements Bus {
   }
 
   nextClientId(): number {
-    return ++this.lastClientId
+    return this.ids.take()
   }
 
-  idBlock(): [number, number] {
-    const first = this.lastClientId + 1
-    this.lastClientId += CLIENT_ID_BLOCK
-    return [first, this.lastClientId]
+  idBlock(): IdBlock {
+    const first = this.lastId + 1
+    this.lastId += CLIENT_ID_BLOCK
+    return [first, this.lastId]
   }
 
   opened(): void {}
 
   closed(): void {}
 
-  closeClient(id: number): boolean | Promise<boolean> {
-    return this.node!.closeClient(id)
-  }
-
-  closeAll(): number | Promise<number> {
-    return this.node!.closeAll()
-  }
-
-  stats(): NodeFigures | Promise<NodeFigures> {
-    return this.node!.stats()
+  ask<Q extends Question>(q: Q): Answer<Q> | Promise<Answer<Q>> {
+    return this.node!.answer(q)
   }
 
   close(): void {

@@ -11,7 +11,8 @@
 
 import { DRAIN_BYTES_PER_TURN } from '../limits.js'
 import type { Frame } from './sse-encode.js'
-import { matches, type Matchable, type Target } from './target.js'
+import type { ClientView } from './stream.js'
+import { matches, type Target } from './target.js'
 
 interface Entry {
   readonly frame: Frame
@@ -20,7 +21,7 @@ interface Entry {
    * For a `filter` target: the blocked streams it matched when it was published. The filter is
    * user code and runs once per stream per event, so it is not asked again at collection.
    */
-  members: Set<Matchable> | null
+  members: Set<ClientView> | null
 }
 
 /** A stream that writes its next slice when its socket drains (Stream). */
@@ -126,7 +127,7 @@ export class Backlog {
   }
 
   /** A blocked stream matched entry `seq`'s filter when it was published. */
-  member(seq: number, s: Matchable): void {
+  member(seq: number, s: ClientView): void {
     const e = this.entries[this.head + seq - this.first]
     if (e !== undefined) (e.members ??= new Set()).add(s)
   }
@@ -141,7 +142,7 @@ export class Backlog {
    * make `maxBytes` (at least one), so that a stream owed a megabyte does not get a megabyte copy
    * of its own; collectedTo says where to go on from.
    */
-  collect(s: Matchable, chunked: boolean, from: number, maxBytes = Number.POSITIVE_INFINITY): Buffer[] {
+  collect(s: ClientView, chunked: boolean, from: number, maxBytes = Number.POSITIVE_INFINITY): Buffer[] {
     const out: Buffer[] = []
     let bytes = 0
     let i = this.head + Math.max(0, from - this.first)

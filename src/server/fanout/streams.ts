@@ -3,6 +3,7 @@
 // every recipient, prune the dead. Never parses.
 
 import type { Backlog } from './backlog.js'
+import { Counts } from './counts.js'
 import { closeSocket, writeQueueSize } from '../http/close.js'
 import { FanOutJob, SET_MAX } from './job.js'
 import { DROP_SLICE, FANOUT_SLICE_WRITES, MAX_BACKLOG_BYTES } from '../limits.js'
@@ -19,8 +20,7 @@ export class Streams {
   /** Every open stream, in no particular order: removal swaps the last one into the hole. */
   readonly list: Stream[] = []
   private readonly byId = new Map<number, Stream>()
-  private readonly channelCounts = new Map<string, number>()
-  private readonly userCounts = new Map<string, number>()
+  private readonly counts = new Counts()
   // Events queued for the next flush(), in publish order.
   private pendingFrames: Frame[] = []
   private pendingTargets: Target[] = []
@@ -55,8 +55,7 @@ export class Streams {
     c.index = this.list.length
     this.list.push(c)
     this.byId.set(c.id, c)
-    for (const ch of c.channels) this.channelCounts.set(ch, (this.channelCounts.get(ch) ?? 0) + 1)
-    if (c.user !== null) this.userCounts.set(c.user, (this.userCounts.get(c.user) ?? 0) + 1)
+    this.counts.add(c)
   }
 
   /** Take a stream out of the array; idempotent, so a drop and the socket's 'close' can both call it. */
@@ -84,23 +83,22 @@ export class Streams {
     c.index = -1
     c.release()
     this.byId.delete(c.id)
-    for (const ch of c.channels) decrement(this.channelCounts, ch)
-    if (c.user !== null) decrement(this.userCounts, c.user)
+    this.counts.remove(c)
     this.onRemove(c, reason)
   }
 
   /** Open streams on a channel. */
   connections(channel: string): number {
-    return this.channelCounts.get(channel) ?? 0
+    return this.counts.channel(channel)
   }
 
   /** Channel → open streams, for /stats and the console. */
   channels(): Record<string, number> {
-    return Object.fromEntries(this.channelCounts)
+    return this.counts.channels()
   }
 
   userOnline(user: string): boolean {
-    return this.userCounts.has(user)
+    return this.counts.hasUser(user)
   }
 
   /**
@@ -168,17 +166,13 @@ export class Streams {
 
   /** How many streams a target matches now, without a pass over all streams when counts say it. */
   countMatches(target: Target): number {
-    const { channel, user, client, role, filter } = target
-    if (client !== undefined) {
-      const c = this.byId.get(client)
+    if (target.client !== undefined) {
+      const c = this.byId.get(target.client)
       return c !== undefined && matches(c, target) ? 1 : 0
     }
-    if (role === undefined && filter === undefined) {
-      if (channel === undefined && user === undefined) return this.list.length
-      if (user === undefined) return this.channelCounts.get(channel!) ?? 0
-      if (channel === undefined) return this.userCounts.get(user) ?? 0
-    }
-    let n = 0
+    let n = this.counts.reach(target, this.list.length)
+    if (n >= 0) return n
+    n = 0
     for (let i = 0; i < this.list.length; i++) if (matches(this.list[i]!, target)) n++
     return n
   }
@@ -341,10 +335,4 @@ export class Streams {
     for (let i = 0; i < this.list.length; i++) if (this.list[i]!.blocked && !this.list[i]!.doomed) n += this.list[i]!.unsent
     return n
   }
-}
-
-function decrement(counts: Map<string, number>, key: string): void {
-  const n = (counts.get(key) ?? 0) - 1
-  if (n <= 0) counts.delete(key)
-  else counts.set(key, n)
 }

@@ -34,7 +34,7 @@ const TYPES: Readonly<Record<string, string>> = {
   '.wasm': 'application/wasm',
 }
 
-/** A file too big to keep in memory: the server sends `head` and then streams the file. */
+/** A file too big to keep in memory: the connection sends `reply`'s head, then the file a slice at a time (sendFile). */
 export interface FileToStream {
   reply: Reply
   file: string
@@ -151,7 +151,7 @@ export interface FileHost {
 export interface FileEvents {
   /** A slice is in the socket: the client has the send deadline to take it. */
   waiting(): void
-  /** The socket took it; the next one is being read (the disk is not the client: no deadline). */
+  /** A slice is being read: the first, or the next once the socket took the last (the disk is not the client: no deadline). */
   reading(): void
   /** Every byte is with the kernel. */
   done(): void

@@ -23,7 +23,7 @@ import * as L from '../../limits.js'
 import { heldId } from '../../publish-rules.js'
 import type { SseMessage } from '../../fanout/sse-encode.js'
 import type { BusEvent } from '../bus.js'
-import type { WireTarget } from '../workers/ipc.js'
+import type { WireTarget } from '../../fanout/target.js'
 import { Script, within, type RedisLink } from './client.js'
 
 export interface StreamKeys {

@@ -2,7 +2,8 @@
 // node of it (a `--workers` primary is one node for all of its workers). Events go through one
 // Redis Stream (event-stream.ts), which gives the order and the ids; each node keeps its own
 // history from it, so replay stays local. Who is connected where, and each node's figures, are
-// shared twice a second (peers.ts). A publish is answered once Redis has acknowledged the
+// shared twice a second (nodes.ts); questions about streams (../questions.ts) are answered here
+// and carried to the other nodes. A publish is answered once Redis has acknowledged the
 // event and this node has delivered it, so a client that publishes and then resumes here with
 // that id finds it in history.
 //
@@ -14,15 +15,16 @@
 // then is answered 503 and never published (clock.ts, and the append script).
 
 import { hostname } from 'node:os'
-import { HttpError } from '../../http/errors.js'
 import * as L from '../../limits.js'
-import { sumStats, type Stats } from '../../metrics.js'
 import { offline, type Whereabouts } from '../../publish-rules.js'
-import type { Accepted, Bus, BusDraft, BusEvent, BusNode, BusState, StreamInfo } from '../bus.js'
-import { wireTarget, type NodeStats, type WireTarget } from '../workers/ipc.js'
+import { wireTarget, type WireTarget } from '../../fanout/target.js'
+import type { Accepted, Bus, BusDraft, BusEvent, BusNode, BusState } from '../bus.js'
+import { combine, holderOf, isNone, named, type Answer, type Question } from '../questions.js'
+import { StreamIds, type IdBlock } from '../stream-ids.js'
+import type { StreamFacts } from '../wire.js'
 import { redisLink, within, type RedisLink } from './client.js'
 import { RedisClock } from './clock.js'
-import { nodeEntries, Peers } from './peers.js'
+import { ClusterNodes } from './nodes.js'
 import { EventStream, streamKeys, unavailable } from './event-stream.js'
 
 export interface RedisBusSettings {
@@ -53,11 +55,10 @@ export class RedisBus implements Bus {
   private node: BusNode | null = null
   private links: RedisLink[] = []
   private stream: EventStream | null = null
-  private peers: Peers | null = null
+  private nodes: ClusterNodes | null = null
   private readonly waiting = new Map<number, Waiting>()
-  private blocks: Array<[number, number]> = []
-  private ids: [number, number] = [1, 0]
-  private lastClientId = 0
+  /** Stream ids: the block in use and a spare, which a machine's primary hands to its workers. */
+  private readonly ids = new StreamIds(() => this.refill())
   private refilling = false
   private refillTimer: NodeJS.Timeout | null = null
   private upkeepTimer: NodeJS.Timeout | null = null
@@ -115,13 +116,13 @@ export class RedisBus implements Bus {
         for (const pos of [...this.waiting.keys()]) this.answer(pos)
       },
     })
-    this.peers = new Peers(writer, sub, this.prefix, this.name, () => node)
+    this.nodes = new ClusterNodes(writer, sub, this.prefix, this.name, () => node, () => this.state)
     await this.stream.load()
-    await this.peers.listen()
+    await this.nodes.listen()
     await this.clock.sample(writer)
-    this.ids = await this.fetchBlock()
-    this.lastClientId = this.ids[0] - 1
-    this.blocks.push(await this.fetchBlock())
+    // The block in use, then the spare: opening a stream never waits for Redis.
+    this.ids.give(await this.fetchBlock())
+    this.ids.give(await this.fetchBlock())
     await this.exchange()
     this.upkeepTimer = setInterval(() => this.upkeep(), L.REDIS_PRESENCE_MS)
     void this.stream.run()
@@ -155,49 +156,38 @@ export class RedisBus implements Bus {
   }
 
   nextClientId(): number {
-    if (this.lastClientId >= this.ids[1]) {
-      const block = this.blocks.shift()
-      this.refill()
-      if (block === undefined) throw new HttpError(503, 'no stream ids left; try again', [['Retry-After', '1']])
-      this.ids = block
-      this.lastClientId = block[0] - 1
-    }
-    return ++this.lastClientId
+    return this.ids.take()
   }
 
-  idBlock(): [number, number] | Promise<[number, number]> {
-    const block = this.blocks.shift()
-    this.refill()
-    return block ?? this.fetchBlock()
+  idBlock(): IdBlock | Promise<IdBlock> {
+    return this.ids.takeSpare() ?? this.fetchBlock()
   }
 
-  opened(s: StreamInfo): void {
-    this.peers?.opened(s)
+  opened(s: StreamFacts): void {
+    this.nodes?.opened(s)
   }
 
   closed(id: number): void {
-    this.peers?.closed(id)
+    this.nodes?.closed(id)
   }
 
-  async closeClient(id: number): Promise<boolean> {
-    if (await this.node!.closeClient(id)) return true
-    if (this.peers === null || this.peers.presence.nodeOf(id) === undefined) return false
-    const answers = await this.peers.ask({ q: 'close-client', id })
-    return answers.includes(true)
-  }
-
-  async closeAll(): Promise<number> {
-    const [here, there] = await Promise.all([this.node!.closeAll(), this.peers?.ask({ q: 'close-all' }) ?? []])
-    return there.reduce((n: number, c) => n + (typeof c === 'number' ? c : 0), here)
-  }
-
-  /** The cluster's figures: this node's now, the others' from their last snapshot. */
-  async stats(): Promise<Stats & { nodes: NodeStats[] }> {
-    const own = await this.node!.stats()
-    const bus = this.state
-    const others = this.peers?.figures() ?? []
-    const nodes = [...nodeEntries(this.name, own, bus), ...others.flatMap((f) => f.nodes ?? [])]
-    return { ...sumStats([own, ...others], { published: own.published, history: own.history, uptimeSeconds: own.uptimeSeconds }), nodes }
+  /**
+   * About one stream: this node's answer when it holds it, else the node's that does (from the
+   * snapshots). About them all: this node's answer and the others', combined (the figures: the
+   * others' from their last snapshot).
+   */
+  async ask<Q extends Question>(q: Q): Promise<Answer<Q>> {
+    const node = this.node!
+    const nodes = this.nodes
+    const holder = holderOf(q)
+    if (holder === undefined) {
+      const [here, there] = await Promise.all([node.answer(q), nodes?.ask(q) ?? []])
+      return combine(q, [nodes === null ? here : named(q, here, nodes.self), ...there])
+    }
+    const here = await node.answer(q)
+    const at = nodes?.presence.nodeOf(holder)
+    if (!isNone(q, here) || nodes === null || at === undefined || at === this.name) return here
+    return combine(q, await nodes.ask(q, [at]))
   }
 
   catchUp(): Promise<void> {
@@ -212,10 +202,10 @@ export class RedisBus implements Bus {
     for (const timer of [this.refillTimer, this.probing]) if (timer !== null) clearTimeout(timer)
     this.stream?.close()
     for (const pos of [...this.waiting.keys()]) this.answer(pos)
-    if (this.peers !== null && this.links[0]?.ready === true) {
+    if (this.nodes !== null && this.links[0]?.ready === true) {
       let timer: NodeJS.Timeout | undefined
       const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, L.REDIS_ASK_TIMEOUT_MS)))
-      await Promise.race([this.peers.leave().catch(() => {}), late])
+      await Promise.race([this.nodes.leave().catch(() => {}), late])
       clearTimeout(timer)
     }
     for (const l of this.links) l.close()
@@ -236,15 +226,15 @@ export class RedisBus implements Bus {
     w.resolve({ id: w.id, delivered: this.count(w.target) })
   }
 
-  /** Streams a target reaches: here exactly, elsewhere from the last snapshots. */
+  /** Streams a target reaches: here exactly (told as they open and close), elsewhere from the last snapshots. */
   private count(target: WireTarget): number {
-    return this.node!.count(target) + (this.peers?.presence.count(target) ?? 0)
+    return this.nodes?.presence.count(target) ?? this.node!.count(target)
   }
 
-  /** Who is connected anywhere in the cluster: here exactly, elsewhere from the last snapshots. */
+  /** Who is connected anywhere in the cluster: the cluster's presence holds this node's streams and the others' last snapshots. */
   private readonly anywhere: Whereabouts = {
-    userOnline: (user) => this.node!.userOnline(user) || this.peers?.presence.userOnline(user) === true,
-    clientExists: (id) => this.node!.clientExists(id) || this.peers?.presence.nodeOf(id) !== undefined,
+    userOnline: (user) => (this.nodes?.presence ?? this.node!).userOnline(user),
+    clientExists: (id) => (this.nodes === null ? this.node!.clientExists(id) : this.nodes.presence.nodeOf(id) !== undefined),
   }
 
   // ---------------------------------------------------------------- upkeep
@@ -286,7 +276,7 @@ export class RedisBus implements Bus {
   private async exchange(): Promise<void> {
     this.exchanging = true
     try {
-      await Promise.all([this.peers!.exchange(this.state), this.stream!.checkEpoch()])
+      await Promise.all([this.nodes!.exchange(), this.stream!.checkEpoch()])
     } catch (err) {
       this.setState('down', (err as Error).message)
     } finally {
@@ -301,17 +291,17 @@ export class RedisBus implements Bus {
   }
 
   /**
-   * Stream ids come from Redis in blocks; one is kept in reserve, so opening a stream never waits.
-   * While Redis gives none, it is asked again every ID_BLOCK_RETRY_MS, so the reserve is there
+   * The next block of stream ids for this node (its own streams, or the spare a primary hands
+   * on). While Redis gives none, it is asked again every ID_BLOCK_RETRY_MS, so the spare is there
    * again soon after Redis is.
    */
   private refill(): void {
-    if (this.refilling || this.blocks.length > 0 || this.shut) return
+    if (this.refilling || this.shut) return
     this.refilling = true
     this.fetchBlock().then(
       (block) => {
         this.refilling = false
-        this.blocks.push(block)
+        this.ids.give(block)
       },
       () => {
         this.refilling = false
@@ -321,7 +311,7 @@ export class RedisBus implements Bus {
   }
 
   /** A block from Redis, or a rejection (503) when Redis refuses or has not answered within REDIS_ANSWER_MS. */
-  private async fetchBlock(): Promise<[number, number]> {
+  private async fetchBlock(): Promise<IdBlock> {
     const last = await within(this.stream!.idBlock(L.CLIENT_ID_BLOCK), L.REDIS_ANSWER_MS, unavailable)
     return [last - L.CLIENT_ID_BLOCK + 1, last]
   }

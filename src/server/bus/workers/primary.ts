@@ -4,7 +4,9 @@
 // message per event-loop turn, so every worker delivers the same events in the same order and
 // keeps the same history. The primary keeps that history too (a worker that starts, or replaces
 // a dead one, gets it before it listens), and a mirror of who is connected where (presence.ts),
-// from which `delivered` and `404 offline` are answered. No sockets of its own but IPC.
+// from which `delivered` and `404 offline` are answered. Questions about streams (questions.ts)
+// it only carries: to the worker holding the stream, or to every worker. No sockets of its own
+// but IPC.
 //
 // With `--redis` as well, the ids and the order come from Redis instead: the primary is then one
 // node of the Redis cluster for all of its workers (the BusNode it gives its bus), and what it
@@ -13,14 +15,17 @@
 import { HttpError } from '../../http/errors.js'
 import { History, type HistoryEntry } from '../../fanout/history.js'
 import * as L from '../../limits.js'
-import { sumStats, type Stats } from '../../metrics.js'
+import { Metrics } from '../../metrics.js'
 import { encodeEvent, type SseMessage } from '../../fanout/sse-encode.js'
 import { admit, refuseHeld, type PublishLimits } from '../../publish-rules.js'
-import type { Accepted, Bus, BusNode, NodeFigures } from '../bus.js'
-import type { FromWorker, NodeStats, PublishAnswer, Question, ToWorker, WireEvent, WireTarget } from './ipc.js'
+import type { WireTarget } from '../../fanout/target.js'
+import type { Accepted, Bus, BusNode } from '../bus.js'
+import type { FromWorker, PublishAnswer, ToWorker } from './ipc.js'
 import { LocalBus } from '../local.js'
 import { Presence } from '../presence.js'
-import { Questions } from '../questions.js'
+import { answerLocally, combine, holderOf, NO_STREAMS, Questions, type Answer, type Question, type StreamHolder } from '../questions.js'
+import type { IdBlock } from '../stream-ids.js'
+import type { WireEvent } from '../wire.js'
 
 /** How the primary reaches one worker. */
 export interface WorkerLink {
@@ -33,9 +38,10 @@ interface Kept extends HistoryEntry {
 }
 
 export class ClusterPrimary {
-  readonly presence = new Presence()
-  /** Events and ticks handed to the workers: the cluster's `published`. */
-  published = 0
+  /** Every stream of every worker, by slot: the whole machine. */
+  readonly presence = new Presence<number>()
+  /** Its own figures: `published` counts the events and ticks handed to the workers. */
+  private readonly metrics = new Metrics()
   private readonly history: History<Kept>
   /** What the publish rules need for the primary's own publishes: the event size limit, the cluster's history. */
   private readonly limits: PublishLimits
@@ -50,7 +56,11 @@ export class ClusterPrimary {
   private readonly questions = new Questions<number>()
   /** Workers whose next block of stream ids is being fetched (one request at a time each). */
   private readonly fetchingIds = new Set<number>()
-  private readonly startedAt = Date.now()
+  /** The primary as a question finds it: no stream of its own; its figures are its sequence's and its history's. */
+  private readonly own: StreamHolder = {
+    ...NO_STREAMS,
+    stats: () => this.metrics.snapshot(0, {}, { events: this.history.size, bytes: this.history.bytes }, 0),
+  }
 
   constructor(
     settings: { history: number; historyBytes: number; lastEventId: number; maxEventBytes: number },
@@ -88,7 +98,7 @@ export class ClusterPrimary {
    * (Redis away or not answering), for as long as `wanted()`; null once it is not. A worker whose
    * request went unanswered would run out of ids for good: every stream there refused.
    */
-  private async idBlockFor(wanted: () => boolean): Promise<[number, number] | null> {
+  private async idBlockFor(wanted: () => boolean): Promise<IdBlock | null> {
     for (;;) {
       const ids = await Promise.resolve()
         .then(() => this.bus.idBlock())
@@ -112,10 +122,11 @@ export class ClusterPrimary {
     }
   }
 
-  /** A worker is gone: its streams are, and no answer is awaited from it any more. */
+  /** A worker is gone: its streams are (for the bus too), and no answer is awaited from it any more. */
   leave(slot: number): void {
     this.joining.delete(slot)
     if (!this.workers.delete(slot)) return
+    for (const s of this.presence.streamsOf(slot)) this.bus.closed(s.id)
     this.presence.nodeGone(slot)
     this.questions.gone(slot)
   }
@@ -143,25 +154,29 @@ export class ClusterPrimary {
         }
         break
       case 'presence':
-        for (const s of msg.opened) {
-          this.presence.opened(slot, s)
-          this.bus.opened({ id: s[0], user: s[1], channels: s[2], roles: s[3] })
-        }
+        // Each id once in a message (the worker keeps its last word), so the order is no matter.
         for (const id of msg.closed) {
-          this.presence.closed(id)
+          this.presence.delete(id)
           this.bus.closed(id)
+        }
+        for (const s of msg.opened) {
+          this.presence.set(slot, s)
+          this.bus.opened(s)
         }
         break
       case 'ids':
         void this.giveIds(slot)
         break
-      case 'ask':
-        // A failed answer is warned, not thrown: the worker stops waiting for it at its timeout.
-        this.answer(msg).then(
-          (value) => this.workers.get(slot)?.send({ t: 'answer', n: msg.n, value }),
+      case 'ask': {
+        // A worker's question about the whole cluster. A failed answer (none is expected: a
+        // question ends with the answers that came) is warned, not thrown.
+        const { t: _t, n, ...q } = msg
+        Promise.resolve(this.bus.ask(q as Question)).then(
+          (value) => this.workers.get(slot)?.send({ t: 'answer', n, value }),
           (err: Error) => process.emitWarning(`rawsse: a question of ${slot} failed: ${err.message}`),
         )
         break
+      }
       case 'answer':
         this.questions.answered(msg.n, slot, msg.value)
         break
@@ -190,23 +205,6 @@ export class ClusterPrimary {
     return this.bus.publish(admit(message, target, 'program', this.limits))
   }
 
-  /** This machine's figures: every worker's summed, the primary's own sequence and history, and each worker. */
-  async machineStats(): Promise<Stats & { nodes: NodeStats[] }> {
-    const nodes = (await this.askAll({ q: 'stats' })).filter((v): v is NodeStats => v !== undefined)
-    const totals = sumStats(nodes, {
-      published: this.published,
-      history: { events: this.history.size, bytes: this.history.bytes },
-      uptimeSeconds: Math.floor((Date.now() - this.startedAt) / 1000),
-    })
-    return { ...totals, rssBytes: totals.rssBytes + process.memoryUsage.rss(), nodes }
-  }
-
-  /** Close every stream of this machine's workers; resolves to how many. */
-  private async closeAllHere(): Promise<number> {
-    const counts = await this.askAll({ q: 'close-all' })
-    return counts.reduce((n: number, c) => n + (typeof c === 'number' ? c : 0), 0)
-  }
-
   /** The machine as its bus sees it: one node holding every worker's streams. */
   private busNode(): BusNode {
     return {
@@ -228,14 +226,7 @@ export class ClusterPrimary {
       mark: (id) => this.history.mark(id),
       nextEventId: () => String(++this.lastEventId),
       count: (t) => this.presence.count(t as WireTarget),
-      closeClient: async (id) => {
-        const slot = this.presence.nodeOf(id)
-        if (slot === undefined) return false
-        const [closed] = await this.ask([slot], { q: 'close-client', id })
-        return closed === true
-      },
-      closeAll: () => this.closeAllHere(),
-      stats: (): Promise<NodeFigures> => this.machineStats(),
+      answer: (q) => this.answer(q),
       clientExists: (id) => this.presence.nodeOf(id) !== undefined,
       userOnline: (user) => this.presence.userOnline(user),
     }
@@ -256,7 +247,7 @@ export class ClusterPrimary {
   }
 
   private push(event: WireEvent): void {
-    this.published++
+    this.metrics.published++
     this.batch.push(event)
     this.queueFlush()
   }
@@ -280,22 +271,24 @@ export class ClusterPrimary {
 
   // ---------------------------------------------------------------- questions
 
-  /** A worker's question about the whole cluster. */
-  private async answer(q: Question): Promise<unknown> {
-    if (q.q === 'stats') return this.bus.stats()
-    if (q.q === 'close-all') return this.bus.closeAll()
-    return this.bus.closeClient(q.id)
-  }
-
-  private askAll(q: Question): Promise<unknown[]> {
-    return this.ask([...this.workers.keys()], q)
+  /**
+   * A question about this machine's streams (its bus asks it, for a worker or for Redis): asked
+   * of the worker holding the stream, or of every worker, their answers combined with the
+   * primary's own.
+   */
+  private async answer<Q extends Question>(q: Q): Promise<Answer<Q>> {
+    const holder = holderOf(q)
+    if (holder === undefined) return combine(q, [answerLocally(this.own, q), ...(await this.ask([...this.workers.keys()], q))])
+    const slot = this.presence.nodeOf(holder)
+    return combine(q, slot === undefined ? [] : await this.ask([slot], q))
   }
 
   /** Ask workers `slots` one question; resolves with the answers of those that did not leave meanwhile. */
-  private ask(slots: number[], q: Question): Promise<unknown[]> {
+  private ask<Q extends Question>(slots: number[], q: Q): Promise<Array<Answer<Q>>> {
     const live = slots.filter((s) => this.workers.has(s))
-    return this.questions.ask(live, (n) => {
+    const asked = this.questions.ask(live, (n) => {
       for (const s of live) this.workers.get(s)!.send({ t: 'ask', n, ...q })
     })
+    return asked as Promise<Array<Answer<Q>>>
   }
 }

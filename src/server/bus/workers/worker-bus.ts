@@ -2,13 +2,19 @@
 // sends the event to the primary and resolves once the primary has accepted it and given it an
 // id; the event itself comes back in the primary's next `batch`, like every other worker's, so
 // all workers deliver one order. Streams opened and closed here are told to the primary once
-// per turn (its presence counts answer `delivered` and 404), and questions about streams
-// elsewhere (close one, close all, stats) go through it.
+// per turn (its presence counts answer `delivered` and 404). Questions about streams
+// (../questions.ts) are answered here when the stream is here, else asked of the primary, which
+// asks the worker holding it; the primary's questions about this worker's streams are answered
+// here. Stream ids come from the primary a block at a time.
 
 import { HttpError } from '../../http/errors.js'
-import type { Stats } from '../../metrics.js'
-import type { Accepted, Bus, BusDraft, BusNode, BusState, StreamInfo } from '../bus.js'
-import { wireTarget, type FromWorker, type NodeStats, type PublishItem, type Question, type ToWorker, type WireEvent, type WireStream } from './ipc.js'
+import { wireTarget } from '../../fanout/target.js'
+import type { Accepted, Bus, BusDraft, BusNode, BusState } from '../bus.js'
+import { StreamNews } from '../presence.js'
+import { holderOf, isNone, named, Questions, type Answer, type Question } from '../questions.js'
+import { StreamIds } from '../stream-ids.js'
+import { factsOf, type StreamFacts, type WireEvent } from '../wire.js'
+import type { FromWorker, PublishAnswer, PublishItem, ToWorker } from './ipc.js'
 
 /** What the primary gave this worker to start with. */
 export interface WorkerInit {
@@ -17,10 +23,10 @@ export interface WorkerInit {
   token: string | null
 }
 
-interface Pending<T> {
-  resolve: (v: T) => void
-  reject: (e: Error) => void
-}
+/** The one member a worker asks. */
+const PRIMARY = ['primary'] as const
+
+const unavailable = (): HttpError => new HttpError(503, 'bus unavailable')
 
 export class WorkerBus implements Bus {
   /** This worker's name in /stats `nodes` and /metrics. */
@@ -35,16 +41,11 @@ export class WorkerBus implements Bus {
   private node: BusNode | null = null
   private history: WireEvent[]
   private marks: Array<[id: string, at: number]>
-  private sent = 0
-  private readonly publishes = new Map<number, Pending<Accepted>>()
-  private readonly questions = new Map<number, Pending<unknown>>()
-  private ids: [number, number]
-  private nextIds: [number, number] | null = null
-  private askedIds = false
-  private lastClientId: number
-  private opened_: WireStream[] = []
-  private closed_: number[] = []
-  private presenceQueued = false
+  /** Publishes and questions waiting for the primary's answer, by number. */
+  private readonly asked = new Questions<'primary'>()
+  private readonly ids = new StreamIds(() => this.send({ t: 'ids' }))
+  /** This turn's streams opened, changed and closed, for the primary. */
+  private readonly news = new StreamNews()
   /** Messages that came before attach(). */
   private early: ToWorker[] = []
   private closedBus = false
@@ -58,8 +59,7 @@ export class WorkerBus implements Bus {
     this.state = init.bus
     this.history = init.history
     this.marks = init.marks
-    this.ids = init.ids
-    this.lastClientId = init.ids[0] - 1
+    this.ids.give(init.ids)
     process.on('message', this.onMessage)
   }
 
@@ -95,14 +95,19 @@ export class WorkerBus implements Bus {
   }
 
   publish(draft: BusDraft): Promise<Accepted> {
-    if (this.closedBus) return Promise.reject(new HttpError(503, 'bus unavailable'))
+    if (this.closedBus) return Promise.reject(unavailable())
     const target = wireTarget(draft.target)
-    const n = ++this.sent
-    // The publishes of one turn (a connection's pipelined ones) go to the primary in one message,
-    // so they come back in one batch and reach each stream in one write.
-    if (this.outbox.length === 0) process.nextTick(this.sendOutbox)
-    this.outbox.push({ n, strict: draft.strict, message: draft.message, target, keep: draft.keep })
-    return new Promise<Accepted>((resolve, reject) => this.publishes.set(n, { resolve, reject }))
+    const answer = this.fromPrimary((n) => {
+      // The publishes of one turn (a connection's pipelined ones) go to the primary in one message,
+      // so they come back in one batch and reach each stream in one write.
+      if (this.outbox.length === 0) process.nextTick(this.sendOutbox)
+      this.outbox.push({ n, strict: draft.strict, message: draft.message, target, keep: draft.keep })
+    })
+    return answer.then((value) => {
+      const a = value as PublishAnswer
+      if ('id' in a) return { id: a.id, delivered: a.delivered }
+      throw new HttpError(a.status, a.error)
+    })
   }
 
   private outbox: PublishItem[] = []
@@ -112,61 +117,36 @@ export class WorkerBus implements Bus {
     this.send({ t: 'publish', items })
   }
 
-  idBlock(): [number, number] {
+  idBlock(): never {
     throw new Error('a worker hands out no id blocks: its primary does')
   }
 
   nextClientId(): number {
-    if (this.lastClientId >= this.ids[1]) {
-      // The next block is asked for at half of this one, so it has normally long come. If not
-      // (Redis away), the primary keeps asking Redis until it has one; asking it again here
-      // costs nothing (it fetches one block per worker at a time) and needs no other promise.
-      if (this.nextIds === null) {
-        this.send({ t: 'ids' })
-        throw new HttpError(503, 'no stream ids left; try again', [['Retry-After', '1']])
-      }
-      this.ids = this.nextIds
-      this.nextIds = null
-      this.askedIds = false
-      this.lastClientId = this.ids[0] - 1
-    }
-    const id = ++this.lastClientId
-    if (!this.askedIds && id - this.ids[0] >= (this.ids[1] - this.ids[0]) / 2) {
-      this.askedIds = true
-      this.send({ t: 'ids' })
-    }
-    return id
+    return this.ids.take()
   }
 
-  opened(c: StreamInfo): void {
-    this.opened_.push([c.id, c.user, c.channels, c.roles])
-    this.queuePresence()
+  opened(s: StreamFacts): void {
+    this.tellPresence()
+    this.news.opened(factsOf(s))
   }
 
   closed(id: number): void {
-    this.closed_.push(id)
-    this.queuePresence()
+    this.tellPresence()
+    this.news.closed(id)
   }
 
-  closeClient(id: number): boolean | Promise<boolean> {
-    if (this.node!.closeClient(id)) return true
-    return this.ask({ q: 'close-client', id }).then((v) => v === true)
-  }
-
-  closeAll(): Promise<number> {
-    return this.ask({ q: 'close-all' }).then((v) => (typeof v === 'number' ? v : 0))
-  }
-
-  stats(): Promise<Stats> {
-    return this.ask({ q: 'stats' }) as Promise<Stats>
+  /** Answered here when the stream asked about is here, as one process would answer; else by the cluster. */
+  ask<Q extends Question>(q: Q): Answer<Q> | Promise<Answer<Q>> {
+    if (holderOf(q) === undefined) return this.askPrimary(q)
+    const here = this.node!.answer(q)
+    if (here instanceof Promise) return here.then((a) => (isNone(q, a) ? this.askPrimary(q) : a))
+    return isNone(q, here) ? this.askPrimary(q) : here
   }
 
   close(): void {
     this.closedBus = true
     process.off('message', this.onMessage)
-    for (const p of [...this.publishes.values(), ...this.questions.values()]) p.reject(new HttpError(503, 'bus unavailable'))
-    this.publishes.clear()
-    this.questions.clear()
+    this.asked.gone(PRIMARY[0])
   }
 
   private handle(msg: ToWorker): void {
@@ -179,14 +159,10 @@ export class WorkerBus implements Bus {
     switch (msg.t) {
       case 'batch':
         for (const e of msg.events) this.node.deliver(e)
-        for (const a of msg.answers) {
-          const p = this.settle(this.publishes, a.n)
-          if ('id' in a) p?.resolve({ id: a.id, delivered: a.delivered })
-          else p?.reject(new HttpError(a.status, a.error))
-        }
+        for (const a of msg.answers) this.asked.answered(a.n, PRIMARY[0], a)
         break
       case 'ids':
-        this.nextIds = msg.ids
+        this.ids.give(msg.ids)
         break
       case 'bus':
         this.state = msg.state
@@ -195,14 +171,10 @@ export class WorkerBus implements Bus {
         this.node.gap()
         break
       case 'ask':
-        // A failed answer is warned, not thrown: the primary stops waiting for it at its timeout.
-        this.answer(this.node, msg).then(
-          (value) => this.send({ t: 'answer', n: msg.n, value }),
-          (err: Error) => process.emitWarning(`rawsse: a question of the primary failed: ${err.message}`),
-        )
+        this.answerPrimary(this.node, msg)
         break
       case 'answer':
-        this.settle(this.questions, msg.n)?.resolve(msg.value)
+        this.asked.answered(msg.n, PRIMARY[0], msg.value)
         break
       case 'stop':
         this.onStop()
@@ -213,39 +185,32 @@ export class WorkerBus implements Bus {
     }
   }
 
-  /** The primary's question about this worker's own streams. */
-  private async answer(node: BusNode, q: Question): Promise<unknown> {
-    if (q.q === 'close-all') return node.closeAll()
-    if (q.q === 'close-client') return node.closeClient(q.id)
-    const stats: NodeStats = { ...(await node.stats()), node: this.name, pid: process.pid, bus: this.state }
-    return stats
+  /** The primary's question about this worker's streams, answered with this worker's name. */
+  private answerPrimary(node: BusNode, msg: Extract<ToWorker, { t: 'ask' }>): void {
+    const { t: _t, n, ...rest } = msg
+    const q = rest as Question
+    const self = { node: this.name, pid: process.pid, bus: this.state }
+    // A failed answer (none is expected: the server answers at once) is warned, not thrown.
+    Promise.resolve(node.answer(q)).then(
+      (a) => this.send({ t: 'answer', n, value: named(q, a, self) }),
+      (err: Error) => process.emitWarning(`rawsse: a question of the primary failed: ${err.message}`),
+    )
   }
 
-  private ask(q: Question): Promise<unknown> {
-    if (this.closedBus) return Promise.reject(new HttpError(503, 'bus unavailable'))
-    const n = ++this.sent
-    return new Promise((resolve, reject) => {
-      this.questions.set(n, { resolve, reject })
-      this.send({ t: 'ask', n, ...q })
-    })
+  private askPrimary<Q extends Question>(q: Q): Promise<Answer<Q>> {
+    if (this.closedBus) return Promise.reject(unavailable())
+    return this.fromPrimary((n) => this.send({ t: 'ask', n, ...q })) as Promise<Answer<Q>>
   }
 
-  private settle<T>(map: Map<number, Pending<T>>, n: number): Pending<T> | undefined {
-    const p = map.get(n)
-    map.delete(n)
-    return p
+  /** The primary's answer to what `send(n)` sends; 503 when this bus closes first. */
+  private async fromPrimary(send: (n: number) => void): Promise<unknown> {
+    const answers = await this.asked.ask(PRIMARY, send)
+    if (answers.length === 0) throw unavailable()
+    return answers[0]
   }
 
-  /** Streams opened and closed in one turn go to the primary in one message. */
-  private queuePresence(): void {
-    if (this.presenceQueued) return
-    this.presenceQueued = true
-    setImmediate(() => {
-      this.presenceQueued = false
-      const msg: FromWorker = { t: 'presence', opened: this.opened_, closed: this.closed_ }
-      this.opened_ = []
-      this.closed_ = []
-      this.send(msg)
-    })
+  /** Streams opened, changed and closed in one turn go to the primary in one message, each once. */
+  private tellPresence(): void {
+    if (this.news.size === 0) setImmediate(() => this.send({ t: 'presence', ...this.news.take() }))
   }
 }
