@@ -30,7 +30,7 @@ import { Streams } from './fanout/streams.js'
 import { Subscriptions } from './subscriptions.js'
 import { TurnGate } from './http/turn-gate.js'
 import type { JwtConfig } from './jwt.js'
-import { MemoryTicketStore, ticketRequest, type TicketIssued, type TicketOptions, type TicketStore } from './tickets.js'
+import { ledgerStore, MemoryTicketStore, ticketRequest, type TicketIssued, type TicketOptions, type TicketStore } from './tickets.js'
 import { dropOldestAnswers } from './http/unsent.js'
 import type { Target } from './fanout/target.js'
 
@@ -43,7 +43,7 @@ export class SseServer extends EventEmitter<SseServerEvents> {
   readonly generatedToken: string | null
   private readonly access: Access
   /** Tickets until they are spent (POST /tickets, createTicket()). */
-  private readonly tickets: TicketStore = new MemoryTicketStore()
+  private readonly tickets: TicketStore
   private readonly settings: Settings
   private readonly statics: StaticFiles | null
   private readonly bus: Bus
@@ -76,8 +76,6 @@ export class SseServer extends EventEmitter<SseServerEvents> {
         throw new RangeError(`tls: ${(err as Error).message}`)
       }
     }
-    this.access = new Access({ lists: options, hook: options.authenticate, jwt: options.jwt, tickets: this.tickets, retryMs: this.settings.retryMs })
-    this.generatedToken = this.access.generatedToken
     this.lastEventId = this.settings.lastEventId
     this.statics = this.settings.publicDir === null ? null : new StaticFiles(this.settings.publicDir)
     this.history = new History(this.settings.history, this.settings.historyBytes)
@@ -89,6 +87,10 @@ export class SseServer extends EventEmitter<SseServerEvents> {
     this.bus = options.bus ?? (options.redis === undefined ? new LocalBus() : new RedisBus({ url: options.redis, prefix: options.redisPrefix, history: this.settings.history, lastEventId: this.settings.lastEventId }))
     this.bus.attach(this.busNode())
     this.bus.watch?.((state, detail) => this.emit('bus', state, detail))
+    // A cluster spends a ticket once in the whole cluster: its bus's ledger keeps them.
+    this.tickets = this.bus.tickets === undefined ? new MemoryTicketStore() : ledgerStore(this.bus.tickets)
+    this.access = new Access({ lists: options, hook: options.authenticate, jwt: options.jwt, tickets: this.tickets, retryMs: this.settings.retryMs })
+    this.generatedToken = this.access.generatedToken
     const { streams, history, bus, metrics, settings } = this
     const stopping = (): boolean => this.stopping !== null
     const { retryMs, corsOrigin, corsCredentials } = settings

@@ -52,6 +52,42 @@ export interface TicketStore {
   spend(ticket: string): AppIdentity | null | Promise<AppIdentity | null>
 }
 
+/**
+ * Where a cluster keeps tickets, by digest: the primary of --workers (its MemoryTicketStore), or
+ * Redis. put() is refused (a TicketRefused or HttpError 503) when it cannot keep one more; take()
+ * is one step, so a ticket presented on two processes at once is had by one of them.
+ */
+export interface TicketLedger {
+  put(digest: string, identity: AppIdentity, expiresAt: number): void | Promise<void>
+  /** The identity of a live ticket, removing it; else null. */
+  take(digest: string): AppIdentity | null | Promise<AppIdentity | null>
+}
+
+/** The TicketStore of a process whose tickets a cluster's ledger keeps: the ticket is made here, only its digest travels. */
+export function ledgerStore(ledger: TicketLedger, now: () => number = Date.now): TicketStore {
+  return {
+    async create(request) {
+      const { ticket, digest } = newTicket()
+      const expiresAt = now() + request.ttlSeconds * 1000
+      await ledger.put(digest, ticketIdentity(request), expiresAt)
+      return { ticket, expiresAt }
+    },
+    spend: (ticket) => (looksLikeTicket(ticket) ? ledger.take(ticketDigest(ticket)) : null),
+  }
+}
+
+/**
+ * A ticket's identity as another process or Redis gave it back (JSON), or null when it is not one:
+ * whoever can write to that Redis must not be able to make up a shape the server never checked.
+ */
+export function identityFrom(json: unknown): AppIdentity | null {
+  const v = json as Partial<Record<keyof AppIdentity, unknown>> | null
+  if (v === null || typeof v !== 'object') return null
+  const { user, roles, grants } = v
+  if ((user !== null && !isName(user)) || !isNameList(roles) || (grants !== null && !isNameList(grants))) return null
+  return Object.freeze({ user, roles: Object.freeze([...roles]), grants: grants === null ? null : Object.freeze([...grants]), expiresAt: null })
+}
+
 /** A refusal of POST /tickets with the JSON body to answer (`{"error":…}` and what it names). */
 export class TicketRefused extends HttpError {
   constructor(
@@ -168,7 +204,7 @@ export interface MemoryTicketStoreOptions {
  * by create(), and whenever the store is full, so memory is bounded with no timer of its own.
  * put()/take() are the steps a primary answers its workers with.
  */
-export class MemoryTicketStore implements TicketStore {
+export class MemoryTicketStore implements TicketStore, TicketLedger {
   private readonly live = new Map<string, Live>()
   private readonly now: () => number
   private readonly maxLive: number
