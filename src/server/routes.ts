@@ -316,9 +316,9 @@ export function beforeBody(req: RequestHead, ctx: RouteContext, peer: Peer): Rep
   if (req.method !== 'POST') return null
   if (req.path === '/publish') return checkRole(req, ctx, peer, ROLE_PUBLISH)
   if (req.path === '/tickets') {
-    if (req.contentLength > MAX_TICKET_BODY_BYTES) return json(413, { error: `the body must be at most ${MAX_TICKET_BODY_BYTES} bytes` })
+    const tooBig = req.contentLength > MAX_TICKET_BODY_BYTES ? json(413, { error: `the body must be at most ${MAX_TICKET_BODY_BYTES} bytes` }) : null
     const who = bearer(req, ctx, peer)
-    return who instanceof Promise ? who.then(ticketCallerRefusal) : ticketCallerRefusal(who)
+    return who instanceof Promise ? who.then((w) => ticketCallerRefusal(w) ?? tooBig) : (ticketCallerRefusal(who) ?? tooBig)
   }
   return null
 }
