@@ -14,6 +14,8 @@ export interface ErrorReply {
   /** The request path with a token in it redacted (`/events/***`); null when the head was not read. */
   path: string | null
   remoteAddress: string | undefined
+  /** Why a credential was refused (`jwt: expired`, `ticket: unknown, spent or expired`, …): for the log only, the client is told just `401`. */
+  refusal?: string
 }
 
 /** A published event, for logs (`--log-publish`). */

@@ -29,6 +29,8 @@ import { Delivery } from './fanout/delivery.js'
 import { Streams } from './fanout/streams.js'
 import { Subscriptions } from './subscriptions.js'
 import { TurnGate } from './http/turn-gate.js'
+import type { JwtConfig } from './jwt.js'
+import { ledgerStore, MemoryTicketStore, ticketRequest, type TicketIssued, type TicketOptions, type TicketStore } from './tickets.js'
 import { dropOldestAnswers } from './http/unsent.js'
 import type { Target } from './fanout/target.js'
 
@@ -40,6 +42,8 @@ export class SseServer extends EventEmitter<SseServerEvents> {
   /** The token generated when no token, user or authenticate hook was given; it has every role. */
   readonly generatedToken: string | null
   private readonly access: Access
+  /** Tickets until they are spent (POST /tickets, createTicket()). */
+  private readonly tickets: TicketStore
   private readonly settings: Settings
   private readonly statics: StaticFiles | null
   private readonly bus: Bus
@@ -72,8 +76,6 @@ export class SseServer extends EventEmitter<SseServerEvents> {
         throw new RangeError(`tls: ${(err as Error).message}`)
       }
     }
-    this.access = new Access(options, options.authenticate, this.settings.retryMs)
-    this.generatedToken = this.access.generatedToken
     this.lastEventId = this.settings.lastEventId
     this.statics = this.settings.publicDir === null ? null : new StaticFiles(this.settings.publicDir)
     this.history = new History(this.settings.history, this.settings.historyBytes)
@@ -85,9 +87,14 @@ export class SseServer extends EventEmitter<SseServerEvents> {
     this.bus = options.bus ?? (options.redis === undefined ? new LocalBus() : new RedisBus({ url: options.redis, prefix: options.redisPrefix, history: this.settings.history, lastEventId: this.settings.lastEventId }))
     this.bus.attach(this.busNode())
     this.bus.watch?.((state, detail) => this.emit('bus', state, detail))
+    // A cluster spends a ticket once in the whole cluster: its bus's ledger keeps them.
+    this.tickets = this.bus.tickets === undefined ? new MemoryTicketStore() : ledgerStore(this.bus.tickets)
+    this.access = new Access({ lists: options, hook: options.authenticate, jwt: options.jwt, tickets: this.tickets, retryMs: this.settings.retryMs })
+    this.generatedToken = this.access.generatedToken
     const { streams, history, bus, metrics, settings } = this
     const stopping = (): boolean => this.stopping !== null
-    this.subscriptions = new Subscriptions({ streams, history, bus, metrics, backlog, events: this, retryMs: settings.retryMs, corsOrigin: settings.corsOrigin, stopping })
+    const { retryMs, corsOrigin, corsCredentials } = settings
+    this.subscriptions = new Subscriptions({ streams, history, bus, metrics, backlog, events: this, retryMs, corsOrigin, corsCredentials, stopping })
     this.routes = this.routeContext()
     this.host = this.connectionHost()
   }
@@ -243,6 +250,27 @@ export class SseServer extends EventEmitter<SseServerEvents> {
     return this.subscriptions.revoke(this.access.replace(lists))
   }
 
+  /**
+   * Replace the JWT secrets, keys, issuer and audience (e.g. on SIGHUP). Streams whose token no
+   * longer verifies are closed (`revoked`); returns how many. Throws (keeping the old) when one is wrong.
+   */
+  updateJwt(jwt: JwtConfig): number {
+    return this.subscriptions.revoke(this.access.replaceJwt(jwt))
+  }
+
+  /**
+   * A single-use stream token that opens one stream within `ttlSeconds` (POST /tickets for the
+   * program, which may hand on any role). Rejects with an Error whose `status` is 400 or 503.
+   */
+  async createTicket(request: TicketOptions = {}): Promise<TicketIssued> {
+    return this.tickets.create(ticketRequest(request, { roles: request.roles ?? [], grants: null }))
+  }
+
+  /** JWT signatures checked, and tokens answered from the verifier's cache instead. */
+  get jwtCounts(): { verified: number; cached: number } {
+    return this.access.jwtCounts
+  }
+
   /** Whether this server speaks HTTPS. */
   get secure(): boolean {
     return this.tlsFiles !== null
@@ -307,12 +335,13 @@ export class SseServer extends EventEmitter<SseServerEvents> {
   /** What each Connection may ask of the server; built once. */
   private connectionHost(): ConnectionHost {
     const server = this
-    const { headTimeoutMs, sendTimeoutMs, maxBufferBytes, corsOrigin } = this.settings
+    const { headTimeoutMs, sendTimeoutMs, maxBufferBytes, corsOrigin, corsCredentials } = this.settings
     return {
       headTimeoutMs,
       sendTimeoutMs,
       maxBufferBytes,
       corsOrigin,
+      corsCredentials,
       get stopping() {
         return server.stopping !== null
       },
@@ -330,7 +359,8 @@ export class SseServer extends EventEmitter<SseServerEvents> {
       errorReply: (status, detail, req, remoteAddress) => {
         if (this.listenerCount('error-reply') === 0) return
         const path = req === null ? null : req.path.startsWith('/events/') ? '/events/***' : req.path
-        this.emit('error-reply', { status, detail, method: req?.method ?? null, path, remoteAddress })
+        const refusal = req === null ? undefined : this.access.refusalOf(req)
+        this.emit('error-reply', { status, detail, method: req?.method ?? null, path, remoteAddress, refusal })
       },
     }
   }
@@ -340,8 +370,10 @@ export class SseServer extends EventEmitter<SseServerEvents> {
     const server = this
     const streams = this.streams
     return {
-      authenticate: (token, req, peer) =>
-        this.access.authenticate(token, () => ({ method: req.method, path: req.path, headers: req.headers, remoteAddress: peer.remoteAddress, query: req.query })),
+      authenticate: (token, req, peer, forStream) =>
+        this.access.authenticate(token, () => ({ method: req.method, path: req.path, headers: req.headers, remoteAddress: peer.remoteAddress, query: req.query }), forStream, req),
+      credentials: { authCookie: this.settings.authCookie, corsOrigin: this.settings.corsOrigin },
+      createTicket: (request) => this.tickets.create(request),
       publish: (message, target) => this.submit(message, target, 'request'),
       catchUp: (lastEventId) => (lastEventId === '0' || this.history.has(lastEventId) || this.bus.catchUp === undefined ? null : this.bus.catchUp()),
       closeClient: (id) => this.bus.ask({ q: 'close-client', id }),
