@@ -24,7 +24,7 @@ export function jittered(ms: number, random: number = Math.random()): number {
 
 // --- rawsse's vocabulary: what a page or a client reads besides the events it published ---
 
-/** The events rawsse itself sends on a stream. The last three are coming (live channels, expiry); their names are fixed now. */
+/** The events rawsse itself sends on a stream. `channels` is coming (live channels); its name is fixed now. */
 export const EVENT_READY = 'ready' // first on every stream: ReadyData
 export const EVENT_RESET = 'reset' // the Last-Event-ID could not be placed: ResetData, then live events
 export const EVENT_CHANNELS = 'channels' // the stream's channels changed here
@@ -39,6 +39,12 @@ export interface ReadyData {
   user: string | null
   /** The channels the stream receives (`default` when it named none). */
   channels: readonly string[]
+}
+
+/** The data of `expiring` (the token ends at this time: renew it) and of `expired` (it has ended), as JSON. */
+export interface ExpiryData {
+  /** ISO 8601, UTC. */
+  expiresAt: string
 }
 
 /** Why a stream got `reset`: the one reason today, its Last-Event-ID is older than what history keeps (or unknown). */

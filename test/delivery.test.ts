@@ -717,7 +717,7 @@ t.test('a consumer that reads nothing is dropped at maxBufferBytes; a fast one b
   const st = await stats(base)
   t.equal(st.clients, 1, '/stats clients')
   t.same(st.channels, { default: 1 }, '/stats channels')
-  t.same(st.drops, { buffer: 1, stall: 0, admin: 0, shutdown: 0, revoked: 0 }, '/stats drops')
+  t.same(st.drops, { buffer: 1, stall: 0, admin: 0, shutdown: 0, revoked: 0, expired: 0 }, '/stats drops')
 
   // The slow client, once it reads, finds the connection closed by the server.
   slow.socket.resume()
@@ -769,7 +769,7 @@ t.test('a stream whose unsent bytes the kernel takes none of is dropped after st
   sent++
   await fast.waitFor(() => fast.lastId === sent, 5000, `event ${sent}`)
   t.same(checkSequence(fast.ids, sent), cleanSequence(sent), 'the reading stream got every event')
-  t.same((await stats(base)).drops, { buffer: 0, stall: 1, admin: 0, shutdown: 0, revoked: 0 }, '/stats drops')
+  t.same((await stats(base)).drops, { buffer: 0, stall: 1, admin: 0, shutdown: 0, revoked: 0, expired: 0 }, '/stats drops')
 
   slow.socket.resume()
   await slow.waitClosed(10_000)
@@ -812,7 +812,7 @@ t.test('stall is measured from the last byte the kernel took', async (t) => {
     const r = new IdReader(port, '/events/tok?lastEventId=0', {}, expect, undefined, PACE)
     await r.waitFor(() => r.lastId === COUNT, 20_000, 'the whole replay').catch((e: unknown) => t.fail(String(e)))
     t.same(checkSequence(r.ids, COUNT), cleanSequence(COUNT), 'every replayed event arrived')
-    t.same(server.stats().drops, { buffer: 0, stall: 0, admin: 0, shutdown: 0, revoked: 0 }, 'no drop')
+    t.same(server.stats().drops, { buffer: 0, stall: 0, admin: 0, shutdown: 0, revoked: 0, expired: 0 }, 'no drop')
     t.notOk(r.closed, 'the stream is still open')
     r.socket.destroy()
   })
@@ -827,7 +827,7 @@ t.test('stall is measured from the last byte the kernel took', async (t) => {
     for (let i = 0; i < BURST; i++) server.broadcast({ data })
     await r.waitFor(() => r.lastId === BURST, 20_000, 'every event').catch((e: unknown) => t.fail(String(e)))
     t.same(checkSequence(r.ids, BURST), cleanSequence(BURST), 'every event arrived')
-    t.same(server.stats().drops, { buffer: 0, stall: 0, admin: 0, shutdown: 0, revoked: 0 }, 'no drop')
+    t.same(server.stats().drops, { buffer: 0, stall: 0, admin: 0, shutdown: 0, revoked: 0, expired: 0 }, 'no drop')
     t.notOk(r.closed, 'the stream is still open')
     r.socket.destroy()
   })

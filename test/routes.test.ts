@@ -469,8 +469,8 @@ t.test('GET /stats has exactly the contract keys with the right counts', async (
   t.same(stats.channels, { default: 2, x: 1 }, 'open streams per channel, closed one gone')
   t.equal(stats.published, 4)
   t.equal(stats.deliveries, 6)
-  t.same(stats.drops, { buffer: 0, stall: 0, admin: 0, shutdown: 0, revoked: 0 })
-  t.same(Object.keys(stats.drops as object).sort(), ['admin', 'buffer', 'revoked', 'shutdown', 'stall'])
+  t.same(stats.drops, { buffer: 0, stall: 0, admin: 0, shutdown: 0, revoked: 0, expired: 0 })
+  t.same(Object.keys(stats.drops as object).sort(), ['admin', 'buffer', 'expired', 'revoked', 'shutdown', 'stall'])
   // Every byte the three streams received was written to a stream.
   const streamed = d.received.length + x.received.length + y.received.length
   t.equal(stats.bytesOut, streamed, 'bytesOut is what the streams received')
@@ -575,7 +575,7 @@ t.test('DELETE /clients closes every stream with 0\\r\\n\\r\\n and /stats counts
   t.equal(r.server.clientCount, 0)
   const stats = JSON.parse((await request(r.port, 'GET', '/stats')).body) as { clients: number; drops: Record<string, number> }
   t.equal(stats.clients, 0)
-  t.same(stats.drops, { buffer: 0, stall: 0, admin: 3, shutdown: 0, revoked: 0 })
+  t.same(stats.drops, { buffer: 0, stall: 0, admin: 3, shutdown: 0, revoked: 0, expired: 0 })
 
   const none = await request(r.port, 'DELETE', '/clients')
   t.equal(none.body, '{"closed":0}', 'nothing left to close')

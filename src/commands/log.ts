@@ -60,7 +60,8 @@ export function logServer(server: SseServer, log: Log, publishes: boolean): () =
     })
   }
   const onErrorReply = (r: ErrorReply): void => {
-    log('error-reply', { status: r.status, reason: reasonOf(r.detail), method: r.method, path: r.path, remote: r.remoteAddress })
+    // `why`: what only the log may know, e.g. why a JWT was refused (never the token).
+    log('error-reply', { status: r.status, reason: reasonOf(r.detail), why: r.refusal, method: r.method, path: r.path, remote: r.remoteAddress })
   }
   const onPublish = (p: PublishedEvent): void => {
     const { filter: _filter, ...target } = p.target

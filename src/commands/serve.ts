@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url'
 import { attachDemo } from '../demo.js'
 import { SseServer, type SseServerOptions } from '../index.js'
 import { parseUsers, ROLE_PUBLISH, type UserEntry } from '../server/auth.js'
+import { JwtVerifier, type JwtConfig } from '../server/jwt.js'
 import * as L from '../server/limits.js'
 import { Args, UsageError } from './args.js'
 import { LOG_FORMATS, logServer, makeLog, type Log, type LogFormat } from './log.js'
@@ -31,6 +32,8 @@ export function optionsFrom(p: Args): SseServerOptions {
   set('port', p.wholeNumber('port', 0, 65535))
   set('host', p.last('host'))
   Object.assign(opts, tokensFrom(p))
+  set('jwt', jwtFrom(p))
+  set('authCookie', p.last('auth-cookie'))
   const publicDir = p.last('public')
   if (publicDir === PUBLIC_OFF) {
     opts.publicDir = null // no static files at all (a folder named off: --public ./off)
@@ -110,6 +113,45 @@ function tokensFrom(p: Args): Pick<SseServerOptions, 'tokens' | 'publishTokens' 
   return out
 }
 
+const JWT_FLAGS = ['jwt-secret', 'jwt-key', 'jwt-issuer', 'jwt-audience']
+
+/**
+ * The JWT settings (read now, and again on SIGHUP): --jwt-secret, the --jwt-key files,
+ * --jwt-issuer, --jwt-audience; undefined when none is given. Each secret and key is tried alone
+ * first, so that an error names the flag (and the file), never a secret.
+ */
+function jwtFrom(p: Args): JwtConfig | undefined {
+  if (!JWT_FLAGS.some((f) => p.has(f))) return undefined
+  const secrets = p.all('jwt-secret')
+  const files = p.all('jwt-key')
+  const tried = (what: string, config: JwtConfig, own: string): void => {
+    try {
+      new JwtVerifier(config)
+    } catch (err) {
+      throw new UsageError((err as Error).message.replace(own, what))
+    }
+  }
+  secrets.forEach((secret, i) => tried(secrets.length === 1 ? '--jwt-secret' : `--jwt-secret #${i + 1}`, { secrets: [secret] }, 'jwt secret 1'))
+  const keys = files.map((file) => {
+    let text: string
+    try {
+      text = readFileSync(file, 'utf8')
+    } catch (err) {
+      throw new UsageError(`--jwt-key ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+    }
+    tried(`--jwt-key ${file}`, { keys: [text] }, 'jwt key 1')
+    return text
+  })
+  if (secrets.length + keys.length === 0) throw new UsageError('--jwt-issuer and --jwt-audience need --jwt-secret or --jwt-key')
+  const config: JwtConfig = { secrets, keys }
+  for (const [flag, key] of [['jwt-issuer', 'issuer'], ['jwt-audience', 'audience']] as const) {
+    const v = p.last(flag)
+    if (v === '') throw new UsageError(`--${flag} must not be empty`)
+    if (v !== undefined) config[key] = v
+  }
+  return config
+}
+
 /** The --tls-cert and --tls-key files, read now (and again on SIGHUP); null without them. */
 function readTls(p: Args): { cert: Buffer; key: Buffer } | null {
   const certFile = p.last('tls-cert')
@@ -134,6 +176,7 @@ const OPTION_FLAGS: Readonly<Record<string, string>> = {
   maxClients: '--max-clients',
   maxConnections: '--max-connections',
   corsOrigin: '--cors-origin',
+  authCookie: '--auth-cookie',
   heartbeatMs: '--heartbeat',
   retryMs: '--retry',
   tickMs: '--tick',
@@ -201,20 +244,24 @@ export function startupLines(opts: SseServerOptions, generatedToken: string | nu
 }
 
 /**
- * SIGHUP: the config file, the users file and the certificate files are read again. Streams
- * whose token went or lost rights are closed (`revoked`); anything that no longer reads right
- * keeps what was in use, and one log line says why (never quoting a file).
+ * SIGHUP: the config file, the users file, the JWT secrets and key files and the certificate
+ * files are read again. Streams whose token went, lost rights or no longer verifies are closed
+ * (`revoked`); anything that no longer reads right keeps what was in use, and one log line says
+ * why (never quoting a file or a secret).
  */
 export function reload(server: SseServer, reread: () => Args, log: Log): void {
   let now: Args
   let tokens: ReturnType<typeof tokensFrom>
+  let jwt: JwtConfig | undefined
   try {
     now = reread()
     tokens = tokensFrom(now)
+    jwt = jwtFrom(now)
   } catch (err) {
     return log('reload-failed', { reason: (err as Error).message })
   }
-  const revoked = server.updateTokens(tokens)
+  // JWT flags that are gone leave no key: a stream that needed one is closed.
+  const revoked = server.updateTokens(tokens) + server.updateJwt(jwt ?? {})
   if (!server.secure) return log('reload', { revoked, tls: false })
   try {
     server.reloadTls(readTls(now)!)

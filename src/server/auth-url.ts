@@ -141,22 +141,6 @@ export class AuthUrl {
 }
 
 /**
- * Whether a request with no token is one to ask the application about: it carries a Cookie or an
- * Authorization (not Bearer: that one was a token). A browser sends cookies (and remembered Basic
- * credentials) with a form another site posts to us, so a request that changes something (not
- * GET or HEAD) is asked about only without an `Origin`, or from this server's own origin or the
- * `--cors-origin`.
- */
-export function asksWithoutToken(method: string, headers: Readonly<Record<string, string>>, corsOrigin: string): boolean {
-  if (headers.cookie === undefined && headers.authorization === undefined) return false
-  if (method === 'GET' || method === 'HEAD') return true
-  const origin = headers.origin
-  if (origin === undefined || (corsOrigin !== '*' && origin === corsOrigin)) return true
-  const host = headers.host
-  return host !== undefined && (origin === `http://${host}` || origin === `https://${host}`)
-}
-
-/**
  * `X-Rawsse-Channels`: the channels the request names (a stream with none: `default`), comma-
  * separated; a comma, a `%` or a byte outside visible ASCII in a name is percent-encoded (UTF-8),
  * so that the list splits at commas and fits in a header.

@@ -1,16 +1,22 @@
 // Who may do what: a token maps to a user name (or null), roles, the channels it is granted and
-// when it ends. No sockets, no files.
+// when it ends. The chain a token goes through (a static token, the `authenticate` hook, a JWT, a
+// ticket) and what each failure says to the log. No sockets, no files.
 //
-// Roles `publish` and `admin` grant rights (POST /publish; /stats, /metrics, DELETE /clients);
-// any other role name is a label that `POST /publish?role=...` can target. Channel grants
-// (CONTRACT "Apps", "Tokens an application signs") narrow what a stream may subscribe to and a
-// publish may name; maySubscribe() and mayPublish() are the only places that read them.
+// Roles `publish` and `admin` grant rights (POST /publish, POST /tickets; /stats, /metrics, DELETE
+// /clients); any other role name is a label that `POST /publish?role=...` can target. Channel
+// grants (CONTRACT "Apps", "Tokens an application signs") narrow what a stream may subscribe to
+// and a publish may name; maySubscribe(), mayPublish() and mayBroadcast() are the only places that
+// read them.
 
 import { createHash, randomBytes } from 'node:crypto'
+import type { EventEmitter } from 'node:events'
 import { jittered } from '../wire.js'
-import type { AuthUrl } from './auth-url.js'
+import { AuthUrl } from './auth-url.js'
+import { hookFailed, type SseServerEvents } from './events.js'
 import { HttpError } from './http/errors.js'
+import { JwtVerifier, looksLikeJwt, type AppIdentity, type JwtConfig } from './jwt.js'
 import { AUTHENTICATE_TIMEOUT_MS } from './limits.js'
+import { looksLikeTicket, type TicketStore } from './tickets.js'
 
 export const ROLE_PUBLISH = 'publish'
 export const ROLE_ADMIN = 'admin'
@@ -25,7 +31,10 @@ export interface AuthUser {
    * `rawsse.channels`, a ticket's or `--auth-url`'s `channels`.)
    */
   grants?: readonly string[]
-  /** When it stops being valid, in ms since the epoch; absent: never. Read by nothing yet: a stream's expiry lands in subscriptions.ts. */
+  /**
+   * When it stops being valid, in ms since the epoch; absent: never. A stream opened with it gets
+   * `expiring` before and `expired` then (subscriptions.ts).
+   */
   expiresAt?: number
 }
 
@@ -138,6 +147,15 @@ export function mayPublish(who: AuthUser, channel: string): boolean {
   return who.grants === undefined || granted(who.grants, channel)
 }
 
+/**
+ * May `who` (which has the publish role) publish naming no channel: to every stream, or to a
+ * user, role or client on whatever channels they are? Only with every channel granted (no grants,
+ * or `*` among them): a token held to some channels must not reach streams outside them.
+ */
+export function mayBroadcast(who: AuthUser): boolean {
+  return who.grants === undefined || who.grants.includes('*')
+}
+
 const STAR = 42
 
 /** `channel` is one of `grants`, or starts with one that ends in `*` (compared in place: no string is made). */
@@ -177,45 +195,69 @@ export interface TokenLists {
   users?: readonly UserEntry[]
 }
 
+/** What an Access is built from: the server's options, and its ticket store. */
+export interface AccessOptions {
+  lists: TokenLists
+  /** The library's `authenticate`: asked after the token lists, before JWTs and tickets. */
+  hook?: Authenticate | undefined
+  jwt?: JwtConfig | undefined
+  tickets: TicketStore
+  /** The reconnection time: a 503 for a hook that did not answer says to come back after about this long. */
+  retryMs: number
+  /** `--auth-url` (asked last, for what nothing before it knows: auth-url.ts), and the server that tells its failures (a log line each). */
+  app?: { url: URL | null; events: EventEmitter<SseServerEvents> }
+}
+
 /**
- * Who may connect to one server: its token table (replaceable, e.g. on SIGHUP), its
- * `authenticate` hook for the tokens the table does not know, and the token generated when the
- * caller chose nobody.
+ * Who may connect to one server, asked in this order: its token table (replaceable, e.g. on
+ * SIGHUP), the `authenticate` hook, a JWT (three dot-separated parts), a ticket, and last the
+ * `--auth-url` application (which also hears of a request with no token but a cookie). Also the
+ * token generated when the caller chose nobody.
  */
 export class Access {
   /** The token generated when no token, user or authenticate hook was given; it has every role. */
   readonly generatedToken: string | null
   private table: TokenTable
+  private jwt: JwtVerifier | null
+  private readonly hook: Authenticate | undefined
+  private readonly tickets: TicketStore
+  private readonly retryMs: number
+  private readonly app: AuthUrl | null
+  /** Why the credential of each request (the key given to authenticate()) was refused: for the log only, never the token. */
+  private readonly refusals = new WeakMap<object, string>()
 
-  constructor(
-    lists: TokenLists,
-    private readonly hook: Authenticate | undefined,
-    /** The reconnection time: a 503 for a hook that did not answer says to come back after about this long. */
-    private readonly retryMs: number,
-    /** `--auth-url`: asked last, for what nothing before it knows (auth-url.ts); null: none. */
-    private readonly app: AuthUrl | null = null,
-  ) {
-    // Any token list given, even an empty one, means the caller chose who may connect.
-    const noAuth = !lists.tokens?.length && !lists.publishTokens?.length && lists.users === undefined && hook === undefined
+  /** Throws a RangeError saying what is wrong with a JWT secret or key. */
+  constructor(o: AccessOptions) {
+    const lists = o.lists
+    this.hook = o.hook
+    this.tickets = o.tickets
+    this.retryMs = o.retryMs
+    // Any token list given, even an empty one, means the caller chose who may connect. JWT keys
+    // do not: the contract generates a token unless --token, --publish-token or --users is given.
+    const noAuth = !lists.tokens?.length && !lists.publishTokens?.length && lists.users === undefined && o.hook === undefined
     this.generatedToken = noAuth ? generateToken() : null
     this.table = this.tableOf(lists)
+    this.jwt = o.jwt === undefined ? null : verifier(o.jwt, null)
+    const app = o.app
+    this.app = app === undefined || app.url === null ? null : new AuthUrl(app.url, o.retryMs, (reason) => hookFailed(app.events, { hook: 'auth-url', reason }))
   }
 
   /**
-   * The table first; the hook (which sees the request) only for tokens it lacks; then --auth-url
-   * (askApp) for what neither knows. A static token,
-   * or a hook that answers at once, is answered now; a hook's promise is waited for at most
-   * AUTHENTICATE_TIMEOUT_MS, then rejects with a 503 (the request is refused, not held: a hook
-   * that never answers must not hold a connection for ever). Throws, or rejects, what the hook does
-   * (the request then gets a 500).
+   * The identity behind `token`, or null: the table first; then the hook (which sees the
+   * request); then, for what neither knows, a JWT or (only to open a stream, `forStream`) a
+   * ticket, which this spends. A static token, a JWT and a hook that answers at once are answered
+   * now; a promise (a hook's, a cluster's ticket store) is waited for at most
+   * AUTHENTICATE_TIMEOUT_MS, then rejects with a 503: a request is refused, not held. Throws, or
+   * rejects, what the hook does (the request then gets a 500). Why a token was refused is kept
+   * for refusalOf(`key`) (the request). Last, for what none of them knows, `--auth-url` (askApp).
    */
-  authenticate(token: string, request: () => AuthRequest): AuthUser | null | Promise<AuthUser | null> {
+  authenticate(token: string, request: () => AuthRequest, forStream: boolean, key: object): AuthUser | null | Promise<AuthUser | null> {
     const known = this.table.lookup(token)
     if (known !== null) return known
-    if (this.hook === undefined) return this.askApp(token, request)
+    if (this.hook === undefined) return this.afterHook(token, request, forStream, key)
     const who = this.hook(token, request())
-    if (isThenable(who)) return this.bounded(who).then((w) => w ?? this.askApp(token, request))
-    return who ?? this.askApp(token, request)
+    if (isThenable(who)) return this.bounded(who).then((w) => w ?? this.afterHook(token, request, forStream, key))
+    return who ?? this.afterHook(token, request, forStream, key)
   }
 
   /**
@@ -227,17 +269,54 @@ export class Access {
     return this.app === null ? null : this.app.ask(token, request())
   }
 
-  /** A hook's later answer, or a 503 once AUTHENTICATE_TIMEOUT_MS has passed (its answer is then dropped, a rejection included). */
-  private bounded(answer: PromiseLike<AuthUser | null>): Promise<AuthUser | null> {
+  /** What neither the table nor the hook knows: a JWT, a ticket, then the application. */
+  private afterHook(token: string, request: () => AuthRequest, forStream: boolean, key: object): AuthUser | null | Promise<AuthUser | null> {
+    const who = this.appToken(token, forStream, key)
+    if (this.app === null) return who
+    return who instanceof Promise ? who.then((w) => w ?? this.askApp(token, request)) : (who ?? this.askApp(token, request))
+  }
+
+  /** Close the connections to the application (stop). */
+  close(): void {
+    this.app?.close()
+  }
+
+  /** Why the token of the request `key` was refused (for its log line), if it was. */
+  refusalOf(key: object): string | undefined {
+    return this.refusals.get(key)
+  }
+
+  /** A token an application made: a JWT it signed, or a ticket it asked for. */
+  private appToken(token: string, forStream: boolean, key: object): AuthUser | null | Promise<AuthUser | null> {
+    if (looksLikeJwt(token)) {
+      if (this.jwt === null) return this.refuse(key, 'jwt: no JWT secret or key is configured')
+      const r = this.jwt.verify(token)
+      return r.ok ? userOf(r.identity) : this.refuse(key, `jwt: ${r.reason}`)
+    }
+    if (forStream && looksLikeTicket(token)) {
+      const spent = this.tickets.spend(token)
+      const known = (app: AppIdentity | null): AuthUser | null => (app === null ? this.refuse(key, 'ticket: unknown, spent or expired') : userOf(app))
+      return isThenable(spent) ? this.bounded(spent).then(known) : known(spent)
+    }
+    return null // an unknown token: the answer says all there is to say
+  }
+
+  private refuse(key: object, reason: string): null {
+    this.refusals.set(key, reason)
+    return null
+  }
+
+  /** A later answer, or a 503 once AUTHENTICATE_TIMEOUT_MS has passed (the answer is then dropped, a rejection included). */
+  private bounded<T>(answer: PromiseLike<T>): Promise<T> {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         const seconds = Math.ceil(jittered(this.retryMs) / 1000)
         reject(new HttpError(503, 'authentication did not answer in time; try again', [['Retry-After', String(seconds)]]))
       }, AUTHENTICATE_TIMEOUT_MS)
       answer.then(
-        (who) => {
+        (v) => {
           clearTimeout(timer)
-          resolve(who)
+          resolve(v)
         },
         (err: unknown) => {
           clearTimeout(timer)
@@ -250,12 +329,32 @@ export class Access {
   /**
    * Replace the token lists (the generated token stays). Returns, for an identity this access
    * handed out, what its token holds now: the new identity, null when the token is gone, or
-   * undefined for an identity the hook gave (not ours to revoke).
+   * undefined for an identity no table gave (the hook's, a JWT's, a ticket's: not this one's to judge).
    */
   replace(lists: TokenLists): (who: AuthUser) => AuthUser | null | undefined {
     const next = this.tableOf(lists)
     this.table = next
     return (who) => next.successorOf(who)
+  }
+
+  /**
+   * Replace the JWT secrets and keys (throws a RangeError, and changes nothing, when one is wrong). Returns,
+   * for an identity a JWT gave, whether its token still verifies: the same identity, or null; for
+   * any other, undefined. Expiry is not looked at here: a stream's own deadline is.
+   */
+  replaceJwt(config: JwtConfig): (who: AuthUser) => AuthUser | null | undefined {
+    const next = verifier(config, this.jwt)
+    this.jwt = next
+    return (who) => {
+      const app = identities.get(who)
+      const still = app === undefined ? undefined : next.stillAccepts(app)
+      return still === undefined ? undefined : still ? who : null
+    }
+  }
+
+  /** Signatures checked and tokens answered from the cache (the bench reads them). */
+  get jwtCounts(): { verified: number; cached: number } {
+    return { ...(this.jwt?.counts ?? { verified: 0, cached: 0 }) }
   }
 
   private tableOf(lists: TokenLists): TokenTable {
@@ -267,6 +366,33 @@ export class Access {
   }
 }
 
-function isThenable(v: AuthUser | null | PromiseLike<AuthUser | null>): v is PromiseLike<AuthUser | null> {
+/** A verifier for `config` (on the clock of `before`, when there is one); a RangeError naming what is wrong. */
+function verifier(config: JwtConfig, before: JwtVerifier | null): JwtVerifier {
+  try {
+    return before === null ? new JwtVerifier(config) : before.reload(config)
+  } catch (err) {
+    throw new RangeError(`jwt: ${(err as Error).message}`)
+  }
+}
+
+// An application's identity (a JWT's claims, a ticket) as the server's AuthUser, made once per
+// identity (the JWT cache hands out the same one for the same token), and back, for a reload.
+const users = new WeakMap<AppIdentity, AuthUser>()
+const identities = new WeakMap<AuthUser, AppIdentity>()
+
+/** The one place an AppIdentity becomes an AuthUser: its `null`s (every channel, never ends) are absent fields here. */
+function userOf(app: AppIdentity): AuthUser {
+  let who = users.get(app)
+  if (who === undefined) {
+    who = { user: app.user, roles: app.roles }
+    if (app.grants !== null) who.grants = app.grants
+    if (app.expiresAt !== null) who.expiresAt = app.expiresAt
+    users.set(app, who)
+    identities.set(who, app)
+  }
+  return who
+}
+
+function isThenable<T>(v: T | PromiseLike<T>): v is PromiseLike<T> {
   return typeof (v as Partial<PromiseLike<unknown>> | null)?.then === 'function'
 }

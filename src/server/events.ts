@@ -1,6 +1,8 @@
 // What SseServer tells its listeners: the events and their payloads (`connect`, `disconnect`,
-// `presence`, and, only while someone listens, `error-reply`, `publish` and `hook-failure`, which feed the logs).
+// `presence`, and, only while someone listens, `error-reply`, `publish` and `hook-failure`, which feed the logs),
+// and how a failure of the application in the loop is told even with no listener.
 
+import type { EventEmitter } from 'node:events'
 import type { DropReason } from './metrics.js'
 import type { ClientView } from './fanout/stream.js'
 import type { Target } from './fanout/target.js'
@@ -16,6 +18,8 @@ export interface ErrorReply {
   /** The request path with a token in it redacted (`/events/***`); null when the head was not read. */
   path: string | null
   remoteAddress: string | undefined
+  /** Why a credential was refused (`jwt: expired`, `ticket: unknown, spent or expired`, …): for the log only, the client is told just `401`. */
+  refusal?: string
 }
 
 /** A published event, for logs (`--log-publish`). */
@@ -44,4 +48,11 @@ export interface SseServerEvents {
   presence: [change: PresenceChange]
   /** --auth-url did not answer right (the request got a 503), or a webhook was given up or left unsent at stop. */
   'hook-failure': [failure: HookFailure]
+}
+
+/** To the `hook-failure` listeners (the command's log); with none, a process warning, so that it is never silent. */
+export function hookFailed(events: EventEmitter<SseServerEvents>, f: HookFailure): void {
+  if (events.listenerCount('hook-failure') > 0) return void events.emit('hook-failure', f)
+  const what = f.hook === 'webhook' ? `webhook ${f.change.type} ${f.change.id} ${f.outcome}: ` : `${f.hook}: `
+  process.emitWarning(`rawsse: ${what}${f.reason}`)
 }

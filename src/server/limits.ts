@@ -99,6 +99,11 @@ export const TICKET_DEFAULT_TTL_S = 30 // a ticket asked for with no `ttlSeconds
 export const TICKET_MAX_TTL_S = 300 // `ttlSeconds` over this: 400
 export const MAX_LIVE_TICKETS = 100_000 // tickets issued and neither spent nor expired; one more: 503 with Retry-After
 export const TICKET_SWEEP_MS = 1_000 // expired tickets are swept at most this often (and whenever the store is full)
+export const MAX_TICKET_BODY_BYTES = 16 * 1024 // a POST /tickets body longer than this: 413 (what it may hold is a few hundred bytes of names)
+export const EXPIRING_BEFORE_MS = 60_000 // a stream's `expiring` comes this long before its token's `exp`, or at half the life it has left when that is shorter
+export const EXPIRY_SLOT_MS = 100 // expiry deadlines are kept per slot of this length, one timer for the soonest slot: `expiring` and `expired` come at most this late
+export const EXPIRY_HORIZON_MS = 366 * 24 * 3600 * 1000 // an `exp` further away than this is taken as none: no stream lives that long, and it keeps Dates and timers in range (an `exp` of 1e300)
+export const EXPIRY_TIMER_MAX_MS = 3600 * 1000 // the expiry timer is armed at most this far ahead (setTimeout's limit is ~24.8 days), then again
 
 // --- the application in the loop: --auth-url and --webhook (CONTRACT "The server asks and tells the application") ---
 export const AUTH_URL_TIMEOUT_MS = AUTHENTICATE_TIMEOUT_MS // the application's whole answer (head and body) not in within this: 503 with Retry-After

@@ -2,9 +2,9 @@
 // cluster's totals. No sockets: the fan-out (fanout/streams.ts, fanout/delivery.ts), server.ts and
 // the socket closers (http/close.ts) bump the counters; routes.ts serves what is rendered here.
 
-/** Why a stream was closed by us: too many unsent bytes, no progress, an admin, shutdown, or its token was revoked. */
-export type DropReason = 'buffer' | 'stall' | 'admin' | 'shutdown' | 'revoked'
-export const DROP_REASONS: readonly DropReason[] = ['buffer', 'stall', 'admin', 'shutdown', 'revoked']
+/** Why a stream was closed by us: too many unsent bytes, no progress, an admin, shutdown, its token was revoked, or its token expired. */
+export type DropReason = 'buffer' | 'stall' | 'admin' | 'shutdown' | 'revoked' | 'expired'
+export const DROP_REASONS: readonly DropReason[] = ['buffer', 'stall', 'admin', 'shutdown', 'revoked', 'expired']
 
 /** The `/stats` JSON, key for key (docs/wire.md "Routes", `GET /stats`). */
 export interface Stats {
@@ -44,7 +44,7 @@ export class Metrics {
   refused = 0
   /** Connections closed with a reset, their unsent bytes dropped (close.ts closeSocket). */
   reset = 0
-  readonly drops: Record<DropReason, number> = { buffer: 0, stall: 0, admin: 0, shutdown: 0, revoked: 0 }
+  readonly drops: Record<DropReason, number> = { buffer: 0, stall: 0, admin: 0, shutdown: 0, revoked: 0, expired: 0 }
   /** Counted by the webhook sender, in the process that tells presence changes; null: no `--webhook` here. */
   webhooks: WebhookCounts | null = null
   private readonly startedAt = process.hrtime.bigint()

@@ -7,6 +7,8 @@ import { openFileLimit } from '../process-limits.js'
 import { DEFAULT_RETRY_MS } from '../wire.js'
 import type { Authenticate, UserEntry } from './auth.js'
 import type { Bus } from './bus/bus.js'
+import { isCookieName } from './http/cookie.js'
+import type { JwtConfig } from './jwt.js'
 import * as L from './limits.js'
 import type { WebhookOptions } from './webhooks/webhooks.js'
 
@@ -21,8 +23,16 @@ export interface SseServerOptions {
   publishTokens?: readonly string[]
   /** Named users with roles (the `--users` file). */
   users?: readonly UserEntry[]
-  /** Asked for every token the token lists do not know. */
+  /** Asked for every token the token lists do not know, before JWTs and tickets. */
   authenticate?: Authenticate
+  /**
+   * Accept the JWTs an application signs (docs/apps.md): HS256/384/512 `secrets` (at least 32
+   * bytes each), public `keys` (PEM or JWK Set text, a parsed JWK Set, or KeyObjects), and when
+   * given, the `issuer` and `audience` a token must name. `updateJwt()` replaces them.
+   */
+  jwt?: JwtConfig
+  /** Also take a token from this cookie (a page's `EventSource` with `withCredentials`, or a same-site page). */
+  authCookie?: string
   /** Static files beside the stream; default the package's `public/`; null serves none. */
   publicDir?: string | null
   /** `Access-Control-Allow-Origin`; default `*`. */
@@ -100,6 +110,10 @@ export interface Settings {
   readonly port: number
   readonly host: string
   readonly corsOrigin: string
+  /** The cookie that may carry a token; null: none. */
+  readonly authCookie: string | null
+  /** Answers say `Access-Control-Allow-Credentials: true`: an auth cookie and a specific origin (`*` cannot carry credentials). */
+  readonly corsCredentials: boolean
   readonly heartbeatMs: number
   readonly retryMs: number
   readonly history: number
@@ -157,6 +171,8 @@ export function resolveSettings(options: SseServerOptions): Settings {
   const corsOrigin = options.corsOrigin ?? L.DEFAULT_CORS_ORIGIN
   // RFC 9110 §5.5: a field value is visible ASCII, space and tab; CR or LF would inject headers.
   if (!/^[\x20-\x7e\t]*$/.test(corsOrigin)) throw new RangeError('corsOrigin must be a valid header value (no CR, LF or control bytes)')
+  const authCookie = options.authCookie ?? null
+  if (authCookie !== null && !isCookieName(authCookie)) throw new RangeError('authCookie must be a cookie name (letters, digits and !#$%&\'*+-.^_`|~)')
   const lastEventId = (options.firstEventId ?? Date.now() * 1000 + 1) - 1
   if (!Number.isSafeInteger(lastEventId) || lastEventId < 0) throw new RangeError('firstEventId must be a whole number >= 1')
   const { graceMs, ...rest } = numbers
@@ -164,6 +180,8 @@ export function resolveSettings(options: SseServerOptions): Settings {
     ...rest,
     host: options.host ?? L.DEFAULT_HOST,
     corsOrigin,
+    authCookie,
+    corsCredentials: authCookie !== null && corsOrigin !== '*',
     publicDir: options.publicDir === undefined ? PACKAGE_PUBLIC : options.publicDir,
     lastEventId,
     webhook: options.webhook === undefined ? null : { url: appUrl('webhook.url', options.webhook.url), secret: webhookSecret(options.webhook.secret) },

@@ -3,16 +3,19 @@
 
 import { isUtf8 } from 'node:buffer'
 import { jittered, QUERY_CHANNEL, QUERY_LAST_EVENT_ID } from '../wire.js'
-import { bearerToken, hasRole, mayPublish, maySubscribe, ROLE_ADMIN, ROLE_PUBLISH, type AuthUser } from './auth.js'
+import { hasRole, mayBroadcast, mayPublish, maySubscribe, ROLE_ADMIN, ROLE_PUBLISH, type AuthUser } from './auth.js'
 import type { Accepted, BusState } from './bus/bus.js'
+import { requestToken, streamToken, type CredentialSettings } from './credentials.js'
 import type { Target } from './fanout/target.js'
+import { CLIENT_SCRIPT_PATH, clientScript } from './http/client-script.js'
 import { ALLOWED_METHODS, HttpError } from './http/errors.js'
 import type { RequestHead } from './http/head.js'
-import { DEFAULT_CHANNELS, MAX_CHANNELS_PER_STREAM, MAX_ID_BYTES, MAX_NAME_BYTES } from './limits.js'
+import { DEFAULT_CHANNELS, MAX_CHANNELS_PER_STREAM, MAX_ID_BYTES, MAX_NAME_BYTES, MAX_TICKET_BODY_BYTES } from './limits.js'
 import { prometheusText, type Stats } from './metrics.js'
 import { json, text, type Reply } from './http/response.js'
 import type { SseMessage } from './fanout/sse-encode.js'
 import type { FileToStream, StaticFiles } from './http/static.js'
+import { ticketBody, ticketRequest, TicketRefused, type TicketIssued, type TicketRequest } from './tickets.js'
 
 /** Where a request came from; the server passes its socket, which has this field. */
 export interface Peer {
@@ -22,10 +25,16 @@ export interface Peer {
 /** What the routes need from the server: the only way they touch state. Built once per server. */
 export interface RouteContext {
   /**
-   * The token lists first; the `authenticate` hook (which sees the request) only for tokens they
-   * lack: an answer now, or a promise (bounded: it rejects with a 503 when the hook is too slow).
+   * The token lists first; the `authenticate` hook (which sees the request), a JWT, a ticket for a
+   * stream, for tokens they lack: an answer now, or a promise (bounded: it rejects with a 503 when
+   * the hook or a cluster is too slow). A refusal's reason goes to the log, never to the client.
+   * A ticket is spent only `forStream`: by the stream it opens.
    */
-  authenticate(token: string, req: RequestHead, peer: Peer): AuthUser | null | Promise<AuthUser | null>
+  authenticate(token: string, req: RequestHead, peer: Peer, forStream: boolean): AuthUser | null | Promise<AuthUser | null>
+  /** Where tokens may come from besides the path and the bearer: the auth cookie. */
+  readonly credentials: CredentialSettings
+  /** A ticket for what a POST /tickets asked, now or once the cluster's store has it. Throws (or rejects) a TicketRefused 503 when too many are live. */
+  createTicket(request: TicketRequest): TicketIssued | Promise<TicketIssued>
   /**
    * A request with no token: who `--auth-url` says it is when it carries a Cookie or an
    * Authorization that is not Bearer (auth.ts askApp); null without --auth-url, or with neither.
@@ -96,6 +105,10 @@ export function route(req: RequestHead, body: Buffer, ctx: RouteContext, peer: P
     allow(method, 'POST, OPTIONS', method === 'POST')
     return publish(req, body, ctx, peer)
   }
+  if (path === '/tickets') {
+    allow(method, 'POST, OPTIONS', method === 'POST')
+    return tickets(req, body, ctx, peer)
+  }
   if (path === '/stats' || path === '/metrics') {
     allow(method, 'GET, HEAD, OPTIONS', method === 'GET' || method === 'HEAD')
     const denied = checkRole(req, ctx, peer, ROLE_ADMIN)
@@ -111,6 +124,8 @@ export function route(req: RequestHead, body: Buffer, ctx: RouteContext, peer: P
   }
 
   allow(method, 'GET, HEAD, OPTIONS', method === 'GET' || method === 'HEAD')
+  // Built in, before --public: a page can always import the client of the server it talks to.
+  if (path === CLIENT_SCRIPT_PATH) return clientScript(req.headers['if-none-match']).then(reply)
   if (ctx.statics === null) return reply(text(404, 'not found'))
   return ctx.statics.serve(path, req.headers['if-none-match']).then((r) => ('file' in r ? { kind: 'file', ...r } : reply(r)))
 }
@@ -121,18 +136,14 @@ function allow(method: string, allowed: string, ok: boolean): void {
 
 /**
  * GET /events/TOKEN[?channel=A&channel=B][&lastEventId=ID], or GET /events with
- * `Authorization: Bearer TOKEN`: a client that can set headers keeps its token out of URLs, and so
- * out of proxies' access logs. A token in the path wins over the header.
+ * `Authorization: Bearer TOKEN` or the auth cookie: a client that can set headers keeps its token
+ * out of URLs, and so out of proxies' access logs. The path wins, then the header.
  */
 function openStream(req: RequestHead, ctx: RouteContext, peer: Peer): Outcome | Promise<Outcome> {
-  const raw = req.path.slice('/events/'.length)
-  let token: string | null
-  try {
-    token = raw === '' ? bearerToken(req.headers.authorization) : decodeURIComponent(raw)
-  } catch {
-    throw new HttpError(400, 'malformed percent-encoding in path')
-  }
-  const who = raw.includes('/') ? null : token === null ? ctx.withoutToken(req, peer) : ctx.authenticate(token, req, peer)
+  const token = streamToken(req, ctx.credentials)
+  // No token anywhere (not one the path holds with more segments after it): perhaps --auth-url's.
+  const bare = req.path.length <= '/events/'.length
+  const who = token !== null ? ctx.authenticate(token, req, peer, req.method === 'GET') : bare ? ctx.withoutToken(req, peer) : null
   return who instanceof Promise ? who.then((w) => streamFor(w, req, ctx)) : streamFor(who, req, ctx)
 }
 
@@ -179,7 +190,8 @@ function publish(req: RequestHead, body: Buffer, ctx: RouteContext, peer: Peer):
   let accepted: Accepted | Promise<Accepted>
   try {
     const { message, target } = publishRequest(req, body)
-    if (target.channel !== undefined && who !== null && !mayPublish(who, target.channel)) return reply(channelRefused(target.channel))
+    // A publish naming no channel reaches streams on every channel: only for a token granted every one.
+    if (target.channel === undefined ? !mayBroadcast(who!) : !mayPublish(who!, target.channel)) return reply(channelRefused(target.channel ?? null))
     accepted = ctx.publish(message, target)
   } catch (err) {
     return reply(publishRefused(err))
@@ -247,6 +259,41 @@ function publishRefused(err: unknown): Reply {
   return json(err.status, { error: err.message }, err.headers)
 }
 
+/**
+ * POST /tickets (publish or admin role), an optional JSON body `{user, roles, channels,
+ * ttlSeconds}` → 201 `{"ticket","expiresAt"}`: a single-use stream token. What it may hold is
+ * capped at the caller's own roles and channels (tickets.ts ticketRequest: 400, 403).
+ */
+function tickets(req: RequestHead, body: Buffer, ctx: RouteContext, peer: Peer): Outcome | Promise<Outcome> {
+  const who = bearer(req, ctx, peer)
+  if (who instanceof Promise) return who.then(() => tickets(req, body, ctx, peer)) // as in publish()
+  const denied = ticketCallerRefusal(who)
+  if (denied !== null) return reply(denied)
+  let issued: TicketIssued | Promise<TicketIssued>
+  try {
+    issued = ctx.createTicket(ticketRequest(ticketBody(body), { roles: who!.roles, grants: who!.grants ?? null }))
+  } catch (err) {
+    return reply(ticketRefused(err))
+  }
+  const created = (t: TicketIssued): Outcome => reply(json(201, { ticket: t.ticket, expiresAt: new Date(t.expiresAt).toISOString() }))
+  if (!(issued instanceof Promise)) return created(issued)
+  return issued.then(created, (err: unknown) => reply(ticketRefused(err)))
+}
+
+/** A caller that may not ask for tickets: 401 without a valid token, 403 without the publish or admin role; else null. */
+function ticketCallerRefusal(who: AuthUser | null): Reply | null {
+  if (who === null) return refusal(who, ROLE_PUBLISH)
+  if (hasRole(who, ROLE_PUBLISH) || hasRole(who, ROLE_ADMIN)) return null
+  return json(403, { error: `the token lacks the ${ROLE_PUBLISH} or ${ROLE_ADMIN} role` })
+}
+
+/** A TicketRefused's JSON answer; any other HttpError as `{"error"}`. */
+function ticketRefused(err: unknown): Reply {
+  if (err instanceof TicketRefused) return json(err.status, err.body, err.headers)
+  if (err instanceof HttpError) return json(err.status, { error: err.message }, err.headers)
+  throw err
+}
+
 /** `f(value)`, at once when `value` is not a promise: the one-process path stays synchronous. */
 function after<T>(value: T | Promise<T>, f: (v: T) => Outcome): Outcome | Promise<Outcome> {
   return value instanceof Promise ? value.then(f) : f(value)
@@ -276,7 +323,13 @@ function closeClients(req: RequestHead, ctx: RouteContext, peer: Peer): Outcome 
  * through gets its body read, under the same limits as any other.
  */
 export function beforeBody(req: RequestHead, ctx: RouteContext, peer: Peer): Reply | null | Promise<Reply | null> {
-  if (req.path === '/publish' && req.method === 'POST') return checkRole(req, ctx, peer, ROLE_PUBLISH)
+  if (req.method !== 'POST') return null
+  if (req.path === '/publish') return checkRole(req, ctx, peer, ROLE_PUBLISH)
+  if (req.path === '/tickets') {
+    const tooBig = req.contentLength > MAX_TICKET_BODY_BYTES ? json(413, { error: `the body must be at most ${MAX_TICKET_BODY_BYTES} bytes` }) : null
+    const who = bearer(req, ctx, peer)
+    return who instanceof Promise ? who.then((w) => ticketCallerRefusal(w) ?? tooBig) : (ticketCallerRefusal(who) ?? tooBig)
+  }
   return null
 }
 
@@ -285,12 +338,12 @@ export function beforeBody(req: RequestHead, ctx: RouteContext, peer: Peer): Rep
 // is kept until it settles, then its answer.
 const bearers = new WeakMap<RequestHead, AuthUser | null | Promise<AuthUser | null>>()
 
-/** The identity of the request's `Authorization: Bearer` token (null: none, or unknown), now or later. */
+/** The identity of the request's `Authorization: Bearer` token, else its auth cookie's (null: none, or unknown), now or later. */
 function bearer(req: RequestHead, ctx: RouteContext, peer: Peer): AuthUser | null | Promise<AuthUser | null> {
   let who = bearers.get(req)
   if (who === undefined) {
-    const token = bearerToken(req.headers.authorization)
-    who = token === null ? ctx.withoutToken(req, peer) : ctx.authenticate(token, req, peer)
+    const token = requestToken(req, ctx.credentials)
+    who = token === null ? ctx.withoutToken(req, peer) : ctx.authenticate(token, req, peer, false)
     if (who instanceof Promise) who = who.then((w) => (bearers.set(req, w), w))
     bearers.set(req, who)
   }
@@ -310,8 +363,11 @@ function refusal(who: AuthUser | null, role: string): Reply | null {
   return null
 }
 
-/** A stream or a publish naming a channel its token is not granted (CONTRACT "Tokens an application signs"). */
-function channelRefused(channel: string): Reply {
+/**
+ * A stream or a publish naming a channel its token is not granted (CONTRACT "Tokens an
+ * application signs"); `channel` null: a publish that names none, by a token not granted every one.
+ */
+function channelRefused(channel: string | null): Reply {
   return json(403, { error: 'channel not allowed', channel })
 }
 

@@ -6,7 +6,7 @@
 import { EventEmitter } from 'node:events'
 import * as net from 'node:net'
 import * as tls from 'node:tls'
-import { Access, type AuthRequest, type TokenLists } from './auth.js'
+import { Access, type TokenLists } from './auth.js'
 import type { SseServerEvents } from './events.js'
 import type { Accepted, Bus, BusNode } from './bus/bus.js'
 import { LocalBus } from './bus/local.js'
@@ -20,8 +20,7 @@ import * as L from './limits.js'
 import { Metrics, type Stats } from './metrics.js'
 import { resolveSettings, type Settings, type SseServerOptions, type TlsFiles } from './options.js'
 import { admit, timeTick, type PublishLimits, type Publisher } from './publish-rules.js'
-import { beforeBody, route, type Peer, type RouteContext } from './routes.js'
-import type { RequestHead } from './http/head.js'
+import { beforeBody, route, type RouteContext } from './routes.js'
 import type { SseMessage } from './fanout/sse-encode.js'
 import { StaticFiles } from './http/static.js'
 import type { ClientView } from './fanout/stream.js'
@@ -30,10 +29,12 @@ import { Delivery } from './fanout/delivery.js'
 import { Streams } from './fanout/streams.js'
 import { Subscriptions } from './subscriptions.js'
 import { TurnGate } from './http/turn-gate.js'
+import type { JwtConfig } from './jwt.js'
+import { ledgerStore, MemoryTicketStore, ticketRequest, type TicketIssued, type TicketOptions, type TicketStore } from './tickets.js'
 import { dropOldestAnswers } from './http/unsent.js'
 import type { Target } from './fanout/target.js'
-import { serverWebhooks, hookFailed, type Webhooks } from './webhooks/webhooks.js'
-import { asksWithoutToken, AuthUrl } from './auth-url.js'
+import { startWebhooks, type Webhooks } from './webhooks/webhooks.js'
+import { requestIdentity } from './credentials.js'
 
 export type { SseServerOptions } from './options.js'
 
@@ -43,7 +44,8 @@ export class SseServer extends EventEmitter<SseServerEvents> {
   /** The token generated when no token, user or authenticate hook was given; it has every role. */
   readonly generatedToken: string | null
   private readonly access: Access
-  private readonly authUrl: AuthUrl | null
+  /** Tickets until they are spent (POST /tickets, createTicket()). */
+  private readonly tickets: TicketStore
   private readonly settings: Settings
   private readonly statics: StaticFiles | null
   private readonly bus: Bus
@@ -64,7 +66,7 @@ export class SseServer extends EventEmitter<SseServerEvents> {
   private lastEventId: number
   private stopping: Promise<void> | null = null
   private tlsFiles: TlsFiles | null
-  /** Presence changes told (webhooks, the `presence` event), by this process; null: none here. */
+  /** Presence changes this process tells (webhooks, `presence`), stopped before the streams close: their going is no change; null: none. */
   private webhooks: Webhooks | null = null
 
   constructor(options: SseServerOptions = {}) {
@@ -78,10 +80,6 @@ export class SseServer extends EventEmitter<SseServerEvents> {
         throw new RangeError(`tls: ${(err as Error).message}`)
       }
     }
-    const app = this.settings.authUrl === null ? null : new AuthUrl(this.settings.authUrl, this.settings.retryMs, (reason) => hookFailed(this, { hook: 'auth-url', reason }))
-    this.access = new Access(options, options.authenticate, this.settings.retryMs, app)
-    this.authUrl = app
-    this.generatedToken = this.access.generatedToken
     this.lastEventId = this.settings.lastEventId
     this.statics = this.settings.publicDir === null ? null : new StaticFiles(this.settings.publicDir)
     this.history = new History(this.settings.history, this.settings.historyBytes)
@@ -93,9 +91,14 @@ export class SseServer extends EventEmitter<SseServerEvents> {
     this.bus = options.bus ?? (options.redis === undefined ? new LocalBus() : new RedisBus({ url: options.redis, prefix: options.redisPrefix, history: this.settings.history, lastEventId: this.settings.lastEventId }))
     this.bus.attach(this.busNode())
     this.bus.watch?.((state, detail) => this.emit('bus', state, detail))
+    // A cluster spends a ticket once in the whole cluster: its bus's ledger keeps them.
+    this.tickets = this.bus.tickets === undefined ? new MemoryTicketStore() : ledgerStore(this.bus.tickets)
+    this.access = new Access({ lists: options, hook: options.authenticate, jwt: options.jwt, tickets: this.tickets, retryMs: this.settings.retryMs, app: { url: this.settings.authUrl, events: this } })
+    this.generatedToken = this.access.generatedToken
     const { streams, history, bus, metrics, settings } = this
     const stopping = (): boolean => this.stopping !== null
-    this.subscriptions = new Subscriptions({ streams, history, bus, metrics, backlog, events: this, retryMs: settings.retryMs, corsOrigin: settings.corsOrigin, stopping })
+    const { retryMs, corsOrigin, corsCredentials } = settings
+    this.subscriptions = new Subscriptions({ streams, history, bus, metrics, backlog, events: this, retryMs, corsOrigin, corsCredentials, stopping })
     this.routes = this.routeContext()
     this.host = this.connectionHost()
   }
@@ -108,8 +111,7 @@ export class SseServer extends EventEmitter<SseServerEvents> {
     const { port, host, backlog, stallTimeoutMs, heartbeatMs, tickMs } = this.settings
     // A cluster's history first: a stream must never open on a node that has not got it yet.
     await this.bus.start?.()
-    this.webhooks = serverWebhooks({ bus: this.bus, streams: this.streams, settings: this.settings, metrics: this.metrics, events: this })
-    void this.webhooks?.start()
+    this.webhooks = startWebhooks({ bus: this.bus, streams: this.streams, settings: this.settings, metrics: this.metrics, events: this })
     // allowHalfOpen: a client's FIN must not close our side before we have answered it.
     // highWaterMark 1: write() says false whenever a byte is left unsent, and 'drain' comes when
     // the socket has sent everything, which is what a Stream's own output queue waits for.
@@ -157,15 +159,11 @@ export class SseServer extends EventEmitter<SseServerEvents> {
       for (const timer of [this.housekeeping, this.heartbeat, this.ticker]) if (timer !== null) clearInterval(timer)
       const server = this.server
       if (server === null) return resolve()
-      const grace = setTimeout(() => {
-        for (const conn of this.conns) closeSocket(conn.socket, this.metrics)
-      }, L.SHUTDOWN_GRACE_MS)
-      // Before the streams close: their going is the server's, not changes to tell. What is owed is tried once more meanwhile.
-      const told = this.webhooks?.stop()
-      this.authUrl?.close()
+      const grace = setTimeout(() => this.conns.forEach((conn) => closeSocket(conn.socket, this.metrics)), L.SHUTDOWN_GRACE_MS)
+      const told = this.webhooks?.stop() // what is owed is tried once more meanwhile
       server.close(() => {
         clearTimeout(grace)
-        void Promise.all([this.bus.close(), told]).then(() => resolve(), resolve)
+        void Promise.all([this.bus.close(), told, this.access.close()]).then(() => resolve(), resolve)
       })
       this.subscriptions.shutdown()
       for (const conn of this.conns) conn.stop()
@@ -256,6 +254,27 @@ export class SseServer extends EventEmitter<SseServerEvents> {
     return this.subscriptions.revoke(this.access.replace(lists))
   }
 
+  /**
+   * Replace the JWT secrets, keys, issuer and audience (e.g. on SIGHUP). Streams whose token no
+   * longer verifies are closed (`revoked`); returns how many. Throws (keeping the old) when one is wrong.
+   */
+  updateJwt(jwt: JwtConfig): number {
+    return this.subscriptions.revoke(this.access.replaceJwt(jwt))
+  }
+
+  /**
+   * A single-use stream token that opens one stream within `ttlSeconds` (POST /tickets for the
+   * program, which may hand on any role). Rejects with an Error whose `status` is 400 or 503.
+   */
+  async createTicket(request: TicketOptions = {}): Promise<TicketIssued> {
+    return this.tickets.create(ticketRequest(request, { roles: request.roles ?? [], grants: null }))
+  }
+
+  /** JWT signatures checked, and tokens answered from the verifier's cache instead. */
+  get jwtCounts(): { verified: number; cached: number } {
+    return this.access.jwtCounts
+  }
+
   /** Whether this server speaks HTTPS. */
   get secure(): boolean {
     return this.tlsFiles !== null
@@ -320,12 +339,13 @@ export class SseServer extends EventEmitter<SseServerEvents> {
   /** What each Connection may ask of the server; built once. */
   private connectionHost(): ConnectionHost {
     const server = this
-    const { headTimeoutMs, sendTimeoutMs, maxBufferBytes, corsOrigin } = this.settings
+    const { headTimeoutMs, sendTimeoutMs, maxBufferBytes, corsOrigin, corsCredentials } = this.settings
     return {
       headTimeoutMs,
       sendTimeoutMs,
       maxBufferBytes,
       corsOrigin,
+      corsCredentials,
       get stopping() {
         return server.stopping !== null
       },
@@ -343,7 +363,8 @@ export class SseServer extends EventEmitter<SseServerEvents> {
       errorReply: (status, detail, req, remoteAddress) => {
         if (this.listenerCount('error-reply') === 0) return
         const path = req === null ? null : req.path.startsWith('/events/') ? '/events/***' : req.path
-        this.emit('error-reply', { status, detail, method: req?.method ?? null, path, remoteAddress })
+        const refusal = req === null ? undefined : this.access.refusalOf(req)
+        this.emit('error-reply', { status, detail, method: req?.method ?? null, path, remoteAddress, refusal })
       },
     }
   }
@@ -353,8 +374,8 @@ export class SseServer extends EventEmitter<SseServerEvents> {
     const server = this
     const streams = this.streams
     return {
-      authenticate: (token, req, peer) => this.access.authenticate(token, () => authRequest(req, peer)),
-      withoutToken: (req, peer) => (asksWithoutToken(req.method, req.headers, this.settings.corsOrigin) ? this.access.askApp(null, () => authRequest(req, peer)) : null),
+      ...requestIdentity(this.access, { authCookie: this.settings.authCookie, corsOrigin: this.settings.corsOrigin }),
+      createTicket: (request) => this.tickets.create(request),
       publish: (message, target) => this.submit(message, target, 'request'),
       catchUp: (lastEventId) => (lastEventId === '0' || this.history.has(lastEventId) || this.bus.catchUp === undefined ? null : this.bus.catchUp()),
       closeClient: (id) => this.bus.ask({ q: 'close-client', id }),
@@ -377,8 +398,3 @@ export class SseServer extends EventEmitter<SseServerEvents> {
 }
 
 const PUBLISH_ASYNC = 'this server is one process of a cluster: use publishAsync()'
-
-/** What the `authenticate` hook and --auth-url see of a request. */
-function authRequest(req: RequestHead, peer: Peer): AuthRequest {
-  return { method: req.method, path: req.path, headers: req.headers, remoteAddress: peer.remoteAddress, query: req.query }
-}

@@ -1,26 +1,28 @@
 // A stream's life on this process (docs/wire.md "Streams"): open it (the response head, `ready`,
 // the replay from history, registration with the fan-out and the bus), its close bookkeeping,
-// revocation when its token loses its rights, and its last `retry:` at shutdown. Changing an open
-// stream's channels and expiring it land here too (see the seams below). The routes decide that
-// a stream may open; this file makes it one.
+// revocation when its token loses its rights, its end when its token expires (`expiring`, then
+// `expired`: CONTRACT "Tokens an application signs"), and its last `retry:` at shutdown. Changing
+// an open stream's channels lands here too (see the seam below). The routes decide that a stream
+// may open; this file makes it one.
 
 import type { EventEmitter } from 'node:events'
 import type * as net from 'node:net'
-import { EVENT_READY, jittered, type ReadyData } from '../wire.js'
+import { EVENT_EXPIRED, EVENT_EXPIRING, EVENT_READY, jittered, type ExpiryData, type ReadyData } from '../wire.js'
 import type { AuthUser } from './auth.js'
 import type { Bus } from './bus/bus.js'
 import type { SseServerEvents } from './events.js'
 import type { Backlog } from './fanout/backlog.js'
 import { RESET_FRAME } from './fanout/delivery.js'
 import type { History } from './fanout/history.js'
-import { encodeEvent, retryFrame, streamHead } from './fanout/sse-encode.js'
+import { encodeEvent, retryFrame, streamHead, type Frame } from './fanout/sse-encode.js'
 import { Stream } from './fanout/stream.js'
 import type { Streams } from './fanout/streams.js'
 import { matches } from './fanout/target.js'
 import { closeSocket } from './http/close.js'
 import { HttpError } from './http/errors.js'
 import type { RequestHead } from './http/head.js'
-import { LINGER_MS } from './limits.js'
+import { Deadlines } from './expiry.js'
+import { DROP_SLICE, EXPIRING_BEFORE_MS, EXPIRY_HORIZON_MS, LINGER_MS } from './limits.js'
 import type { DropReason, Metrics } from './metrics.js'
 import type { OpenStream } from './routes.js'
 
@@ -36,6 +38,8 @@ export interface SubscriptionsContext {
   readonly events: EventEmitter<SseServerEvents>
   readonly retryMs: number
   readonly corsOrigin: string
+  /** Send `Access-Control-Allow-Credentials: true` on the stream head (an auth cookie and a specific origin). */
+  readonly corsCredentials: boolean
   /** stop() has begun: no stream opens. */
   stopping(): boolean
 }
@@ -43,9 +47,14 @@ export interface SubscriptionsContext {
 export class Subscriptions {
   /** The response heads of a stream, built once: HTTP/1.1 chunked, HTTP/1.0 close-delimited. */
   private readonly heads: { chunked: Buffer; closeDelimited: Buffer }
+  /** Streams whose token ends: when each gets `expiring`, then `expired` (one timer for all). */
+  private readonly deadlines = new Deadlines<Stream>((due) => this.expireDue(due, 0))
+  /** Streams that have had their `expiring`. */
+  private readonly warned = new WeakSet<Stream>()
 
   constructor(private readonly ctx: SubscriptionsContext) {
-    this.heads = { chunked: streamHead(true, ctx.corsOrigin), closeDelimited: streamHead(false, ctx.corsOrigin) }
+    const { corsOrigin, corsCredentials } = ctx
+    this.heads = { chunked: streamHead(true, corsOrigin, corsCredentials), closeDelimited: streamHead(false, corsOrigin, corsCredentials) }
   }
 
   /**
@@ -81,8 +90,7 @@ export class Subscriptions {
     metrics.bytesOut += stream.begin(first, replay)
     streams.add(stream)
     bus.opened(stream)
-    // Seam: a stream whose token ends (o.who.expiresAt) gets its `expiring` and `expired` timers
-    // here, and expire() below ends it.
+    if (o.who.expiresAt !== undefined) this.expiresAt(stream, o.who.expiresAt)
     this.ctx.events.emit('connect', stream)
     return stream
   }
@@ -90,7 +98,8 @@ export class Subscriptions {
   /** A stream left the fan-out (Streams' remove listener): tell the bus and the listeners, and finish its socket. */
   removed(c: Stream, reason: DropReason | 'closed'): void {
     this.ctx.bus.closed(c.id)
-    if (reason === 'admin' || reason === 'shutdown' || reason === 'revoked') {
+    if (c.who.expiresAt !== undefined) this.deadlines.remove(c)
+    if (reason === 'admin' || reason === 'shutdown' || reason === 'revoked' || reason === 'expired') {
       // streams.drop() has just written the last chunk and FIN. Once those bytes are with the
       // kernel the socket is done; a client that reads nothing is reset after LINGER_MS.
       const s = c.socket
@@ -121,14 +130,63 @@ export class Subscriptions {
 
   /** The server stops: every stream gets a last jittered `retry:` and its terminating chunk. */
   shutdown(): void {
+    this.deadlines.stop()
     const { streams } = this.ctx
     for (const c of [...streams.list]) streams.drop(c, 'shutdown', retryFrame(jittered(this.ctx.retryMs)))
   }
 
-  // Seams for what comes next, each one method beside open():
+  /**
+   * A stream whose token ends at `ends` (ms): `expiring` EXPIRING_BEFORE_MS before, or at half the
+   * life it has left when that is shorter, so a page renews its token while the stream still
+   * runs; `expired` and the end at `ends`. A token already past `ends` (accepted within the JWT
+   * leeway) gets `expired` right after its `ready` and replay: told the truth at once, its page
+   * renews. An `ends` past EXPIRY_HORIZON_MS is taken as none.
+   */
+  private expiresAt(stream: Stream, ends: number): void {
+    const now = Date.now()
+    const left = ends - now
+    if (!(left <= EXPIRY_HORIZON_MS)) return
+    this.deadlines.at(stream, left <= 0 ? now : ends - Math.min(EXPIRING_BEFORE_MS, left / 2))
+  }
+
+  /**
+   * Deadlines that came, from `from` on: `expiring` or `expired` (then the stream's end, counted
+   * `drops.expired`), DROP_SLICE streams per event-loop turn: 10 000 tokens signed in the same
+   * second end together, and each end costs tens of µs.
+   */
+  private expireDue(due: readonly Stream[], from: number): void {
+    const { streams } = this.ctx
+    const now = Date.now()
+    const to = Math.min(due.length, from + DROP_SLICE)
+    // Events queued in this turn were published before: they go first.
+    streams.flush()
+    const frames = new Map<string, Frame>()
+    for (let i = from; i < to; i++) {
+      const s = due[i]!
+      if (s.index === -1) continue // closed meanwhile
+      const ends = s.who.expiresAt!
+      const warn = now < ends && !this.warned.has(s)
+      const event = warn ? EVENT_EXPIRING : EVENT_EXPIRED
+      const key = `${event} ${ends}`
+      let frame = frames.get(key)
+      if (frame === undefined) {
+        const data: ExpiryData = { expiresAt: new Date(ends).toISOString() }
+        frames.set(key, (frame = encodeEvent({ event, data: JSON.stringify(data) })))
+      }
+      // As an event to this client alone: after what the fan-outs under way owe it, in order.
+      streams.fanOut(frame, { client: s.id })
+      if (warn) {
+        this.warned.add(s)
+        this.deadlines.at(s, ends)
+      } else {
+        streams.drop(s, 'expired')
+      }
+    }
+    if (to < due.length) setImmediate(() => this.expireDue(due, to))
+  }
+
+  // Seam for what comes next, one method beside open():
   // - change(stream, add, remove): live channels. maySubscribe() (auth.ts) checks each added
   //   channel, Streams re-counts, and the `channels` event (wire.ts EVENT_CHANNELS) goes in the
   //   stream's order of events; the bus carries it to a stream held by another process.
-  // - expire(stream): the token's expiresAt has come: `expired` (EVENT_EXPIRED), then
-  //   streams.drop(stream, 'expired'); `expiring` (EVENT_EXPIRING) some time before.
 }

@@ -4,7 +4,8 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { HttpError } from './http/errors.js'
 import { isName, isNameList, type AppIdentity } from './jwt.js'
-import { MAX_LIVE_TICKETS, MAX_NAME_BYTES, MAX_TOKEN_GRANTS, TICKET_DEFAULT_TTL_S, TICKET_MAX_TTL_S, TICKET_RANDOM_BYTES, TICKET_SWEEP_MS } from './limits.js'
+import { jsonObject } from './jws-bytes.js'
+import { MAX_LIVE_TICKETS, MAX_NAME_BYTES, MAX_TICKET_BODY_BYTES, MAX_TOKEN_GRANTS, TICKET_DEFAULT_TTL_S, TICKET_MAX_TTL_S, TICKET_RANDOM_BYTES, TICKET_SWEEP_MS } from './limits.js'
 
 /** What a ticket will let in, checked against its caller: ticketRequest()'s result. */
 export interface TicketRequest {
@@ -13,6 +14,18 @@ export interface TicketRequest {
   /** Channel names or `prefix*`; null = every channel. */
   readonly channels: readonly string[] | null
   readonly ttlSeconds: number
+}
+
+/** What a program asks createTicket() for: the fields of a POST /tickets body. */
+export interface TicketOptions {
+  /** `ready.user` of the stream it opens; default null. */
+  user?: string | null
+  /** Default none. */
+  roles?: readonly string[]
+  /** Channel names or `prefix*` it may subscribe to; default every channel. */
+  channels?: readonly string[]
+  /** Default 30, at most 300. */
+  ttlSeconds?: number
 }
 
 /** Who asks for a ticket (the route has checked the publish or admin role): what it may hand on. */
@@ -39,15 +52,63 @@ export interface TicketStore {
   spend(ticket: string): AppIdentity | null | Promise<AppIdentity | null>
 }
 
+/**
+ * Where a cluster keeps tickets, by digest: the primary of --workers (its MemoryTicketStore), or
+ * Redis. put() is refused (a TicketRefused or HttpError 503) when it cannot keep one more; take()
+ * is one step, so a ticket presented on two processes at once is had by one of them.
+ */
+export interface TicketLedger {
+  put(digest: string, identity: AppIdentity, expiresAt: number): void | Promise<void>
+  /** The identity of a live ticket, removing it; else null. */
+  take(digest: string): AppIdentity | null | Promise<AppIdentity | null>
+}
+
+/** The TicketStore of a process whose tickets a cluster's ledger keeps: the ticket is made here, only its digest travels. */
+export function ledgerStore(ledger: TicketLedger, now: () => number = Date.now): TicketStore {
+  return {
+    async create(request) {
+      const { ticket, digest } = newTicket()
+      const expiresAt = now() + request.ttlSeconds * 1000
+      await ledger.put(digest, ticketIdentity(request), expiresAt)
+      return { ticket, expiresAt }
+    },
+    spend: (ticket) => (looksLikeTicket(ticket) ? ledger.take(ticketDigest(ticket)) : null),
+  }
+}
+
+/**
+ * A ticket's identity as another process or Redis gave it back (JSON), or null when it is not one:
+ * whoever can write to that Redis must not be able to make up a shape the server never checked.
+ */
+export function identityFrom(json: unknown): AppIdentity | null {
+  const v = json as Partial<Record<keyof AppIdentity, unknown>> | null
+  if (v === null || typeof v !== 'object') return null
+  const { user, roles, grants } = v
+  if ((user !== null && !isName(user)) || !isNameList(roles) || (grants !== null && !isNameList(grants))) return null
+  return Object.freeze({ user, roles: Object.freeze([...roles]), grants: grants === null ? null : Object.freeze([...grants]), expiresAt: null })
+}
+
 /** A refusal of POST /tickets with the JSON body to answer (`{"error":…}` and what it names). */
 export class TicketRefused extends HttpError {
   constructor(
-    status: 400 | 403 | 503,
+    status: 400 | 403 | 413 | 503,
     readonly body: Readonly<Record<string, string>>,
     headers: ReadonlyArray<readonly [string, string]> = [],
   ) {
     super(status, body.error, headers)
   }
+}
+
+/**
+ * The JSON a POST /tickets body holds (undefined for none), or a TicketRefused: 413 past
+ * MAX_TICKET_BODY_BYTES, 400 for what is not a JSON object (nesting bounded before it is parsed).
+ */
+export function ticketBody(body: Buffer): unknown {
+  if (body.length > MAX_TICKET_BODY_BYTES) throw new TicketRefused(413, { error: `the body must be at most ${MAX_TICKET_BODY_BYTES} bytes` })
+  if (body.length === 0) return undefined
+  const json = jsonObject(body)
+  if (typeof json === 'string') throw bad(`the body must be a JSON object (${json})`)
+  return json
 }
 
 const FIELDS = new Set(['user', 'roles', 'channels', 'ttlSeconds'])
@@ -143,7 +204,7 @@ export interface MemoryTicketStoreOptions {
  * by create(), and whenever the store is full, so memory is bounded with no timer of its own.
  * put()/take() are the steps a primary answers its workers with.
  */
-export class MemoryTicketStore implements TicketStore {
+export class MemoryTicketStore implements TicketStore, TicketLedger {
   private readonly live = new Map<string, Live>()
   private readonly now: () => number
   private readonly maxLive: number

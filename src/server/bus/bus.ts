@@ -7,6 +7,7 @@
 
 import type { SseMessage } from '../fanout/sse-encode.js'
 import type { Target } from '../fanout/target.js'
+import type { TicketLedger } from '../tickets.js'
 import type { Answer, Question } from './questions.js'
 import type { IdBlock } from './stream-ids.js'
 import type { StreamFacts } from './wire.js'
@@ -99,6 +100,11 @@ export interface Bus {
    * with that id), close all (how many), its figures (one process: its own).
    */
   ask<Q extends Question>(q: Q): Answer<Q> | Promise<Answer<Q>>
+  /**
+   * Where the cluster keeps tickets (POST /tickets), so that one is spent once in the whole
+   * cluster: a worker's primary, or Redis. Absent: each process keeps its own.
+   */
+  readonly tickets?: TicketLedger
   /** Leave the cluster (a Redis node says goodbye, so the others stop counting its streams at once). */
   close(): void | Promise<void>
   /**

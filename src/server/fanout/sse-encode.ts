@@ -132,7 +132,7 @@ export function retryFrame(retryMs: number): Frame {
 }
 
 /** The stream's response head (docs/wire.md "The wire, byte by byte"). HTTP/1.0 gets no chunked coding. */
-export function streamHead(chunked: boolean, corsOrigin: string): Buffer {
+export function streamHead(chunked: boolean, corsOrigin: string, corsCredentials = false): Buffer {
   return Buffer.from(
     'HTTP/1.1 200 OK\r\n' +
       'Content-Type: text/event-stream; charset=utf-8\r\n' +
@@ -141,6 +141,7 @@ export function streamHead(chunked: boolean, corsOrigin: string): Buffer {
       (chunked ? 'Connection: keep-alive\r\n' : 'Connection: close\r\n') +
       'X-Accel-Buffering: no\r\n' +
       `Access-Control-Allow-Origin: ${corsOrigin}\r\n` +
+      (corsCredentials ? 'Access-Control-Allow-Credentials: true\r\n' : '') +
       '\r\n',
     'latin1',
   )

@@ -92,6 +92,16 @@ export class Stream implements ClientView {
     return this.who.roles
   }
 
+  /** The channels its token may subscribe to (absent: any), as the cluster's stream facts carry them (bus/wire.ts). */
+  get grants(): readonly string[] | undefined {
+    return this.who.grants
+  }
+
+  /** When its token expires (ms; absent: never), as the stream facts carry it. */
+  get expiresAt(): number | undefined {
+    return this.who.expiresAt
+  }
+
   /**
    * The socket said it has enough (write() returned false, so 'drain' will come): new bytes wait
    * in our list. (A plain socket here says so at its first unsent byte, highWaterMark 1; a TLS

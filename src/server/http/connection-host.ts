@@ -36,6 +36,8 @@ export interface ConnectionHost {
   /** Unsent bytes of answers before a pipelining client is no longer read from. */
   readonly maxBufferBytes: number
   readonly corsOrigin: string
+  /** `Access-Control-Allow-Credentials: true` on answers too (an auth cookie, with a specific origin). */
+  readonly corsCredentials: boolean
   /** stop() has begun: answer what is pending, then close; open no stream. */
   readonly stopping: boolean
   /** Unparsed request bytes and bodies being read, of all connections: over the max, 503. */

@@ -88,7 +88,8 @@ export class Connection extends RequestReader {
       const { req, outcome } = next
       const reply = outcome.kind === 'reply' ? outcome.reply : { status: 500, body: 'internal error\n' }
       const keepAlive = req.keepAlive && !this.peerEnded && !this.host.stopping && reply.close !== true
-      this.writeReply(req, reply, { head: false, keepAlive, http10: req.version === '1.0', corsOrigin: this.host.corsOrigin })
+      const { corsOrigin, corsCredentials } = this.host
+      this.writeReply(req, reply, { head: false, keepAlive, http10: req.version === '1.0', corsOrigin, corsCredentials })
       if (!keepAlive) return this.close()
     }
     if (this.pending.size > 0 || this.state === State.Stream) return
@@ -124,6 +125,7 @@ export class Connection extends RequestReader {
       keepAlive: req.keepAlive && !this.peerEnded && !this.host.stopping,
       http10: req.version === '1.0',
       corsOrigin: this.host.corsOrigin,
+      corsCredentials: this.host.corsCredentials,
     }
     if (outcome.kind === 'file' && !opts.head) {
       this.socket.write(formatHead(outcome.reply, outcome.size, opts), 'latin1')

@@ -51,6 +51,8 @@ export interface FrameOptions {
   /** The request was HTTP/1.0, which closes by default and must be told `keep-alive`. */
   http10: boolean
   corsOrigin: string
+  /** Also `Access-Control-Allow-Credentials: true` (an auth cookie, with a specific origin). */
+  corsCredentials?: boolean
 }
 
 /** The response head as a string (for bodies that are streamed after it, e.g. large files). */
@@ -60,6 +62,7 @@ export function formatHead(reply: Reply, bodyLength: number, opts: FrameOptions)
   // 204 and 304 have no body and, here, no Content-Length (RFC 9110 §8.6).
   if (reply.status !== 204 && reply.status !== 304) head += `Content-Length: ${bodyLength}\r\n`
   head += `Access-Control-Allow-Origin: ${opts.corsOrigin}\r\n`
+  if (opts.corsCredentials === true) head += 'Access-Control-Allow-Credentials: true\r\n'
   for (const [name, value] of reply.headers ?? []) head += `${name}: ${value}\r\n`
   if (!opts.keepAlive || reply.close === true) head += 'Connection: close\r\n'
   else if (opts.http10) head += 'Connection: keep-alive\r\n'

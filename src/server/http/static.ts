@@ -133,7 +133,7 @@ async function statInside(root: string, file: string): Promise<{ real: string; s
 }
 
 /** If-None-Match uses the weak comparison (RFC 9110 §13.1.2): W/ prefixes are ignored. */
-function etagMatches(header: string, etag: string): boolean {
+export function etagMatches(header: string, etag: string): boolean {
   const bare = etag.replace(/^W\//, '')
   return header
     .split(',')

@@ -5,7 +5,7 @@
 
 import type { EventEmitter } from 'node:events'
 import type { Bus } from '../bus/bus.js'
-import type { SseServerEvents } from '../events.js'
+import { hookFailed, type SseServerEvents } from '../events.js'
 import type { Metrics, WebhookCounts } from '../metrics.js'
 import type { Settings } from '../options.js'
 import type { PresenceChange } from './change.js'
@@ -78,21 +78,16 @@ export interface ServerSide {
 }
 
 /**
- * A server's webhooks and `presence` event, or null when it tells nothing: no `webhook` and no
- * `presence` listener when it started, or another process of its cluster tells them (a worker).
+ * A server's webhooks and `presence` event, started; or null when it tells nothing: no `webhook`
+ * and no `presence` listener when it started, or another process of its cluster tells them (a worker).
  */
-export function serverWebhooks(s: ServerSide): Webhooks | null {
+export function startWebhooks(s: ServerSide): Webhooks | null {
   const feed = s.bus.presenceFeed ?? { watch: (fn) => s.streams.watch(fn), forEachPresent: (fn) => s.streams.forEachPresent(fn), claims: () => null }
   const { webhook, presenceGraceMs } = s.settings
   if (feed === 'elsewhere' || (webhook === null && s.events.listenerCount('presence') === 0)) return null
   const counts = { sent: 0, retried: 0, failed: 0 }
   if (webhook !== null) s.metrics.webhooks = counts
-  return new Webhooks({ feed, graceMs: presenceGraceMs, webhook, counts, told: (change) => s.events.emit('presence', change), failed: (f) => hookFailed(s.events, f) })
-}
-
-/** To the `hook-failure` listeners (the command's log); with none, a process warning, so that it is never silent. */
-export function hookFailed(events: EventEmitter<SseServerEvents>, f: HookFailure): void {
-  if (events.listenerCount('hook-failure') > 0) return void events.emit('hook-failure', f)
-  const what = f.hook === 'webhook' ? `webhook ${f.change.type} ${f.change.id} ${f.outcome}: ` : `${f.hook}: `
-  process.emitWarning(`rawsse: ${what}${f.reason}`)
+  const hooks = new Webhooks({ feed, graceMs: presenceGraceMs, webhook, counts, told: (change) => s.events.emit('presence', change), failed: (f) => hookFailed(s.events, f) })
+  void hooks.start()
+  return hooks
 }

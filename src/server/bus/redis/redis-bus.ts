@@ -3,7 +3,7 @@
 // Redis Stream (event-stream.ts), which gives the order and the ids; each node keeps its own
 // history from it, so replay stays local. Who is connected where, and each node's figures, are
 // shared twice a second (nodes.ts); questions about streams (../questions.ts) are answered here
-// and carried to the other nodes. A publish is answered once Redis has acknowledged the
+// and carried to the other nodes. Tickets are Redis keys, spent by one GETDEL (tickets.ts). A publish is answered once Redis has acknowledged the
 // event and this node has delivered it, so a client that publishes and then resumes here with
 // that id finds it in history.
 //
@@ -26,6 +26,7 @@ import { redisLink, within, type RedisLink } from './client.js'
 import { RedisClock } from './clock.js'
 import { ClusterNodes } from './nodes.js'
 import { EventStream, streamKeys, unavailable } from './event-stream.js'
+import { RedisTickets } from './tickets.js'
 import { RedisClaims } from '../../webhooks/claims.js'
 import type { PresenceFeed } from '../../webhooks/presence-changes.js'
 
@@ -72,11 +73,14 @@ export class RedisBus implements Bus {
   private current: BusState | 'starting' = 'starting'
   private readonly watchers: Array<(state: BusState, detail: string) => void> = []
   private shut = false
+  /** The cluster's tickets, on Redis: each spent once, whichever node it is shown to. */
+  readonly tickets: RedisTickets
 
   constructor(private readonly settings: RedisBusSettings) {
     if (!/^rediss?:\/\/\S+$/.test(settings.url) || !URL.canParse(settings.url)) throw new RangeError('redis must be a redis:// or rediss:// URL')
     this.prefix = settings.prefix ?? L.DEFAULT_REDIS_PREFIX
     if (!/^[!-z|~]{1,64}$/.test(this.prefix)) throw new RangeError('redisPrefix must be 1 to 64 visible characters, without { or }')
+    this.tickets = new RedisTickets(() => this.links[0], this.prefix)
   }
 
   attach(node: BusNode): void {

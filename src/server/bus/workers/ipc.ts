@@ -5,6 +5,7 @@
 // `answer`), in both directions. What a message says of a stream or an event is the cluster's
 // one vocabulary (../wire.ts), which Redis carries too.
 
+import type { AppIdentity } from '../../jwt.js'
 import type { BusState } from '../bus.js'
 import type { Question } from '../questions.js'
 import type { IdBlock } from '../stream-ids.js'
@@ -13,6 +14,12 @@ import type { StreamFacts, WireEvent } from '../wire.js'
 export type PublishItem = { n: number; strict: boolean } & WireEvent
 
 export type PublishAnswer = { n: number; id: string; delivered: number } | { n: number; status: number; error: string }
+
+/**
+ * The primary's answer to a worker's `ticket`: what its ledger said (for `put`, null when kept;
+ * for a `take`, the identity or null), or why it could not (the status and error to answer).
+ */
+export type TicketAnswer = { ok: AppIdentity | null } | { refused: { status: number; error: string; headers: Array<[string, string]> } }
 
 export type ToWorker =
   /**
@@ -42,5 +49,7 @@ export type FromWorker =
   /** The streams of one turn that opened or changed, and that closed: each id once, in one of the two. */
   | { t: 'presence'; opened: StreamFacts[]; closed: number[] }
   | { t: 'ids' }
+  /** A ticket made here, for the primary's ledger to keep (`put`), or presented here (no `put`: spend it); answered by number (`answer`, a TicketAnswer). */
+  | { t: 'ticket'; n: number; digest: string; put?: { identity: AppIdentity; expiresAt: number } }
   | ({ t: 'ask'; n: number } & Question)
   | { t: 'answer'; n: number; value: unknown }

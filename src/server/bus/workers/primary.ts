@@ -5,12 +5,13 @@
 // keeps the same history. The primary keeps that history too (a worker that starts, or replaces
 // a dead one, gets it before it listens), and a mirror of who is connected where (presence.ts),
 // from which `delivered` and `404 offline` are answered. Questions about streams (questions.ts)
-// it only carries: to the worker holding the stream, or to every worker. No sockets of its own
-// but IPC.
+// it only carries: to the worker holding the stream, or to every worker. It keeps the workers'
+// tickets (by digest), so a ticket is spent once whichever worker it is presented to. No sockets
+// of its own but IPC.
 //
 // With `--redis` as well, the ids and the order come from Redis instead: the primary is then one
-// node of the Redis cluster for all of its workers (the BusNode it gives its bus), and what it
-// reads from Redis goes to its workers in the same batches.
+// node of the Redis cluster for all of its workers (the BusNode it gives its bus), what it reads
+// from Redis goes to its workers in the same batches, and Redis keeps the tickets.
 
 import { HttpError } from '../../http/errors.js'
 import { History, type HistoryEntry } from '../../fanout/history.js'
@@ -20,7 +21,8 @@ import { encodeEvent, type SseMessage } from '../../fanout/sse-encode.js'
 import { admit, refuseHeld, type PublishLimits } from '../../publish-rules.js'
 import type { WireTarget } from '../../fanout/target.js'
 import type { Accepted, Bus, BusNode } from '../bus.js'
-import type { FromWorker, PublishAnswer, ToWorker } from './ipc.js'
+import { MemoryTicketStore, TicketRefused, type TicketLedger } from '../../tickets.js'
+import type { FromWorker, PublishAnswer, TicketAnswer, ToWorker } from './ipc.js'
 import { LocalBus } from '../local.js'
 import { Presence } from '../presence.js'
 import { answerLocally, combine, holderOf, NO_STREAMS, Questions, type Answer, type Question, type StreamHolder } from '../questions.js'
@@ -54,6 +56,8 @@ export class ClusterPrimary {
   private flushQueued = false
   /** The primary's questions to its workers, by slot. */
   private readonly questions = new Questions<number>()
+  /** The workers' tickets: the bus's ledger (Redis), else this process's. */
+  private readonly tickets: TicketLedger
   /** Workers whose next block of stream ids is being fetched (one request at a time each). */
   private readonly fetchingIds = new Set<number>()
   /** The primary as a question finds it: no stream of its own; its figures are its sequence's and its history's. */
@@ -70,6 +74,7 @@ export class ClusterPrimary {
     this.history = new History<Kept>(settings.history, settings.historyBytes)
     this.limits = { maxEventBytes: settings.maxEventBytes, history: this.history }
     this.lastEventId = settings.lastEventId
+    this.tickets = bus.tickets ?? new MemoryTicketStore()
     bus.attach(this.busNode())
     // Each worker answers /healthz and /stats for itself: it is told whether Redis answers.
     bus.watch?.((state) => this.tellAll({ t: 'bus', state }))
@@ -177,12 +182,31 @@ export class ClusterPrimary {
         )
         break
       }
+      case 'ticket':
+        this.ticket(slot, msg)
+        break
       case 'answer':
         this.questions.answered(msg.n, slot, msg.value)
         break
       default:
         break // hello, listening, fatal: the command's business (commands/workers.ts)
     }
+  }
+
+  /** A worker's ticket kept in the ledger, or spent there (one step: had by one worker only); answered by number. */
+  private ticket(slot: number, msg: Extract<FromWorker, { t: 'ticket' }>): void {
+    const { n, digest, put } = msg
+    const answer = (value: TicketAnswer): void => this.workers.get(slot)?.send({ t: 'answer', n, value })
+    Promise.resolve()
+      .then(() => (put === undefined ? this.tickets.take(digest) : this.tickets.put(digest, put.identity, put.expiresAt)))
+      .then(
+        (v) => answer({ ok: v ?? null }),
+        (err: unknown) => {
+          const e = err instanceof HttpError ? err : new HttpError(500, (err as Error).message)
+          const error = e instanceof TicketRefused ? e.body.error : e.message
+          answer({ refused: { status: e.status, error, headers: e.headers.map(([k, v]) => [k, v]) } })
+        },
+      )
   }
 
   /**

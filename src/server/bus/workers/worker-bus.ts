@@ -5,16 +5,19 @@
 // per turn (its presence counts answer `delivered` and 404). Questions about streams
 // (../questions.ts) are answered here when the stream is here, else asked of the primary, which
 // asks the worker holding it; the primary's questions about this worker's streams are answered
-// here. Stream ids come from the primary a block at a time.
+// here. Stream ids come from the primary a block at a time; tickets are kept by the primary, so
+// each is spent once on the machine (or, with --redis, in the whole cluster).
 
 import { HttpError } from '../../http/errors.js'
+import { identityFrom, TicketRefused, type TicketLedger } from '../../tickets.js'
 import { wireTarget } from '../../fanout/target.js'
+import type { AppIdentity } from '../../jwt.js'
 import type { Accepted, Bus, BusDraft, BusNode, BusState } from '../bus.js'
 import { StreamNews } from '../presence.js'
 import { holderOf, isNone, named, Questions, type Answer, type Question } from '../questions.js'
 import { StreamIds } from '../stream-ids.js'
 import { factsOf, type StreamFacts, type WireEvent } from '../wire.js'
-import type { FromWorker, PublishAnswer, PublishItem, ToWorker } from './ipc.js'
+import type { FromWorker, PublishAnswer, PublishItem, TicketAnswer, ToWorker } from './ipc.js'
 
 /** What the primary gave this worker to start with. */
 export interface WorkerInit {
@@ -52,6 +55,13 @@ export class WorkerBus implements Bus {
   private early: ToWorker[] = []
   private closedBus = false
   private readonly onMessage = (msg: ToWorker): void => this.handle(msg)
+  /** Tickets live in the primary's ledger: made here (only the digest travels), spent there, once. */
+  readonly tickets: TicketLedger = {
+    put: async (digest, identity, expiresAt) => {
+      await this.ticket({ digest, put: { identity, expiresAt } })
+    },
+    take: async (digest) => identityFrom(await this.ticket({ digest })),
+  }
 
   private constructor(
     init: Extract<ToWorker, { t: 'init' }>,
@@ -202,6 +212,15 @@ export class WorkerBus implements Bus {
   private askPrimary<Q extends Question>(q: Q): Promise<Answer<Q>> {
     if (this.closedBus) return Promise.reject(unavailable())
     return this.fromPrimary((n) => this.send({ t: 'ask', n, ...q })) as Promise<Answer<Q>>
+  }
+
+  /** A ticket kept or spent by the primary: what its ledger said, or its refusal thrown. */
+  private async ticket(t: { digest: string; put?: { identity: AppIdentity; expiresAt: number } }): Promise<unknown> {
+    if (this.closedBus) throw unavailable()
+    const a = (await this.fromPrimary((n) => this.send({ t: 'ticket', n, ...t }))) as TicketAnswer
+    if ('ok' in a) return a.ok
+    const { status, error, headers } = a.refused
+    throw status === 503 ? new TicketRefused(503, { error }, headers) : new HttpError(status, error, headers)
   }
 
   /** The primary's answer to what `send(n)` sends; 503 when this bus closes first. */
