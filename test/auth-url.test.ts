@@ -7,6 +7,7 @@
 
 import t from 'tap'
 import * as net from 'node:net'
+import * as jose from 'jose'
 import { SseServer, type HookFailure, type SseServerOptions } from '../src/index.js'
 import { openStream, parseResponse, publish, rawRequest, startServer, TOKEN, PUB, sleep, type Running } from './helpers.js'
 import { until } from './process.js'
@@ -62,6 +63,33 @@ t.test('allowed: the application says who it is and which channels; it is asked 
   const odd = await get(r.port, '/events?channel=a%2Cb&channel=caf%C3%A9', { Cookie: 'sid=1' })
   t.equal(odd.status, 403)
   t.equal(app.requests.at(-1)!.headers['x-rawsse-channels'], 'a%2Cb,caf%C3%A9', 'a comma or a byte past ASCII in a name is percent-encoded')
+})
+
+t.test('asked only when no static token, JWT or ticket matches; a refused JWT or a spent ticket is asked about', async (t) => {
+  const SECRET = 'a-jwt-secret-of-at-least-32-bytes!!'
+  const app = await startApp(t, () => ANN)
+  const r = await withApp(t, app, { jwt: { secrets: [SECRET] }, authCookie: 'sid' })
+  const sign = (exp: number): Promise<string> => new jose.SignJWT({ sub: 'jay', exp }).setProtectedHeader({ alg: 'HS256' }).sign(Buffer.from(SECRET))
+  const good = await openStream(r.port, '/events?channel=news', { Authorization: `Bearer ${await sign(Math.floor(Date.now() / 1000) + 600)}` })
+  t.match(good.received, /"user":"jay"/, 'a JWT that verifies')
+  good.close()
+  const { ticket } = await r.server.createTicket({ user: 'tia', channels: ['news'] })
+  const byTicket = await openStream(r.port, `/events/${ticket}?channel=news`)
+  t.match(byTicket.received, /"user":"tia"/, 'a ticket')
+  byTicket.close()
+  t.equal(app.requests.length, 0, 'the application was not asked')
+  const expired = await openStream(r.port, '/events?channel=news', { Authorization: `Bearer ${await sign(Math.floor(Date.now() / 1000) - 600)}` })
+  t.match(expired.received, /"user":"ann"/, 'an expired JWT: the application says who it is')
+  expired.close()
+  const spent = await openStream(r.port, `/events/${ticket}?channel=news`)
+  t.match(spent.received, /"user":"ann"/, 'a spent ticket: the same')
+  t.equal(app.requests.at(-1)!.headers.authorization, `Bearer ${ticket}`)
+  spent.close()
+  const cookie = await openStream(r.port, '/events?channel=news', { Cookie: 'sid=opaque; other=1' })
+  t.equal(app.requests.at(-1)!.headers.cookie, 'sid=opaque; other=1', 'an --auth-cookie nobody knows: the Cookie goes as it came')
+  t.equal(app.requests.at(-1)!.headers.authorization, 'Bearer opaque', 'and its value as the bearer')
+  cookie.close()
+  t.equal(app.requests.length, 3)
 })
 
 t.test('denied and forbidden are passed on; no credential at all is 401 without asking', async (t) => {

@@ -1,6 +1,6 @@
 // `--auth-url` (CONTRACT "The server asks and tells the application"): the application says who a
 // request is, as nginx's auth_request and nchan's nchan_authorize_request ask. `GET URL` with the
-// request's `Authorization` (or `Bearer TOKEN` for a token from the path) and `Cookie`, and
+// request's `Authorization` (or `Bearer TOKEN` for a token from the path or the auth cookie) and `Cookie`, and
 // `X-Rawsse-Channels`; `200` JSON `{user, roles, channels}` checked field by field (channels as a
 // JWT's `rawsse.channels`), `401` → 401, `403` → 403; anything else (no answer in 2 s, a 5xx, an
 // answer past 64 KiB or not as said) → 503 with Retry-After and a log line: a stream never opens
