@@ -32,6 +32,7 @@ import {
   machine,
   machineMarkdown,
   openStream,
+  placeSectionAfter,
   quantile,
   rawsseArgv,
   rssBytes,
@@ -265,6 +266,8 @@ if (WRITE) {
     lines.push(`**Stream opens** (${OPENS} opens, ${CONCURRENCY} at a time, connect to \`ready\`; the application answers at once, in the bench's process):`, '', '| credential | opens/s | p50 ms | p99 ms | asked | failed |', '|---|---:|---:|---:|---:|---:|')
     for (const [name, r] of Object.entries(a)) lines.push(`| ${name} | ${fmt(r.opensPerSecond)} | ${fmt(r.p50, 1)} | ${fmt(r.p99, 1)} | ${r.asked} | ${r.failed} |`)
   }
-  writeSection(path.join(BENCH, 'RESULTS.md'), 'hooks', lines.join('\n'), ['fanout', 'http', 'hostile', 'hooks'])
+  const file = path.join(BENCH, 'RESULTS.md')
+  placeSectionAfter(file, 'hooks', 'auth') // beside the other issue sections, above the hand-written ones
+  writeSection(file, 'hooks', lines.join('\n'), ['fanout', 'http', 'hostile', 'hooks'])
 }
 process.exit(0)
