@@ -4,6 +4,7 @@
 export { SseServer, type SseServerOptions, type SseServerEvents, type ErrorReply, type PublishedEvent } from './server/server.js'
 export type { TlsFiles } from './server/options.js'
 export type { SseMessage } from './server/fanout/sse-encode.js'
+export type { ChannelChange } from './wire.js'
 export type { ClientView } from './server/fanout/stream.js'
 export type { Target } from './server/fanout/target.js'
 export type { AuthUser, AuthRequest, Authenticate, UserEntry } from './server/auth.js'

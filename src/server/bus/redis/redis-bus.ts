@@ -173,7 +173,7 @@ export class RedisBus implements Bus {
 
   /**
    * About one stream: this node's answer when it holds it, else the node's that does (from the
-   * snapshots). About them all: this node's answer and the others', combined (the figures: the
+   * snapshots; every node's when they do not know it yet). About them all: this node's answer and the others', combined (the figures: the
    * others' from their last snapshot).
    */
   async ask<Q extends Question>(q: Q): Promise<Answer<Q>> {
@@ -186,8 +186,10 @@ export class RedisBus implements Bus {
     }
     const here = await node.answer(q)
     const at = nodes?.presence.nodeOf(holder)
-    if (!isNone(q, here) || nodes === null || at === undefined || at === this.name) return here
-    return combine(q, await nodes.ask(q, [at]))
+    if (!isNone(q, here) || nodes === null || at === this.name) return here
+    // Not in the snapshots yet (a stream opened elsewhere a moment ago): every node is asked, and
+    // only the one holding it answers other than none.
+    return combine(q, await nodes.ask(q, at === undefined ? undefined : [at]))
   }
 
   catchUp(): Promise<void> {
