@@ -12,5 +12,5 @@ export type { Accepted, Bus, BusDraft, BusEvent, BusNode } from './server/bus/bu
 export { LocalBus } from './server/bus/local.js'
 export { RedisBus, type RedisBusSettings } from './server/bus/redis/redis-bus.js'
 export type { Stats, DropReason } from './server/metrics.js'
-export { SseClient, SseClientError, type SseClientOptions, type SseClientEvents, type SseClientErrorKind, type SseEvent, type SseReadyState } from './client/sse-client.js'
+export { SseClient, SseClientError, SetChannelsError, type SseClientOptions, type SseClientEvents, type SseClientErrorKind, type SseEvent, type SseReadyState } from './client/sse-client.js'
 export { SseParser, SseParseError, type SseParserHandler, type SseParserOptions, type SseParseErrorType } from './client/sse-parse.js'

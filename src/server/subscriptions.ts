@@ -109,6 +109,8 @@ export class Subscriptions {
     const left = before.filter((ch) => remove.includes(ch))
     const next = added.length === 0 && left.length === 0 ? before : [...before.filter((ch) => !left.includes(ch)), ...added]
     if (next.length > MAX_CHANNELS_PER_STREAM) return { status: 400, error: `at most ${MAX_CHANNELS_PER_STREAM} channels per stream` }
+    // As a stream that names none gets `default`: a reconnection asking for the set must find it.
+    if (next.length === 0) return { status: 400, error: 'a stream keeps at least one channel' }
 
     streams.rechannel(s, next)
     if (s.index === -1) return null // dropped meanwhile, as too slow
