@@ -165,6 +165,7 @@ export class SseClient extends EventEmitter<SseClientEvents> {
   close(): void {
     if (this.state === 'closed') return
     this.state = 'closed'
+    this.stream = null
     if (this.timer !== null) clearTimeout(this.timer)
     this.timer = null
     this.attempt?.cancel()
@@ -242,6 +243,7 @@ export class SseClient extends EventEmitter<SseClientEvents> {
     ended: (a, kind, message, retry) => {
       if (this.attempt !== a) return
       this.attempt = null
+      this.stream = null
       // An event without its blank line is not dispatched (§9.2.6).
       this.parser.reset()
       if (retry) this.reconnect(a, kind ?? 'ended', message)

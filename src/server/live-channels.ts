@@ -47,7 +47,7 @@ const FIELDS: ReadonlySet<string> = new Set(['add', 'remove', 'since'])
 
 /** A change from a program or a request body, checked; throws HttpError 400 saying what is wrong. */
 export function checkChange(change: unknown): CheckedChange {
-  if (change === null || typeof change !== 'object' || Array.isArray(change)) throw new HttpError(400, 'a change is a JSON object: {"add":[…],"remove":[…],"since":"ID"}')
+  if (change === null || typeof change !== 'object' || Array.isArray(change)) throw new HttpError(400, 'a change is a JSON object: {"add":[...],"remove":[...],"since":"ID"}')
   const c = change as Record<string, unknown>
   for (const k of Object.keys(c)) if (!FIELDS.has(k)) throw new HttpError(400, `unknown field ${JSON.stringify(k)}`)
   const add = names(c, 'add')
@@ -134,7 +134,7 @@ export function changeChannels(rawId: string, req: RequestHead, body: Buffer, ct
 }
 
 function parseBody(body: Buffer): unknown {
-  if (body.length === 0) throw new HttpError(400, 'a change needs a JSON body: {"add":[…],"remove":[…]}')
+  if (body.length === 0) throw new HttpError(400, 'a change needs a JSON body: {"add":[...],"remove":[...]}')
   if (!isUtf8(body)) throw new HttpError(400, 'body is not valid UTF-8')
   try {
     return JSON.parse(body.toString('utf8'))
