@@ -142,6 +142,15 @@ export class ClusterNodes {
     return (await this.questions.ask(to, send, L.REDIS_ASK_TIMEOUT_MS)) as Array<Answer<Q>>
   }
 
+  /**
+   * Every other node's answer, the nodes listed in Redis now: one that joined a moment ago (and
+   * holds a stream opened there since) is not among the snapshots read yet.
+   */
+  async askEveryone<Q extends Question>(q: Q): Promise<Array<Answer<Q>>> {
+    const names = ((await this.link.send(['ZRANGE', this.keys.nodes, '0', '-1'])) as string[]).filter((n) => n !== this.name)
+    return this.ask(q, names)
+  }
+
   /** Another node's figures, and (into `read`) its streams when their version moved. */
   private async readOther(name: string, read: Map<string, Snapshot>): Promise<void> {
     const key = this.keys.node(name)

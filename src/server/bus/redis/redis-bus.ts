@@ -189,7 +189,7 @@ export class RedisBus implements Bus {
     if (!isNone(q, here) || nodes === null || at === this.name) return here
     // Not in the snapshots yet (a stream opened elsewhere a moment ago): every node is asked, and
     // only the one holding it answers other than none.
-    return combine(q, await nodes.ask(q, at === undefined ? undefined : [at]))
+    return combine(q, await (at === undefined ? nodes.askEveryone(q) : nodes.ask(q, [at])))
   }
 
   catchUp(): Promise<void> {
