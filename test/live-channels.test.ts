@@ -6,8 +6,8 @@
 
 import t from 'tap'
 import * as net from 'node:net'
-import type { ClientView } from '../src/index.js'
-import { SseClient, type SseEvent } from '../src/index.js'
+import type { BusNode, ClientView } from '../src/index.js'
+import { LocalBus, SseClient, type SseEvent } from '../src/index.js'
 import { MAX_CHANGE_BODY_BYTES, MAX_CHANNELS_PER_CHANGE, MAX_CHANNELS_PER_STREAM, MAX_NAME_BYTES } from '../src/server/limits.js'
 import { chunk, ev, PUB, publish, rng, sleep, startServer, TOKEN } from './helpers.js'
 import { change, channelsData, cutProblems, EventReader, postChannels, segments, type Pub } from './live.js'
@@ -483,4 +483,31 @@ t.test('a page-flip storm: 200 streams each changing channels 5 times while even
   const stats = r.server.stats()
   t.equal(Object.values(stats.channels).reduce((a, b) => a + b, 0), 400, 'the counts: two channels per stream')
   t.equal(stats.channels.news, 200)
+})
+
+t.test('a stream that opens between two events queued in one turn gets the second (the events before it go out as a fan-out of their own)', async (t) => {
+  // The first event is queued in the very turn the stream opens, just before it joins: a bus whose
+  // nextClientId (asked by the opening stream) delivers it then.
+  class EarlyBus extends LocalBus {
+    held: BusNode | null = null
+    early: (() => void) | null = null
+    override attach(node: BusNode): void {
+      super.attach(node)
+      this.held = node
+    }
+    override nextClientId(): number {
+      this.early?.()
+      this.early = null
+      return super.nextClientId()
+    }
+  }
+  const bus = new EarlyBus()
+  const { server, port } = await startServer(t, { bus })
+  bus.early = () => bus.held!.deliver({ message: { data: 'before', id: 'x1' }, target: { channel: 'a' }, keep: true })
+  server.once('connect', () => server.publish('a', { data: 'after', id: 'x2' })) // the same turn, once it has joined
+  const s = await EventReader.open(port, `/events/${TOKEN}?channel=a`)
+  await s.until(() => s.after.length >= 1, 3000, 'an event')
+  await sleep(50)
+  t.same(s.after.map((e) => e.data), ['after'], 'not the event from before it opened; the one after it')
+  s.close()
 })
