@@ -107,9 +107,10 @@ export function beforeChangeBody(req: RequestHead): Reply | null {
 }
 
 /**
- * POST /clients/ID/channels. The key is tried first, by the process holding the stream, so a
- * stream's key never reaches an `authenticate` hook; a bearer that is not the key is then tried
- * as an admin token. The body is read before either: a malformed change is a 400 whoever asks.
+ * POST /clients/ID/channels. The bearer is tried first as the stream's key, by the process
+ * holding the stream, so that a stream's key never reaches an `authenticate` hook; a bearer that
+ * is not its key is then tried as an admin token. The body is checked before either: a malformed
+ * change is a 400 whoever asks.
  */
 export function changeChannels(rawId: string, req: RequestHead, body: Buffer, ctx: RouteContext, peer: Peer): Reply | Promise<Reply> {
   const token = bearerToken(req.headers.authorization)

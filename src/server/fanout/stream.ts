@@ -227,7 +227,7 @@ export class Stream implements ClientView {
       this.pendingFrom = this.backlog.end
     }
     this.channels = channels
-    if (!waiting) this.drained()
+    if (!waiting && this.pendingFrom !== -1) this.drained()
   }
 
   /**
