@@ -116,7 +116,7 @@ export class RedisBus implements Bus {
         for (const pos of [...this.waiting.keys()]) this.answer(pos)
       },
     })
-    this.nodes = new ClusterNodes(writer, sub, this.prefix, this.name, () => node, () => this.state)
+    this.nodes = new ClusterNodes(writer, sub, this.prefix, this.name, () => node, () => this.state, () => this.catchUp())
     await this.stream.load()
     await this.nodes.listen()
     await this.clock.sample(writer)
@@ -184,6 +184,9 @@ export class RedisBus implements Bus {
       const [here, there] = await Promise.all([node.answer(q), nodes?.ask(q) ?? []])
       return combine(q, [nodes === null ? here : named(q, here, nodes.self), ...there])
     }
+    // What Redis held when this was asked is delivered here first: an event whose publisher was
+    // answered before the question came goes before a change of a stream's channels, or its end.
+    await this.catchUp()
     const here = await node.answer(q)
     const at = nodes?.presence.nodeOf(holder)
     if (!isNone(q, here) || nodes === null || at === this.name) return here
