@@ -9,7 +9,7 @@ import * as net from 'node:net'
 import type { BusNode, ClientView } from '../src/index.js'
 import { LocalBus, SseClient, type SseEvent } from '../src/index.js'
 import { MAX_CHANGE_BODY_BYTES, MAX_CHANNELS_PER_CHANGE, MAX_CHANNELS_PER_STREAM, MAX_NAME_BYTES } from '../src/server/limits.js'
-import { chunk, ev, PUB, publish, rng, sleep, startServer, TOKEN } from './helpers.js'
+import { chunk, ev, PUB, publish, RawClient, rng, sleep, startServer, TOKEN } from './helpers.js'
 import { change, channelsData, cutProblems, EventReader, postChannels, segments, type Pub } from './live.js'
 
 const CHANNELS = (channels: readonly string[]): string => chunk(`event: channels\ndata: ${channelsData(channels)}\n\n`)
@@ -390,18 +390,15 @@ t.test('the route: POST only (405 with Allow), OPTIONS preflight; a keep-alive c
 
 t.test('an HTTP/1.0 stream gets the channels event unframed', async (t) => {
   const r = await startServer(t)
-  const c = net.connect(r.port, '127.0.0.1')
-  let got = ''
-  c.setEncoding('latin1').on('data', (d: string) => (got += d))
+  const c = await RawClient.open(r.port)
   c.write(`GET /events/${TOKEN}?channel=a HTTP/1.0\r\n\r\n`)
-  const s = { until: async (f: () => boolean) => { for (let i = 0; i < 300 && !f(); i++) await sleep(10) } }
-  await s.until(() => /"key":"[\w-]{22}"\}\n\n/.test(got))
-  const m = /"client":(\d+),.*"key":"([\w-]{22})"/.exec(got)!
+  await c.waitFor(/"key":"[\w-]{22}"\}\n\n/)
+  const m = /"client":(\d+),.*"key":"([\w-]{22})"/.exec(c.received)!
   t.equal((await postChannels(r.port, m[1]!, '{"add":["b"],"remove":["a"]}', m[2]!)).status, 200)
   await publish(r.base, 'channel=b', 'x')
-  await s.until(() => got.endsWith('data: x\n\n'))
-  t.ok(got.endsWith(`\n\nevent: channels\ndata: {"channels":["b"]}\n\nid: 1\ndata: x\n\n`), 'no chunk sizes around it')
-  c.destroy()
+  await c.waitFor('data: x\n\n')
+  t.ok(c.received.endsWith(`"}\n\nevent: channels\ndata: {"channels":["b"]}\n\nid: 1\ndata: x\n\n`), 'right after ready, with no chunk sizes around it')
+  c.close()
 })
 
 // ------------------------------------------------------------------ SseClient
