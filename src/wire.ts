@@ -24,7 +24,7 @@ export function jittered(ms: number, random: number = Math.random()): number {
 
 // --- rawsse's vocabulary: what a page or a client reads besides the events it published ---
 
-/** The events rawsse itself sends on a stream. `channels` is coming (live channels); its name is fixed now. */
+/** The events rawsse itself sends on a stream. */
 export const EVENT_READY = 'ready' // first on every stream: ReadyData
 export const EVENT_RESET = 'reset' // the Last-Event-ID could not be placed: ResetData, then live events
 export const EVENT_CHANNELS = 'channels' // the stream's channels changed here
@@ -39,6 +39,11 @@ export interface ReadyData {
   user: string | null
   /** The channels the stream receives (`default` when it named none). */
   channels: readonly string[]
+  /**
+   * The stream's secret (128 random bits, base64url): `Authorization: Bearer KEY` on
+   * `POST /clients/ID/channels` changes this stream's channels. Known only to its reader.
+   */
+  key: string
 }
 
 /** The data of `expiring` (the token ends at this time: renew it) and of `expired` (it has ended), as JSON. */
@@ -46,6 +51,22 @@ export interface ExpiryData {
   /** ISO 8601, UTC. */
   expiresAt: string
 }
+
+/** The data of `channels`, as JSON: the stream's channels from this event on. */
+export interface ChannelsData {
+  channels: readonly string[]
+}
+
+/** What `POST /clients/ID/channels` takes, as JSON: channels to add and to remove, and where the added ones' replay starts. */
+export interface ChannelChange {
+  add?: readonly string[]
+  remove?: readonly string[]
+  /** Replay the added channels' retained events after this id, right after the `channels` event. */
+  since?: string
+}
+
+/** The path of the live channels route of stream `id`. */
+export const channelsPath = (id: number): string => `/clients/${id}/channels`
 
 /** Why a stream got `reset`: the one reason today, its Last-Event-ID is older than what history keeps (or unknown). */
 export const RESET_HISTORY_GAP = 'history-gap'

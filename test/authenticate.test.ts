@@ -63,7 +63,7 @@ t.test('an async authenticate that resolves a user: the stream opens with its us
   const { port, base } = await startServer(t, { authenticate: hook })
   const s = await openStream(port, '/events/later?channel=c')
   t.match(s.received, READY_PREFIX)
-  t.match(s.received, /data: \{"client":\d+,"user":"lena","channels":\["c"\]\}\n\n\r\n$/)
+  t.match(s.received, /data: \{"client":\d+,"user":"lena","channels":\["c"\],"key":"[\w-]{22}"\}\n\n\r\n$/)
   const r = await publish(base, 'channel=c', 'from lena', 'later')
   t.same(r, { status: 200, json: { id: '1', delivered: 1 } })
   await s.waitFor(ev('1', 'from lena'))
@@ -139,7 +139,7 @@ t.test('grants from the hook: a stream naming a channel outside them gets 403 ch
     const { port, base } = await startServer(t, { authenticate })
     // Inside the grants: a name, and a channel under a prefix.
     const s = await openStream(port, '/events/g?channel=news&channel=user:alice:inbox')
-    t.match(s.received, /"user":"alice","channels":\["news","user:alice:inbox"\]\}/, `${how}: inside the grants`)
+    t.match(s.received, /"user":"alice","channels":\["news","user:alice:inbox"\],"key":"[\w-]{22}"\}/, `${how}: inside the grants`)
     const refuse = async (path: string, channel: string): Promise<void> => {
       const raw = await rawRequest(port, `GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`)
       t.equal(undated(raw), channelRefused(channel, true), `${how}: ${path}`)

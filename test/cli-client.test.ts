@@ -51,7 +51,10 @@ const EXIT_1 = { code: 1, signal: null }
 const EXIT_2 = { code: 2, signal: null }
 
 const readyLine = (client: number, lastId: string | null = null): string =>
-  JSON.stringify({ event: 'ready', id: lastId, data: JSON.stringify({ client, user: null, channels: ['default'] }) })
+  JSON.stringify({ event: 'ready', id: lastId, data: JSON.stringify({ client, user: null, channels: ['default'], key: 'KEY' }) })
+
+/** A printed line with the random stream key of a ready event (live channels) replaced by KEY. */
+const keyless = (lines: readonly string[]): string[] => lines.map((l) => l.replace(/("key\\?":\\?")[\w-]{22}/, '$1KEY'))
 
 /** An in-process client of the server, to see what `publish` sent. */
 async function listenInProcess(t: Teardown, url: string): Promise<SseEvent[]> {
@@ -73,7 +76,7 @@ t.test('listen --json prints exactly one {"event","id","data"} object per line; 
   await publish(base, 'id=a2', 'l1\nl2')
   await publish(base, 'event=say', 'quote " backslash \\ ü 😀')
   const lines = await cli.waitLines(4)
-  t.same(lines.slice(0, 3), [readyLine(1), '{"event":"greet","id":"a1","data":"hello"}', '{"event":"message","id":"a2","data":"l1\\nl2"}'])
+  t.same(keyless(lines.slice(0, 3)), [readyLine(1), '{"event":"greet","id":"a1","data":"hello"}', '{"event":"message","id":"a2","data":"l1\\nl2"}'])
   // Published without an id: the server assigns one.
   t.match(lines[3], /^\{"event":"say","id":"\d+","data":"quote \\" backslash \\\\ ü 😀"\}$/)
   cli.kill('SIGINT')
@@ -89,7 +92,7 @@ t.test('listen prints a readable line per event, with line breaks and control ch
   await publish(base, 'id=a2', 'l1\nl2\\x')
   await publish(base, 'id=a3&event=evil', '\x1b[31mred\x07')
   const lines = await cli.waitLines(4)
-  t.same(lines, ['ready: {"client":1,"user":null,"channels":["default"]}', 'greet #a1: hello world', 'message #a2: l1\\nl2\\\\x', 'evil #a3: \\x1b[31mred\\x07'])
+  t.same(keyless(lines), ['ready: {"client":1,"user":null,"channels":["default"],"key":"KEY"}', 'greet #a1: hello world', 'message #a2: l1\\nl2\\\\x', 'evil #a3: \\x1b[31mred\\x07'])
   cli.kill('SIGTERM')
   t.same(await cli.waitExit(), EXIT_0)
 })
@@ -99,7 +102,7 @@ t.test('listen --last-event-id resumes after that event', async (t) => {
   for (const id of ['1', '2', '3']) await publish(base, `id=${id}`, `event ${id}`)
   const cli = new Cli(t, ['listen', `${base}/events/${TOKEN}`, '--last-event-id', '1', '--json'])
   const lines = await cli.waitLines(3)
-  t.same(lines, [
+  t.same(keyless(lines), [
     readyLine(1, '1'), // the ready event has no id: it carries the last event id, the one we resume from
     '{"event":"message","id":"2","data":"event 2"}',
     '{"event":"message","id":"3","data":"event 3"}',
@@ -119,7 +122,7 @@ t.test('listen reconnects after DELETE /clients/ID and goes on', async (t) => {
   await cli.waitLines(3)
   await publish(base, 'id=x2', 'after')
   const lines = await cli.waitLines(4)
-  t.same(lines, [readyLine(1), '{"event":"message","id":"x1","data":"before"}', readyLine(2, 'x1'), '{"event":"message","id":"x2","data":"after"}'])
+  t.same(keyless(lines), [readyLine(1), '{"event":"message","id":"x1","data":"before"}', readyLine(2, 'x1'), '{"event":"message","id":"x2","data":"after"}'])
   t.match(cli.stderr, /the server ended the stream; reconnecting in \d+\.\d s\n/)
   cli.kill('SIGINT')
   t.same(await cli.waitExit(), EXIT_0)

@@ -124,7 +124,7 @@ t.test('--token and --publish-token: only those tokens work, a stream-only token
   for (const tok of ['s1', 's2', PUB]) {
     const s = await openStream(port, `/events/${tok}`)
     const ready = chunksOf(s.received).payloads[0]!
-    t.match(ready, /\nevent: ready\ndata: \{"client":\d+,"user":null,"channels":\["default"\]\}\n\n$/, `${tok} opens a stream; ready.user is null`)
+    t.match(ready, /\nevent: ready\ndata: \{"client":\d+,"user":null,"channels":\["default"\],"key":"[\w-]{22}"\}\n\n$/, `${tok} opens a stream; ready.user is null`)
     s.close()
   }
   t.equal(await streamStatus(port, 'nope'), 'HTTP/1.1 401 Unauthorized', 'an unknown token opens no stream')
@@ -152,10 +152,10 @@ t.test('--users FILE: ready.user is the name, the publish role decides who may p
 
   const alice = await openStream(port, '/events/alice-secret?channel=a&channel=b')
   t.teardown(() => alice.close())
-  t.match(chunksOf(alice.received).payloads[0], /data: \{"client":\d+,"user":"alice","channels":\["a","b"\]\}\n\n$/, 'ready.user is alice')
+  t.match(chunksOf(alice.received).payloads[0], /data: \{"client":\d+,"user":"alice","channels":\["a","b"\],"key":"[\w-]{22}"\}\n\n$/, 'ready.user is alice')
   const bob = await openStream(port, '/events/bob-secret')
   t.teardown(() => bob.close())
-  t.match(chunksOf(bob.received).payloads[0], /data: \{"client":\d+,"user":"bob","channels":\["default"\]\}\n\n$/, 'ready.user is bob')
+  t.match(chunksOf(bob.received).payloads[0], /data: \{"client":\d+,"user":"bob","channels":\["default"\],"key":"[\w-]{22}"\}\n\n$/, 'ready.user is bob')
   t.equal(await streamStatus(port, 'carol-secret'), 'HTTP/1.1 401 Unauthorized', 'a token not in the file opens no stream')
 
   const toBob = await publish(base, 'user=bob', 'to bob', 'alice-secret')

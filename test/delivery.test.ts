@@ -14,7 +14,7 @@ import { startServer, openStream, RawClient, clientId, publish, chunk, STREAM_HE
 
 // ------------------------------------------------------------------ wire helpers
 
-const READY_RE = /^retry: (\d+)\nevent: ready\ndata: \{"client":(\d+),"user":(null|"[^"]*"),"channels":\[[^\]]*\]\}\n\n$/
+const READY_RE = /^retry: (\d+)\nevent: ready\ndata: \{"client":(\d+),"user":(null|"[^"]*"),"channels":\[[^\]]*\],"key":"[\w-]{22}"\}\n\n$/
 const RESET = 'event: reset\ndata: {"reason":"history-gap"}\n\n'
 const HEARTBEAT_CHUNK = '3\r\n:\n\n\r\n'
 const LAST_CHUNK = '0\r\n\r\n'

@@ -146,6 +146,13 @@ export function clientId(c: RawClient): number {
   return Number(m[1])
 }
 
+/** The `key` from a stream's ready event (live channels). */
+export function streamKey(c: RawClient): string {
+  const m = /data: \{"client":\d+,.*"key":"([\w-]+)"\}\n/.exec(c.received)
+  if (m === null) throw new Error('no ready event with a key yet')
+  return m[1]!
+}
+
 /** POST /publish with fetch; returns the status and the parsed JSON answer. */
 export async function publish(
   base: string,

@@ -270,7 +270,7 @@ t.test('the authenticate option accepts a token no list knows and gives its user
   })
   const mage = await openStream(port, '/events/magic?channel=m', { 'X-Extra': 'yes' })
   await mage.waitFor((x) => READY_PREFIX.test(x))
-  t.match(mage.received, new RegExp(`data: \\{"client":${clientId(mage)},"user":"mage","channels":\\["m"\\]\\}\n\n\r\n$`))
+  t.match(mage.received, new RegExp(`data: \\{"client":${clientId(mage)},"user":"mage","channels":\\["m"\\],"key":"[\\w-]{22}"\\}\n\n\r\n$`))
   const call = calls.find((c) => c.token === 'magic')!
   t.ok(call, 'the hook saw the token')
   t.equal(call.request.method, 'GET')

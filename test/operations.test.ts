@@ -61,7 +61,7 @@ t.test('GET /healthz answers 503 once the server is stopping', async (t) => {
 t.test('GET /events with Authorization: Bearer opens the stream; a token in the path wins', async (t) => {
   const { port } = await startServer(t, { users: [{ token: 'alice-secret', user: 'alice', roles: [] }] })
   const viaHeader = await rawRequest(port, 'GET /events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer alice-secret\r\n\r\n', 500).catch((e: Error) => e.message)
-  t.match(viaHeader, /^HTTP\/1\.1 200 OK\r\n[\s\S]*event: ready\ndata: \{"client":\d+,"user":"alice","channels":\["default"\]\}\n/, 'GET /events + bearer: alice')
+  t.match(viaHeader, /^HTTP\/1\.1 200 OK\r\n[\s\S]*event: ready\ndata: \{"client":\d+,"user":"alice","channels":\["default"\],"key":"[\w-]{22}"\}\n/, 'GET /events + bearer: alice')
   const slash = await rawRequest(port, 'GET /events/?channel=x HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer alice-secret\r\n\r\n', 500).catch((e: Error) => e.message)
   t.match(slash, /"user":"alice","channels":\["x"\]/, 'GET /events/?channel=x + bearer')
   const both = await rawRequest(port, `GET /events/${TOKEN} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer alice-secret\r\n\r\n`, 500).catch((e: Error) => e.message)

@@ -241,7 +241,7 @@ if (canRun(t, 'proxy', 'nginx tests', whyNot(nginx))) {
     t.match(s.head, /\r\nContent-Type: text\/event-stream; charset=utf-8\r\n/)
     t.match(s.head, /\r\nTransfer-Encoding: chunked\r\n/)
     t.notMatch(s.head, /X-Accel-Buffering/i, 'nginx reads X-Accel-Buffering and does not pass it on')
-    t.match(s.text, /^retry: \d+\nevent: ready\ndata: \{"client":\d+,"user":null,"channels":\["news"\]\}\n\n$/)
+    t.match(s.text, /^retry: \d+\nevent: ready\ndata: \{"client":\d+,"user":null,"channels":\["news"\],"key":"[\w-]{22}"\}\n\n$/)
     const id = await publish('channel=news&event=greet', 'hello')
     const want = `id: ${id}\nevent: greet\ndata: hello\n\n`
     await s.waitFor((text) => afterReady(text) === want, PROMPT_MS, `the event within ${PROMPT_MS} ms`)
@@ -264,7 +264,7 @@ if (canRun(t, 'proxy', 'nginx tests', whyNot(nginx))) {
   t.test('GET /events with Authorization: Bearer through nginx opens the stream', async (t) => {
     t.equal((await request(port, ca, 'GET', '/events?channel=bearer')).status, 401, 'no bearer, no stream')
     const s = await TlsStream.open(t, port, ca, '/events?channel=bearer', { Authorization: `Bearer ${SUB}` })
-    t.match(s.text, /event: ready\ndata: \{"client":\d+,"user":null,"channels":\["bearer"\]\}\n\n$/)
+    t.match(s.text, /event: ready\ndata: \{"client":\d+,"user":null,"channels":\["bearer"\],"key":"[\w-]{22}"\}\n\n$/)
     const id = await publish('channel=bearer', 'by header')
     await s.waitFor((text) => afterReady(text) !== '', PROMPT_MS, 'the event')
     t.equal(afterReady(s.text), `id: ${id}\ndata: by header\n\n`)

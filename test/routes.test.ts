@@ -17,6 +17,7 @@ import {
   rawRequest,
   startServer,
   STREAM_HEAD,
+  streamKey,
   TOKEN,
   type ParsedResponse as Parsed,
   type Running,
@@ -71,7 +72,7 @@ async function readyBytes(s: RawClient): Promise<string> {
 /** The exact head and ready chunk that stream `s` should have got, with its own retry: value and id. */
 function exactReady(s: RawClient, json: string): string {
   const retry = /retry: (\d+)\n/.exec(s.received)![1]
-  return STREAM_HEAD + chunk(`retry: ${retry}\nevent: ready\ndata: ${json.replace('%ID%', String(clientId(s)))}\n\n`)
+  return STREAM_HEAD + chunk(`retry: ${retry}\nevent: ready\ndata: ${json.replace('%ID%', String(clientId(s))).replace('%KEY%', streamKey(s))}\n\n`)
 }
 
 // ------------------------------------------------------------------ GET /events/TOKEN
@@ -90,7 +91,8 @@ t.test('a stream starts with the exact head, then one chunk with retry: and the 
     const id = clientId(s)
     t.ok(Number.isSafeInteger(id) && id > 0, 'client id is a positive integer')
     ids.add(id)
-    const expected = STREAM_HEAD + chunk(`retry: ${n}\nevent: ready\ndata: {"client":${id},"user":null,"channels":["default"]}\n\n`)
+    await s.waitFor(/"key":"[\w-]{22}"\}\n/)
+    const expected = STREAM_HEAD + chunk(`retry: ${n}\nevent: ready\ndata: {"client":${id},"user":null,"channels":["default"],"key":"${streamKey(s)}"}\n\n`)
     await s.waitFor((x) => x.length >= expected.length)
     t.equal(s.received, expected, 'head and ready chunk, byte for byte')
     s.close()
@@ -101,7 +103,7 @@ t.test('a stream starts with the exact head, then one chunk with retry: and the 
 t.test('ready.channels keeps the order of the channel parameters', async (t) => {
   const r = await startServer(t)
   const s = await openStream(r.port, `/events/${TOKEN}?channel=b&channel=a`)
-  t.equal(await readyBytes(s), exactReady(s, '{"client":%ID%,"user":null,"channels":["b","a"]}'))
+  t.equal(await readyBytes(s), exactReady(s, '{"client":%ID%,"user":null,"channels":["b","a"],"key":"%KEY%"}'))
   t.equal(r.server.connections('a'), 1)
   t.equal(r.server.connections('b'), 1)
   t.equal(r.server.connections('default'), 0, 'a stream with channels is not on default')
@@ -111,7 +113,7 @@ t.test('ready.channels keeps the order of the channel parameters', async (t) => 
 t.test('ready.user is the name of a user from the users option', async (t) => {
   const r = await startServer(t, { users: [{ token: 'alice-secret', user: 'alice', roles: ['staff'] }] })
   const s = await openStream(r.port, '/events/alice-secret')
-  t.equal(await readyBytes(s), exactReady(s, '{"client":%ID%,"user":"alice","channels":["default"]}'))
+  t.equal(await readyBytes(s), exactReady(s, '{"client":%ID%,"user":"alice","channels":["default"],"key":"%KEY%"}'))
   s.close()
 })
 
@@ -154,7 +156,8 @@ t.test('an HTTP/1.0 stream has Connection: close, no chunked coding and unframed
   const n = Number(m[1])
   t.ok(n >= retryMs && n <= 1.5 * retryMs, `retry ${n} within range`)
   const id = clientId(c)
-  const ready = `retry: ${n}\nevent: ready\ndata: {"client":${id},"user":null,"channels":["default"]}\n\n`
+  await c.waitFor(/"key":"[\w-]{22}"\}\n/)
+  const ready = `retry: ${n}\nevent: ready\ndata: {"client":${id},"user":null,"channels":["default"],"key":"${streamKey(c)}"}\n\n`
   await c.waitFor((x) => x.length >= head.length + ready.length)
   t.equal(c.received, head + ready, 'head without Transfer-Encoding, ready event without chunk size')
 

@@ -195,3 +195,16 @@ t.test('the sender: a 4xx is refused at once, a receiver down is given up after 
   t.ok(tried.slice(0, firstOfSecond).every((q) => (JSON.parse(q.body) as PresenceChange).type === 'user.online'), 'the offline was not tried before the online was given up')
   await sender.stop()
 })
+
+t.test("live channels: a channel added to an open stream is occupied, one removed vacated", async (t) => {
+  const app = await startApp(t)
+  const r = await startServer(t, { webhook: { url: app.url, secret: SECRET, graceMs: 100 } })
+  const s = await openStream(r.port, `/events/${TOKEN}?channel=a`)
+  const ready = JSON.parse(/data: (\{"client".*)\n/.exec(s.received)![1]!) as { client: number; key: string }
+  await until(() => app.requests.length >= 1, () => 'a occupied')
+  const change = await fetch(`${r.base}/clients/${ready.client}/channels`, { method: 'POST', headers: { authorization: `Bearer ${ready.key}` }, body: JSON.stringify({ add: ['b'], remove: ['a'] }) })
+  t.equal(change.status, 200)
+  await until(() => app.requests.length >= 3, () => `b occupied and a vacated; got ${JSON.stringify(changes(app))}`)
+  t.same(changes(app).map((c) => `${c.type} ${c.channel}`).sort(), ['channel.occupied a', 'channel.occupied b', 'channel.vacated a'])
+  s.close()
+})

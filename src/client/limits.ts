@@ -21,4 +21,5 @@ export const MAX_BACKOFF_MS = 30_000 // attempts that fail before a stream opens
 export const HEAD_TIMEOUT_MS = 30_000 // from dialing to the end of the response head; trickled bytes do not extend it; past it the attempt is retried
 export const KEEPALIVE_MS = 30_000 // TCP keep-alive probes start after this much silence, so a vanished peer is noticed on a quiet stream
 export const MAX_ERROR_BODY_BYTES = 1024 // how much of a refusal's body is kept for the error message
+export const SET_CHANNELS_TIMEOUT_MS = 10_000 // setChannels(): no whole answer to its POST within this: rejected (the change may still have been made)
 export const MAX_TIMER_MS = 2 ** 31 - 1 // setTimeout fires at once for longer delays; a huge `retry:` waits this long instead (~24.8 days)

@@ -1,7 +1,7 @@
 // One HTTP/1.1 request on a connection of its own, answered in full: what `rawsse publish`
 // sends. The server closes after its answer (we ask it to) and we read to the end of the body.
 
-import { dial } from './dial.js'
+import { dial, type TlsOptions } from './dial.js'
 import { ResponseError, ResponseReader, requestHead, type ResponseHead } from './http.js'
 
 export interface Answer {
@@ -11,9 +11,9 @@ export interface Answer {
 }
 
 /** Resolves to the status and the whole body; rejects on a network error, a broken answer, or none within `timeoutMs`. */
-export function request(url: URL, method: string, fields: ReadonlyArray<readonly [string, string]>, body: Buffer, timeoutMs: number): Promise<Answer> {
+export function request(url: URL, method: string, fields: ReadonlyArray<readonly [string, string]>, body: Buffer, timeoutMs: number, tls?: TlsOptions): Promise<Answer> {
   return new Promise((resolve, reject) => {
-    const socket = dial(url)
+    const socket = dial(url, tls === undefined ? {} : { tls })
     let head: ResponseHead | null = null
     const parts: Buffer[] = []
     let settled = false

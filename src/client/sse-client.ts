@@ -8,13 +8,17 @@
 // connection": an `error` event, then `close`), and 204 No Content is how a server says "do not
 // come back" (a `close` event only). Errors are reported, never thrown: a server that answers
 // nonsense cannot crash the process.
+//
+// With rawsse, setChannels() changes what the open stream receives (live channels), with the
+// key of its `ready` event; a reconnection then asks for the channels the stream last had.
 
 import { EventEmitter } from 'node:events'
-import { DEFAULT_RETRY_MS, jittered } from '../wire.js'
+import { channelsPath, DEFAULT_RETRY_MS, EVENT_CHANNELS, EVENT_READY, jittered, QUERY_CHANNEL, type ChannelChange, type ChannelsData, type ReadyData } from '../wire.js'
 import { Attempt, type AttemptOwner } from './attempt.js'
 import { httpUrl, type TlsOptions } from './dial.js'
 import { headerProblem, requestHead, withDefaults } from './http.js'
-import { MAX_BACKOFF_MS, MAX_TIMER_MS } from './limits.js'
+import { MAX_BACKOFF_MS, MAX_TIMER_MS, SET_CHANNELS_TIMEOUT_MS } from './limits.js'
+import { request } from './request.js'
 import { SseParser } from './sse-parse.js'
 
 /** One event as the client hands it out. */
@@ -70,6 +74,16 @@ export class SseClientError extends Error {
   }
 }
 
+/** setChannels() was refused: the server's status (400, 401, 403, 404) and its `error`. */
+export class SetChannelsError extends Error {
+  readonly status: number
+  constructor(status: number, message: string) {
+    super(message)
+    this.name = 'SetChannelsError'
+    this.status = status
+  }
+}
+
 export interface SseClientEvents {
   /** A stream opened (200, text/event-stream); again after each reconnection. */
   open: []
@@ -95,6 +109,8 @@ export class SseClient extends EventEmitter<SseClientEvents> {
   private retry: number
   /** Attempts in a row that ended before a stream opened: they back off. */
   private failures = 0
+  /** The open stream as its `ready` event named it (rawsse): what setChannels() changes. */
+  private stream: { client: number; key: string } | null = null
 
   constructor(url: string | URL, options: SseClientOptions = {}) {
     super()
@@ -149,6 +165,7 @@ export class SseClient extends EventEmitter<SseClientEvents> {
   close(): void {
     if (this.state === 'closed') return
     this.state = 'closed'
+    this.stream = null
     if (this.timer !== null) clearTimeout(this.timer)
     this.timer = null
     this.attempt?.cancel()
@@ -158,10 +175,54 @@ export class SseClient extends EventEmitter<SseClientEvents> {
     process.nextTick(() => this.emit('close'))
   }
 
+  /**
+   * rawsse's live channels: change what the open stream receives without reconnecting
+   * (`POST /clients/ID/channels` with the key of its `ready` event). Resolves to its channels
+   * after the change, which the stream shows as event `channels`; with `since`, the added
+   * channels' retained events after that id follow it. A reconnection then asks for these
+   * channels. Rejects with SetChannelsError for a refusal, or an Error when no rawsse stream is
+   * open or the server does not answer.
+   */
+  async setChannels(change: ChannelChange): Promise<readonly string[]> {
+    const s = this.stream
+    if (s === null) throw new Error('setChannels: no stream is open (wait for its ready event)')
+    // The route beside the stream's: /events/… under a prefix (a proxy's) has /clients/… under it.
+    const at = this.target.pathname.lastIndexOf('/events')
+    const url = new URL(this.target.origin + (at === -1 ? '' : this.target.pathname.slice(0, at)) + channelsPath(s.client))
+    const body = Buffer.from(JSON.stringify(change))
+    const fields: Array<[string, string]> = [
+      ['Authorization', `Bearer ${s.key}`],
+      ['Content-Type', 'application/json'],
+      ['Content-Length', String(body.length)],
+      ['Connection', 'close'],
+    ]
+    const res = await request(url, 'POST', fields, body, SET_CHANNELS_TIMEOUT_MS, this.tlsOptions)
+    let answer: { channels?: unknown; error?: unknown } = {}
+    try {
+      answer = JSON.parse(res.body.toString('utf8')) as typeof answer
+    } catch {
+      // not JSON: the status says enough
+    }
+    if (res.status !== 200 || !Array.isArray(answer.channels)) {
+      throw new SetChannelsError(res.status, `setChannels: ${res.status} ${typeof answer.error === 'string' ? answer.error : res.reason}`)
+    }
+    const channels = answer.channels as string[]
+    this.keepChannels(channels)
+    return channels
+  }
+
+  /** A reconnection asks for `channels`: the set the stream has now (its `channels` event, or the answer to a change). */
+  private keepChannels(channels: readonly string[]): void {
+    const q = this.target.searchParams
+    q.delete(QUERY_CHANNEL)
+    for (const ch of channels) q.append(QUERY_CHANNEL, ch)
+  }
+
   // ---------------------------------------------------------------- attempts
 
   private connect(): void {
     this.timer = null
+    this.stream = null
     this.parser.reset()
     const fields = [...this.fields]
     const id = this.parser.lastEventId
@@ -182,6 +243,7 @@ export class SseClient extends EventEmitter<SseClientEvents> {
     ended: (a, kind, message, retry) => {
       if (this.attempt !== a) return
       this.attempt = null
+      this.stream = null
       // An event without its blank line is not dispatched (§9.2.6).
       this.parser.reset()
       if (retry) this.reconnect(a, kind ?? 'ended', message)
@@ -190,8 +252,24 @@ export class SseClient extends EventEmitter<SseClientEvents> {
   }
 
   private dispatch(type: string, data: string): void {
+    if (type === EVENT_READY || type === EVENT_CHANNELS) this.rawsseEvent(type, data)
     const id = this.parser.lastEventId
     this.emit('message', { event: type, data, id: id === '' ? null : id })
+  }
+
+  /** rawsse's own events: `ready` names the stream and its key, `channels` says what it receives from here on. */
+  private rawsseEvent(type: string, data: string): void {
+    try {
+      if (type === EVENT_READY) {
+        const r = JSON.parse(data) as Partial<ReadyData>
+        this.stream = typeof r.client === 'number' && typeof r.key === 'string' ? { client: r.client, key: r.key } : null
+      } else {
+        const c = JSON.parse(data) as Partial<ChannelsData>
+        if (Array.isArray(c.channels) && c.channels.every((ch) => typeof ch === 'string')) this.keepChannels(c.channels)
+      }
+    } catch {
+      // Not rawsse's JSON (another server may name its events so): only an event to hand out.
+    }
   }
 
   /** Stop for good: an error (unless `kind` is null, a 204), then `close`. */

@@ -32,6 +32,10 @@ export const SEND_TIMEOUT_MS = 30_000 // an answer (or a file) the client takes 
 
 // --- stream limits ---
 export const MAX_CHANNELS_PER_STREAM = 32 // more `channel` parameters than this: 400
+export const MAX_CHANNELS_PER_CHANGE = 64 // live channels: names in one change's `add` and `remove` together; more: 400
+export const MAX_CHANGE_BODY_BYTES = 16 * 1024 // live channels: a change's JSON body longer than this: 413
+export const MAX_CHANNELS_LEFT = 32 // live channels: channels a stream left whose place in history it remembers, so a `since` replay skips what it had; past it the oldest place is forgotten, and a `since` before it gets `reset`
+export const STREAM_KEY_BYTES = 16 // live channels: a stream's key, 128 random bits (22 base64url characters), in `ready.key`
 export const MAX_NAME_BYTES = 256 // channel, event name, user or role longer than this: 400
 export const MAX_ID_BYTES = 256 // event id longer than this: 400
 export const STALL_TIMEOUT_MS = 30_000 // unsent bytes that have not shrunk this long: the stream is dropped

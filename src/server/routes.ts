@@ -16,6 +16,7 @@ import { json, text, type Reply } from './http/response.js'
 import type { SseMessage } from './fanout/sse-encode.js'
 import type { FileToStream, StaticFiles } from './http/static.js'
 import { ticketBody, ticketRequest, TicketRefused, type TicketIssued, type TicketRequest } from './tickets.js'
+import { beforeChangeBody, changeChannels, channelsRouteId, type ChannelsAnswer, type ChannelsQuestion } from './live-channels.js'
 
 /** Where a request came from; the server passes its socket, which has this field. */
 export interface Peer {
@@ -52,6 +53,8 @@ export interface RouteContext {
   closeClient(id: number): boolean | Promise<boolean>
   closeAll(): number | Promise<number>
   stats(): Stats | Promise<Stats>
+  /** Live channels: asked of whichever process holds the stream. */
+  changeChannels(q: ChannelsQuestion): ChannelsAnswer | Promise<ChannelsAnswer>
   readonly clientCount: number
   readonly maxClients: number
   readonly retryMs: number
@@ -117,6 +120,11 @@ export function route(req: RequestHead, body: Buffer, ctx: RouteContext, peer: P
     const asStats = (stats: Stats): Outcome =>
       reply(path === '/stats' ? json(200, stats) : { status: 200, body: prometheusText(stats), contentType: 'text/plain; version=0.0.4; charset=utf-8' })
     return after(ctx.stats(), asStats)
+  }
+  const live = channelsRouteId(path)
+  if (live !== null) {
+    allow(method, 'POST, OPTIONS', method === 'POST')
+    return after(changeChannels(live, req, body, ctx, peer), reply)
   }
   if (path === '/clients' || path.startsWith('/clients/')) {
     allow(method, 'DELETE, OPTIONS', method === 'DELETE')
@@ -330,6 +338,7 @@ export function beforeBody(req: RequestHead, ctx: RouteContext, peer: Peer): Rep
     const who = bearer(req, ctx, peer)
     return who instanceof Promise ? who.then((w) => ticketCallerRefusal(w) ?? tooBig) : (ticketCallerRefusal(who) ?? tooBig)
   }
+  if (channelsRouteId(req.path) !== null) return beforeChangeBody(req)
   return null
 }
 
@@ -378,7 +387,7 @@ function single(params: URLSearchParams, name: string): string | null {
   return all[0] ?? null
 }
 
-function checkName(what: string, value: string): string {
+export function checkName(what: string, value: string): string {
   if (value === '' || Buffer.byteLength(value) > MAX_NAME_BYTES) throw new HttpError(400, `${what} must be 1 to ${MAX_NAME_BYTES} bytes`)
   if (/[\r\n]/.test(value)) throw new HttpError(400, `${what} contains CR or LF`)
   return value

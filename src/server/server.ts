@@ -10,7 +10,7 @@ import { Access, type TokenLists } from './auth.js'
 import type { SseServerEvents } from './events.js'
 import type { Accepted, Bus, BusNode } from './bus/bus.js'
 import { LocalBus } from './bus/local.js'
-import { answerLocally } from './bus/questions.js'
+import { answerLocally, type StreamHolder } from './bus/questions.js'
 import { RedisBus } from './bus/redis/redis-bus.js'
 import { closeSocket } from './http/close.js'
 import { Connection } from './http/connection.js'
@@ -33,6 +33,8 @@ import type { JwtConfig } from './jwt.js'
 import { ledgerStore, MemoryTicketStore, ticketRequest, type TicketIssued, type TicketOptions, type TicketStore } from './tickets.js'
 import { dropOldestAnswers } from './http/unsent.js'
 import type { Target } from './fanout/target.js'
+import { channelsOf, checkChange } from './live-channels.js'
+import type { ChannelChange } from '../wire.js'
 import { startWebhooks, type Webhooks } from './webhooks/webhooks.js'
 import { requestIdentity } from './credentials.js'
 
@@ -159,7 +161,9 @@ export class SseServer extends EventEmitter<SseServerEvents> {
       for (const timer of [this.housekeeping, this.heartbeat, this.ticker]) if (timer !== null) clearInterval(timer)
       const server = this.server
       if (server === null) return resolve()
-      const grace = setTimeout(() => this.conns.forEach((conn) => closeSocket(conn.socket, this.metrics)), L.SHUTDOWN_GRACE_MS)
+      const grace = setTimeout(() => {
+        for (const conn of this.conns) closeSocket(conn.socket, this.metrics)
+      }, L.SHUTDOWN_GRACE_MS)
       const told = this.webhooks?.stop() // what is owed is tried once more meanwhile
       server.close(() => {
         clearTimeout(grace)
@@ -300,6 +304,18 @@ export class SseServer extends EventEmitter<SseServerEvents> {
     return true
   }
 
+  /**
+   * Live channels: change what stream `clientId` receives, wherever in the cluster it is, as an
+   * admin may (CONTRACT "Live channels"): the stream gets event `channels` there, and with `since`
+   * the added channels' retained events it has not had. Returns its channels after the change (a
+   * promise of them on a cluster bus). Throws (or rejects) an Error with `status`: 400 for a bad
+   * change, 403 for a channel its token is not granted, 404 when no such stream is open.
+   */
+  setChannels(clientId: number, change: ChannelChange): readonly string[] | Promise<readonly string[]> {
+    const a = this.bus.ask({ q: 'channels', id: clientId, change: checkChange(change), by: { admin: true } })
+    return a instanceof Promise ? a.then(channelsOf) : channelsOf(a)
+  }
+
   /** Close every stream; returns how many. */
   closeAll(): number {
     const all = [...this.streams.list]
@@ -316,13 +332,19 @@ export class SseServer extends EventEmitter<SseServerEvents> {
 
   /** What the bus may ask of this process; built once. */
   private busNode(): BusNode {
+    const holder: StreamHolder = {
+      closeClient: (id) => this.closeClient(id),
+      closeAll: () => this.closeAll(),
+      stats: () => this.stats(),
+      changeChannels: (q) => this.subscriptions.change(q),
+    }
     return {
       deliver: (e) => this.delivery.deliver(e),
       mark: (id) => this.history.mark(id),
       gap: () => this.delivery.gap(),
       nextEventId: () => String(++this.lastEventId),
       count: (target) => this.streams.countMatches(target),
-      answer: (q) => answerLocally(this, q),
+      answer: (q) => answerLocally(holder, q),
       clientExists: (id) => this.streams.get(id) !== undefined,
       userOnline: (user) => this.streams.userOnline(user),
     }
@@ -381,6 +403,7 @@ export class SseServer extends EventEmitter<SseServerEvents> {
       closeClient: (id) => this.bus.ask({ q: 'close-client', id }),
       closeAll: () => this.bus.ask({ q: 'close-all' }),
       stats: () => this.bus.ask({ q: 'stats' }),
+      changeChannels: (q) => this.bus.ask(q),
       get clientCount() {
         return streams.size
       },

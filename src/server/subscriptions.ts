@@ -1,14 +1,13 @@
 // A stream's life on this process (docs/wire.md "Streams"): open it (the response head, `ready`,
-// the replay from history, registration with the fan-out and the bus), its close bookkeeping,
-// revocation when its token loses its rights, its end when its token expires (`expiring`, then
-// `expired`: CONTRACT "Tokens an application signs"), and its last `retry:` at shutdown. Changing
-// an open stream's channels lands here too (see the seam below). The routes decide that a stream
-// may open; this file makes it one.
+// the replay from history, registration with the fan-out and the bus), change its channels (live
+// channels), its close bookkeeping, revocation when its token loses its rights, its end when its
+// token expires (`expiring`, then `expired`: CONTRACT "Tokens an application signs"), and its last
+// `retry:` at shutdown. The routes decide that a stream may open or change; this file makes it so.
 
 import type { EventEmitter } from 'node:events'
 import type * as net from 'node:net'
-import { EVENT_EXPIRED, EVENT_EXPIRING, EVENT_READY, jittered, type ExpiryData, type ReadyData } from '../wire.js'
-import type { AuthUser } from './auth.js'
+import { EVENT_CHANNELS, EVENT_EXPIRED, EVENT_EXPIRING, EVENT_READY, jittered, type ChannelsData, type ExpiryData, type ReadyData } from '../wire.js'
+import { maySubscribe, type AuthUser } from './auth.js'
 import type { Bus } from './bus/bus.js'
 import type { SseServerEvents } from './events.js'
 import type { Backlog } from './fanout/backlog.js'
@@ -22,9 +21,11 @@ import { closeSocket } from './http/close.js'
 import { HttpError } from './http/errors.js'
 import type { RequestHead } from './http/head.js'
 import { Deadlines } from './expiry.js'
-import { DROP_SLICE, EXPIRING_BEFORE_MS, EXPIRY_HORIZON_MS, LINGER_MS } from './limits.js'
+import { DROP_SLICE, EXPIRING_BEFORE_MS, EXPIRY_HORIZON_MS, LINGER_MS, MAX_CHANNELS_PER_STREAM } from './limits.js'
+import { checkChange, NOT_ITS_KEY, type ChannelsAnswer, type ChannelsQuestion } from './live-channels.js'
 import type { DropReason, Metrics } from './metrics.js'
 import type { OpenStream } from './routes.js'
+import { newStreamKey } from './stream-key.js'
 
 /** What the subscriptions of one server share with it; built once. */
 export interface SubscriptionsContext {
@@ -72,8 +73,9 @@ export class Subscriptions {
       socket.write(head)
       return null
     }
-    const stream = new Stream(bus.nextClientId(), socket, o.who, o.channels, chunked, this.ctx.backlog)
-    const data: ReadyData = { client: stream.id, user: stream.user, channels: stream.channels }
+    const key = newStreamKey()
+    const stream = new Stream(bus.nextClientId(), socket, o.who, o.channels, chunked, this.ctx.backlog, key)
+    const data: ReadyData = { client: stream.id, user: stream.user, channels: stream.channels, key }
     const ready = encodeEvent({ event: EVENT_READY, data: JSON.stringify(data) }, jittered(this.ctx.retryMs))
 
     // Head, ready and reset in one write; the replay after them, paced by the socket. Nothing can
@@ -93,6 +95,65 @@ export class Subscriptions {
     if (o.who.expiresAt !== undefined) this.expiresAt(stream, o.who.expiresAt)
     this.ctx.events.emit('connect', stream)
     return stream
+  }
+
+  /**
+   * Live channels, on the process holding the stream: check the key (unless an admin asks), the
+   * token's grants and the limit, then change it at this point of its sequence (Streams.rechannel):
+   * the `channels` event, with `since` the added channels' retained events it has not had (or
+   * `reset` where that cannot be told), then live events of the new set. Null: no such stream here.
+   */
+  change(q: ChannelsQuestion): ChannelsAnswer {
+    const { streams, history } = this.ctx
+    const s = streams.get(q.id)
+    if (s === undefined) return null
+    if (!('admin' in q.by) && !s.hasKey(q.by.key)) return NOT_ITS_KEY
+    // Checked again: the question may have come from another process.
+    const { add, remove, since } = checkChange(q.change)
+    for (const ch of add) if (!maySubscribe(s.who, ch)) return { status: 403, error: 'channel not allowed', channel: ch }
+    const before = s.channels
+    const added = add.filter((ch) => !before.includes(ch))
+    const left = before.filter((ch) => remove.includes(ch))
+    const next = added.length === 0 && left.length === 0 ? before : [...before.filter((ch) => !left.includes(ch)), ...added]
+    if (next.length > MAX_CHANNELS_PER_STREAM) return { status: 400, error: `at most ${MAX_CHANNELS_PER_STREAM} channels per stream` }
+    // As a stream that names none gets `default`: a reconnection asking for the set must find it.
+    if (next.length === 0) return { status: 400, error: 'a stream keeps at least one channel' }
+
+    streams.rechannel(s, next)
+    if (s.index === -1) return null // dropped meanwhile, as too slow
+    const frames = [encodeEvent({ event: EVENT_CHANNELS, data: JSON.stringify({ channels: next } satisfies ChannelsData) }).bytesFor(s.chunked)]
+    if (since !== undefined && added.length > 0) this.replayAdded(s, since, added, frames)
+    streams.push(s, frames)
+    // Where in history it stopped having what it left: a later `since` for them skips what it had.
+    for (const ch of left) s.leave(ch, history.end, history.oldest)
+    for (const ch of added) s.join(ch)
+    this.ctx.bus.opened(s) // its facts changed: the cluster's counts follow
+    return { channels: next }
+  }
+
+  /**
+   * The retained events of the `added` channels after `since` that stream `s` (now on its new
+   * channels) would have received and has not had, in order, into `frames`; `reset` first when
+   * `since` cannot be placed, or lies before a place from which the stream cannot tell.
+   */
+  private replayAdded(s: Stream, since: string, added: readonly string[], frames: Buffer[]): void {
+    const { history } = this.ctx
+    const start = history.placeOf(since)
+    if (start === null) {
+      frames.push(RESET_FRAME.bytesFor(s.chunked))
+      return
+    }
+    let gap = false
+    const from = added.map((ch) => {
+      const had = s.hadNoneFrom(ch)
+      if (!had.vouched && had.from > start) gap = true
+      return had.from
+    })
+    if (gap) frames.push(RESET_FRAME.bytesFor(s.chunked))
+    history.since(since, (e, seq) => {
+      const k = e.target.channel === undefined ? -1 : added.indexOf(e.target.channel)
+      if (k !== -1 && seq >= from[k]! && matches(s, e.target)) frames.push(e.frame.bytesFor(s.chunked))
+    })
   }
 
   /** A stream left the fan-out (Streams' remove listener): tell the bus and the listeners, and finish its socket. */
@@ -184,9 +245,4 @@ export class Subscriptions {
     }
     if (to < due.length) setImmediate(() => this.expireDue(due, to))
   }
-
-  // Seam for what comes next, one method beside open():
-  // - change(stream, add, remove): live channels. maySubscribe() (auth.ts) checks each added
-  //   channel, Streams re-counts, and the `channels` event (wire.ts EVENT_CHANNELS) goes in the
-  //   stream's order of events; the bus carries it to a stream held by another process.
 }

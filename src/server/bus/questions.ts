@@ -1,16 +1,17 @@
 // Questions about streams that only the process holding them can answer (close one, close all,
-// their figures), asked anywhere in a cluster: what each is, how it travels, how the answers of
+// change one's channels, their figures), asked anywhere in a cluster: what each is, how it travels, how the answers of
 // several nodes make one, and answerLocally(), which answers it where the streams are. The buses
 // only carry them, each question numbered by Questions: a worker asks its primary over IPC, a
 // primary its workers, a Redis node the others over pub/sub. A new question is one member of
 // Question and Answers, one way in WAYS, one case in answerLocally, and what it does where there
 // is no stream (NO_STREAMS); the holder (SseServer) does the rest.
 
+import type { ChannelsAnswer, ChannelsQuestion } from '../live-channels.js'
 import { sumStats, type Stats } from '../metrics.js'
 import type { BusState } from './bus.js'
 
 /** A question about the cluster's streams. */
-export type Question = { q: 'close-client'; id: number } | { q: 'close-all' } | { q: 'stats' }
+export type Question = { q: 'close-client'; id: number } | { q: 'close-all' } | { q: 'stats' } | ChannelsQuestion
 
 interface Answers {
   /** Closed; false: no such stream. */
@@ -18,6 +19,8 @@ interface Answers {
   /** Streams closed. */
   'close-all': number
   stats: NodeFigures
+  /** The stream's channels after the change, or why not; null: no such stream. */
+  channels: ChannelsAnswer
 }
 
 export type Answer<Q extends Question = Question> = Answers[Q['q']]
@@ -44,12 +47,14 @@ export interface StreamHolder {
   closeClient(id: number): boolean
   closeAll(): number
   stats(): Stats
+  changeChannels(q: ChannelsQuestion): ChannelsAnswer
 }
 
 /** What each action does where there is no stream (a primary, whose figures are its own). */
 export const NO_STREAMS: Omit<StreamHolder, 'stats'> = {
   closeClient: () => false,
   closeAll: () => 0,
+  changeChannels: () => null,
 }
 
 /** The answer of the process holding the streams. */
@@ -63,6 +68,8 @@ export function answerLocally<Q extends Question>(node: StreamHolder, question: 
       return answer(node.closeAll())
     case 'stats':
       return answer(node.stats())
+    case 'channels':
+      return answer(node.changeChannels(q))
     default:
       // From another process: whatever came over Redis's pub/sub, or a newer version's question.
       throw new TypeError(`no such question: ${JSON.stringify((q as { q: unknown }).q)}`)
@@ -86,6 +93,7 @@ type Way<Q extends Question, A> =
 const WAYS: { readonly [K in Question['q']]: Way<Extract<Question, { q: K }>, Answers[K]> } = {
   'close-client': { holder: (q) => q.id, none: false },
   'close-all': { combine: (counts) => counts.reduce((n, c) => n + c, 0) },
+  channels: { holder: (q) => q.id, none: null },
   stats: { combine: mergeStats, named: nameFigures },
 }
 

@@ -30,6 +30,16 @@ export class Counts {
     if (s.user !== null) this.bump(this.userCounts, 'user', s.user, -1)
   }
 
+  /**
+   * A stream's channels changed from `before` to `after` (live channels): the ones it joins
+   * counted before the ones it left are taken away, and the ones it kept are not touched, so a
+   * channel it stays on never passes through 0.
+   */
+  rechannel(before: readonly string[], after: readonly string[]): void {
+    for (const ch of after) if (!before.includes(ch)) this.bump(this.channelCounts, 'channel', ch, 1)
+    for (const ch of before) if (!after.includes(ch)) this.bump(this.channelCounts, 'channel', ch, -1)
+  }
+
   /** Streams on a channel. */
   channel(name: string): number {
     return this.channelCounts.get(name) ?? 0

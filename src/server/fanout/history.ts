@@ -95,21 +95,29 @@ export class History<E extends HistoryEntry = HistoryEntry> {
    * nothing, when the id cannot be placed: older than what is retained, newer than the newest, or
    * never ours. The caller then says `reset`.
    */
-  since(lastEventId: string, visit: (entry: E) => void): boolean {
-    let from: number
-    if (lastEventId === '0') {
-      from = this.next - this.count
-    } else {
-      const seq = this.seqById.get(lastEventId)
-      if (seq !== undefined) from = seq + 1
-      else {
-        const mark = this.marks.get(lastEventId)
-        if (mark === undefined) return false
-        from = mark
-      }
-    }
-    for (let seq = from; seq < this.next; seq++) visit(this.ring[seq % this.capacity]!)
+  since(lastEventId: string, visit: (entry: E, seq: number) => void): boolean {
+    const from = this.placeOf(lastEventId)
+    if (from === null) return false
+    for (let seq = from; seq < this.next; seq++) visit(this.ring[seq % this.capacity]!, seq)
     return true
+  }
+
+  /** The sequence number a replay after `lastEventId` starts at (see since()); null when it cannot be placed. */
+  placeOf(lastEventId: string): number | null {
+    if (lastEventId === '0') return this.next - this.count
+    const seq = this.seqById.get(lastEventId)
+    if (seq !== undefined) return seq + 1
+    return this.marks.get(lastEventId) ?? null
+  }
+
+  /** The sequence number the next entry gets: entries added from now on come at or after it. */
+  get end(): number {
+    return this.next
+  }
+
+  /** The sequence number of the oldest entry retained (end when none). */
+  get oldest(): number {
+    return this.next - this.count
   }
 
   /** Forget every entry and mark (ids already handed out stay used: the sequence goes on). */

@@ -11,7 +11,8 @@
 import type { Socket } from 'node:net'
 import type { AuthUser } from '../auth.js'
 import type { Backlog } from './backlog.js'
-import { WRITE_SLICE_BYTES } from '../limits.js'
+import { MAX_CHANNELS_LEFT, WRITE_SLICE_BYTES } from '../limits.js'
+import { sameKey } from '../stream-key.js'
 import { LAST_CHUNK, type Frame } from './sse-encode.js'
 
 /** What a `broadcast` filter and the `connect` / `disconnect` listeners see of a stream. */
@@ -58,20 +59,35 @@ export class Stream implements ClientView {
   private pendingFrom = -1
   /** Bytes of those events (in this stream's framing). */
   private pendingBytes = 0
-  /** Replayed events not written yet (views of history's frames), and the next one to write. */
+  /**
+   * What is written before anything owed from the backlog, not written yet, and the next one to
+   * write: a replay (views of history's frames), or what a change of channels settled.
+   */
   private replay: readonly Buffer[] | null = null
   private replayAt = 0
+  /**
+   * Live channels: each channel this stream left, with the history place from which it has had
+   * none of its events (so a `since` replay when it comes back skips what it had), and the place
+   * before which a channel whose entry was forgotten cannot be vouched for. Null until it leaves one.
+   */
+  private left: Map<string, number> | null = null
+  private leftFloor = 0
+  /** Its secret (`ready.key`): a native private field, so that no inspection or log line of a stream shows it. */
+  readonly #key: string
 
   constructor(
     readonly id: number,
     readonly socket: Socket,
     /** The identity its token had when it opened (revocation compares it with the token's new one). */
     readonly who: AuthUser,
-    readonly channels: readonly string[],
+    /** What it receives: set when it opens, changed only by rechannel() (live channels). */
+    public channels: readonly string[],
     /** HTTP/1.1 streams are chunked; HTTP/1.0 streams are close-delimited and get `Frame.body`. */
     readonly chunked: boolean,
     private readonly backlog: Backlog,
+    key: string,
   ) {
+    this.#key = key
     ;(socket as StreamSocket)[STREAM] = this
     this.gen = backlog.gen
     // One listener for the stream's life: registering one per block would allocate on every
@@ -196,6 +212,85 @@ export class Stream implements ClientView {
   joined(): void {
     this.gen = this.backlog.gen
     if (this.pendingFrom !== -1) this.pendingFrom = this.backlog.end
+  }
+
+  /** Whether `digest` (keyDigest() of what a request presented) is this stream's key's; constant time. */
+  hasKey(digest: string): boolean {
+    return sameKey(digest, this.#key)
+  }
+
+  /**
+   * From here on the stream receives `channels` (live channels). What it is owed so far, from
+   * fan-outs that have not reached it and from the backlog, is settled now under the channels it
+   * had, ahead of anything pushed next: the change lands at one point of its sequence, after
+   * every event this process delivered before it and before every one after.
+   */
+  rechannel(channels: readonly string[]): void {
+    // Blocked already: a drain (or the backlog's next turn) comes. Merely behind a fan-out: nothing
+    // would come, so what it is owed is written now, as for an event to it alone.
+    const waiting = this.pendingFrom !== -1
+    this.catchUp()
+    if (this.pendingFrom !== -1) {
+      const owed = this.backlog.collect(this, this.chunked, this.pendingFrom)
+      if (owed.length > 0) this.queue(owed)
+      // Its bytes stay counted in pendingBytes until it has caught up: unsent, a moment longer.
+      this.pendingFrom = this.backlog.end
+    }
+    this.channels = channels
+    if (!waiting && this.pendingFrom !== -1) this.drained()
+  }
+
+  /**
+   * Bytes that come next on this stream, before any event delivered after this call (the
+   * `channels` event and a `since` replay): written now, or after what it is still owed.
+   */
+  push(bufs: readonly Buffer[]): void {
+    for (const b of bufs) this.bytesSent += b.length
+    this.eventsSent += bufs.length
+    if (this.pendingFrom !== -1) {
+      this.queue(bufs)
+      return
+    }
+    this.replay = bufs
+    this.replayAt = 0
+    this.block()
+    this.drained()
+  }
+
+  /** `bufs` go after the replay not yet written (the stream is blocked: drained() writes them). */
+  private queue(bufs: readonly Buffer[]): void {
+    const r = this.replay
+    this.replay = r === null ? bufs : r.slice(this.replayAt).concat(bufs)
+    this.replayAt = 0
+  }
+
+  /** The stream leaves `channel` at history place `at`; places older than `oldest` (no longer retained) are forgotten. */
+  leave(channel: string, at: number, oldest: number): void {
+    const left = (this.left ??= new Map())
+    for (const [ch, place] of left) if (place < oldest) left.delete(ch)
+    left.delete(channel)
+    left.set(channel, at)
+    if (left.size > MAX_CHANNELS_LEFT) {
+      // The oldest goes (a Map keeps insertion order); a `since` before it can no longer be vouched for.
+      const [ch, place] = left.entries().next().value!
+      left.delete(ch)
+      if (place > this.leftFloor) this.leftFloor = place
+    }
+  }
+
+  /** The stream joins `channel` again: what it has of it from now on is live. */
+  join(channel: string): void {
+    this.left?.delete(channel)
+  }
+
+  /**
+   * The history place from which this stream has had none of `channel`'s events: where it last
+   * left it; for one it never left (or whose place was forgotten), leftFloor (0: from the start);
+   * `vouched` false for the latter past 0, when events before it may be missing.
+   */
+  hadNoneFrom(channel: string): { from: number; vouched: boolean } {
+    const at = this.left?.get(channel)
+    return at !== undefined ? { from: at, vouched: true } : { from: this.leftFloor, vouched: this.leftFloor === 0 }
   }
 
   /** Where this stream's owed events start in the backlog (-1: none). */

@@ -87,6 +87,26 @@ export class Streams {
     this.onRemove(c, reason)
   }
 
+  /**
+   * Stream `c` receives `channels` from here on (live channels): what it is owed so far is
+   * settled under its old ones (Stream.rechannel), and the counts follow. Events queued this turn
+   * go out first as a fan-out of their own, so that the next event queued opens a new set, one
+   * this stream has not had.
+   */
+  rechannel(c: Stream, channels: readonly string[]): void {
+    if (this.pendingFrames.length > 0) this.flush()
+    if (c.index === -1) return // dropped by that flush (over its limit)
+    const before = c.channels
+    c.rechannel(channels)
+    this.counts.rechannel(before, channels)
+  }
+
+  /** Bytes that come next on stream `c`, after what it has been owed so far (Stream.push). */
+  push(c: Stream, bufs: readonly Buffer[]): void {
+    for (const b of bufs) this.metrics.bytesOut += b.length
+    c.push(bufs)
+  }
+
   /** Open streams on a channel. */
   connections(channel: string): number {
     return this.counts.channel(channel)

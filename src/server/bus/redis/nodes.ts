@@ -16,7 +16,7 @@
 import * as L from '../../limits.js'
 import type { BusNode, BusState } from '../bus.js'
 import { Presence } from '../presence.js'
-import { named, Questions, SHARED, type Answer, type NodeFigures, type NodeName, type Question } from '../questions.js'
+import { holderOf, named, Questions, SHARED, type Answer, type NodeFigures, type NodeName, type Question } from '../questions.js'
 import { factsOf, type StreamFacts } from '../wire.js'
 import type { RedisLink } from './client.js'
 
@@ -54,6 +54,8 @@ export class ClusterNodes {
     private readonly node: () => BusNode,
     /** Whether this node's bus answers, which its figures say. */
     private readonly state: () => BusState,
+    /** Resolves once this node has read what Redis holds now (bounded): see question(). */
+    private readonly caughtUp: () => Promise<void>,
   ) {
     const k = (s: string): string => `{${prefix}}:${s}`
     this.keys = { nodes: k('nodes'), control: k('control'), reply: k(`reply:${name}`), replyTo: (n) => k(`reply:${n}`), node: (n) => k(`node:${n}`) }
@@ -148,6 +150,15 @@ export class ClusterNodes {
     return (await this.questions.ask(to, send, L.REDIS_ASK_TIMEOUT_MS)) as Array<Answer<Q>>
   }
 
+  /**
+   * Every other node's answer, the nodes listed in Redis now: one that joined a moment ago (and
+   * holds a stream opened there since) is not among the snapshots read yet.
+   */
+  async askEveryone<Q extends Question>(q: Q): Promise<Array<Answer<Q>>> {
+    const names = ((await this.link.send(['ZRANGE', this.keys.nodes, '0', '-1'])) as string[]).filter((n) => n !== this.name)
+    return this.ask(q, names)
+  }
+
   /** Another node's figures, and (into `read`) its streams when their version moved. */
   private async readOther(name: string, read: Map<string, Snapshot>): Promise<void> {
     const key = this.keys.node(name)
@@ -162,11 +173,16 @@ export class ClusterNodes {
     read.set(name, { version, streams: JSON.parse(streams) as StreamFacts[] })
   }
 
-  /** Another node's question about our streams, answered with this node's name. */
+  /**
+   * Another node's question about our streams, answered with this node's name. One about a stream
+   * waits for this node to have read what Redis held when it came: the events whose publishers were
+   * answered before it was asked reach the stream before a change of its channels, or its end.
+   */
   private async question(msg: Control): Promise<void> {
     if (msg.from === this.name) return
     const { from, n, ...rest } = msg
     const q = rest as Question
+    if (holderOf(q) !== undefined) await this.caughtUp()
     const value = named(q, await this.node().answer(q), this.self)
     const reply: Reply = { from: this.name, n, value }
     await this.link.send(['PUBLISH', this.keys.replyTo(from), JSON.stringify(reply)]).catch(() => {})

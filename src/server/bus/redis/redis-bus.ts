@@ -136,7 +136,7 @@ export class RedisBus implements Bus {
         for (const pos of [...this.waiting.keys()]) this.answer(pos)
       },
     })
-    this.nodes = new ClusterNodes(writer, sub, this.prefix, this.name, () => node, () => this.state)
+    this.nodes = new ClusterNodes(writer, sub, this.prefix, this.name, () => node, () => this.state, () => this.catchUp())
     await this.stream.load()
     await this.nodes.listen()
     await this.clock.sample(writer)
@@ -193,7 +193,7 @@ export class RedisBus implements Bus {
 
   /**
    * About one stream: this node's answer when it holds it, else the node's that does (from the
-   * snapshots). About them all: this node's answer and the others', combined (the figures: the
+   * snapshots; every node's when they do not know it yet). About them all: this node's answer and the others', combined (the figures: the
    * others' from their last snapshot).
    */
   async ask<Q extends Question>(q: Q): Promise<Answer<Q>> {
@@ -204,10 +204,15 @@ export class RedisBus implements Bus {
       const [here, there] = await Promise.all([node.answer(q), nodes?.ask(q) ?? []])
       return combine(q, [nodes === null ? here : named(q, here, nodes.self), ...there])
     }
+    // What Redis held when this was asked is delivered here first: an event whose publisher was
+    // answered before the question came goes before a change of a stream's channels, or its end.
+    await this.catchUp()
     const here = await node.answer(q)
     const at = nodes?.presence.nodeOf(holder)
-    if (!isNone(q, here) || nodes === null || at === undefined || at === this.name) return here
-    return combine(q, await nodes.ask(q, [at]))
+    if (!isNone(q, here) || nodes === null || at === this.name) return here
+    // Not in the snapshots yet (a stream opened elsewhere a moment ago): every node is asked, and
+    // only the one holding it answers other than none.
+    return combine(q, await (at === undefined ? nodes.askEveryone(q) : nodes.ask(q, [at])))
   }
 
   catchUp(): Promise<void> {

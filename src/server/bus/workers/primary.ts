@@ -303,8 +303,12 @@ export class ClusterPrimary {
   private async answer<Q extends Question>(q: Q): Promise<Answer<Q>> {
     const holder = holderOf(q)
     if (holder === undefined) return combine(q, [answerLocally(this.own, q), ...(await this.ask([...this.workers.keys()], q))])
+    // The events handed out so far go first (on Redis, what this node read before the question):
+    // the worker meets the question after them, as the stream must.
+    this.flush()
+    // A stream opened this very moment may not be in presence yet (a worker tells once a turn): then every worker is asked.
     const slot = this.presence.nodeOf(holder)
-    return combine(q, slot === undefined ? [] : await this.ask([slot], q))
+    return combine(q, await this.ask(slot === undefined ? [...this.workers.keys()] : [slot], q))
   }
 
   /** Ask workers `slots` one question; resolves with the answers of those that did not leave meanwhile. */
