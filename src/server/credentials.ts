@@ -1,6 +1,7 @@
 // Where a request's token comes from (CONTRACT "Tokens an application signs"): the stream's path
 // (`/events/TOKEN`), then `Authorization: Bearer TOKEN`, then the `--auth-cookie` cookie; the
-// first one present is the request's token, whether or not it is a good one.
+// first one present is the request's token, whether or not it is a good one. And how the routes
+// ask who a request is: its token through the server's Access, or, with none, `--auth-url`.
 
 import { bearerToken, type Access, type AuthRequest } from './auth.js'
 import { cookieValue } from './http/cookie.js'
