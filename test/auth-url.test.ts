@@ -34,7 +34,7 @@ t.test('allowed: the application says who it is and which channels; it is asked 
   const app = await startApp(t, () => ANN)
   const r = await withApp(t, app)
   const s = await openStream(r.port, '/events?channel=news&channel=user%3Aann%3Ainbox', { Authorization: 'Bearer opaque-session-token', Cookie: 'sid=abc; theme=dark' })
-  t.match(s.received, /data: \{"client":\d+,"user":"ann","channels":\["news","user:ann:inbox"\]\}/, 'ready.user is the application\'s')
+  t.match(s.received, /data: \{"client":\d+,"user":"ann","channels":\["news","user:ann:inbox"\][,}]/, 'ready.user is the application\'s')
   t.equal(app.requests.length, 1)
   const q = app.requests[0]!
   t.equal(q.method, 'GET')
