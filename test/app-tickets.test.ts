@@ -44,7 +44,8 @@ t.test('POST /tickets: 201 with a ticket and its expiry; it opens one stream, th
   t.equal(new Date(ends).toISOString(), a.json.expiresAt, 'an ISO time')
 
   const s = await openStream(r.port, `/events/${tk}?channel=news`)
-  t.same(readyOf(s), { client: (readyOf(s) as { client: number }).client, user: 'alice', channels: ['news'] })
+  const rd = readyOf(s) as { client: number; key: string }
+  t.same(rd, { client: rd.client, user: 'alice', channels: ['news'], key: rd.key })
   t.equal(await get(r.port, `/events/${tk}?channel=news`), UNKNOWN_401, 'presented again: 401')
   t.equal(replies.at(-1)?.refusal, 'ticket: unknown, spent or expired', 'the log says why')
   t.same(await publish(r.base, 'role=vip', 'for vips', PUB), { status: 200, json: { id: '1', delivered: 1 } }, 'its roles are the stream\'s')

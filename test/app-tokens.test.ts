@@ -39,10 +39,10 @@ async function appServer(t: Teardown, opts: SseServerOptions = {}): Promise<Runn
 }
 
 /** The data of a stream's `ready` event. */
-function ready(c: RawClient): { client: number; user: string | null; channels: string[] } {
+function ready(c: RawClient): { client: number; user: string | null; channels: string[]; key: string } {
   const m = /event: ready\ndata: (\{[^\n]*\})\n/.exec(c.received)
   if (m === null) throw new Error(`no ready in ${JSON.stringify(c.received)}`)
-  return JSON.parse(m[1]!) as { client: number; user: string | null; channels: string[] }
+  return JSON.parse(m[1]!) as { client: number; user: string | null; channels: string[]; key: string }
 }
 
 /** A raw request's whole answer (the server closes after a refusal). */
@@ -65,7 +65,7 @@ t.test('every key type: a stream opens with a token jose signed, ready.user is i
     const token = await jwt({ sub: `user-${alg}` }, alg, key)
     const s = await openStream(r.port, `/events/${token}?channel=news`)
     t.ok(s.received.startsWith(STREAM_HEAD), `${alg}: the stream head`)
-    t.same(ready(s), { client: ready(s).client, user: `user-${alg}`, channels: ['news'] }, `${alg}: ready`)
+    t.same(ready(s), { client: ready(s).client, user: `user-${alg}`, channels: ['news'], key: ready(s).key }, `${alg}: ready`)
     s.close()
   }
   t.same(r.replies, [], 'nothing refused')

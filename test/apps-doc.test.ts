@@ -32,7 +32,7 @@ t.test("docs/apps.md's backend signs a token that opens the user's stream, withi
   const r = await startServer(t, { jwt: { secrets: [secret] } })
   const token = await sseToken('alice')
   const s = await openStream(r.port, `/events/${token}?channel=news&channel=user:alice:inbox`)
-  t.match(s.received, /event: ready\ndata: \{"client":\d+,"user":"alice","channels":\["news","user:alice:inbox"\]\}\n/)
+  t.match(s.received, /event: ready\ndata: \{"client":\d+,"user":"alice","channels":\["news","user:alice:inbox"\],"key":"[\w-]+"\}\n/)
   s.close()
   const other = await rawRequest(r.port, `GET /events/${token}?channel=user:bob:inbox HTTP/1.1\r\nHost: x\r\n\r\n`)
   t.match(other, /^HTTP\/1\.1 403 [\s\S]*\{"error":"channel not allowed","channel":"user:bob:inbox"\}$/)

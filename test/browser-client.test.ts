@@ -75,7 +75,7 @@ if (canRun(t, 'browser-client', 'the browser client tests', await browserMissing
     const tab = await openTab(await context(t), base)
     await start(tab, { channels: ['news'], token: TOKEN })
     await seen(tab, /^open$/)
-    await seen(tab, /^ready  \{"client":\d+,"user":null,"channels":\["news"\]\}$/)
+    await seen(tab, /^ready  \{"client":\d+,"user":null,"channels":\["news"\],"key":"[\w-]+"\}$/)
     t.equal(await sse(tab, (s) => s.readyState), 1, 'readyState OPEN')
     await publish(base, 'channel=news&event=greet', 'hi')
     await publish(base, 'channel=news', 'plain')
