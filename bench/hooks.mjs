@@ -129,11 +129,13 @@ async function until(probe, ms) {
 async function grace(app) {
   const { proc, port } = await startServer(['--webhook', app.url, '--webhook-secret', SECRET, '--webhook-grace', String(GRACE)])
   try {
+    const base = app.state.webhooks
     let sockets = await openUsers(port, 0, N, sourcesFor(N))
-    const told = await until(() => app.state.webhooks >= N + 1, GRACE + 30_000)
+    const told = await until(() => app.state.webhooks - base >= N + 1, GRACE + 30_000)
     await sleep(1000)
     const rssBefore = rssBytes(proc.pid)
     const before = app.state.webhooks
+    const onlines = before - base
     const dropped = performance.now()
     for (const s of sockets) s.destroy()
     sockets = await openUsers(port, 0, N, sourcesFor(N))
@@ -145,7 +147,7 @@ async function grace(app) {
     const after = app.state.webhooks - before
     const rssAfter = rssBytes(proc.pid)
     for (const s of sockets) s.destroy()
-    return { streams: N, graceMs: GRACE, onlinesTold: told ? before : `only ${before}`, reconnectMs: Math.round(reconnectMs), webhooksAfterDrop: after, rssBefore, rssPeak: peak, rssAfter }
+    return { streams: N, graceMs: GRACE, onlinesTold: told ? onlines : `only ${onlines}`, reconnectMs: Math.round(reconnectMs), webhooksAfterDrop: after, rssBefore, rssPeak: peak, rssAfter }
   } finally {
     await proc.stop()
   }
@@ -155,8 +157,10 @@ async function churnOnce(app, webhook) {
   const { proc, port } = await startServer(webhook ? ['--webhook', app.url, '--webhook-secret', SECRET, '--webhook-grace', String(GRACE)] : [])
   try {
     const sources = sourcesFor(N + (N / 100) * CHURN_S)
+    const base = app.state.webhooks
     const open = await openUsers(port, 0, N, sources)
-    if (webhook) await until(() => app.state.webhooks >= N + 1, GRACE + 30_000)
+    // The N onlines told first, and a moment: the window measures the churn alone.
+    if (webhook) await until(() => app.state.webhooks - base >= N + 1, GRACE + 30_000)
     await sleep(2000)
     const per = Math.max(1, Math.round(N / 100))
     let next = N
