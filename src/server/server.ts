@@ -14,6 +14,7 @@ import { answerLocally, type StreamHolder } from './bus/questions.js'
 import { RedisBus } from './bus/redis/redis-bus.js'
 import { closeSocket } from './http/close.js'
 import { Connection } from './http/connection.js'
+import { listenOn } from './http/listener.js'
 import { ByteBudget, makeRoom, type ConnectionHost, type HostedConnection } from './http/connection-host.js'
 import { History } from './fanout/history.js'
 import * as L from './limits.js'
@@ -114,28 +115,8 @@ export class SseServer extends EventEmitter<SseServerEvents> {
     // A cluster's history first: a stream must never open on a node that has not got it yet.
     await this.bus.start?.()
     this.webhooks = startWebhooks({ bus: this.bus, streams: this.streams, settings: this.settings, metrics: this.metrics, events: this })
-    // allowHalfOpen: a client's FIN must not close our side before we have answered it.
-    // highWaterMark 1: write() says false whenever a byte is left unsent, and 'drain' comes when
-    // the socket has sent everything, which is what a Stream's own output queue waits for.
-    const options = { allowHalfOpen: true, noDelay: true, highWaterMark: 1 }
-    // HTTPS: the same hand-written HTTP over a TLS socket (a TLSSocket is a net.Socket). A
-    // handshake gets the head deadline: a client that never finishes one holds nothing long.
-    const server =
-      this.tlsFiles === null
-        ? net.createServer(options, (s) => this.accept(s))
-        : tls.createServer({ ...options, ...this.tlsFiles, handshakeTimeout: this.settings.headTimeoutMs, ALPNProtocols: ['http/1.1'] }, (s) => this.accept(s))
-    if (server instanceof tls.Server) server.on('tlsClientError', () => {}) // a failed handshake is the client's business
+    const server = await listenOn({ port, host, backlog }, this.tlsFiles, this.settings.headTimeoutMs, (s) => this.accept(s))
     this.server = server
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject)
-      server.listen({ port, host, backlog }, () => {
-        server.off('error', reject)
-        resolve()
-      })
-    })
-    // After listening, an error such as EMFILE on accept must not end the process: the
-    // connections already open keep being served.
-    server.on('error', (err) => process.emitWarning(`rawsse: ${err.message}`))
 
     // Shared timers, never one per stream: the byte budget and stall check, the heartbeat, the tick.
     // Answers' unsent bytes count in the budget with the streams'; past it, answers go first.
@@ -298,10 +279,7 @@ export class SseServer extends EventEmitter<SseServerEvents> {
 
   /** Close one stream (it gets `0\r\n\r\n` first); false when there is no such stream. */
   closeClient(id: number): boolean {
-    const c = this.streams.get(id)
-    if (c === undefined) return false
-    this.streams.drop(c, 'admin')
-    return true
+    return this.subscriptions.close(id)
   }
 
   /**
@@ -318,9 +296,7 @@ export class SseServer extends EventEmitter<SseServerEvents> {
 
   /** Close every stream; returns how many. */
   closeAll(): number {
-    const all = [...this.streams.list]
-    for (const c of all) this.streams.drop(c, 'admin')
-    return all.length
+    return this.subscriptions.closeAll()
   }
 
   /** The `/stats` figures. */

@@ -196,6 +196,21 @@ export class Subscriptions {
     for (const c of [...streams.list]) streams.drop(c, 'shutdown', retryFrame(jittered(this.ctx.retryMs)))
   }
 
+  /** Close one stream as an admin (it gets `0\r\n\r\n` first); false when there is none with that id here. */
+  close(id: number): boolean {
+    const c = this.ctx.streams.get(id)
+    if (c === undefined) return false
+    this.ctx.streams.drop(c, 'admin')
+    return true
+  }
+
+  /** Close every stream here as an admin; returns how many. */
+  closeAll(): number {
+    const all = [...this.ctx.streams.list]
+    for (const c of all) this.ctx.streams.drop(c, 'admin')
+    return all.length
+  }
+
   /**
    * A stream whose token ends at `ends` (ms): `expiring` EXPIRING_BEFORE_MS before, or at half the
    * life it has left when that is shorter, so a page renews its token while the stream still
