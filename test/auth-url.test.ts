@@ -1,4 +1,4 @@
-// `--auth-url` (src/server/auth-url.ts): the application, a real HTTP server on loopback, says who
+// `--auth-url` (src/server/access/auth-url.ts): the application, a real HTTP server on loopback, says who
 // a request is. Allowed (its identity and channel rules), denied (401) and forbidden (403) passed
 // on; asked only when no static token matches, with Authorization, Cookie and X-Rawsse-Channels;
 // a 200 remembered for its max-age; 5 000 streams with one credential at once ask once; a slow,

@@ -5,7 +5,7 @@
 
 import t from 'tap'
 import type { AuthRequest, AuthUser } from '../src/index.js'
-import { mayPublish, maySubscribe } from '../src/server/auth.js'
+import { mayPublish, maySubscribe } from '../src/server/access/auth.js'
 import { AUTHENTICATE_TIMEOUT_MS } from '../src/server/limits.js'
 import { afterReady, ev, openStream, publish, rawRequest, RawClient, READY_PREFIX, startServer, TOKEN } from './helpers.js'
 

@@ -1,12 +1,12 @@
-// JWT verification (src/server/jwt.ts, jwk.ts, jws-bytes.ts) cross-checked against jose: every
+// JWT verification (src/server/access/jwt.ts, jwk.ts, jws-bytes.ts) cross-checked against jose: every
 // algorithm both ways, the RFC 7515 appendix A and RFC 8037 appendix A examples as written, and
 // every refusal with the reason the log gets (CONTRACT "Tokens an application signs").
 
 import t from 'tap'
 import { constants, createHmac, generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto'
 import * as jose from 'jose'
-import { JwtVerifier, looksLikeJwt, type JwtConfig, type JwtResult } from '../src/server/jwt.js'
-import { jsonObject } from '../src/server/jws-bytes.js'
+import { JwtVerifier, looksLikeJwt, type JwtConfig, type JwtResult } from '../src/server/access/jwt.js'
+import { jsonObject } from '../src/server/access/jws-bytes.js'
 import { JWT_CACHE_ENTRIES, MAX_JWT_BYTES } from '../src/server/limits.js'
 
 const b64 = (x: string | Buffer): string => Buffer.from(x).toString('base64url')

@@ -1,8 +1,8 @@
-// Tickets (src/server/tickets.ts): what POST /tickets may ask for (400 and 403 with their bodies),
+// Tickets (src/server/access/tickets.ts): what POST /tickets may ask for (400 and 403 with their bodies),
 // and the in-process store: single use, TTL on an injected clock, and its bound (CONTRACT "Tickets").
 
 import t from 'tap'
-import { MemoryTicketStore, TICKET_CHARS, TicketRefused, grantCovers, looksLikeTicket, ticketDigest, ticketRequest, type TicketCaller } from '../src/server/tickets.js'
+import { MemoryTicketStore, TICKET_CHARS, TicketRefused, grantCovers, looksLikeTicket, ticketDigest, ticketRequest, type TicketCaller } from '../src/server/access/tickets.js'
 import { TICKET_DEFAULT_TTL_S, TICKET_MAX_TTL_S, TICKET_SWEEP_MS } from '../src/server/limits.js'
 
 const backend: TicketCaller = { roles: ['publish', 'admin', 'vip'] }

@@ -4,7 +4,7 @@
 // the stream (bus/questions.ts), and its answers. The holder makes the change (subscriptions.ts).
 
 import { isUtf8 } from 'node:buffer'
-import { bearerToken, hasRole, ROLE_ADMIN, type AuthUser } from './auth.js'
+import { bearerToken, hasRole, ROLE_ADMIN, type AuthUser } from './access/auth.js'
 import { HttpError } from './http/errors.js'
 import { json, type Reply } from './http/response.js'
 import { MAX_CHANGE_BODY_BYTES, MAX_CHANNELS_PER_CHANGE, MAX_ID_BYTES } from './limits.js'

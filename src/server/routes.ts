@@ -3,9 +3,9 @@
 
 import { isUtf8 } from 'node:buffer'
 import { jittered, QUERY_CHANNEL, QUERY_LAST_EVENT_ID } from '../wire.js'
-import { hasRole, mayBroadcast, mayPublish, maySubscribe, ROLE_ADMIN, ROLE_PUBLISH, type AuthUser } from './auth.js'
+import { hasRole, mayBroadcast, mayPublish, maySubscribe, ROLE_ADMIN, ROLE_PUBLISH, type AuthUser } from './access/auth.js'
 import type { Accepted, BusState } from './bus/bus.js'
-import { requestToken, streamToken, type CredentialSettings } from './credentials.js'
+import { requestToken, streamToken, type CredentialSettings } from './access/credentials.js'
 import type { Target } from './fanout/target.js'
 import { CLIENT_SCRIPT_PATH, clientScript } from './http/client-script.js'
 import { ALLOWED_METHODS, HttpError } from './http/errors.js'
@@ -15,7 +15,7 @@ import { prometheusText, type Stats } from './metrics.js'
 import { json, text, type Reply } from './http/response.js'
 import type { SseMessage } from './fanout/sse-encode.js'
 import type { FileToStream, StaticFiles } from './http/static.js'
-import { ticketBody, ticketRequest, TicketRefused, type TicketIssued, type TicketRequest } from './tickets.js'
+import { ticketBody, ticketRequest, TicketRefused, type TicketIssued, type TicketRequest } from './access/tickets.js'
 import { beforeChangeBody, changeChannels, channelsRouteId, type ChannelsAnswer, type ChannelsQuestion } from './live-channels.js'
 
 /** Where a request came from; the server passes its socket, which has this field. */

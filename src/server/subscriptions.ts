@@ -7,7 +7,7 @@
 import type { EventEmitter } from 'node:events'
 import type * as net from 'node:net'
 import { EVENT_CHANNELS, EVENT_EXPIRED, EVENT_EXPIRING, EVENT_READY, jittered, type ChannelsData, type ExpiryData, type ReadyData } from '../wire.js'
-import { maySubscribe, type AuthUser } from './auth.js'
+import { maySubscribe, type AuthUser } from './access/auth.js'
 import type { Bus } from './bus/bus.js'
 import type { SseServerEvents } from './events.js'
 import type { Backlog } from './fanout/backlog.js'

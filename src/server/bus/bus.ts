@@ -7,7 +7,7 @@
 
 import type { SseMessage } from '../fanout/sse-encode.js'
 import type { Target } from '../fanout/target.js'
-import type { TicketLedger } from '../tickets.js'
+import type { TicketLedger } from '../access/tickets.js'
 import type { Answer, Question } from './questions.js'
 import type { IdBlock } from './stream-ids.js'
 import type { StreamFacts } from './wire.js'

@@ -9,7 +9,7 @@
 // what they are owed. A replay is paced the same way.
 
 import type { Socket } from 'node:net'
-import type { AuthUser } from '../auth.js'
+import type { AuthUser } from '../access/auth.js'
 import type { Backlog } from './backlog.js'
 import { MAX_CHANNELS_LEFT, WRITE_SLICE_BYTES } from '../limits.js'
 import { sameKey } from '../stream-key.js'

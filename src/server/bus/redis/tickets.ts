@@ -5,8 +5,8 @@
 
 import { HttpError } from '../../http/errors.js'
 import * as L from '../../limits.js'
-import type { AppIdentity } from '../../jwt.js'
-import { identityFrom, type TicketLedger } from '../../tickets.js'
+import type { AppIdentity } from '../../access/jwt.js'
+import { identityFrom, type TicketLedger } from '../../access/tickets.js'
 import { within, type RedisLink } from './client.js'
 import { unavailable } from './event-stream.js'
 

@@ -5,7 +5,7 @@
 // `answer`), in both directions. What a message says of a stream or an event is the cluster's
 // one vocabulary (../wire.ts), which Redis carries too.
 
-import type { AppIdentity } from '../../jwt.js'
+import type { AppIdentity } from '../../access/jwt.js'
 import type { BusState } from '../bus.js'
 import type { Question } from '../questions.js'
 import type { IdBlock } from '../stream-ids.js'

@@ -9,9 +9,9 @@
 // each is spent once on the machine (or, with --redis, in the whole cluster).
 
 import { HttpError } from '../../http/errors.js'
-import { identityFrom, TicketRefused, type TicketLedger } from '../../tickets.js'
+import { identityFrom, TicketRefused, type TicketLedger } from '../../access/tickets.js'
 import { wireTarget } from '../../fanout/target.js'
-import type { AppIdentity } from '../../jwt.js'
+import type { AppIdentity } from '../../access/jwt.js'
 import type { Accepted, Bus, BusDraft, BusNode, BusState } from '../bus.js'
 import { StreamNews } from '../presence.js'
 import { holderOf, isNone, named, Questions, type Answer, type Question } from '../questions.js'

@@ -2,10 +2,10 @@
 // "Tickets"). What a request may ask for, and the in-process store behind the TicketStore interface.
 
 import { createHash, randomBytes } from 'node:crypto'
-import { HttpError } from './http/errors.js'
+import { HttpError } from '../http/errors.js'
 import { isName, isNameList, type AppIdentity } from './jwt.js'
 import { jsonObject } from './jws-bytes.js'
-import { MAX_LIVE_TICKETS, MAX_NAME_BYTES, MAX_TICKET_BODY_BYTES, MAX_TOKEN_GRANTS, TICKET_DEFAULT_TTL_S, TICKET_MAX_TTL_S, TICKET_RANDOM_BYTES, TICKET_SWEEP_MS } from './limits.js'
+import { MAX_LIVE_TICKETS, MAX_NAME_BYTES, MAX_TICKET_BODY_BYTES, MAX_TOKEN_GRANTS, TICKET_DEFAULT_TTL_S, TICKET_MAX_TTL_S, TICKET_RANDOM_BYTES, TICKET_SWEEP_MS } from '../limits.js'
 
 /** What a ticket will let in, checked against its caller: ticketRequest()'s result. */
 export interface TicketRequest {

@@ -2,7 +2,7 @@
 // JWK Sets turned once into KeyObjects, each with the algorithms its type alone allows.
 
 import { createHash, createPublicKey, createSecretKey, KeyObject, type JsonWebKey } from 'node:crypto'
-import { MIN_JWT_RSA_BITS, MIN_JWT_SECRET_BYTES } from './limits.js'
+import { MIN_JWT_RSA_BITS, MIN_JWT_SECRET_BYTES } from '../limits.js'
 
 /** How each `alg` is checked (RFC 7518 §3.1, RFC 8037 §3.1). `Ed25519` is RFC 9864's name for EdDSA on that curve. */
 export const ALGORITHMS = {

@@ -4,10 +4,10 @@
 // ask who a request is: its token through the server's Access, or, with none, `--auth-url`.
 
 import { bearerToken, type Access, type AuthRequest } from './auth.js'
-import { cookieValue } from './http/cookie.js'
-import { HttpError } from './http/errors.js'
-import type { RequestHead } from './http/head.js'
-import type { Peer, RouteContext } from './routes.js'
+import { cookieValue } from '../http/cookie.js'
+import { HttpError } from '../http/errors.js'
+import type { RequestHead } from '../http/head.js'
+import type { Peer, RouteContext } from '../routes.js'
 
 /** What the server was told about credentials. */
 export interface CredentialSettings {

@@ -5,7 +5,7 @@
 import { createHmac, constants, timingSafeEqual, verify as cryptoVerify } from 'node:crypto'
 import { ALGORITHMS, isAlg, publicKeys, secretKey, type Alg, type AlgSpec, type JwtKeySource, type VerifyKey } from './jwk.js'
 import { isBase64url, jsonObject, type JsonRefusal } from './jws-bytes.js'
-import { JWT_CACHE_BYTES, JWT_CACHE_ENTRIES, JWT_LEEWAY_MS, MAX_JWT_BYTES, MAX_NAME_BYTES, MAX_TOKEN_GRANTS } from './limits.js'
+import { JWT_CACHE_BYTES, JWT_CACHE_ENTRIES, JWT_LEEWAY_MS, MAX_JWT_BYTES, MAX_NAME_BYTES, MAX_TOKEN_GRANTS } from '../limits.js'
 
 export type { JwtKeySource } from './jwk.js'
 

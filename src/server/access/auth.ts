@@ -10,12 +10,12 @@
 
 import { createHash, randomBytes } from 'node:crypto'
 import type { EventEmitter } from 'node:events'
-import { jittered } from '../wire.js'
+import { jittered } from '../../wire.js'
 import { AuthUrl } from './auth-url.js'
-import { hookFailed, type SseServerEvents } from './events.js'
-import { HttpError } from './http/errors.js'
+import { hookFailed, type SseServerEvents } from '../events.js'
+import { HttpError } from '../http/errors.js'
 import { JwtVerifier, looksLikeJwt, type AppIdentity, type JwtConfig } from './jwt.js'
-import { AUTHENTICATE_TIMEOUT_MS } from './limits.js'
+import { AUTHENTICATE_TIMEOUT_MS } from '../limits.js'
 import { looksLikeTicket, type TicketStore } from './tickets.js'
 
 export const ROLE_PUBLISH = 'publish'

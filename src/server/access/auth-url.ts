@@ -12,12 +12,12 @@
 // a reconnect storm of N streams with one cookie asks once. No sockets of its own: app-http.ts.
 
 import { createHash } from 'node:crypto'
-import { jittered, QUERY_CHANNEL } from '../wire.js'
-import { AppClient, AppHttpError, type AppAnswer } from './app-http.js'
+import { jittered, QUERY_CHANNEL } from '../../wire.js'
+import { AppClient, AppHttpError, type AppAnswer } from '../app-http.js'
 import type { AuthRequest, AuthUser } from './auth.js'
-import { HttpError } from './http/errors.js'
+import { HttpError } from '../http/errors.js'
 import { isName, isNameList } from './jwt.js'
-import * as L from './limits.js'
+import * as L from '../limits.js'
 
 interface Remembered {
   who: AuthUser

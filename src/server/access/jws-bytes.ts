@@ -2,7 +2,7 @@
 // and JSON parsed only when its nesting is bounded. Never throws.
 
 import { isUtf8 } from 'node:buffer'
-import { MAX_JWT_JSON_DEPTH } from './limits.js'
+import { MAX_JWT_JSON_DEPTH } from '../limits.js'
 
 /** Why a part is not a JSON object. */
 export type JsonRefusal = 'not UTF-8' | 'not JSON' | 'not an object' | 'too deeply nested'
