@@ -244,3 +244,28 @@ export function statusOf(fn: () => unknown): number | string {
 
 /** mulberry32: a seeded PRNG in [0, 1), so a failing random case can be rebuilt from its seed. */
 export { rng } from '../bench/lib.mjs'
+
+/** A response as the JSON routes' tests read it: `json` when the body is JSON, else null (the text stays in `body` for the failure message). */
+export interface JsonAnswer {
+  status: number
+  headers: Record<string, string>
+  json: Record<string, unknown> | null
+  body: string
+}
+
+export function jsonAnswer(raw: string): JsonAnswer {
+  const r = parseResponse(raw)
+  let json: Record<string, unknown> | null = null
+  try {
+    json = JSON.parse(r.body) as Record<string, unknown>
+  } catch {
+    // not JSON
+  }
+  return { status: r.status, headers: r.headers, json, body: r.body }
+}
+
+/** One request with a bearer on a connection of its own (Connection: close), so that with --workers the primary hands each to the next worker. */
+export async function requestAlone(port: number, method: string, target: string, body: string, token: string): Promise<JsonAnswer> {
+  const head = `${method} ${target} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n`
+  return jsonAnswer(await rawRequest(port, head + body, 10_000))
+}

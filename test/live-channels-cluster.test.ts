@@ -7,7 +7,7 @@
 
 import t, { type Test } from 'tap'
 import * as net from 'node:net'
-import { parseResponse, rawRequest, sleep } from './helpers.js'
+import { parseResponse, requestAlone, sleep } from './helpers.js'
 import { EventReader, channelsData, cutProblems, segments, type Answer, type Pub } from './live.js'
 import { canRun } from './needs.js'
 import { startCli, until, type Cli } from './process.js'
@@ -22,19 +22,7 @@ const QUIET = ['--token', SUB, '--publish-token', PUB, '--tick', '0', '--heartbe
 
 /** One request on a connection of its own (so a primary hands each to the next worker). */
 async function request(port: number, method: string, target: string, body = '', token = PUB): Promise<Answer> {
-  const raw = await rawRequest(
-    port,
-    `${method} ${target} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-    10_000,
-  )
-  const r = parseResponse(raw)
-  let json: Record<string, unknown> | null = null
-  try {
-    json = JSON.parse(r.body) as Record<string, unknown>
-  } catch {
-    // text: kept in body
-  }
-  return { status: r.status, headers: r.headers, json, body: r.body }
+  return requestAlone(port, method, target, body, token)
 }
 
 /**

@@ -4,7 +4,7 @@
 // have had between the cuts: no gap, no duplicate, nothing of a set it was not on.
 
 import * as net from 'node:net'
-import { parseResponse, rawRequest, sleep } from './helpers.js'
+import { jsonAnswer, rawRequest, sleep, type JsonAnswer } from './helpers.js'
 
 export interface Ev {
   id: string | null
@@ -100,12 +100,7 @@ export class EventReader {
   }
 }
 
-export interface Answer {
-  status: number
-  headers: Record<string, string>
-  json: Record<string, unknown> | null
-  body: string
-}
+export type Answer = JsonAnswer
 
 /** POST /clients/ID/channels on a connection of its own; `bearer` null sends no Authorization. */
 export async function postChannels(port: number, id: number | string, body: string | Buffer, bearer: string | null, headers: Record<string, string> = {}): Promise<Answer> {
@@ -114,15 +109,7 @@ export async function postChannels(port: number, id: number | string, body: stri
   if (bearer !== null) head += `Authorization: Bearer ${bearer}\r\n`
   if (!('Transfer-Encoding' in headers)) head += `Content-Length: ${b.length}\r\n`
   for (const [k, v] of Object.entries(headers)) head += `${k}: ${v}\r\n`
-  const raw = await rawRequest(port, Buffer.concat([Buffer.from(head + '\r\n'), b]), 10_000)
-  const r = parseResponse(raw)
-  let json: Record<string, unknown> | null = null
-  try {
-    json = JSON.parse(r.body) as Record<string, unknown>
-  } catch {
-    // a text body: kept in `body` for the failure message
-  }
-  return { status: r.status, headers: r.headers, json, body: r.body }
+  return jsonAnswer(await rawRequest(port, Buffer.concat([Buffer.from(head + '\r\n'), b]), 10_000))
 }
 
 /** A change with the stream's own key. */

@@ -12,7 +12,7 @@ import { spawn } from 'node:child_process'
 import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
-import { clientId, parseResponse, rawRequest, RawClient, sleep } from './helpers.js'
+import { clientId, RawClient, requestAlone, sleep, type JsonAnswer } from './helpers.js'
 import { SseServer } from '../src/index.js'
 import { canRun } from './needs.js'
 import { Child, CLI, ROOT, startCli, START_MS, until, type Cli, type Exit } from './process.js'
@@ -32,28 +32,11 @@ function node(t: Test, redis: { url: string }, extra: readonly string[] = []): P
   return startCli(t, ['--port', '0', '--redis', redis.url, '--token', SUB, '--publish-token', PUB, '--tick', '0', '--heartbeat', '0', '--log', 'off', ...extra])
 }
 
-interface Answer {
-  status: number
-  headers: Record<string, string>
-  json: Record<string, unknown> | null
-  body: string
-}
+type Answer = JsonAnswer
 
 /** One request on a connection of its own (Connection: close), so that with --workers the primary hands each to the next worker. */
 async function request(port: number, method: string, target: string, body = '', token = PUB): Promise<Answer> {
-  const raw = await rawRequest(
-    port,
-    `${method} ${target} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-    10_000,
-  )
-  const r = parseResponse(raw)
-  let json: Record<string, unknown> | null = null
-  try {
-    json = JSON.parse(r.body) as Record<string, unknown>
-  } catch {
-    // not JSON: the body is in the answer for the failure message
-  }
-  return { status: r.status, headers: r.headers, json, body: r.body }
+  return requestAlone(port, method, target, body, token)
 }
 
 const publish = (port: number, query: string, data: string): Promise<Answer> => request(port, 'POST', `/publish${query === '' ? '' : '?' + query}`, data)
