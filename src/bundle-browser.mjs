@@ -17,7 +17,7 @@ import * as path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import ts from 'typescript'
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const ENTRY = path.join(ROOT, 'src/browser/rawsse.ts')
 const OUT = path.join(ROOT, 'dist/browser/rawsse-client.js')
 export const MAX_BYTES = 16 * 1024
@@ -96,7 +96,7 @@ function declared(s) {
 }
 
 const names = new Map()
-let out = '// rawsse\'s browser client, built from src/browser/ by src/browser/bundle.mjs. docs/client.md\n'
+let out = '// rawsse\'s browser client, built from src/browser/ by src/bundle-browser.mjs. docs/client.md\n'
 const pieces = ordered(ENTRY).flatMap((file) => [{ names: [], text: `// ${path.relative(path.join(ROOT, 'src'), file)}\n` }, ...joined(file, names)])
 for (const p of used(pieces)) out += p.text
 mkdirSync(path.dirname(OUT), { recursive: true })
