@@ -212,6 +212,19 @@ t.test('CORS with credentials: an auth cookie and a specific origin add Allow-Cr
   t.notMatch(await rawRequest(noCookie.port, 'OPTIONS /events HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'), /Credentials/, 'no auth cookie: not said')
 })
 
+t.test('a refusal read by a page on another origin: with Origin, the 401 carries the CORS headers; without, its bytes as always', async (t) => {
+  const cors = 'Access-Control-Allow-Origin: https://app.example\r\nAccess-Control-Allow-Credentials: true\r\n'
+  const withCreds = await appServer(t, { authCookie: 'sse', corsOrigin: 'https://app.example' })
+  const from = (origin: string): string => `GET /events?channel=a HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer wrong${origin}\r\nConnection: close\r\n\r\n`
+  t.equal(await rawRequest(withCreds.port, from('\r\nOrigin: https://app.example')), UNKNOWN_401.replace('\r\n', '\r\n' + cors), 'the 401, readable by the page')
+  t.equal(await rawRequest(withCreds.port, from('')), UNKNOWN_401, 'no Origin: the same bytes as ever')
+  const star = await appServer(t, {})
+  t.equal(await rawRequest(star.port, from('\r\nOrigin: https://elsewhere.example')), UNKNOWN_401.replace('\r\n', '\r\nAccess-Control-Allow-Origin: *\r\n'), 'with `*`: no credentials said')
+  const s = await openStream(star.port, `/events/${TOKEN}`)
+  t.ok(s.received.startsWith(STREAM_HEAD), 'and another client is served after')
+  s.close()
+})
+
 t.test('the authenticate hook comes first; a JWT is tried when it says no', async (t) => {
   const seen: string[] = []
   const r = await appServer(t, {

@@ -44,16 +44,25 @@ export const ALLOWED_METHODS = 'GET, HEAD, POST, DELETE, OPTIONS'
 const prebuilt = new Map<string, Buffer>()
 const PREBUILT_MAX = 64
 
+/** The CORS headers of the server that refuses: a page on another origin can read the status only with them. */
+export interface Cors {
+  readonly corsOrigin: string
+  readonly corsCredentials: boolean
+}
+
 /**
  * A complete error response: short text body and `Connection: close`, because after an error
  * we cannot trust where the next request would start in the bytes the client keeps sending.
+ * With `cors` (a request that carried `Origin`), the headers that let a page on another origin
+ * read it: without them its fetch() sees a network error, not the 401 that asks for a new token.
  */
-export function errorResponse(err: HttpError): Buffer {
-  const key = err.headers.length === 0 ? `${err.status} ${err.message}` : null
+export function errorResponse(err: HttpError, cors?: Cors): Buffer {
+  const allow = cors === undefined ? '' : `Access-Control-Allow-Origin: ${cors.corsOrigin}\r\n` + (cors.corsCredentials ? 'Access-Control-Allow-Credentials: true\r\n' : '')
+  const key = err.headers.length === 0 ? `${err.status} ${err.message}\n${allow}` : null
   const cached = key === null ? undefined : prebuilt.get(key)
   if (cached !== undefined) return cached
   const body = err.message + '\n'
-  let head = `HTTP/1.1 ${err.status} ${REASONS[err.status] ?? 'Error'}\r\n`
+  let head = `HTTP/1.1 ${err.status} ${REASONS[err.status] ?? 'Error'}\r\n` + allow
   for (const [name, value] of err.headers) head += `${name}: ${value}\r\n`
   head +=
     'Content-Type: text/plain; charset=utf-8\r\n' +

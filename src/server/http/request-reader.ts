@@ -268,7 +268,9 @@ export abstract class RequestReader {
     const httpErr = err instanceof HttpError ? err : new HttpError(500, 'internal error')
     if (!(err instanceof HttpError)) process.emitWarning(`rawsse: ${err instanceof Error ? err.stack : String(err)}`)
     this.socket.resume()
-    this.socket.write(errorResponse(httpErr))
+    // Only a browser's cross-origin request (it says its Origin) needs the CORS headers to read the
+    // status; every other client gets the error's bytes as they always were.
+    this.socket.write(errorResponse(httpErr, this.request?.headers.origin === undefined ? undefined : this.host))
     this.host.errorReply(httpErr.status, httpErr.message, this.request, this.socket.remoteAddress)
     this.close()
   }
