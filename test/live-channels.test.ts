@@ -11,6 +11,7 @@ import { LocalBus, SseClient, type SseEvent } from '../src/index.js'
 import { MAX_CHANGE_BODY_BYTES, MAX_CHANNELS_PER_CHANGE, MAX_CHANNELS_PER_STREAM, MAX_NAME_BYTES } from '../src/server/limits.js'
 import { chunk, ev, PUB, publish, RawClient, rng, sleep, startServer, TOKEN } from './helpers.js'
 import { change, channelsData, cutProblems, EventReader, postChannels, segments, type Pub } from './live.js'
+import { until } from './process.js'
 
 const CHANNELS = (channels: readonly string[]): string => chunk(`event: channels\ndata: ${channelsData(channels)}\n\n`)
 const RESET = chunk('event: reset\ndata: {"reason":"history-gap"}\n\n')
@@ -67,7 +68,8 @@ t.test('a change: 200 with the new set; the stream gets `channels` where it take
   const pub = await publish(r.base, 'channel=c', 'c2')
   t.equal(pub.json.delivered, 1, 'a publish to c counts the changed stream')
   s.close()
-  await s.until(() => seen.length === 1, 3000, 'disconnect')
+  // Not s.until(): that one stops at the socket's own close, which may come before the server's disconnect.
+  await until(() => seen.length === 1, () => 'disconnect', 3000)
   t.same(seen, [['b', 'c']], 'the disconnect listener sees the channels it had last')
   other.close()
 })
