@@ -2,9 +2,9 @@
 // its relative imports, joined into one ES module, dist/browser/rawsse-client.js, the file that
 // GET /rawsse-client.js serves and `rawsse/browser` exports. One file, because a page imports one
 // URL. The file is held to 16 KB as served (test/browser-script.test.ts), so what TypeScript
-// prints is kept as it is but for its comments (the source keeps them) and its indentation (a
-// statement a line, names as written: nothing is minified, and DevTools' pretty-print indents it
-// again). `tsc -p src/browser` has type-checked the same sources and written the types
+// prints is kept but for its comments (the source keeps them), its indentation and the spaces
+// JavaScript does not need (a statement a line, names as written: nothing is renamed, and
+// DevTools' pretty-print spaces it out again). `tsc -p src/browser` has type-checked the same sources and written the types
 // (dist/browser/modules/).
 //
 // The modules are joined flat: their imports are dropped and their `export`s (but the entry's)
@@ -63,7 +63,7 @@ function joined(file, names) {
     }
     let t = s.getText()
     if (file !== ENTRY) t = t.replace(/^export /, '')
-    pieces.push({ names: file === ENTRY ? [] : declared(s), text: t.replace(/^[ ]+/gm, '') + '\n' })
+    pieces.push({ names: file === ENTRY ? [] : declared(s), text: tight(t) + '\n' })
   }
   ts.forEachChild(source, function check(node) {
     if ((ts.isTemplateLiteralToken(node) || ts.isTemplateMiddleOrTemplateTail(node)) && node.getText().includes('\n')) {
@@ -72,6 +72,58 @@ function joined(file, names) {
     ts.forEachChild(node, check)
   })
   return pieces
+}
+
+const K = ts.SyntaxKind
+/** After these a `/` divides; anywhere else it starts a regular expression. */
+const ENDS_OPERAND = new Set([K.Identifier, K.CloseParenToken, K.CloseBracketToken, K.CloseBraceToken, K.NumericLiteral, K.StringLiteral, K.NoSubstitutionTemplateLiteral, K.TemplateTail, K.RegularExpressionLiteral, K.ThisKeyword, K.SuperKeyword, K.TrueKeyword, K.FalseKeyword, K.NullKeyword, K.PlusPlusToken, K.MinusMinusToken])
+/** The syntax tree of a text as a string of node kinds, operators and names: what it means, not how it is laid out. */
+function shape(text) {
+  const parts = []
+  ts.forEachChild(ts.createSourceFile('x.js', text, ts.ScriptTarget.ES2020, true, ts.ScriptKind.JS), function walk(node) {
+    parts.push(node.kind, node.operator ?? '', node.text ?? '')
+    ts.forEachChild(node, walk)
+  })
+  return parts.join(' ')
+}
+
+/**
+ * One statement with only the spaces JavaScript needs: between two words (`const x`, `return this`)
+ * and between signs that would fuse (`a - -b`), and a line a statement (TypeScript ends each with
+ * `;` or `}`, so no line break is there for semicolon insertion). Strings, templates and regular
+ * expressions are tokens and keep their text. Checked: the result must parse to the same tree.
+ */
+function tight(text) {
+  const scanner = ts.createScanner(ts.ScriptTarget.ES2020, false, ts.LanguageVariant.Standard, text)
+  /** Brace depth inside each open template substitution. */
+  const templates = []
+  let out = ''
+  let prev = K.Unknown
+  let newline = false
+  for (let k = scanner.scan(); k !== K.EndOfFileToken; k = scanner.scan()) {
+    if (k === K.NewLineTrivia) newline = out !== ''
+    if (k === K.NewLineTrivia || k === K.WhitespaceTrivia) continue
+    if ((k === K.SlashToken || k === K.SlashEqualsToken) && !ENDS_OPERAND.has(prev)) k = scanner.reScanSlashToken()
+    const depth = templates.length - 1
+    if (k === K.OpenBraceToken && depth >= 0) templates[depth]++
+    if (k === K.CloseBraceToken && depth >= 0 && templates[depth]-- === 0) {
+      k = scanner.reScanTemplateToken(false)
+      if (k === K.TemplateTail) templates.pop()
+      else templates[depth] = 0
+    }
+    if (k === K.TemplateHead) templates.push(0)
+    const token = scanner.getTokenText()
+    const a = out[out.length - 1] ?? ''
+    const b = token[0]
+    // A line break after a statement or a block stays; one after `if (…)`, `{` or `else` is joined.
+    if (newline && (a === ';' || a === '}')) out += '\n'
+    else if ((/[\w$]/.test(a) && /[\w$]/.test(b)) || ((a === '+' || a === '-' || a === '/') && a === b) || (/\d/.test(a) && b === '.')) out += ' '
+    out += token
+    newline = false
+    prev = k
+  }
+  if (shape(out) !== shape(text)) throw new Error(`tightening changed what a statement means:\n${text}\n→\n${out}`)
+  return out
 }
 
 /**

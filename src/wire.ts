@@ -77,9 +77,17 @@ export interface ResetData {
   reason: ResetReason
 }
 
+/** The channel of a stream that names none. */
+export const DEFAULT_CHANNEL = 'default'
+/** More channels than this on one stream (asked for, or after a change): 400. */
+export const MAX_CHANNELS_PER_STREAM = 32
+
 /** Query parameters of the stream route: `?channel=A&channel=B&lastEventId=ID`. */
 export const QUERY_CHANNEL = 'channel'
 export const QUERY_LAST_EVENT_ID = 'lastEventId'
+/** `tag=channel`: each event published to a channel carries a `channel: NAME` field first (docs/wire.md). */
+export const QUERY_TAG = 'tag'
+export const TAG_CHANNEL = 'channel'
 
 // ASCII codes, named: parsers on both ends compare bytes, never strings.
 export const HTAB = 9

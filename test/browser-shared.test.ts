@@ -130,14 +130,14 @@ if (canRun(t, 'browser-shared', 'the shared browser client tests', await browser
     }
   })
 
-  t.test('tabs with different channels see only theirs: one stream per channel set', async (t) => {
+  t.test('tabs with different channels see only theirs, on one stream for the union of their channels, changed live as tabs come and go', async (t) => {
     const { base } = await startServer(t, { publicDir: pageDir(t), retryMs: 300 })
     const all = await tabs(t, base, 6)
     const sets = [['a'], ['a', 'b'], ['a'], ['b'], ['a', 'b'], ['a']]
     for (const [i, tab] of all.entries()) await start(tab, { channels: sets[i], token: TOKEN, shared: true })
     for (const tab of all) await until(() => open(tab), () => 'every tab open')
-    const stats = await streams(base)
-    t.equal(stats.clients, 3, 'three channel sets, three streams, all held by the leading tab')
+    await until(async () => JSON.stringify((await streams(base)).channels) === '{"a":1,"b":1}', () => 'the union a, b')
+    t.equal((await streams(base)).clients, 1, 'three channel sets, one stream')
     for (let i = 1; i <= 10; i++) await publish(base, `channel=${i % 2 === 1 ? 'a' : 'b'}`, `x${i}`)
     const want = (set: string[]): string[] => range(1, 10).filter((id) => set.includes(Number(id) % 2 === 1 ? 'a' : 'b'))
     for (const [i, tab] of all.entries()) {
@@ -145,6 +145,20 @@ if (canRun(t, 'browser-shared', 'the shared browser client tests', await browser
       await sleep(50)
       t.same(await messageIds(tab), want(sets[i]!), `tab ${i} (${sets[i]}): its channels' events only, in order`)
     }
+    // A tab on a channel nobody has: the one stream takes it on, live, and lets it go when the tab closes.
+    const extra = await openTab(all[0]!.page.context(), base)
+    await start(extra, { channels: ['c'], token: TOKEN, shared: true })
+    await until(async () => (await streams(base)).channels.c === 1, () => 'c joins the union')
+    t.equal((await streams(base)).clients, 1, 'still one stream')
+    await until(() => open(extra), () => 'the new tab open')
+    await publish(base, 'channel=c', 'c1')
+    await seen(extra, /^message 11 c1$/)
+    t.same(await messageIds(extra), ['11'], 'the new tab: its channel only')
+    await sleep(100)
+    t.same(await messageIds(all[0]!), want(['a']), 'the others: nothing of c')
+    await extra.page.close()
+    await until(async () => (await streams(base)).channels.c === undefined, () => 'c leaves the union')
+    t.same((await streams(base)).channels, { a: 1, b: 1 }, 'back to a, b, on the same stream')
   })
 
   t.test('8 tabs without sharing: six streams open, the seventh waits for a connection', async (t) => {

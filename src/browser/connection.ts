@@ -6,7 +6,7 @@
 
 import { MAX_BACKOFF_MS } from './limits.js'
 import { eventStreamParser } from './parse.js'
-import { DEFAULT_RETRY_MS, EVENT_CHANNELS, EVENT_EXPIRING, EVENT_READY, jittered, QUERY_CHANNEL } from '../wire.js'
+import { DEFAULT_RETRY_MS, EVENT_CHANNELS, EVENT_EXPIRING, EVENT_READY, jittered, QUERY_CHANNEL, QUERY_TAG, TAG_CHANNEL } from '../wire.js'
 
 /** A token, or a function the page gives that returns one (or a promise of one). */
 export type TokenSource = string | (() => string | Promise<string>)
@@ -21,7 +21,7 @@ export interface StreamSink {
   /** OPEN: a 200 with an event stream, after not being open. CONNECTING: lost, it tries again. CLOSED: refused for good. */
   state(s: ReadyState): void
   /** An event, as the parser dispatched it (see MessageHandler). */
-  event(type: string, data: string, lastEventId: string, ownId: boolean): void
+  event(type: string, data: string, lastEventId: string, ownId: boolean, channel: string): void
 }
 
 export interface StreamOptions {
@@ -31,6 +31,8 @@ export interface StreamOptions {
   lastEventId: string
   token: TokenSource | undefined
   credentials: RequestCredentials | undefined
+  /** Ask the server to tag each event with its channel (a shared leader's stream carries several tabs' channels). */
+  tagged?: boolean
 }
 
 // Answers worth another try later: overload, a proxy's bad moment. Any other refusal (403, 404,
@@ -105,6 +107,7 @@ export class Stream {
     const gen = ++this.gen
     const url = new URL(this.o.url)
     for (const c of this.channels) url.searchParams.append(QUERY_CHANNEL, c)
+    if (this.o.tagged === true) url.searchParams.set(QUERY_TAG, TAG_CHANNEL)
     const headers: Record<string, string> = { Accept: 'text/event-stream' }
     // A header value is bytes: the id goes as its UTF-8 bytes, which is how the server reads it.
     if (this.lastEventId !== '') headers['Last-Event-ID'] = String.fromCharCode(...new TextEncoder().encode(this.lastEventId))
@@ -137,8 +140,8 @@ export class Stream {
   private async read(body: ReadableStream<Uint8Array>, gen: number): Promise<void> {
     const parser = eventStreamParser(
       {
-        event: (type, data, id, own) => {
-          if (gen === this.gen) this.onEvent(type, data, id, own)
+        event: (type, data, id, own, channel) => {
+          if (gen === this.gen) this.onEvent(type, data, id, own, channel)
         },
         retry: (ms) => (this.retryMs = ms),
       },
@@ -152,7 +155,7 @@ export class Stream {
     }
   }
 
-  private onEvent(type: string, data: string, id: string, own: boolean): void {
+  private onEvent(type: string, data: string, id: string, own: boolean, channel: string): void {
     this.lastEventId = id
     if (type === EVENT_READY) {
       try {
@@ -161,10 +164,10 @@ export class Stream {
         this.key = undefined
       }
     }
-    this.sink.event(type, data, id, own)
+    this.sink.event(type, data, id, own, channel)
     if (type === EVENT_READY && this.announce) {
       this.announce = false
-      this.sink.event(EVENT_CHANNELS, JSON.stringify({ channels: this.channels }), id, false)
+      this.sink.event(EVENT_CHANNELS, JSON.stringify({ channels: this.channels }), id, false, '')
     }
     // A new token, then a new stream from the last id while this one still runs (the server
     // replays what falls between them): the page misses nothing and sees no error. Should the

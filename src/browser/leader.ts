@@ -1,17 +1,14 @@
-// The leading tab of a shared stream: it holds the connections for every tab of the origin, one
-// stream per channel set, relays their events over BroadcastChannel, resumes after a handoff
-// from the earliest place a tab is at, and catches up a tab that is elsewhere without a gap.
-//
-// Why one stream per channel set and not one stream for the union of every tab's channels: an
-// event on the wire does not say which channel it was published to (docs/wire.md), so a leader
-// reading the union could not tell which tab it is for, and "each tab sees only its own channels"
-// would not hold. Tabs with the same channels (the common case: one page open several times)
-// share one stream. Once the server can tag an event with its channel, groupKey() returns one key
-// for every tab, the stream asks for the union, and a tab filters by the tag.
+// The leading tab of a shared stream. It holds one stream for every tab of the origin, asking for
+// the union of their channels with each event tagged with its channel (`tag=channel`, docs/wire.md)
+// and changing that union live as tabs come, go and change theirs; it relays the events over
+// BroadcastChannel (each tab keeps those of its channels), resumes after a handoff from the
+// earliest place a tab is at, and catches up a tab that is elsewhere on a stream of its own until
+// that stream meets the shared one.
 
-import { CLOSED, Stream, type StreamOptions, type StreamSink } from './connection.js'
+import { CLOSED, Stream, type StreamSink, type StreamOptions } from './connection.js'
 import { COLLECT_MS, PRUNE_MS } from './limits.js'
-import { groupKey, type Hi, type Message, type Ring } from './relay.js'
+import { channelsOf, SHARED, type Hi, type Message, type Ring } from './relay.js'
+import { EVENT_CHANNELS, EVENT_READY, MAX_CHANNELS_PER_STREAM, type ChannelsData } from '../wire.js'
 
 /** What the leader needs of the tab it runs in. */
 export interface LeaderHost {
@@ -20,30 +17,40 @@ export interface LeaderHost {
   /** Post to every other tab and deliver to this one. */
   send(m: Message): void
   readonly ring: Ring
-  /** This tab's RawSse's: its URL, token and credentials serve every group. */
+  /** This tab's RawSse's: its URL, token and credentials serve every stream. */
   readonly options: StreamOptions
 }
+
+/** A catch-up stream's key: this and its tab's id. It moves its tab to the shared stream once an event reaches both. */
+const CATCH_UP = 'c'
 
 interface Group {
   readonly key: string
   stream: Stream
-  readonly members: Set<string>
-  /** The last id relayed on this group. */
+  /** The last id relayed from it. */
   last: string
   /**
-   * Set on a catch-up: one tab whose place is not in the ring (an old lastEventId, a long
-   * freeze, or a step ahead of this leader at a handoff) reads from its place on a stream of its
-   * own, so that the others see no replay and no `reset` meant for it, until an event reaches
-   * both streams; then it moves to the group keyed `joins`.
+   * A catch-up's: once the shared stream carries all its tab's channels, the newest event in the
+   * ring then. Only an event after it proves the shared stream has everything the tab needs next.
    */
-  joins?: string
+  after?: string
+}
+
+interface Tab {
+  /** Its channels (never none: a stream that names none has `default`). */
+  ch: readonly string[]
+  /** The key of the stream it gets its events from. */
+  g: string
+  /** The channels it was last told it gets (`in`). */
+  eff: readonly string[]
 }
 
 export class Leader {
   readonly id = randomId()
   private readonly groups = new Map<string, Group>()
-  /** Tab → its group's key. */
-  private readonly tabs = new Map<string, string>()
+  private readonly tabs = new Map<string, Tab>()
+  /** What the shared stream carries, as the server last said (`ready`, `channels`). */
+  private carried: readonly string[] = []
   /** The `hi`s of the first moments, by tab, before any stream is opened; null once they are. */
   private collecting: Map<string, Hi> | null = new Map()
   private start: ReturnType<typeof setTimeout> | undefined
@@ -80,112 +87,163 @@ export class Leader {
   }
 
   /**
-   * After a handoff, each group resumes from the earliest place one of its tabs is at that the
-   * ring (the order the last leader relayed in) holds; a tab ahead of it drops what it already
+   * After a handoff the shared stream resumes from the earliest place one of the tabs is at that
+   * the ring (the order the last leader relayed in) holds; a tab ahead of it drops what it already
    * had. A tab whose place the ring does not hold is caught up on its own.
    */
   private startGroups(): void {
-    const byKey = new Map<string, Hi[]>()
-    for (const h of this.collecting?.values() ?? []) {
-      const key = groupKey(h.ch)
-      byKey.set(key, [...(byKey.get(key) ?? []), h])
-    }
+    const his = [...(this.collecting?.values() ?? [])]
     this.collecting = null
     const ring = this.host.ring
-    for (const [key, his] of byKey) {
-      const placed = his.filter((h) => ring.indexOf(h.last, key) !== -1)
-      placed.sort((a, b) => ring.indexOf(a.last, key) - ring.indexOf(b.last, key))
-      // The earliest place the ring holds; else any tab's place, and the others catch up to it.
-      const from = placed[0] ?? his.find((h) => h.last !== '')
-      const g = this.open(key, his[0]!.ch, from?.last ?? '')
-      for (const h of his) {
-        if (h === from || h.last === '' || placed.includes(h)) this.admit(g, h.tab)
-        else this.catchUp(g, h)
-      }
+    const placed = his.filter((h) => ring.indexOf(h.last) !== -1).sort((a, b) => ring.indexOf(a.last) - ring.indexOf(b.last))
+    // The earliest place the ring holds; else any tab's place, and the others catch up to it.
+    const from = placed[0] ?? his.find((h) => h.last !== '')
+    for (const h of his) {
+      const ch = channelsOf(h.ch)
+      const g = h === from || h.last === '' || placed.includes(h) ? SHARED : CATCH_UP + h.tab
+      this.tabs.set(h.tab, { ch, g, eff: [] })
     }
+    if (his.length === 0) return
+    const shared = this.open(SHARED, this.union(), from?.last ?? '')
+    for (const h of his) this.enter(h, this.tabs.get(h.tab)!, shared)
   }
 
   /** A tab that arrives or changes its channels while the streams are open. */
   private join(h: Hi): void {
-    const key = groupKey(h.ch)
-    const before = this.tabs.get(h.tab)
-    if (before !== undefined && before !== key) this.drop(before, h.tab)
-    const g = this.groups.get(key)
-    // A set no tab has: a stream of its own, from this tab's place (the server replays).
-    if (g === undefined) return this.admit(this.open(key, h.ch, h.last), h.tab)
-    // Its place anywhere in the ring: after a change of channels it is another group's event.
+    const ch = channelsOf(h.ch)
+    const t = this.tabs.get(h.tab)
+    // A change of channels: the shared stream changes live; the tab gets them once it carries them.
+    if (t?.g === SHARED) {
+      t.ch = ch
+      return this.reshape()
+    }
+    if (t !== undefined) this.leave(h.tab)
+    const shared = this.groups.get(SHARED)
     const i = h.last === '' ? -2 : this.host.ring.indexOf(h.last)
-    if (i === -1) return this.catchUp(g, h)
-    this.admit(g, h.tab)
-    this.replay(h.tab, key, i)
+    // Its place in the ring, and all its channels there: the ring catches it up. Else a stream from its place.
+    const fromRing = i !== -1 && ch.every((c) => this.carried.includes(c))
+    const g = shared === undefined || fromRing ? SHARED : CATCH_UP + h.tab
+    const tab = { ch, g, eff: [] }
+    this.tabs.set(h.tab, tab)
+    if (shared === undefined) return this.admit(this.open(SHARED, this.union(), h.last), h.tab)
+    this.enter(h, tab, shared)
+    if (g === SHARED) this.replay(h.tab, i)
+    this.reshape()
   }
 
-  private catchUp(g: Group, h: Hi): void {
-    const c = this.open(`${g.key} ${h.tab}`, h.ch, h.last)
-    c.joins = g.key
-    this.admit(c, h.tab)
-  }
-
-  /** The catch-up `c` met its group `g`: its tab moves there, and gets what the ring has after place `i`. */
-  private merge(c: Group, g: Group, i: number): void {
-    const [tab] = c.members
-    this.admit(g, tab!)
-    this.drop(c.key, tab!)
-    this.replay(tab!, g.key, i)
+  /** Into the shared stream, or onto a catch-up from its place. */
+  private enter(h: Hi, t: Tab, shared: Group): void {
+    this.admit(t.g === SHARED ? shared : this.open(t.g, t.ch, h.last), h.tab)
   }
 
   private admit(g: Group, tab: string): void {
-    this.tabs.set(tab, g.key)
-    g.members.add(tab)
-    this.host.send({ k: 'in', from: this.id, to: tab, g: g.key, s: g.stream.readyState })
+    const t = this.tabs.get(tab)!
+    t.g = g.key
+    t.eff = g.key === SHARED ? t.ch.filter((c) => this.carried.includes(c)) : t.ch
+    this.host.send({ k: 'in', from: this.id, to: tab, g: g.key, s: g.stream.readyState, ch: t.eff })
   }
 
-  /** Group `key`'s events in the ring after place `i`, to `tab` alone (it drops those it has). */
-  private replay(tab: string, key: string, i: number): void {
+  /** The ring's events after place `i`, to `tab` alone (it keeps those of its channels it has not had). */
+  private replay(tab: string, i: number): void {
     if (i < -1) return
-    for (const e of this.host.ring.after(i, key)) this.host.send({ k: 'ev', from: this.id, to: tab, g: key, id: e.id, type: e.type, data: e.data })
+    for (const e of this.host.ring.after(i)) this.host.send({ k: 'ev', from: this.id, to: tab, g: SHARED, ...e })
+  }
+
+  /** The catch-up `c` met the shared stream: its tab moves there, and gets what the ring has after place `i`. */
+  private merge(c: Group, i: number): void {
+    const tab = c.key.slice(CATCH_UP.length)
+    this.closeGroup(c.key)
+    this.admit(this.groups.get(SHARED)!, tab)
+    this.replay(tab, i)
   }
 
   private leave(tab: string): void {
-    const key = this.tabs.get(tab)
+    const t = this.tabs.get(tab)
+    if (t === undefined) return
     this.tabs.delete(tab)
-    if (key !== undefined) this.drop(key, tab)
+    if (t.g !== SHARED) this.closeGroup(t.g)
+    if (this.tabs.size > 0) this.reshape()
+    else this.closeGroup(SHARED)
   }
 
-  /** Take `tab` out of group `key`; a group nobody is in any more closes its stream. */
-  private drop(key: string, tab: string): void {
-    const g = this.groups.get(key)
-    if (g === undefined) return
-    g.members.delete(tab)
-    if (g.members.size > 0) return
-    g.stream.close()
+  private closeGroup(key: string): void {
+    this.groups.get(key)?.stream.close()
     this.groups.delete(key)
   }
 
+  /**
+   * The channels of every tab (catch-ups included), the first tabs' first, up to the server's limit
+   * for one stream: a tab whose channels are past it gets them once other tabs leave theirs.
+   */
+  private union(): string[] {
+    const u = new Set<string>()
+    for (const t of this.tabs.values()) for (const c of t.ch) u.add(c)
+    return [...u].slice(0, MAX_CHANNELS_PER_STREAM)
+  }
+
+  /** The tabs' channels changed: the shared stream asks for their union, and each tab is told what it gets now. */
+  private reshape(): void {
+    void this.groups.get(SHARED)?.stream.setChannels(this.union())
+    this.told()
+  }
+
+  /** After a change of what the shared stream carries: tell each tab what it gets, and let catch-ups meet it. */
+  private told(): void {
+    const shared = this.groups.get(SHARED)
+    if (shared === undefined) return
+    for (const [tab, t] of this.tabs) {
+      const eff = t.ch.filter((c) => this.carried.includes(c))
+      if (t.g === SHARED && eff.join() !== t.eff.join()) this.admit(shared, tab)
+      const c = this.groups.get(t.g)
+      if (c !== undefined && t.g.startsWith(CATCH_UP) && c.after === undefined && eff.length === t.ch.length) c.after = this.newest()
+    }
+  }
+
+  /** The newest event in the ring ('' for none). */
+  private newest(): string {
+    const items = this.host.ring.items
+    return items[items.length - 1]?.id ?? ''
+  }
+
   private open(key: string, channels: readonly string[], from: string): Group {
-    const g = { key, members: new Set(), last: from } as Group
-    g.stream = new Stream({ ...this.host.options, channels, lastEventId: from }, this.sink(g))
+    const g = { key, last: from } as Group
+    g.stream = new Stream({ ...this.host.options, channels, lastEventId: from, tagged: true }, this.sink(g))
     this.groups.set(key, g)
+    if (key === SHARED) this.carried = channels
     return g
   }
 
   private sink(g: Group): StreamSink {
+    const shared = g.key === SHARED
     return {
       state: (s) => {
         this.host.send({ k: 'st', from: this.id, g: g.key, s })
         if (s !== CLOSED) return
         this.groups.delete(g.key)
-        for (const tab of g.members) this.tabs.delete(tab)
+        for (const [tab, t] of this.tabs) if (t.g === g.key) this.tabs.delete(tab)
       },
-      event: (type, data, id, own) => {
-        const main = g.joins === undefined ? undefined : this.groups.get(g.joins)
-        // A catch-up whose event the group has relayed already: its tab moves there from that event.
-        const i = own && main !== undefined ? this.host.ring.indexOf(id, main.key) : -1
-        if (i !== -1) return this.merge(g, main!, i - 1)
+      event: (type, data, id, own, c) => {
+        if (shared && (type === EVENT_READY || type === EVENT_CHANNELS)) {
+          try {
+            this.carried = (JSON.parse(data) as ChannelsData).channels
+          } catch {
+            // Not ours: nothing changes.
+          }
+          this.told()
+        }
+        // A tab hears of its own channels from `in`, not of the shared stream's.
+        if (type === EVENT_CHANNELS) return
+        const ring = this.host.ring
+        if (!shared && own && g.after !== undefined) {
+          // A catch-up's event that the shared stream relayed already: its tab moves there from that event.
+          const i = ring.indexOf(id)
+          if (i !== -1 && i > (g.after === '' ? -1 : ring.indexOf(g.after))) return this.merge(g, i - 1)
+        }
         if (own) g.last = id
-        this.host.send({ k: 'ev', from: this.id, g: g.key, id: own ? id : '', type, data })
-        // Or the group's event that a catch-up has relayed already: that tab moves here from now on.
-        if (own) for (const c of this.groups.values()) if (c.joins === g.key && c.last === id) this.merge(c, g, -2)
+        const e = { k: 'ev', from: this.id, g: g.key, id: own ? id : '', type, data, c } as const
+        this.host.send(shared ? e : { ...e, to: g.key.slice(1) })
+        // Or the shared stream's event that a catch-up has relayed already: that tab moves here from now on.
+        if (shared && own) for (const x of this.groups.values()) if (x.after !== undefined && x.last === id) this.merge(x, -2)
       },
     }
   }

@@ -16,7 +16,7 @@
 // So there are two, each the simplest for its side; test/browser-parse.test.ts reads the same
 // hard cases (splits at every byte, CR LF across reads, BOM, NUL in ids) through this one.
 
-import { DEFAULT_EVENT, SP } from '../wire.js'
+import { DEFAULT_EVENT, SP, TAG_CHANNEL } from '../wire.js'
 
 /** Between two `data:` lines of one event. */
 const DATA_JOIN = '\n'
@@ -50,9 +50,10 @@ export class LineReader {
 export interface MessageHandler {
   /**
    * A dispatched event. `lastEventId` is the stream's last event ID after it (an event without an
-   * `id:` field carries the one before); `ownId` says whether this event's block set it.
+   * `id:` field carries the one before); `ownId` says whether this event's block set it;
+   * `channel` is its `channel:` field on a tagged stream (`tag=channel`), else ''.
    */
-  event(type: string, data: string, lastEventId: string, ownId: boolean): void
+  event(type: string, data: string, lastEventId: string, ownId: boolean, channel: string): void
   /** A `retry:` field of ASCII digits only. */
   retry(ms: number): void
 }
@@ -65,6 +66,7 @@ export class MessageReader {
   private idBuffer: string
   private idInBlock = false
   private type = ''
+  private channel = ''
   private data = ''
   private dataLines = 0
 
@@ -98,6 +100,9 @@ export class MessageReader {
           this.idInBlock = true
         }
         break
+      case TAG_CHANNEL:
+        this.channel = value
+        break
       case 'retry':
         if (/^[0-9]+$/.test(value)) this.handler.retry(Number(value))
         break
@@ -109,13 +114,14 @@ export class MessageReader {
   private dispatch(): void {
     this.lastEventId = this.idBuffer
     const ownId = this.idInBlock
-    const { type, data, dataLines } = this
+    const { type, data, dataLines, channel } = this
     this.idInBlock = false
     this.type = ''
+    this.channel = ''
     this.data = ''
     this.dataLines = 0
     if (dataLines === 0) return
-    this.handler.event(type === '' ? DEFAULT_EVENT : type, data, this.lastEventId, ownId)
+    this.handler.event(type === '' ? DEFAULT_EVENT : type, data, this.lastEventId, ownId, channel)
   }
 }
 

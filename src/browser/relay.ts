@@ -2,8 +2,17 @@
 // remembers of it: the messages, the ring of relayed events, the ids a tab has dispatched.
 
 import type { ReadyState } from './connection.js'
+import { DEFAULT_CHANNEL } from '../wire.js'
 
-/** A tab to the leader: "I am here, with these channels, and the last id I have" ('' for none). */
+/** The shared stream's name among a leader's streams (`In.g`, `Ev.g`). */
+export const SHARED = 's'
+
+/** A tab's channels as the server has them: none is `default`. */
+export function channelsOf(ch: readonly string[]): readonly string[] {
+  return ch.length === 0 ? [DEFAULT_CHANNEL] : ch
+}
+
+/** A tab to the leader: "I am here, with these channels, and this is my place" ('' for none). */
 export interface Hi {
   k: 'hi'
   tab: string
@@ -20,48 +29,56 @@ export interface Lead {
   k: 'lead'
   from: string
 }
-/** The leader to one tab: from here on you get group `g`, whose stream is in state `s`. */
+/**
+ * The leader to one tab: from here on you get the events of stream `g` (the shared one, or one
+ * catching you up), which is in state `s`, and of your channels those in `ch`: what the shared
+ * stream carries now.
+ */
 export interface In {
   k: 'in'
   from: string
   to: string
   g: string
   s: ReadyState
+  ch: readonly string[]
 }
-/** A group's stream opened (1), is reconnecting (0) or ended for good (2). */
+/** Stream `g` opened (1), is reconnecting (0) or ended for good (2). */
 export interface State {
   k: 'st'
   from: string
   g: string
   s: ReadyState
 }
-/** One event of group `g`'s stream (`id` '' when it has no `id:` of its own); with `to`, a catch-up for that tab alone. */
+/** One event of stream `g` (`id` '' when it has no `id:` of its own); with `to`, for that tab alone. */
 export interface Ev extends Relayed {
   k: 'ev'
   from: string
+  g: string
   to?: string
 }
 export type Message = Hi | Bye | Lead | In | State | Ev
 
+/** An event as the shared stream had it: `c` is its channel ('' for an event sent to every channel). */
 export interface Relayed {
-  g: string
   id: string
   type: string
   data: string
+  c: string
 }
 
-/** The group of a channel set: tabs with the same set share one stream. */
-export function groupKey(channels: readonly string[]): string {
-  return JSON.stringify([...new Set(channels)].sort())
+/** Whether two channel lists hold the same channels. */
+export function sameSet(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((c) => b.includes(c))
 }
 
 /**
- * The last events with an id that the leader relayed (RING_EVENTS, RING_CHARS), of every group, in its order.
- * Every tab keeps one, so whichever tab leads next knows where each tab is in the sequence.
+ * The last events with an id that the leader relayed on the shared stream (RING_EVENTS,
+ * RING_CHARS), in its order. Every tab keeps one, so whichever tab leads next knows where each
+ * tab is, and catches up a tab that fell behind without a stream of its own.
  */
 export class Ring {
   readonly items: Relayed[] = []
-  private readonly keys = new Set<string>()
+  private readonly ids = new Set<string>()
   /** The data kept, in UTF-16 code units. */
   private chars = 0
 
@@ -71,29 +88,27 @@ export class Ring {
     private readonly maxChars: number,
   ) {}
 
-  /** Keep `e`, unless this group's event with this id is kept already (a replay). */
+  /** Keep `e`, unless it is kept already (a replay). */
   add(e: Relayed): void {
-    const key = `${e.g}\n${e.id}`
-    if (this.keys.has(key)) return
-    this.keys.add(key)
-    this.items.push({ g: e.g, id: e.id, type: e.type, data: e.data })
+    if (this.ids.has(e.id)) return
+    this.ids.add(e.id)
+    this.items.push({ id: e.id, type: e.type, data: e.data, c: e.c })
     this.chars += e.data.length
     while (this.items.length > this.capacity || (this.chars > this.maxChars && this.items.length > 1)) {
       const old = this.items.shift()!
       this.chars -= old.data.length
-      this.keys.delete(`${old.g}\n${old.id}`)
+      this.ids.delete(old.id)
     }
   }
 
-  /** The newest place of `id` (in group `g` when given), or -1. */
-  indexOf(id: string, g?: string): number {
-    for (let i = this.items.length - 1; i >= 0; i--) if (this.items[i]!.id === id && (g === undefined || this.items[i]!.g === g)) return i
-    return -1
+  /** The place of `id`, or -1. */
+  indexOf(id: string): number {
+    return this.ids.has(id) ? this.items.findIndex((e) => e.id === id) : -1
   }
 
-  /** Group `g`'s events after place `i`, oldest first. */
-  after(i: number, g: string): Relayed[] {
-    return this.items.slice(i + 1).filter((e) => e.g === g)
+  /** The events after place `i`, oldest first. */
+  after(i: number): Relayed[] {
+    return this.items.slice(i + 1)
   }
 }
 

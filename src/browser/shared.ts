@@ -1,6 +1,7 @@
 // One tab of a shared stream (`shared: true`): it asks Web Locks to lead (and leads when the
-// browser says so), follows otherwise, takes its group's events from BroadcastChannel, drops
-// those it already had, tells each new leader where it is, and its RawSse of its channels only.
+// browser says so), follows otherwise, takes the shared stream's events from BroadcastChannel,
+// keeps those of its channels (each event says its channel), drops those it already had, and
+// tells each new leader where it is.
 // The election is nchan.js's shared mode made with Web Locks instead of localStorage: the
 // browser itself frees a closed or crashed tab's lock, so the next tab leads at once.
 
@@ -8,21 +9,25 @@ import { CLOSED, CONNECTING, ignore, type ReadyState, type StreamOptions, type S
 import { Leader, randomId, type LeaderHost } from './leader.js'
 import { RING_CHARS, RING_EVENTS, SEEN_IDS } from './limits.js'
 import { EVENT_CHANNELS } from '../wire.js'
-import { groupKey, RecentIds, Ring, type Ev, type Message } from './relay.js'
+import { channelsOf, RecentIds, Ring, sameSet, type Ev, type Message } from './relay.js'
 
 export class SharedTab implements LeaderHost {
   readonly id = randomId()
   readonly ring = new Ring(RING_EVENTS, RING_CHARS)
   channels: readonly string[]
-  /** The last id this tab dispatched: its place in the stream. */
+  /** The last id this tab dispatched. */
   lastEventId: string
+  /** Its place in the shared stream: the last id it had, of its channels or not (what a new leader resumes from). */
+  private place: string
+  /** Of its channels, those the leader says it gets now. */
+  private eff: readonly string[] = []
   readyState: ReadyState = CONNECTING
   private readonly seen = new RecentIds(SEEN_IDS)
   private readonly bc: BroadcastChannel
   private leaderId?: string
   /** Set while this tab leads. */
   leader?: Leader | undefined
-  /** The group the leader put this tab in; unset until it says (`in`). */
+  /** The stream the leader gives this tab the events of; unset until it says (`in`). */
   private group?: string | undefined
   /** The channels changed: the next `in` for them is told to the page as `channels`. */
   private announce?: boolean
@@ -36,7 +41,7 @@ export class SharedTab implements LeaderHost {
     private readonly page: StreamSink,
   ) {
     this.channels = options.channels
-    this.lastEventId = options.lastEventId
+    this.lastEventId = this.place = options.lastEventId
     if (this.lastEventId !== '') this.seen.add(this.lastEventId)
     this.bc = new BroadcastChannel(name)
     this.bc.onmessage = (e: MessageEvent<Message>) => this.receive(e.data)
@@ -53,7 +58,7 @@ export class SharedTab implements LeaderHost {
   }
 
   setChannels(next: readonly string[]): void {
-    if (groupKey(next) === groupKey(this.channels)) return
+    if (sameSet(next, this.channels)) return
     this.channels = next
     this.announce = true
     this.hello()
@@ -85,7 +90,7 @@ export class SharedTab implements LeaderHost {
   }
 
   private hello(): void {
-    if (!this.closed) this.send({ k: 'hi', tab: this.id, ch: this.channels, last: this.lastEventId })
+    if (!this.closed) this.send({ k: 'hi', tab: this.id, ch: this.channels, last: this.place })
   }
 
   private receive(m: Message): void {
@@ -104,9 +109,10 @@ export class SharedTab implements LeaderHost {
         if (m.to !== this.id || (this.leaderId !== undefined && m.from !== this.leaderId)) return
         this.leaderId = m.from
         this.group = m.g
-        if (this.announce && m.g === groupKey(this.channels)) {
+        this.eff = m.ch
+        if (this.announce && sameSet(m.ch, channelsOf(this.channels))) {
           this.announce = false
-          this.page.event(EVENT_CHANNELS, JSON.stringify({ channels: this.channels }), this.lastEventId, false)
+          this.page.event(EVENT_CHANNELS, JSON.stringify({ channels: this.channels }), this.lastEventId, false, '')
         }
         // A new leader's stream that is still opening is no news to a page that was open.
         if (m.s !== CONNECTING) this.setState(m.s)
@@ -129,9 +135,12 @@ export class SharedTab implements LeaderHost {
     if (m.id !== '') {
       if (this.seen.has(m.id)) return // had it: a replay across a handoff, or a catch-up
       this.seen.add(m.id)
-      this.lastEventId = m.id
+      this.place = m.id
     }
-    this.page.event(m.type, m.data, this.lastEventId, m.id !== '')
+    // Another tab's channel, or one this tab has left or is not given yet.
+    if (m.c !== '' && !(this.eff.includes(m.c) && channelsOf(this.channels).includes(m.c))) return
+    if (m.id !== '') this.lastEventId = m.id
+    this.page.event(m.type, m.data, this.lastEventId, m.id !== '', m.c)
   }
 
   private setState(s: ReadyState): void {

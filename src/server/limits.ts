@@ -2,6 +2,8 @@
 // defaults both ends of the wire share (event name, retry, jitter) are in ../wire.ts; this file
 // imports nothing else, so any server file can read it and a reader finds every number here.
 
+import { DEFAULT_CHANNEL } from '../wire.js'
+
 // --- defaults of the CLI flags and library options (docs/production.md "Flags") ---
 export const DEFAULT_PORT = 6500
 export const DEFAULT_HOST = '127.0.0.1'
@@ -31,7 +33,6 @@ export const AUTHENTICATE_TIMEOUT_MS = 2_000 // an `authenticate` hook's promise
 export const SEND_TIMEOUT_MS = 30_000 // an answer (or a file) the client takes nothing of for this long: the connection is closed
 
 // --- stream limits ---
-export const MAX_CHANNELS_PER_STREAM = 32 // more `channel` parameters than this: 400
 export const MAX_CHANNELS_PER_CHANGE = 64 // live channels: names in one change's `add` and `remove` together; more: 400
 export const MAX_CHANGE_BODY_BYTES = 16 * 1024 // live channels: a change's JSON body longer than this: 413
 export const MAX_CHANNELS_LEFT = 32 // live channels: channels a stream left whose place in history it remembers, so a `since` replay skips what it had; past it the oldest place is forgotten, and a `since` before it gets `reset`
@@ -85,7 +86,8 @@ export const STATIC_CACHE_MAX_FILE_BYTES = 1024 * 1024 // files up to this size 
 export const FILE_SLICE_BYTES = 16 * 1024 // a streamed file is read and written a slice of this size at a time, the next one once the socket has taken the last: what a download that reads nothing holds (64 KiB held 416 MiB for ~6 000 such downloads; the kernel holds ~100 KiB of each anyway)
 
 // --- stream constants ---
-export const DEFAULT_CHANNEL = 'default'
+// The default channel and the most a stream may have: both wings need them (../wire.ts).
+export { DEFAULT_CHANNEL, MAX_CHANNELS_PER_STREAM } from '../wire.js'
 /** The channel list of a stream that named none (frozen: every such stream shares it). */
 export const DEFAULT_CHANNELS: readonly string[] = Object.freeze([DEFAULT_CHANNEL])
 
