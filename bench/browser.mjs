@@ -34,9 +34,9 @@ const PAGE = `<!doctype html><meta charset="utf-8"><title>rawsse bench</title><l
 <script type="module">
 import { RawSse } from '/rawsse-client.js'
 window.n = 0
-window.go = (kind) => {
+window.go = (kind, channels = ['news']) => {
   const s = kind === 'eventsource' ? new EventSource('/events/${TOKEN}?channel=news')
-    : new RawSse('/events', { channels: ['news'], token: '${TOKEN}', shared: kind === 'shared' })
+    : new RawSse('/events', { channels, token: '${TOKEN}', shared: kind !== 'alone' })
   s.onmessage = () => window.n++
   window.s = s
 }
@@ -73,12 +73,15 @@ async function stats() {
 
 // ------------------------------------------------------------------ connections
 
+/** Tabs on three channel sets: one stream for the union all the same. */
+const MIXED = [['news'], ['news', 'sport'], ['weather']]
+
 /** 8 tabs of one kind: the streams and TCP connections the server holds once they settle. */
 async function connections(kind) {
   const context = await browser.newContext()
   const pages = []
   for (let i = 0; i < 8; i++) pages.push(await tab(context))
-  for (const p of pages) await p.evaluate((k) => window.go(k), kind)
+  for (const [i, p] of pages.entries()) await p.evaluate(([k, ch]) => window.go(k, ch), [kind, kind === 'mixed' ? MIXED[i % 3] : ['news']])
   await sleep(2000)
   const s = await stats()
   const open = (await Promise.all(pages.map((p) => p.evaluate(() => window.s.readyState)))).filter((r) => r === 1).length
@@ -166,7 +169,8 @@ async function handoffs() {
 // ------------------------------------------------------------------ run and write
 
 const m = machine()
-const conns = [await connections('shared'), await connections('alone')]
+const load = os.loadavg()[0]
+const conns = [await connections('shared'), await connections('mixed'), await connections('alone')]
 const cpu = await cpuPerEvent()
 const times = await handoffs()
 await browser.close()
@@ -177,15 +181,15 @@ const chromiumVersion = browser.version()
 const sorted = [...times].sort((a, b) => a - b)
 const md = `## The browser client (issue 25, "Measure")
 
-\`npm run build && node bench/browser.mjs --events ${EVENTS} --rate ${RATE} --closes ${CLOSES}\` (Chromium ${chromiumVersion}, headless, through playwright-core; rawsse from dist/ in the same process; ${m.cpus} CPUs shared with other work, so read the CPU figures as a comparison of tabs within one run).
+\`npm run build && node bench/browser.mjs --events ${EVENTS} --rate ${RATE} --closes ${CLOSES}\` (Chromium ${chromiumVersion}, headless, through playwright-core; rawsse from dist/ in the same process; ${m.cpus} CPUs, load average ${fmt(load, 2)} when it began; read the CPU figures as a comparison of tabs within one run).
 
 ${machineMarkdown(m)}
 
-**Connections for 8 tabs** on one channel, after 2 s:
+**Connections for 8 tabs**, after 2 s:
 
 | tabs | streams at the server | TCP connections open | tabs open |
 |---|---:|---:|---:|
-${conns.map((c) => `| ${c.kind === 'shared' ? '\`shared: true\`' : 'each its own (\`shared: false\`)'} | ${c.streams} | ${c.tcp} | ${c.open} of 8 |`).join('\n')}
+${conns.map((c) => `| ${{ shared: '\`shared: true\`, one channel', mixed: '\`shared: true\`, on 3 channel sets (news; news + sport; weather)', alone: 'each its own (\`shared: false\`), one channel' }[c.kind]} | ${c.streams} | ${c.tcp} | ${c.open} of 8 |`).join('\n')}
 
 (The TCP connections include the keep-alive ones the pages were loaded on. Without sharing, the browser's six connections per host are six streams, and the seventh and eighth tabs wait.)
 
