@@ -82,12 +82,18 @@ export const DEFAULT_CHANNEL = 'default'
 /** More channels than this on one stream (asked for, or after a change): 400. */
 export const MAX_CHANNELS_PER_STREAM = 32
 
-/** Query parameters of the stream route: `?channel=A&channel=B&lastEventId=ID`. */
+/** Query parameters of the stream route: `?channel=A&channel=B&lastEventId=ID&tag=channel`. */
 export const QUERY_CHANNEL = 'channel'
 export const QUERY_LAST_EVENT_ID = 'lastEventId'
-/** `tag=channel`: each event published to a channel carries a `channel: NAME` field first (docs/wire.md). */
+/**
+ * `tag=channel` (the only value): each event published to a channel comes with a `channel: NAME`
+ * field line first (TAG_FIELD), so one stream can carry several pages' channels and each page
+ * keep its own (docs/wire.md "Tagged streams"). An EventSource ignores the field.
+ */
 export const QUERY_TAG = 'tag'
 export const TAG_CHANNEL = 'channel'
+/** The field name of that line: `channel: NAME\n`. */
+export const TAG_FIELD = 'channel'
 
 // ASCII codes, named: parsers on both ends compare bytes, never strings.
 export const HTAB = 9

@@ -16,7 +16,7 @@
 // So there are two, each the simplest for its side; test/browser-parse.test.ts reads the same
 // hard cases (splits at every byte, CR LF across reads, BOM, NUL in ids) through this one.
 
-import { DEFAULT_EVENT, SP, TAG_CHANNEL } from '../wire.js'
+import { DEFAULT_EVENT, SP, TAG_FIELD } from '../wire.js'
 
 /** Between two `data:` lines of one event. */
 const DATA_JOIN = '\n'
@@ -100,7 +100,7 @@ export class MessageReader {
           this.idInBlock = true
         }
         break
-      case TAG_CHANNEL:
+      case TAG_FIELD:
         this.channel = value
         break
       case 'retry':

@@ -2,7 +2,7 @@
 // Returns what to answer (a reply, a stream to open, a file to send); no byte framing here.
 
 import { isUtf8 } from 'node:buffer'
-import { jittered, QUERY_CHANNEL, QUERY_LAST_EVENT_ID } from '../wire.js'
+import { jittered, QUERY_CHANNEL, QUERY_LAST_EVENT_ID, QUERY_TAG, TAG_CHANNEL } from '../wire.js'
 import { hasRole, mayBroadcast, mayPublish, maySubscribe, ROLE_ADMIN, ROLE_PUBLISH, type AuthUser } from './access/auth.js'
 import type { Accepted, BusState } from './bus/bus.js'
 import { requestToken, streamToken, type CredentialSettings } from './access/credentials.js'
@@ -70,6 +70,8 @@ export interface OpenStream {
   who: AuthUser
   channels: readonly string[]
   lastEventId: string | null
+  /** `tag=channel`: each event published to a channel carries `channel: NAME` (docs/wire.md "Tagged streams"). */
+  tagged: boolean
 }
 
 export type Outcome = { kind: 'reply'; reply: Reply } | OpenStream | ({ kind: 'file' } & FileToStream)
@@ -143,7 +145,7 @@ function allow(method: string, allowed: string, ok: boolean): void {
 }
 
 /**
- * GET /events/TOKEN[?channel=A&channel=B][&lastEventId=ID], or GET /events with
+ * GET /events/TOKEN[?channel=A&channel=B][&lastEventId=ID][&tag=channel], or GET /events with
  * `Authorization: Bearer TOKEN` or the auth cookie: a client that can set headers keeps its token
  * out of URLs, and so out of proxies' access logs. The path wins, then the header.
  */
@@ -166,6 +168,8 @@ function streamFor(who: AuthUser | null, req: RequestHead, ctx: RouteContext): O
     if (!channels.includes(ch)) channels.push(ch)
   }
   if (channels.length > MAX_CHANNELS_PER_STREAM) throw new HttpError(400, `at most ${MAX_CHANNELS_PER_STREAM} channels per stream`)
+  const tag = single(params, QUERY_TAG)
+  if (tag !== null && tag !== TAG_CHANNEL) throw new HttpError(400, `${QUERY_TAG} must be "${TAG_CHANNEL}"`)
   for (const ch of channels.length === 0 ? DEFAULT_CHANNELS : channels) if (!maySubscribe(who, ch)) return reply(channelRefused(ch))
 
   // The header wins over the query: the browser sets the header itself on a reconnect, with the
@@ -179,7 +183,7 @@ function streamFor(who: AuthUser | null, req: RequestHead, ctx: RouteContext): O
     throw new HttpError(503, 'too many streams', [['Retry-After', String(seconds)]])
   }
   // Most streams take the default: they share one array (a client record is kept per stream).
-  const outcome: Outcome = { kind: 'stream', who, channels: channels.length === 0 ? DEFAULT_CHANNELS : channels, lastEventId }
+  const outcome: Outcome = { kind: 'stream', who, channels: channels.length === 0 ? DEFAULT_CHANNELS : channels, lastEventId, tagged: tag !== null }
   const behind = lastEventId === null ? null : ctx.catchUp(lastEventId)
   return behind === null ? outcome : behind.then(() => outcome)
 }

@@ -13,7 +13,7 @@ import type { SseServerEvents } from './events.js'
 import type { Backlog } from './fanout/backlog.js'
 import { RESET_FRAME } from './fanout/delivery.js'
 import type { History } from './fanout/history.js'
-import { encodeEvent, retryFrame, streamHead, type Frame } from './fanout/sse-encode.js'
+import { encodeEvent, framingOf, retryFrame, streamHead, type Frame } from './fanout/sse-encode.js'
 import { Stream } from './fanout/stream.js'
 import type { Streams } from './fanout/streams.js'
 import { matches } from './fanout/target.js'
@@ -74,20 +74,21 @@ export class Subscriptions {
       return null
     }
     const key = newStreamKey()
-    const stream = new Stream(bus.nextClientId(), socket, o.who, o.channels, chunked, this.ctx.backlog, key)
+    const framing = framingOf(chunked, o.tagged)
+    const stream = new Stream(bus.nextClientId(), socket, o.who, o.channels, framing, this.ctx.backlog, key)
     const data: ReadyData = { client: stream.id, user: stream.user, channels: stream.channels, key }
     const ready = encodeEvent({ event: EVENT_READY, data: JSON.stringify(data) }, jittered(this.ctx.retryMs))
 
     // Head, ready and reset in one write; the replay after them, paced by the socket. Nothing can
     // be published between here and streams.add (one thread), so the replay and the live events
     // meet with no gap: live events wait behind the replay.
-    const first = [head, ready.bytesFor(chunked)]
+    const first = [head, ready.bytesFor(framing)]
     const replay: Buffer[] = []
     if (o.lastEventId !== null) {
       const placed = history.since(o.lastEventId, (e) => {
-        if (matches(stream, e.target)) replay.push(e.frame.bytesFor(chunked))
+        if (matches(stream, e.target)) replay.push(e.frame.bytesFor(framing))
       })
-      if (!placed) first.push(RESET_FRAME.bytesFor(chunked))
+      if (!placed) first.push(RESET_FRAME.bytesFor(framing))
     }
     metrics.bytesOut += stream.begin(first, replay)
     streams.add(stream)
@@ -121,7 +122,7 @@ export class Subscriptions {
 
     streams.rechannel(s, next)
     if (s.index === -1) return null // dropped meanwhile, as too slow
-    const frames = [encodeEvent({ event: EVENT_CHANNELS, data: JSON.stringify({ channels: next } satisfies ChannelsData) }).bytesFor(s.chunked)]
+    const frames = [encodeEvent({ event: EVENT_CHANNELS, data: JSON.stringify({ channels: next } satisfies ChannelsData) }).bytesFor(s.framing)]
     if (since !== undefined && added.length > 0) this.replayAdded(s, since, added, frames)
     streams.push(s, frames)
     // Where in history it stopped having what it left: a later `since` for them skips what it had.
@@ -140,7 +141,7 @@ export class Subscriptions {
     const { history } = this.ctx
     const start = history.placeOf(since)
     if (start === null) {
-      frames.push(RESET_FRAME.bytesFor(s.chunked))
+      frames.push(RESET_FRAME.bytesFor(s.framing))
       return
     }
     let gap = false
@@ -149,10 +150,10 @@ export class Subscriptions {
       if (!had.vouched && had.from > start) gap = true
       return had.from
     })
-    if (gap) frames.push(RESET_FRAME.bytesFor(s.chunked))
+    if (gap) frames.push(RESET_FRAME.bytesFor(s.framing))
     history.since(since, (e, seq) => {
       const k = e.target.channel === undefined ? -1 : added.indexOf(e.target.channel)
-      if (k !== -1 && seq >= from[k]! && matches(s, e.target)) frames.push(e.frame.bytesFor(s.chunked))
+      if (k !== -1 && seq >= from[k]! && matches(s, e.target)) frames.push(e.frame.bytesFor(s.framing))
     })
   }
 

@@ -10,7 +10,7 @@
 // Entries are forgotten once no stream is owed them. No sockets.
 
 import { DRAIN_BYTES_PER_TURN } from '../limits.js'
-import type { Frame } from './sse-encode.js'
+import type { Frame, Framing } from './sse-encode.js'
 import type { ClientView } from './stream.js'
 import { matches, type Target } from './target.js'
 
@@ -142,14 +142,14 @@ export class Backlog {
    * make `maxBytes` (at least one), so that a stream owed a megabyte does not get a megabyte copy
    * of its own; collectedTo says where to go on from.
    */
-  collect(s: ClientView, chunked: boolean, from: number, maxBytes = Number.POSITIVE_INFINITY): Buffer[] {
+  collect(s: ClientView, framing: Framing, from: number, maxBytes = Number.POSITIVE_INFINITY): Buffer[] {
     const out: Buffer[] = []
     let bytes = 0
     let i = this.head + Math.max(0, from - this.first)
     for (; i < this.entries.length && bytes < maxBytes; i++) {
       const e = this.entries[i]!
       if (e.members !== null ? e.members.has(s) : e.target.filter === undefined && matches(s, e.target)) {
-        const b = e.frame.bytesFor(chunked)
+        const b = e.frame.bytesFor(framing)
         out.push(b)
         bytes += b.length
       }

@@ -22,7 +22,8 @@ export class Delivery {
 
   /** The bus hands every event here, in order; returns the streams it reached (or will, this turn). */
   deliver(e: BusEvent): number {
-    const frame = encodeEvent(e.message)
+    // Its channel goes with the frame: a tagged stream is told it (Frame.bytesFor), wherever it gets the event.
+    const frame = encodeEvent(e.message, undefined, e.target.channel)
     this.metrics.published++
     if (e.keep && e.message.id !== undefined) this.history.add({ id: e.message.id, frame, target: e.target })
     else if (e.message.id !== undefined) this.history.mark(e.message.id) // to one client: where it fell, not what

@@ -39,7 +39,13 @@ export class History<E extends HistoryEntry = HistoryEntry> {
     return this.count
   }
 
-  /** Bytes of the retained frames (chunked form, as written to streams). */
+  /**
+   * Bytes of the retained frames (chunked form, as written to streams). A frame's tagged copy
+   * (sse-encode.ts, `tag=channel`) is not counted: every history of a cluster must forget the same
+   * events (the primary sizes each as its workers do), and whether a process has made the copy
+   * depends on whether it holds a tagged stream on that channel. It is one more copy of an event
+   * at most, so tagged streams can bring the memory of history up to about twice this.
+   */
   get bytes(): number {
     return this.bytesHeld
   }

@@ -20,8 +20,12 @@ export const SET_MAX = 30
 export class FanOutJob {
   /** list[0, cursor) have been visited: Streams keeps it so when it removes a stream meanwhile. */
   cursor = 0
-  /** The Buffer each distinct share of the events (mask, and framing by sign) makes, built once. */
-  private readonly shared = new Map<number, Buffer>()
+  /**
+   * The Buffer each distinct share of the events makes, built once: by framing (Frame.bytesFor),
+   * then by mask. A map per framing rather than one key for both, so that a key stays a small
+   * integer (30 bits of mask) and looking it up allocates nothing.
+   */
+  private readonly shared: Array<Map<number, Buffer> | undefined> = [undefined, undefined, undefined, undefined]
 
   constructor(
     /** The backlog generation of these events. */
@@ -55,16 +59,17 @@ export class FanOutJob {
       for (let k = 0; k < frames.length; k++) if (matches(c, targets[k]!)) mask |= 1 << k
       if (mask === 0) continue
       let buf: Buffer | undefined
+      const framing = c.framing
       if (frames.length === 1) {
-        buf = frames[0]!.bytesFor(c.chunked)
+        buf = frames[0]!.bytesFor(framing)
       } else {
-        const key = c.chunked ? mask : -mask
-        buf = this.shared.get(key)
+        const byMask = (this.shared[framing] ??= new Map<number, Buffer>())
+        buf = byMask.get(mask)
         if (buf === undefined) {
           const parts: Buffer[] = []
-          for (let k = 0; k < frames.length; k++) if ((mask & (1 << k)) !== 0) parts.push(frames[k]!.bytesFor(c.chunked))
+          for (let k = 0; k < frames.length; k++) if ((mask & (1 << k)) !== 0) parts.push(frames[k]!.bytesFor(framing))
           buf = parts.length === 1 ? parts[0]! : Buffer.concat(parts)
-          this.shared.set(key, buf)
+          byMask.set(mask, buf)
         }
       }
       c.send(buf, bitCount(mask))

@@ -13,7 +13,7 @@ import type { AuthUser } from '../access/auth.js'
 import type { Backlog } from './backlog.js'
 import { MAX_CHANNELS_LEFT, WRITE_SLICE_BYTES } from '../limits.js'
 import { sameKey } from '../stream-key.js'
-import { LAST_CHUNK, type Frame } from './sse-encode.js'
+import { CLOSE_DELIMITED, LAST_CHUNK, type Frame, type Framing } from './sse-encode.js'
 
 /** What a `broadcast` filter and the `connect` / `disconnect` listeners see of a stream. */
 export interface ClientView {
@@ -82,8 +82,11 @@ export class Stream implements ClientView {
     readonly who: AuthUser,
     /** What it receives: set when it opens, changed only by rechannel() (live channels). */
     public channels: readonly string[],
-    /** HTTP/1.1 streams are chunked; HTTP/1.0 streams are close-delimited and get `Frame.body`. */
-    readonly chunked: boolean,
+    /**
+     * The bytes it takes (Frame.bytesFor): HTTP/1.1 streams are chunked, HTTP/1.0 streams
+     * close-delimited (`Frame.body`); either may be tagged (`tag=channel`).
+     */
+    readonly framing: Framing,
     private readonly backlog: Backlog,
     key: string,
   ) {
@@ -93,6 +96,11 @@ export class Stream implements ClientView {
     // One listener for the stream's life: registering one per block would allocate on every
     // block of a busy stream (measured: it costs no idle memory that shows).
     socket.on('drain', onDrain)
+  }
+
+  /** HTTP/1.1: its body ends with the last chunk. */
+  get chunked(): boolean {
+    return (this.framing & CLOSE_DELIMITED) === 0
   }
 
   /** Read from the socket only when asked (a log line): a string per idle stream is memory. */
@@ -189,7 +197,7 @@ export class Stream implements ClientView {
     if (this.doomed || this.socket.destroyed || !this.backlog.mayWrite(this)) return
     if (this.replay !== null && !this.writeReplay()) return
     while (this.pendingFrom !== -1) {
-      const owed = this.backlog.collect(this, this.chunked, this.pendingFrom, WRITE_SLICE_BYTES)
+      const owed = this.backlog.collect(this, this.framing, this.pendingFrom, WRITE_SLICE_BYTES)
       if (this.backlog.collectedTo >= this.backlog.end) {
         this.unblock()
       } else {
@@ -231,7 +239,7 @@ export class Stream implements ClientView {
     const waiting = this.pendingFrom !== -1
     this.catchUp()
     if (this.pendingFrom !== -1) {
-      const owed = this.backlog.collect(this, this.chunked, this.pendingFrom)
+      const owed = this.backlog.collect(this, this.framing, this.pendingFrom)
       if (owed.length > 0) this.queue(owed)
       // Its bytes stay counted in pendingBytes until it has caught up: unsent, a moment longer.
       this.pendingFrom = this.backlog.end
@@ -311,8 +319,8 @@ export class Stream implements ClientView {
       this.catchUp()
       s.cork()
       if (this.replay !== null) for (let i = this.replayAt; i < this.replay.length; i++) s.write(this.replay[i]!)
-      if (this.pendingFrom !== -1) for (const b of this.backlog.collect(this, this.chunked, this.pendingFrom)) s.write(b)
-      if (before !== undefined) s.write(before.bytesFor(this.chunked))
+      if (this.pendingFrom !== -1) for (const b of this.backlog.collect(this, this.framing, this.pendingFrom)) s.write(b)
+      if (before !== undefined) s.write(before.bytesFor(this.framing))
       if (this.chunked) s.write(LAST_CHUNK)
       s.end()
       s.uncork()

@@ -234,7 +234,7 @@ export class Streams {
       if (behind) c.catchUp()
       // A filter is user code: a blocked stream it matched is remembered, not asked again.
       if (target.filter !== undefined && c.blocked) this.backlog.member(seq, c)
-      const buf = c.chunked ? frame.chunk : frame.body
+      const buf = frame.bytesFor(c.framing)
       c.send(buf, 1)
       if (behind) c.drained()
       bytes += buf.length
@@ -255,7 +255,7 @@ export class Streams {
     for (let i = 0; i < this.list.length; i++) {
       const c = this.list[i]!
       if (c.blocked || c.doomed || c.socket.destroyed) continue
-      const buf = HEARTBEAT.bytesFor(c.chunked)
+      const buf = HEARTBEAT.bytesFor(c.framing)
       c.send(buf, 0)
       bytes += buf.length
     }
