@@ -136,7 +136,8 @@ if (canRun(t, 'browser-shared', 'the shared browser client tests', await browser
     const sets = [['a'], ['a', 'b'], ['a'], ['b'], ['a', 'b'], ['a']]
     for (const [i, tab] of all.entries()) await start(tab, { channels: sets[i], token: TOKEN, shared: true })
     for (const tab of all) await until(() => open(tab), () => 'every tab open')
-    await until(async () => JSON.stringify((await streams(base)).channels) === '{"a":1,"b":1}', () => 'the union a, b')
+    let last = ''
+    await until(async () => (last = JSON.stringify((await streams(base)).channels)) === '{"a":1,"b":1}', () => `the union a, b: ${last}`)
     t.equal((await streams(base)).clients, 1, 'three channel sets, one stream')
     for (let i = 1; i <= 10; i++) await publish(base, `channel=${i % 2 === 1 ? 'a' : 'b'}`, `x${i}`)
     const want = (set: string[]): string[] => range(1, 10).filter((id) => set.includes(Number(id) % 2 === 1 ? 'a' : 'b'))

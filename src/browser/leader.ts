@@ -120,8 +120,9 @@ export class Leader {
     if (t !== undefined) this.leave(h.tab)
     const shared = this.groups.get(SHARED)
     const i = h.last === '' ? -2 : this.host.ring.indexOf(h.last)
-    // Its place in the ring, and all its channels there: the ring catches it up. Else a stream from its place.
-    const fromRing = i !== -1 && ch.every((c) => this.carried.includes(c))
+    // No place (it wants what comes from now on), or its place in the ring with all its channels
+    // there: the ring catches it up. Else a stream from its place.
+    const fromRing = i === -2 || (i !== -1 && ch.every((c) => this.carried.includes(c)))
     const g = shared === undefined || fromRing ? SHARED : CATCH_UP + h.tab
     const tab = { ch, g, eff: [] }
     this.tabs.set(h.tab, tab)
