@@ -1,5 +1,6 @@
-// Shared by the demo pages: the token, the stream URL, POST /publish, the navigation and safe
-// text output. Plain ES module, no build step, no dependency.
+// Shared by the demo pages: the token, the EventSource stream URL, POST /publish, the navigation
+// and safe text output. Plain ES module, no build step, no dependency. The streams themselves are
+// RawSse's (/rawsse-client.js), but for the monitor page, which keeps EventSource to show the difference.
 
 const TOKEN_KEY = 'rawsse-token'
 
@@ -23,7 +24,11 @@ function readToken() {
 
 export const token = readToken()
 
-/** `/events/TOKEN?channel=...`: `params` is a list of [name, value] pairs (channel may repeat). */
+/**
+ * `/events/TOKEN?channel=...`, for EventSource, which cannot send a header: the token has to go in
+ * the path. `params` is a list of [name, value] pairs (channel may repeat). RawSse needs none of
+ * this: its URL is `/events`, the token goes in `Authorization`.
+ */
 export function streamUrl(params = []) {
   const q = new URLSearchParams(params).toString()
   return `/events/${encodeURIComponent(token)}${q ? '?' + q : ''}`
@@ -86,9 +91,12 @@ export function setStatus(el, state, detail = '') {
   el.textContent = detail ? `${state} · ${detail}` : state
 }
 
-/** EventSource's readyState after an error: CONNECTING means it is retrying on its own. */
+/**
+ * The state after an `error` of an EventSource or a RawSse (the same readyState numbers):
+ * CONNECTING means it is retrying on its own, CLOSED (2) that it gave up.
+ */
 export function stateAfterError(source) {
-  return source.readyState === EventSource.CLOSED ? 'disconnected' : 'connecting'
+  return source.readyState === 2 ? 'disconnected' : 'connecting'
 }
 
 /**

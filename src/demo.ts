@@ -187,7 +187,7 @@ export function attachDemo(server: SseServer, options: DemoOptions = {}): () => 
         return
       }
       tasks.delete(id)
-      // The page closes its stream on `complete`; closing it here would make EventSource
+      // The page closes its stream on `complete`; closing it here would make the page's client
       // reconnect, which would start the task again.
       server.send(id, { event: 'complete', data: JSON.stringify({ task: id, status: 'done' }) })
     }

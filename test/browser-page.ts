@@ -133,14 +133,23 @@ export async function recordingProxy(t: Teardown, port: number): Promise<{ port:
     c.pipe(up)
     up.pipe(c)
     let buf = ''
+    let body = 0 // bytes of the last request's body still to come: skipped, or a head behind a body is missed
     c.on('data', (d: Buffer) => {
       buf += d.toString('latin1')
       for (;;) {
-        const m = /^([A-Z]+) (\S+) HTTP\/1\.[01]\r\n[\s\S]*?\r\n\r\n/m.exec(buf)
-        if (m === null) break
-        seen.lines.push(`${m[1]} ${m[2]}`)
-        seen.heads.push(m[0])
-        buf = buf.slice(m.index + m[0].length)
+        const skip = Math.min(body, buf.length)
+        buf = buf.slice(skip)
+        body -= skip
+        const end = buf.indexOf('\r\n\r\n')
+        if (body > 0 || end === -1) break
+        const head = buf.slice(0, end + 4)
+        const m = /^([A-Z]+) (\S+) HTTP\/1\.[01]\r\n/.exec(head)
+        if (m !== null) {
+          seen.lines.push(`${m[1]} ${m[2]}`)
+          seen.heads.push(head)
+        }
+        body = Number(/^content-length: *(\d+)\r$/im.exec(head)?.[1] ?? 0)
+        buf = buf.slice(end + 4)
       }
     })
   })

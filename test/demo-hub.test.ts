@@ -1,13 +1,16 @@
 // The hub page (public/index.html) in Debian's Chromium (/usr/bin/chromium) through
 // playwright-core, against a real server on 127.0.0.1 port 0 serving the package's public/:
-// the per-event-name filter (a checkbox and a count per name, kept in localStorage) and the
-// favicon every page links. Like test/e2e.test.ts, without Chromium it says plainly that it
-// skipped and passes; under CI=true a missing browser fails.
+// the per-event-name filter (a checkbox and a count per name, kept in localStorage), the one
+// connection its tabs share (RawSse with `shared: true`: the role each tab shows, one stream in
+// /stats, no token in any URL the server was sent) and the favicon every page links. Like
+// test/e2e.test.ts, without Chromium it says plainly that it skipped and passes; under CI=true a
+// missing browser fails.
 
 import t from 'tap'
-import type { Browser, Page } from 'playwright-core'
+import type { Browser, BrowserContext, Page } from 'playwright-core'
 import { attachDemo } from '../src/demo.js'
 import type { ErrorReply, SseServerOptions } from '../src/index.js'
+import { recordingProxy } from './browser-page.js'
 import { publish, PUB, startServer, type Running } from './helpers.js'
 import { browserMissing, canRun, launchChromium } from './needs.js'
 import { until as untilWithin, type Teardown } from './process.js'
@@ -40,11 +43,18 @@ interface Watched {
 
 let browser: Browser | null = null
 
-/** A new tab (in its own context, so with empty localStorage) on `file`, token in the fragment. */
-async function open(t: Teardown, base: string, file: string): Promise<Watched> {
+async function newContext(t: Teardown): Promise<BrowserContext> {
   const context = await browser!.newContext({ viewport: { width: 1000, height: 760 }, deviceScaleFactor: 1 })
   t.teardown(() => context.close())
-  const page = await context.newPage()
+  return context
+}
+
+/**
+ * A new tab on `file`, token in the fragment: in its own context (so with empty localStorage and
+ * no other tab to share a connection with), or in `context` beside its other tabs.
+ */
+async function open(t: Teardown, base: string, file: string, context?: BrowserContext, token = PUB): Promise<Watched> {
+  const page = await (context ?? (await newContext(t))).newPage()
   const w: Watched = { page, errors: [], fetched: [] }
   page.on('console', (m) => m.type() === 'error' && w.errors.push(`console: ${m.text()}`))
   page.on('pageerror', (err) => w.errors.push(`pageerror: ${err.message}`))
@@ -56,7 +66,7 @@ async function open(t: Teardown, base: string, file: string): Promise<Watched> {
     w.errors.push(`dialog: ${d.message()}`)
     void d.dismiss().catch(() => {})
   })
-  await page.goto(`${base}/${file}#token=${PUB}`)
+  await page.goto(`${base}/${file}#token=${encodeURIComponent(token)}`)
   return w
 }
 
@@ -99,6 +109,22 @@ async function arrive(page: Page, name: string, from: number, more: number): Pro
 
 async function waitConnected(page: Page): Promise<void> {
   await until(async () => (await page.locator('#status').getAttribute('data-state')) === 'connected', () => `the hub to connect`)
+}
+
+/** The role the hub shows for its tab (`data-role`: leader, follower, alone, or '' with no connection) and its words. */
+async function roleOf(page: Page): Promise<{ role: string; text: string; sharing: string }> {
+  const role = (await page.locator('#role').getAttribute('data-role')) ?? ''
+  return { role, text: (await page.locator('#role').textContent()) ?? '', sharing: (await page.locator('#sharing').textContent()) ?? '' }
+}
+
+async function waitRole(page: Page, role: string): Promise<void> {
+  let seen = ''
+  await until(async () => (seen = (await roleOf(page)).role) === role, () => `the hub to show role ${role} (shows ${JSON.stringify(seen)})`)
+}
+
+async function streamsOpen(base: string): Promise<number> {
+  const res = await fetch(`${base}/stats`, { headers: { authorization: `Bearer ${PUB}` } })
+  return ((await res.json()) as { clients: number }).clients
 }
 
 interface Asserts {
@@ -228,6 +254,60 @@ if (canRun(t, 'demo-hub', 'hub browser tests', await browserMissing())) {
     t.equal((await lines(page)).length, 0, 'Clear empties the log')
     t.equal(await countOf(page, 'time'), 0, 'and zeroes the counts')
     noTrouble(t, hub, errorReplies)
+  })
+
+  t.test('two hub tabs share one stream: one shows leading, the other following, /stats counts one, and no URL carries the token', async (t) => {
+    // A token of its own, long enough that finding it in a request line cannot be chance. The
+    // tabs reach the server through a proxy that records every request head: the server's own
+    // view of the URLs (its log would redact a token in a path anyway).
+    const secret = 'hub-secret-5c1e8b2d'
+    const { server, port, base, errorReplies } = await hubServer(t, { publishTokens: [PUB, secret] })
+    const opened: number[] = []
+    server.on('connect', (c) => opened.push(c.id))
+    const proxy = await recordingProxy(t, port)
+    const viaProxy = `http://127.0.0.1:${proxy.port}`
+    const context = await newContext(t)
+    const first = await open(t, viaProxy, 'index.html', context, secret)
+    await waitConnected(first.page)
+    await waitRole(first.page, 'leader')
+    const second = await open(t, viaProxy, 'index.html', context, secret)
+    await waitConnected(second.page)
+    await waitRole(second.page, 'follower')
+    t.same(await roleOf(first.page), { role: 'leader', text: 'leading', sharing: 'this tab holds the 1 connection shared by this origin’s hub tabs' }, 'the first tab leads')
+    t.same(
+      await roleOf(second.page),
+      { role: 'follower', text: 'following', sharing: 'the events come over the leading tab’s connection, 1 for this origin’s hub tabs' },
+      'the second follows',
+    )
+    t.equal(await streamsOpen(base), 1, '/stats: one stream for the two tabs')
+    t.equal(server.connections('default'), 1, 'on channel default')
+    t.equal(opened.length, 1, 'and no other was ever opened')
+
+    // A broadcast from the follower's form reaches the one stream, and both tabs show it.
+    await second.page.locator('#data').fill('from the follower')
+    await second.page.locator('#data').press('Enter')
+    await until(async () => (await second.page.locator('#result').textContent()) === 'delivered to 1 client', () => 'the follower’s broadcast to be delivered to the one stream')
+    for (const w of [first, second]) {
+      await until(async () => (await lines(w.page)).some((l) => l.kind === 'message' && l.data === 'from the follower'), () => `the broadcast on ${w.page.url()}`)
+    }
+
+    // The leading tab closes: the other takes the connection over and says so, with no reload.
+    await first.page.close()
+    await waitRole(second.page, 'leader')
+    t.equal((await roleOf(second.page)).text, 'leading', 'the remaining tab now shows leading')
+    await until(async () => (await lines(second.page)).some((l) => l.kind === 'leading'), () => 'a line saying this tab took the connection over')
+    await until(async () => opened.length === 2 && (await streamsOpen(base)) === 1, () => 'one stream again, the new leader’s')
+    t.equal(server.connections('default'), 1, 'the first leader’s stream is gone, the new one is open')
+    t.equal(server.broadcast({ data: 'after the handoff' }), 1, 'a broadcast reaches the one stream')
+    await until(async () => (await lines(second.page)).some((l) => l.data === 'after the handoff'), () => 'the broadcast on the new leader')
+
+    const streamLines = proxy.seen.lines.filter((l) => l.startsWith('GET /events'))
+    t.ok(streamLines.length >= 2, `the server was sent ${streamLines.length} stream requests: ${JSON.stringify(streamLines)}`)
+    t.same([...new Set(streamLines)], ['GET /events'], 'each stream request is GET /events: no token in the path or the query')
+    t.same(proxy.seen.lines.filter((l) => l.includes(secret)), [], 'no request line of any kind carries the token')
+    const streamHeads = proxy.seen.heads.filter((h) => h.startsWith('GET /events '))
+    t.ok(streamHeads.every((h) => new RegExp(`^authorization: Bearer ${secret}\r$`, 'im').test(h)), 'every stream request carries it in Authorization')
+    noTrouble(t, second, errorReplies)
   })
 
   t.test('every page links an SVG favicon that answers 200, and no page asks for /favicon.ico', async (t) => {

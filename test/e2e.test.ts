@@ -396,6 +396,8 @@ if (canRun(t, 'e2e', 'browser tests', await browserMissing())) {
   t.test('every page loads, connects, fits a phone screen and works from the keyboard', async (t) => {
     const { server, base } = await demoServer(t, { tickMs: 200 })
     const pages = await newContext(t, base)
+    const requests: Request[] = []
+    pages.context.on('request', (r) => requests.push(r))
 
     const hub = await pages.open('index.html')
     await waitStatus(hub.page, 'connected')
@@ -415,6 +417,21 @@ if (canRun(t, 'e2e', 'browser tests', await browserMissing())) {
     t.equal(server.connections('chat'), 1, 'the chat page streams on channel chat')
     t.equal(server.connections('monitor'), 1, 'the monitor page streams on channel monitor')
     t.equal(server.connections('task'), 0, 'the progress page opens no stream before a task starts')
+    await until(async () => (await attr(hub.page, '#role', 'data-role')) === 'leader', () => 'the hub, the one hub tab, to show that it leads')
+
+    // The hub and the chat read their streams with RawSse: fetch(), GET /events, the token in
+    // Authorization. The monitor keeps the browser's own EventSource, which can only carry it in
+    // the URL's path.
+    const streams = await Promise.all(
+      requests
+        .filter((r) => new URL(r.url()).pathname.startsWith('/events'))
+        .map(async (r) => `${r.resourceType()} ${r.url().slice(base.length)} ${(await r.allHeaders()).authorization ?? '(no authorization)'}`),
+    )
+    t.same(
+      streams.sort(),
+      ['eventsource /events/pub?channel=monitor (no authorization)', 'fetch /events Bearer pub', 'fetch /events?channel=chat Bearer pub'],
+      'one stream request per page: RawSse’s with a header, EventSource’s with the token in the path',
+    )
 
     // The hub's connect and disconnect buttons, by keyboard.
     await hub.page.locator('#disconnect').focus()
@@ -448,7 +465,7 @@ if (canRun(t, 'e2e', 'browser tests', await browserMissing())) {
     noTrouble(t, pages)
   })
 
-  t.test('a broadcast from one page and one from the console reach two open pages', async (t) => {
+  t.test('a broadcast from one page and one from the console reach two open hub tabs, over the one stream they share', async (t) => {
     const { server, base } = await demoServer(t, { tickMs: 1000 })
     const pages = await newContext(t, base)
     const a = await pages.open('index.html')
@@ -459,10 +476,10 @@ if (canRun(t, 'e2e', 'browser tests', await browserMissing())) {
     await a.page.locator('#data').fill('hello from page A')
     await a.page.locator('#data').press('Enter')
     const result = await waitText(a.page, '#result', 'delivered to')
-    t.same(result, ['delivered to 2 clients'], 'the form shows how many streams the broadcast reached')
+    t.same(result, ['delivered to 1 client'], 'the form shows how many streams the broadcast reached: the one both tabs share')
     for (const w of [a, b]) await waitText(w.page, '#log li', 'hello from page A')
 
-    t.equal(server.broadcast({ data: 'hello from the console' }), 2, 'server.broadcast reaches both streams')
+    t.equal(server.broadcast({ data: 'hello from the console' }), 1, 'server.broadcast reaches the shared stream')
     for (const w of [a, b]) {
       const lines = await waitText(w.page, '#log li', 'hello from the console')
       t.equal(lines.filter((l) => l.includes('hello from')).length, 2, 'each page shows each broadcast once')
@@ -651,7 +668,7 @@ if (canRun(t, 'e2e', 'browser tests', await browserMissing())) {
     noTrouble(t, pages)
   })
 
-  t.test('a chat page whose last event was presence resumes from that id with the browser’s own reconnect: no gap, missed messages once', async (t) => {
+  t.test('a chat page whose last event was presence resumes from that id with RawSse’s own reconnect: no gap, missed messages once', async (t) => {
     // Presence goes to one stream at a time and is not kept, but the server knows where its ids
     // fell (CONTRACT "Details"): the page needs no reconnect of its own.
     const { server, base, port } = await demoServer(t)
@@ -661,7 +678,7 @@ if (canRun(t, 'e2e', 'browser tests', await browserMissing())) {
     server.on('publish', (p) => p.target.client !== undefined && lastTo.set(p.target.client, p.id))
     const pages = await newContext(t, base)
     const streams: Request[] = []
-    pages.context.on('request', (r) => r.url().includes('/events/') && streams.push(r))
+    pages.context.on('request', (r) => new URL(r.url()).pathname === '/events' && streams.push(r))
     const ann = await pages.open('chat.html')
     await joinChat(ann, 'ann')
     const bob = await pages.open('chat.html')
@@ -690,7 +707,7 @@ if (canRun(t, 'e2e', 'browser tests', await browserMissing())) {
     t.same(await chatMessages(ann), ['before the cut', 'missed 1', 'missed 2'], 'each message once, in order')
     const lines = await texts(ann.page, '#messages li')
     t.notOk(lines.some((l) => l.includes('history gap')), 'no reset')
-    t.equal((await streams.at(-1)!.allHeaders())['last-event-id'], presenceId, 'the browser resumed with the presence event’s id as Last-Event-ID')
+    t.equal((await streams.at(-1)!.allHeaders())['last-event-id'], presenceId, 'the page resumed with the presence event’s id as Last-Event-ID')
     await waitText(ann.page, '#roster', 'Online (2)')
     noTrouble(t, pages)
   })
