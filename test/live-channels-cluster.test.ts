@@ -7,7 +7,7 @@
 
 import t, { type Test } from 'tap'
 import * as net from 'node:net'
-import { parseResponse, requestAlone, sleep } from './helpers.js'
+import { parseResponse, requestAlone } from './helpers.js'
 import { EventReader, channelsData, cutProblems, segments, type Answer, type Pub } from './live.js'
 import { canRun } from './needs.js'
 import { startCli, until, type Cli } from './process.js'
@@ -72,26 +72,36 @@ async function channelsSettle(ports: readonly number[], want: Record<string, num
  */
 async function changesWhilePublishing(t: Test, ports: readonly number[], s: EventReader, changes: Array<() => Promise<Answer>>): Promise<void> {
   const published: Pub[] = []
+  /** For each published id, how many changes had been answered when its publish began. */
+  const began = new Map<number, number>()
+  let answered = 0
   let publishing = true
   let highest = 0
   const publisher = (async () => {
     for (let n = 0; publishing; n++) {
       const channel = 'abcd'[n % 4]!
+      const changesBefore = answered
       const a = await request(ports[n % ports.length]!, 'POST', `/publish?channel=${channel}`, `${channel}${n}`)
       if (a.status !== 200) throw new Error(`publish: ${a.status} ${a.body}`)
       published.push({ id: Number(a.json!.id), channel })
+      began.set(Number(a.json!.id), changesBefore)
       highest = Math.max(highest, Number(a.json!.id))
     }
   })()
-  const windows: Array<{ acked: number; answeredAt: number }> = []
+  // Eight publishes between two changes, whatever the machine's pace: each part has events of its set (a..d in turn).
+  const eightMore = async (): Promise<void> => {
+    const from = published.length
+    await until(() => published.length >= from + 8, () => `8 publishes (${published.length - from} so far)`, 10_000)
+  }
+  const acked: number[] = []
   for (const change of changes) {
-    await sleep(30)
-    const acked = highest
+    await eightMore()
+    acked.push(highest)
     const a = await change()
     t.equal(a.status, 200, `the change is made: ${a.body}`)
-    windows.push({ acked, answeredAt: published.length })
+    answered++
   }
-  await sleep(30)
+  await eightMore()
   publishing = false
   await publisher
   const fence = await request(ports[0]!, 'POST', '/publish', 'fence')
@@ -102,12 +112,13 @@ async function changesWhilePublishing(t: Test, ports: readonly number[], s: Even
   const segs = segments(s, (e) => e.data === 'fence')
   t.equal(segs.length, changes.length + 1, 'one channels event per change')
   t.same(cutProblems(published, segs), [], 'each part: exactly its set\'s events, no gap, no duplicate')
-  for (const [k, w] of windows.entries()) {
-    // Published after the answer: the first publish that began after it.
-    const after = published.length > w.answeredAt ? Math.min(...published.slice(w.answeredAt).map((p) => p.id)) : Infinity
-    const late = segs.slice(k + 1).flatMap((x) => x.ids).filter((id) => id <= w.acked)
+  for (const [k, w] of acked.entries()) {
+    // Published after the answer: a publish that began once change k had been answered (one still
+    // in flight then may land on either side).
+    const after = Math.min(...published.filter((p) => began.get(p.id)! > k).map((p) => p.id))
+    const late = segs.slice(k + 1).flatMap((x) => x.ids).filter((id) => id <= w)
     const early = segs.slice(0, k + 1).flatMap((x) => x.ids).filter((id) => id >= after)
-    t.same([late, early], [[], []], `change ${k + 1}: nothing published before it was asked came after it (ids to ${w.acked}), nothing published after its answer before it (ids from ${after})`)
+    t.same([late, early], [[], []], `change ${k + 1}: nothing published before it was asked came after it (ids to ${w}), nothing published after its answer before it (ids from ${after})`)
   }
   t.ok(segs.every((x) => x.ids.length > 0), `events in every part (${segs.map((x) => x.ids.length).join(', ')})`)
 }
