@@ -3,24 +3,8 @@
 // targets and framings, and order holds around sends to one stream.
 
 import t from 'tap'
-import type { Socket } from 'node:net'
-import type { ClientView } from '../src/index.js'
-import { afterReady, chunk, clientId, openStream, RawClient, startServer } from './helpers.js'
+import { afterReady, chunk, clientId, countWrites, openStream, RawClient, startServer } from './helpers.js'
 
-/** Count the writes the server makes to each stream's socket (the 'connect' view is the registry's record). */
-function countWrites(server: import('../src/index.js').SseServer): Map<number, number> {
-  const writes = new Map<number, number>()
-  server.on('connect', (c: ClientView) => {
-    const socket = (c as ClientView & { socket: Socket }).socket
-    const write = socket.write.bind(socket) as (...args: unknown[]) => boolean
-    writes.set(c.id, 0)
-    ;(socket as unknown as { write: (...args: unknown[]) => boolean }).write = (...args: unknown[]) => {
-      writes.set(c.id, writes.get(c.id)! + 1)
-      return write(...args)
-    }
-  })
-  return writes
-}
 
 t.test('a burst published in one turn reaches each stream in one write, with exactly its events', async (t) => {
   const { server, port } = await startServer(t, { users: [{ token: 'ann', user: 'ann', roles: ['staff'] }] })

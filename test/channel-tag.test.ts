@@ -8,7 +8,7 @@ import t from 'tap'
 import type { Socket } from 'node:net'
 import { createParser, type EventSourceMessage } from 'eventsource-parser'
 import type { ClientView, SseServer } from '../src/index.js'
-import { afterReady, chunk, clientId, ev, openStream, parseResponse, publish, rawRequest, RawClient, requestAlone, sleep, startServer, streamKey, TOKEN } from './helpers.js'
+import { afterReady, chunk, clientId, countWrites, ev, openStream, parseResponse, publish, rawRequest, RawClient, requestAlone, sleep, startServer, streamKey, TOKEN } from './helpers.js'
 import { postChannels } from './live.js'
 import { canRun } from './needs.js'
 import { startCli, until } from './process.js'
@@ -270,16 +270,7 @@ t.test('live channels: a channel added with since on a tagged stream replays its
 
 t.test('events published in one turn reach tagged and untagged streams on different channel sets: each exactly its own, with the right tags', async (t) => {
   const r = await startServer(t, { users: [ANN] })
-  const writes = new Map<number, number>()
-  r.server.on('connect', (c: ClientView) => {
-    const socket = (c as ClientView & { socket: Socket }).socket
-    const write = socket.write.bind(socket) as (...args: unknown[]) => boolean
-    writes.set(c.id, 0)
-    ;(socket as unknown as { write: (...args: unknown[]) => boolean }).write = (...args: unknown[]) => {
-      writes.set(c.id, writes.get(c.id)! + 1)
-      return write(...args)
-    }
-  })
+  const writes = countWrites(r.server)
   const specs = {
     tagAB: { path: `/events/${TOKEN}?channel=a&channel=b&tag=channel`, channels: ['a', 'b'], tag: true },
     tagB: { path: `/events/${TOKEN}?channel=b&tag=channel`, channels: ['b'], tag: true },

@@ -3,7 +3,7 @@
 
 import * as net from 'node:net'
 import { HttpError } from '../src/server/http/errors.js'
-import { SseServer, type SseServerOptions } from '../src/index.js'
+import { SseServer, type ClientView, type SseServerOptions } from '../src/index.js'
 
 export const TOKEN = 'tok' // may open streams
 export const PUB = 'pub' // may open streams, publish and administer
@@ -268,4 +268,19 @@ export function jsonAnswer(raw: string): JsonAnswer {
 export async function requestAlone(port: number, method: string, target: string, body: string, token: string): Promise<JsonAnswer> {
   const head = `${method} ${target} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n`
   return jsonAnswer(await rawRequest(port, head + body, 10_000))
+}
+
+/** Count the writes the server makes to each stream's socket (the 'connect' view is the registry's record). */
+export function countWrites(server: SseServer): Map<number, number> {
+  const writes = new Map<number, number>()
+  server.on('connect', (c: ClientView) => {
+    const socket = (c as ClientView & { socket: net.Socket }).socket
+    const write = socket.write.bind(socket) as (...args: unknown[]) => boolean
+    writes.set(c.id, 0)
+    ;(socket as unknown as { write: (...args: unknown[]) => boolean }).write = (...args: unknown[]) => {
+      writes.set(c.id, writes.get(c.id)! + 1)
+      return write(...args)
+    }
+  })
+  return writes
 }
