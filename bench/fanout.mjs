@@ -139,8 +139,11 @@ const nodePeer = (name, script) => ({
   },
 })
 
-/** rawsse as its bin runs it; `cli` may be another build's dist/cli.js (--baseline); `extra`: more flags. */
-const rawssePeer = (name, cli, extra = []) => ({
+/**
+ * rawsse as its bin runs it; `cli` may be another build's dist/cli.js (--baseline); `extra`: more
+ * flags; `query`: the streams' channel (and tag) and the publish's channel, e.g. `channel=bench`.
+ */
+const rawssePeer = (name, cli, extra = [], query = { stream: '', publish: '' }) => ({
   name,
   async start() {
     const args = ['--port', String(await freePort()), '--tick', '0', '--heartbeat', '0', '--publish-token', PUBLISH_TOKEN, '--max-clients', '20000', '--history', '1000', ...extra]
@@ -148,8 +151,8 @@ const rawssePeer = (name, cli, extra = []) => ({
     return {
       proc,
       pid: proc.pid,
-      stream: `${value}/events/${PUBLISH_TOKEN}`,
-      publish: `${value}/publish`,
+      stream: `${value}/events/${PUBLISH_TOKEN}${query.stream}`,
+      publish: `${value}/publish${query.publish}`,
       streamHeaders: [],
       publishHeaders: [`Authorization: Bearer ${PUBLISH_TOKEN}`],
     }
@@ -163,6 +166,10 @@ export const PEERS = {
   rawsse: rawssePeer('rawsse', CLI),
   // Only when asked (--peers): rawsse without its log (--log text is the default), to price it.
   'rawsse-log-off': rawssePeer('rawsse-log-off', CLI, ['--log', 'off']),
+  // Only when asked: events published to a channel, to streams on it, untagged and tagged
+  // (`tag=channel`, what a shared browser leader asks for), to price the tag.
+  'rawsse-channel': rawssePeer('rawsse-channel', CLI, [], { stream: '?channel=bench', publish: '?channel=bench' }),
+  'rawsse-tagged': rawssePeer('rawsse-tagged', CLI, [], { stream: '?channel=bench&tag=channel', publish: '?channel=bench' }),
   'better-sse': nodePeer('better-sse', path.join(BENCH, 'peers', 'better-sse.mjs')),
   'node-http': nodePeer('node-http', path.join(BENCH, 'peers', 'node-http.mjs')),
   nchan: {
