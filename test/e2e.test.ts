@@ -429,7 +429,7 @@ if (canRun(t, 'e2e', 'browser tests', await browserMissing())) {
     )
     t.same(
       streams.sort(),
-      ['eventsource /events/pub?channel=monitor (no authorization)', 'fetch /events Bearer pub', 'fetch /events?channel=chat Bearer pub'],
+      ['eventsource /events/pub?channel=monitor (no authorization)', 'fetch /events?channel=chat Bearer pub', 'fetch /events?channel=default&tag=channel Bearer pub'],
       'one stream request per page: RawSse’s with a header, EventSource’s with the token in the path',
     )
 
