@@ -13,6 +13,8 @@
 //   lines split across reads (held-bytes.ts). On Uint8Array those become JavaScript loops and
 //   copies in the hottest path of the bench, the thing the issue says must not slow down.
 // - Size: SseParser and held-bytes.ts are 20 KB of source for one feature of a 16 KB file.
+// Measured (bench/parsers.mjs, bench/RESULTS.md): on the same bytes in Node, this parser takes
+// 1.5× SseClient's time and 3.8× the bench's, so sharing it would slow both.
 // So there are two, each the simplest for its side; test/browser-parse.test.ts reads the same
 // hard cases (splits at every byte, CR LF across reads, BOM, NUL in ids) through this one.
 
