@@ -236,6 +236,27 @@ if (canRun(t, 'browser-shared', 'the shared browser client tests', await browser
     t.same((await logOf(one!)).filter((l) => l.startsWith('reset')), [], 'and no `reset` for them')
   })
 
+  t.test('a late tab whose place is in the ring but whose channel nobody has: caught up from its place on a stream of its own, then on the shared one once it carries that channel', async (t) => {
+    const { base } = await startServer(t, { publicDir: pageDir(t), retryMs: 300 })
+    const [one, two, late] = await tabs(t, base, 3)
+    for (const tab of [one!, two!]) await start(tab, { channels: ['a'], token: TOKEN, shared: true })
+    for (const tab of [one!, two!]) await until(() => open(tab), () => 'both tabs open')
+    for (const [channel, data] of [['a', 'a1'], ['b', 'b1'], ['a', 'a2'], ['b', 'b2']]) await publish(base, `channel=${channel}`, data!)
+    await until(async () => (await messageIds(two!)).length === 2, () => 'a1 and a2')
+    // Its place, 1, is in the ring; the ring has nothing of b, which the shared stream does not carry.
+    await start(late!, { channels: ['b'], token: TOKEN, shared: true, lastEventId: '1' })
+    await until(async () => (await messageIds(late!)).length === 2, () => 'b1 and b2, from the server')
+    t.same(await messageIds(late!), ['2', '4'], 'b since its place: replayed by a stream of its own')
+    await until(async () => (await streams(base)).channels.b === 2, () => 'b on the shared stream too')
+    for (const [channel, data] of [['b', 'b3'], ['a', 'a3'], ['b', 'b4']]) await publish(base, `channel=${channel}`, data!)
+    await until(async () => (await streams(base)).clients === 1, () => 'the catch-up closed once it met the shared one')
+    await until(async () => (await messageIds(late!)).length === 4, () => 'b3 and b4')
+    await sleep(100)
+    t.same(await messageIds(late!), ['2', '4', '5', '7'], 'the late tab: every b event once, in order, nothing of a')
+    t.same(await messageIds(one!), ['1', '3', '6'], 'the others: a only')
+    t.same(await messageIds(two!), ['1', '3', '6'])
+  })
+
   t.test('a frozen tab keeps its place: after 3 s frozen while events flow, it has every one of them, once', async (t) => {
     const { base } = await startServer(t, { publicDir: pageDir(t), retryMs: 300 })
     const all = await tabs(t, base, 3)
