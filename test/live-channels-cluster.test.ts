@@ -88,6 +88,11 @@ async function changesWhilePublishing(t: Test, ports: readonly number[], s: Even
       highest = Math.max(highest, Number(a.json!.id))
     }
   })()
+  // Should a wait below fail: the publisher stops, and its end is no unhandled rejection.
+  t.teardown(() => {
+    publishing = false
+  })
+  publisher.catch(() => {})
   // Eight publishes between two changes, whatever the machine's pace: each part has events of its set (a..d in turn).
   const eightMore = async (): Promise<void> => {
     const from = published.length

@@ -87,6 +87,9 @@ t.test('--workers 2: replay on another worker while events are published: no gap
       await sleep(5)
     }
   })()
+  t.teardown(() => {
+    publishing = false // should a wait below fail
+  })
   const got: Array<[string, string]> = []
   let last: string | null = null
   for (let hop = 0; hop < 6; hop++) {
@@ -174,6 +177,10 @@ t.test('--workers 2: a worker that joins while events are published has the same
     // A request cut by the kill is not counted (the next one lands on the other worker).
     while (publishing) if ((await request(cli.port, 'POST', '/publish', `h${sent + 1}`).catch(() => null))?.status === 200) sent++
   })()
+  // Should a wait below fail, the publisher stops all the same (else it keeps the file alive past tap's timeout).
+  t.teardown(() => {
+    publishing = false
+  })
   await until(() => sent > 20, () => 'some events published', 5000)
   // Replace both workers, one after the other, while the publisher goes on.
   for (let round = 0; round < 2; round++) {
