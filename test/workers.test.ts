@@ -5,6 +5,7 @@
 // the primary ending every stream, a worker that cannot listen ending the cluster once.
 
 import t, { type Test } from 'tap'
+import { execFileSync } from 'node:child_process'
 import * as net from 'node:net'
 import { clientId, openStream, parseResponse, rawRequest, sleep, type RawClient } from './helpers.js'
 import { Child, CLI, startCli, START_MS, until, type Cli } from './process.js'
@@ -167,6 +168,37 @@ t.test('--workers 2: kill -9 of a worker: it is replaced, and its clients come b
     await until(() => events(c).length === 3, () => 'the three missed events', 5000)
     t.same(events(c).map(([, d]) => d), ['during-1', 'during-2', 'during-3'], 'exactly what it missed')
   }
+})
+
+t.test('--workers 2, once up: a replacement killed before it listens is forked again after a delay; the cluster stays up', async (t) => {
+  const cli = await cluster(t, 2)
+  const primary = cli.child.proc.pid!
+  const children = (): number[] =>
+    execFileSync('ps', ['-o', 'pid=', '--ppid', String(primary)], { encoding: 'utf8' })
+      .split('\n')
+      .map(Number)
+      .filter((n) => n > 0)
+  const before = children()
+  t.equal(before.length, 2, 'two workers')
+  process.kill(before[0]!, 'SIGKILL')
+  // The replacement, caught between its fork and its listen (starting Node takes far longer than a poll).
+  const early = await until(() => children().find((pid) => !before.includes(pid)), () => 'the replacement process', 10_000)
+  process.kill(early, 'SIGKILL')
+  await until(() => /worker-1 exited before it listened \(SIGKILL\); another in 1000 ms|worker-2 exited before it listened \(SIGKILL\); another in 1000 ms/.test(cli.child.stderr), () => `the warning; stderr: ${cli.child.stderr}`, 10_000)
+  t.equal(cli.child.exit, null, 'the primary is still running')
+  await until(
+    async () => {
+      const n = (await request(cli.port, 'GET', '/stats').catch(() => null))?.json.nodes as Array<{ pid: number }> | undefined
+      return n !== undefined && n.length === 2 && !n.some((x) => x.pid === before[0] || x.pid === early)
+    },
+    () => 'a third worker in /stats',
+    20_000,
+  )
+  const [a, b] = await spread(t, cli.port, 2)
+  const sent = await request(cli.port, 'POST', '/publish', 'still one cluster')
+  t.equal(sent.status, 200)
+  for (const c of [a!, b!]) await c.waitFor('data: still one cluster\n', 5000)
+  t.pass('both workers serve')
 })
 
 t.test('--workers 2: a worker that joins while events are published has the same history: a full replay on any worker, no gap, no duplicate', async (t) => {

@@ -3,7 +3,9 @@
 // every event (src/server/bus/workers/primary.ts), ticks, runs the console and --stdin, prints the
 // start-up lines once every worker listens, replaces a worker that dies, and stops them all on
 // SIGINT/SIGTERM. A worker that cannot start (the port is taken) stops the cluster with its one
-// error line and exit 1: never a restart loop.
+// error line and exit 1: never a restart loop. Once the cluster is up, a replacement that dies
+// before it listens (killed at once, or crashing at start) is forked again after a delay that
+// doubles while it keeps failing: the cluster stays up, and still never loops.
 
 import cluster, { type Worker } from 'node:cluster'
 import { attachDemo } from '../demo.js'
@@ -21,6 +23,7 @@ import { busWatcher, exitWhen, logFrom, makeServer, optionsFrom, packageVersion,
 
 /** A worker's place in the cluster: a replacement takes the slot (and name) of the one that died. */
 interface Slot {
+  readonly slot: number
   worker: Worker
   name: string
   listening: boolean
@@ -47,6 +50,8 @@ class PrimaryRun {
   /** With --webhook: the primary tells the machine's presence changes (with --redis, the cluster's, with the other nodes). */
   private webhooks: Webhooks | null = null
   private readonly slots = new Map<number, Slot>()
+  /** Per slot, the wait before its next replacement after one died before it listened (ms). */
+  private readonly respawnDelay = new Map<number, number>()
   private announced = false
   private stopping = false
   private ticker: NodeJS.Timeout | null = null
@@ -99,7 +104,7 @@ class PrimaryRun {
 
   private fork(slot: number): void {
     const worker = cluster.fork({ RAWSSE_WORKER_SLOT: String(slot) })
-    const state: Slot = { worker, name: `worker-${slot}`, listening: false, error: null }
+    const state: Slot = { slot, worker, name: `worker-${slot}`, listening: false, error: null }
     this.slots.set(slot, state)
     worker.on('message', (msg: FromWorker) => {
       if (msg.t === 'hello') this.join(slot, state)
@@ -121,6 +126,7 @@ class PrimaryRun {
 
   private listening(state: Slot, port: number): void {
     state.listening = true
+    this.respawnDelay.delete(state.slot)
     if (!this.announced && [...this.slots.values()].every((s) => s.listening)) this.announce(port)
     else if (this.announced) this.log('worker-start', { node: state.name, pid: state.worker.process.pid })
   }
@@ -133,9 +139,17 @@ class PrimaryRun {
       if (this.slots.size === 0) exitWhen(this.closing)
       return
     }
-    if (!state.listening) return this.fail(state.error ?? `${state.name} exited before it listened (${signal ?? `code ${code}`})`)
+    const why = state.error ?? `${state.name} exited before it listened (${signal ?? `code ${code}`})`
+    if (!state.listening && !this.announced) return this.fail(why)
     this.log('worker-exit', { node: state.name, pid: state.worker.process.pid, code, signal })
-    this.fork(slot)
+    if (state.listening) return this.fork(slot)
+    // A replacement that never listened: again, later each time it fails in a row.
+    const delay = this.respawnDelay.get(slot) ?? L.RESPAWN_DELAY_MS
+    this.respawnDelay.set(slot, Math.min(delay * 2, L.MAX_RESPAWN_DELAY_MS))
+    process.emitWarning(`rawsse: ${why}; another in ${delay} ms`)
+    setTimeout(() => {
+      if (!this.stopping) this.fork(slot)
+    }, delay)
   }
 
   /** Every worker listens: the start-up lines, once, and the cluster's one tick. */
