@@ -147,9 +147,15 @@ export class WorkerBus implements Bus {
     this.news.closed(id)
   }
 
-  /** Answered here when the stream asked about is here, as one process would answer; else by the cluster. */
+  /**
+   * Answered here when the stream asked about is here, as one process would answer; else by the
+   * cluster. A change of channels always goes through the primary, even for a stream here: the
+   * primary sends it behind every batch it has handed out, on the same pipe, so an event whose
+   * publish was answered before the change was asked is on the old side. Answered here, the change
+   * could overtake a batch already in this worker's pipe (the request came on a socket of its own).
+   */
   ask<Q extends Question>(q: Q): Answer<Q> | Promise<Answer<Q>> {
-    if (holderOf(q) === undefined) return this.askPrimary(q)
+    if (holderOf(q) === undefined || q.q === 'channels') return this.askPrimary(q)
     const here = this.node!.answer(q)
     if (here instanceof Promise) return here.then((a) => (isNone(q, a) ? this.askPrimary(q) : a))
     return isNone(q, here) ? this.askPrimary(q) : here
