@@ -11,7 +11,7 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 import * as jose from 'jose'
 import { rawRequest } from './helpers.js'
-import { runCli, startCli, until, type Teardown } from './process.js'
+import { readyStream, runCli, startCli, until, type Teardown, type TextStream } from './process.js'
 
 const SECRET_A = randomBytes(40).toString('base64url')
 const SECRET_B = randomBytes(40).toString('base64url')
@@ -27,28 +27,7 @@ function tempDir(t: Teardown): string {
   return dir
 }
 
-interface Open {
-  text(): string
-  closed(): boolean
-}
-
-/** A raw stream on the CLI's port, once its `ready` is in. */
-async function stream(t: Teardown, port: number, target: string): Promise<Open> {
-  const s = net.connect(port, '127.0.0.1')
-  let text = ''
-  let closed = false
-  s.setEncoding('latin1')
-  s.on('data', (d: string) => (text += d))
-  s.on('close', () => (closed = true))
-  s.on('error', () => {})
-  t.teardown(() => s.destroy())
-  s.write(`GET ${target} HTTP/1.1\r\nHost: x\r\n\r\n`)
-  await until(() => text.includes('event: ready') || closed, () => `ready for ${target.slice(0, 40)}: ${text}`, 5000)
-  if (!text.includes('event: ready')) throw new Error(`no stream: ${text}`)
-  return { text: () => text, closed: () => closed }
-}
-
-const userOf = (s: Open): unknown => (JSON.parse(/event: ready\ndata: (\{[^\n]*\})\n/.exec(s.text())![1]!) as { user: unknown }).user
+const userOf = (s: TextStream): unknown => (JSON.parse(/event: ready\ndata: (\{[^\n]*\})\n/.exec(s.text())![1]!) as { user: unknown }).user
 
 t.test('bad JWT flags: one line on standard error, exit 2, and no secret in it', async (t) => {
   const dir = tempDir(t)
@@ -81,9 +60,9 @@ t.test('--jwt-secret from RAWSSE_JWT_SECRET and --jwt-key files (PEM, JWK Set) o
     env: { RAWSSE_JWT_SECRET: SECRET_A },
   })
   const claims = { sub: 'x', iss: 'app', exp: Math.floor(Date.now() / 1000) + 600 }
-  const byHs = await stream(t, port, `/events/${await hs(SECRET_A, { ...claims, sub: 'hs' })}`)
-  const byEs = await stream(t, port, `/events/${await new jose.SignJWT({ ...claims, sub: 'es' }).setProtectedHeader({ alg: 'ES256' }).sign(es.privateKey)}`)
-  const byEd = await stream(t, port, `/events/${await new jose.SignJWT({ ...claims, sub: 'ed' }).setProtectedHeader({ alg: 'EdDSA', kid: 'ed-1' }).sign(ed.privateKey)}`)
+  const byHs = await readyStream(t, port, `/events/${await hs(SECRET_A, { ...claims, sub: 'hs' })}`)
+  const byEs = await readyStream(t, port, `/events/${await new jose.SignJWT({ ...claims, sub: 'es' }).setProtectedHeader({ alg: 'ES256' }).sign(es.privateKey)}`)
+  const byEd = await readyStream(t, port, `/events/${await new jose.SignJWT({ ...claims, sub: 'ed' }).setProtectedHeader({ alg: 'EdDSA', kid: 'ed-1' }).sign(ed.privateKey)}`)
   t.same([userOf(byHs), userOf(byEs), userOf(byEd)], ['hs', 'es', 'ed'])
 
   const wrongIss = await hs(SECRET_A, { ...claims, iss: 'other' })
@@ -102,10 +81,10 @@ t.test('SIGHUP re-reads secrets and keys: streams of a secret taken away are clo
   writeFileSync(keyFile, es.publicKey.export({ type: 'spki', format: 'pem' }))
   writeFileSync(config, JSON.stringify({ 'jwt-secret': [SECRET_A, SECRET_B], 'jwt-key': [keyFile], 'publish-token': ['admin'] }))
   const { child, port } = await startCli(t, ['--port', '0', '--tick', '0', '--heartbeat', '0', '--config', config])
-  const a = await stream(t, port, `/events/${await hs(SECRET_A, { sub: 'a' })}`)
-  const b = await stream(t, port, `/events/${await hs(SECRET_B, { sub: 'b' })}`)
-  const e = await stream(t, port, `/events/${await new jose.SignJWT({ sub: 'e' }).setProtectedHeader({ alg: 'ES256' }).sign(es.privateKey)}`)
-  const s = await stream(t, port, '/events/admin')
+  const a = await readyStream(t, port, `/events/${await hs(SECRET_A, { sub: 'a' })}`)
+  const b = await readyStream(t, port, `/events/${await hs(SECRET_B, { sub: 'b' })}`)
+  const e = await readyStream(t, port, `/events/${await new jose.SignJWT({ sub: 'e' }).setProtectedHeader({ alg: 'ES256' }).sign(es.privateKey)}`)
+  const s = await readyStream(t, port, '/events/admin')
 
   writeFileSync(config, JSON.stringify({ 'jwt-secret': [SECRET_B], 'jwt-key': [keyFile], 'publish-token': ['admin'] }))
   child.kill('SIGHUP')

@@ -10,7 +10,7 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 import * as tls from 'node:tls'
 import { rawRequest, startServer, TOKEN } from './helpers.js'
-import { Child, CLI, START_MS, startCli, until, type Teardown } from './process.js'
+import { Child, CLI, readyStream, START_MS, startCli, until, type Teardown, type TextStream } from './process.js'
 
 function tempDir(t: Teardown): string {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'rawsse-ops-'))
@@ -293,20 +293,7 @@ t.test('SIGHUP re-reads --users: streams whose token went or lost a role are clo
   ]
   writeFileSync(users, JSON.stringify(entries))
   const { child, port } = await startCli(t, ['--port', '0', '--tick', '0', '--heartbeat', '0', '--users', users], { env: {} })
-  const net = await import('node:net')
-  const open = async (token: string): Promise<{ text: () => string; closed: () => boolean }> => {
-    const s = net.connect(port, '127.0.0.1')
-    let text = ''
-    let closed = false
-    s.setEncoding('latin1')
-    s.on('data', (d: string) => (text += d))
-    s.on('close', () => (closed = true))
-    s.on('error', () => {})
-    t.teardown(() => s.destroy())
-    s.write(`GET /events/${token} HTTP/1.1\r\nHost: x\r\n\r\n`)
-    await until(() => text.includes('event: ready'), () => `ready for ${token}`, 5000)
-    return { text: () => text, closed: () => closed }
-  }
+  const open = (token: string): Promise<TextStream> => readyStream(t, port, `/events/${token}`)
   const alice = await open('alice-tok')
   const bob = await open('bob-tok')
   const carol = await open('carol-tok')

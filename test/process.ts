@@ -2,6 +2,7 @@
 // conditions, and kill only what a test started, by its PID, at the test's end.
 
 import { spawn, type ChildProcess } from 'node:child_process'
+import * as net from 'node:net'
 import * as path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { sleep } from './helpers.js'
@@ -109,4 +110,26 @@ export async function runCli(t: Teardown, args: readonly string[]): Promise<{ ex
     START_MS,
   )
   return { exit: child.exit ?? 'still running', stdout: child.stdout, stderr: child.stderr }
+}
+
+/** A raw stream read as text: what it got so far, and whether it has closed. */
+export interface TextStream {
+  text(): string
+  closed(): boolean
+}
+
+/** `GET target` on a raw socket to a CLI's port, once its `ready` is in (throws if it closes first). */
+export async function readyStream(t: Teardown, port: number, target: string): Promise<TextStream> {
+  const s = net.connect(port, '127.0.0.1')
+  let text = ''
+  let closed = false
+  s.setEncoding('latin1')
+  s.on('data', (d: string) => (text += d))
+  s.on('close', () => (closed = true))
+  s.on('error', () => {})
+  t.teardown(() => s.destroy())
+  s.write(`GET ${target} HTTP/1.1\r\nHost: x\r\n\r\n`)
+  await until(() => text.includes('event: ready') || closed, () => `ready for ${target.slice(0, 40)}: ${text}`, 5000)
+  if (!text.includes('event: ready')) throw new Error(`no stream: ${text}`)
+  return { text: () => text, closed: () => closed }
 }

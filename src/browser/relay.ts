@@ -7,9 +7,12 @@ import { DEFAULT_CHANNEL } from '../wire.js'
 /** The shared stream's name among a leader's streams (`In.g`, `Ev.g`). */
 export const SHARED = 's'
 
+/** The channels of a stream that names none; one array, since a tab asks for each event it takes. */
+const DEFAULT_CHANNELS: readonly string[] = [DEFAULT_CHANNEL]
+
 /** A tab's channels as the server has them: none is `default`. */
 export function channelsOf(ch: readonly string[]): readonly string[] {
-  return ch.length === 0 ? [DEFAULT_CHANNEL] : ch
+  return ch.length === 0 ? DEFAULT_CHANNELS : ch
 }
 
 /** A tab to the leader: "I am here, with these channels, and this is my place" ('' for none). */

@@ -14,7 +14,7 @@ import { wireTarget } from '../../fanout/target.js'
 import type { AppIdentity } from '../../access/jwt.js'
 import type { Accepted, Bus, BusDraft, BusNode, BusState } from '../bus.js'
 import { StreamNews } from '../presence.js'
-import { holderOf, isNone, named, Questions, type Answer, type Question } from '../questions.js'
+import { named, Questions, type Answer, type Question } from '../questions.js'
 import { StreamIds } from '../stream-ids.js'
 import { factsOf, type StreamFacts, type WireEvent } from '../wire.js'
 import type { FromWorker, PublishAnswer, PublishItem, TicketAnswer, ToWorker } from './ipc.js'
@@ -148,17 +148,14 @@ export class WorkerBus implements Bus {
   }
 
   /**
-   * Answered here when the stream asked about is here, as one process would answer; else by the
-   * cluster. A change of channels always goes through the primary, even for a stream here: the
-   * primary sends it behind every batch it has handed out, on the same pipe, so an event whose
-   * publish was answered before the change was asked is on the old side. Answered here, the change
-   * could overtake a batch already in this worker's pipe (the request came on a socket of its own).
+   * Asked of the primary, even about a stream here: it hands out every batch it has before it
+   * asks the holder, on the same pipe, so an event whose publisher was answered before the
+   * question came goes before a change of a stream's channels, or its end (as a Redis node reads
+   * Redis to its end first). Answered in place, the question could overtake a batch already in
+   * this worker's pipe: the request came on a socket of its own.
    */
-  ask<Q extends Question>(q: Q): Answer<Q> | Promise<Answer<Q>> {
-    if (holderOf(q) === undefined || q.q === 'channels') return this.askPrimary(q)
-    const here = this.node!.answer(q)
-    if (here instanceof Promise) return here.then((a) => (isNone(q, a) ? this.askPrimary(q) : a))
-    return isNone(q, here) ? this.askPrimary(q) : here
+  ask<Q extends Question>(q: Q): Promise<Answer<Q>> {
+    return this.askPrimary(q)
   }
 
   close(): void {
