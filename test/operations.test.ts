@@ -328,20 +328,7 @@ t.test('SIGHUP revokes at every reload: carol, kept by the first, is closed by t
   const dave = { token: 'dave-tok', user: 'dave', roles: [] }
   writeFileSync(users, JSON.stringify([admin, carol, dave]))
   const { child, port } = await startCli(t, ['--port', '0', '--tick', '0', '--heartbeat', '0', '--users', users], { env: {} })
-  const net = await import('node:net')
-  const open = async (token: string): Promise<{ text: () => string; closed: () => boolean }> => {
-    const s = net.connect(port, '127.0.0.1')
-    let text = ''
-    let closed = false
-    s.setEncoding('latin1')
-    s.on('data', (d: string) => (text += d))
-    s.on('close', () => (closed = true))
-    s.on('error', () => {})
-    t.teardown(() => s.destroy())
-    s.write(`GET /events/${token} HTTP/1.1\r\nHost: x\r\n\r\n`)
-    await until(() => text.includes('event: ready'), () => `ready for ${token}`, 5000)
-    return { text: () => text, closed: () => closed }
-  }
+  const open = (token: string): Promise<TextStream> => readyStream(t, port, `/events/${token}`)
   const carolStream = await open('carol-tok')
   const daveStream = await open('dave-tok')
   const reloads = (): number => child.stderr.split(' reload ').length - 1
