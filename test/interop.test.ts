@@ -152,10 +152,15 @@ t.test('eventsource and curl -N read back exactly the published events, ids and 
 t.test('eventsource reconnects after DELETE /clients/ID and, with Last-Event-ID, gets what it missed exactly once', async (t) => {
   // Streams opened with this token are known only to the authenticate hook, which sees each request.
   const lastEventIds: Array<string | null> = []
+  // Shut while the reader is away, so its reconnection waits for the events it must miss: after
+  // retry: 500 alone, a slow machine could let it back in between two publishes.
+  let gate: Promise<void> = Promise.resolve()
+  let openGate = () => {}
   const run = await startServer(t, {
     retryMs: 500,
-    authenticate: (token, req) => {
+    authenticate: async (token, req) => {
       if (token !== 'watcher') return null
+      await gate
       lastEventIds.push(req.headers['last-event-id'] ?? null)
       return { user: 'watcher', roles: [] }
     },
@@ -175,6 +180,7 @@ t.test('eventsource reconnects after DELETE /clients/ID and, with Last-Event-ID,
   }
   await until(() => seen.length === 2, 5000, () => `two live events, got ${JSON.stringify(seen)}`)
 
+  gate = new Promise((resolve) => (openGate = resolve))
   const del = await fetch(`${run.base}/clients/${first.client}`, { method: 'DELETE', headers: { authorization: `Bearer ${PUB}` } })
   t.same({ status: del.status, json: await del.json() }, { status: 200, json: { closed: 1 } }, 'DELETE /clients/ID closes the stream')
 
@@ -185,6 +191,7 @@ t.test('eventsource reconnects after DELETE /clients/ID and, with Last-Event-ID,
     t.same(r, { status: 200, json: { id: r.json.id, delivered: 0 } }, `${JSON.stringify(data)}: published while the reader was away`)
     away.push({ type: 'message', id: String(r.json.id), data: data.replace('\r\n', '\n') })
   }
+  openGate()
 
   await until(() => readies.length === 2, 5000, () => 'the reconnect (a second ready event)')
   t.same(lastEventIds, [null, before[1]!.id], 'the reconnect sent Last-Event-ID with the last id it saw')
