@@ -8,7 +8,7 @@ import t from 'tap'
 import * as net from 'node:net'
 import type { BusNode, ClientView } from '../src/index.js'
 import { LocalBus, SseClient, type SseEvent } from '../src/index.js'
-import { MAX_CHANGE_BODY_BYTES, MAX_CHANNELS_PER_CHANGE, MAX_CHANNELS_PER_STREAM, MAX_NAME_BYTES } from '../src/server/limits.js'
+import { MAX_ABSENCES_PER_CHANNEL, MAX_CHANGE_BODY_BYTES, MAX_CHANNELS_PER_CHANGE, MAX_CHANNELS_PER_STREAM, MAX_NAME_BYTES } from '../src/server/limits.js'
 import { chunk, ev, PUB, publish, RawClient, rng, sleep, startServer, TOKEN } from './helpers.js'
 import { change, channelsData, cutProblems, EventReader, postChannels, segments, type Pub } from './live.js'
 import { until } from './process.js'
@@ -298,6 +298,57 @@ t.test('a since that cannot be placed: the change is made, and `reset` follows `
   t.equal((await change(r.port, s, { remove: ['c'], since: 'nope' })).status, 200)
   await s.until(() => s.after.length === 7, 3000, 'seven')
   t.equal(s.after.at(-1)!.data, channelsData(['a', 'b']), 'channels alone, no reset')
+  s.close()
+})
+
+t.test('since after several absences from one channel: every event it missed in each, nothing it had, each once', async (t) => {
+  const r = await startServer(t)
+  const s = await EventReader.open(r.port, `/events/${TOKEN}?channel=a`)
+  const step = async (change_: Parameters<typeof change>[2], ...pubs: string[]): Promise<void> => {
+    t.equal((await change(r.port, s, change_)).status, 200)
+    for (const d of pubs) t.equal((await publish(r.base, 'channel=b', d)).status, 200)
+  }
+  t.equal((await publish(r.base, 'channel=b', 'b1')).status, 200) // 1: before it ever came to b
+  await step({ add: ['b'] }, 'b2') // 2: had live
+  await step({ remove: ['b'] }, 'b3') // 3: missed
+  await step({ add: ['b'], since: '2' }, 'b4') // 3 replayed; 4 had live
+  await step({ remove: ['b'] }, 'b5') // 5: missed
+  await step({ add: ['b'] }, 'b6') // 6: had live
+  await step({ remove: ['b'] }, 'b7') // 7: missed
+  await step({ add: ['b'], since: '0' }, 'b8')
+  await s.until(() => s.after.some((e) => e.data === 'b8'), 3000, 'b8')
+  const raw = rawAfterReady(s)
+  t.equal(
+    raw.slice(raw.lastIndexOf(CHANNELS(['a', 'b']))),
+    CHANNELS(['a', 'b']) + ev('1', 'b1') + ev('5', 'b5') + ev('7', 'b7') + ev('8', 'b8'),
+    'since 0: b1 (before it came), b5 and b7 (its last two absences); not b3 (replayed before), nor b2, b4, b6 (had)',
+  )
+  const ids = s.after.flatMap((e) => (e.id === null ? [] : [e.id]))
+  t.same(ids, ['2', '3', '4', '6', '1', '5', '7', '8'], 'every event of b once')
+  s.close()
+})
+
+t.test(`past ${MAX_ABSENCES_PER_CHANNEL} absences from one channel the oldest is forgotten: a since before its end gets reset, then what it knows it missed`, async (t) => {
+  const r = await startServer(t)
+  const s = await EventReader.open(r.port, `/events/${TOKEN}?channel=a&channel=b`)
+  const absences = MAX_ABSENCES_PER_CHANNEL + 2
+  for (let i = 1; i <= absences; i++) {
+    t.equal((await change(r.port, s, { remove: ['b'] })).status, 200)
+    await publish(r.base, 'channel=b', `missed${i}`) // id 2i - 1
+    if (i === absences) break
+    t.equal((await change(r.port, s, { add: ['b'] })).status, 200)
+    await publish(r.base, 'channel=b', `had${i}`) // id 2i
+  }
+  t.equal((await change(r.port, s, { add: ['b'], since: '0' })).status, 200)
+  await publish(r.base, 'channel=b', 'live')
+  await s.until(() => s.after.some((e) => e.data === 'live'), 3000, 'live')
+  const raw = rawAfterReady(s)
+  const kept = Array.from({ length: MAX_ABSENCES_PER_CHANNEL }, (_, k) => absences - MAX_ABSENCES_PER_CHANNEL + 1 + k)
+  t.equal(
+    raw.slice(raw.lastIndexOf(CHANNELS(['a', 'b']))),
+    CHANNELS(['a', 'b']) + RESET + kept.map((i) => ev(String(2 * i - 1), `missed${i}`)).join('') + ev(String(2 * absences), 'live'),
+    `reset, then the events of the last ${MAX_ABSENCES_PER_CHANNEL} absences: nothing it had, nothing twice`,
+  )
   s.close()
 })
 

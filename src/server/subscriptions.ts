@@ -10,6 +10,7 @@ import { EVENT_CHANNELS, EVENT_EXPIRED, EVENT_EXPIRING, EVENT_READY, jittered, t
 import { maySubscribe, type AuthUser } from './access/auth.js'
 import type { Bus } from './bus/bus.js'
 import type { SseServerEvents } from './events.js'
+import { Absences } from './fanout/absences.js'
 import type { Backlog } from './fanout/backlog.js'
 import { RESET_FRAME } from './fanout/delivery.js'
 import type { History } from './fanout/history.js'
@@ -123,38 +124,34 @@ export class Subscriptions {
     streams.rechannel(s, next)
     if (s.index === -1) return null // dropped meanwhile, as too slow
     const frames = [encodeEvent({ event: EVENT_CHANNELS, data: JSON.stringify({ channels: next } satisfies ChannelsData) }).bytesFor(s.framing)]
-    if (since !== undefined && added.length > 0) this.replayAdded(s, since, added, frames)
+    if (left.length > 0 || added.length > 0) {
+      const away = (s.absences ??= new Absences())
+      const replayedFrom = since !== undefined && added.length > 0 ? this.replayAdded(s, away, since, added, frames) : undefined
+      // Where in history it is away from a channel: a later `since` for it gives what it missed, and only that.
+      for (const ch of left) away.leave(ch, history.end, history.oldest)
+      for (const ch of added) away.join(ch, history.end, replayedFrom)
+    }
     streams.push(s, frames)
-    // Where in history it stopped having what it left: a later `since` for them skips what it had.
-    for (const ch of left) s.leave(ch, history.end, history.oldest)
-    for (const ch of added) s.join(ch)
     this.ctx.bus.opened(s) // its facts changed: the cluster's counts follow
     return { channels: next }
   }
 
   /**
    * The retained events of the `added` channels after `since` that stream `s` (now on its new
-   * channels) would have received and has not had, in order, into `frames`; `reset` first when
-   * `since` cannot be placed, or lies before a place from which the stream cannot tell.
+   * channels) would have received and missed, in order, into `frames`; `reset` first when `since`
+   * cannot be placed, or lies before a place from which the stream cannot tell. Returns where the
+   * replay started (undefined: none).
    */
-  private replayAdded(s: Stream, since: string, added: readonly string[], frames: Buffer[]): void {
+  private replayAdded(s: Stream, away: Absences, since: string, added: readonly string[], frames: Buffer[]): number | undefined {
     const { history } = this.ctx
     const start = history.placeOf(since)
-    if (start === null) {
-      frames.push(RESET_FRAME.bytesFor(s.framing))
-      return
-    }
-    let gap = false
-    const from = added.map((ch) => {
-      const had = s.hadNoneFrom(ch)
-      if (!had.vouched && had.from > start) gap = true
-      return had.from
-    })
-    if (gap) frames.push(RESET_FRAME.bytesFor(s.framing))
+    if (start === null || added.some((ch) => away.knownFrom(ch) > start)) frames.push(RESET_FRAME.bytesFor(s.framing))
+    if (start === null) return undefined
     history.since(since, (e, seq) => {
-      const k = e.target.channel === undefined ? -1 : added.indexOf(e.target.channel)
-      if (k !== -1 && seq >= from[k]! && matches(s, e.target)) frames.push(e.frame.bytesFor(s.framing))
+      const ch = e.target.channel
+      if (ch !== undefined && added.includes(ch) && away.missed(ch, seq) && matches(s, e.target)) frames.push(e.frame.bytesFor(s.framing))
     })
+    return start
   }
 
   /** A stream left the fan-out (Streams' remove listener): tell the bus and the listeners, and finish its socket. */

@@ -11,7 +11,8 @@
 import type { Socket } from 'node:net'
 import type { AuthUser } from '../access/auth.js'
 import type { Backlog } from './backlog.js'
-import { MAX_CHANNELS_LEFT, WRITE_SLICE_BYTES } from '../limits.js'
+import type { Absences } from './absences.js'
+import { WRITE_SLICE_BYTES } from '../limits.js'
 import { sameKey } from '../stream-key.js'
 import { CLOSE_DELIMITED, LAST_CHUNK, type Frame, type Framing } from './sse-encode.js'
 
@@ -65,13 +66,8 @@ export class Stream implements ClientView {
    */
   private replay: readonly Buffer[] | null = null
   private replayAt = 0
-  /**
-   * Live channels: each channel this stream left, with the history place from which it has had
-   * none of its events (so a `since` replay when it comes back skips what it had), and the place
-   * before which a channel whose entry was forgotten cannot be vouched for. Null until it leaves one.
-   */
-  private left: Map<string, number> | null = null
-  private leftFloor = 0
+  /** Live channels: where it was away from the channels it left or came to (null until it changes). */
+  absences: Absences | null = null
   /** Its secret (`ready.key`): a native private field, so that no inspection or log line of a stream shows it. */
   readonly #key: string
 
@@ -270,35 +266,6 @@ export class Stream implements ClientView {
     const r = this.replay
     this.replay = r === null ? bufs : r.slice(this.replayAt).concat(bufs)
     this.replayAt = 0
-  }
-
-  /** The stream leaves `channel` at history place `at`; places older than `oldest` (no longer retained) are forgotten. */
-  leave(channel: string, at: number, oldest: number): void {
-    const left = (this.left ??= new Map())
-    for (const [ch, place] of left) if (place < oldest) left.delete(ch)
-    left.delete(channel)
-    left.set(channel, at)
-    if (left.size > MAX_CHANNELS_LEFT) {
-      // The oldest goes (a Map keeps insertion order); a `since` before it can no longer be vouched for.
-      const [ch, place] = left.entries().next().value!
-      left.delete(ch)
-      if (place > this.leftFloor) this.leftFloor = place
-    }
-  }
-
-  /** The stream joins `channel` again: what it has of it from now on is live. */
-  join(channel: string): void {
-    this.left?.delete(channel)
-  }
-
-  /**
-   * The history place from which this stream has had none of `channel`'s events: where it last
-   * left it; for one it never left (or whose place was forgotten), leftFloor (0: from the start);
-   * `vouched` false for the latter past 0, when events before it may be missing.
-   */
-  hadNoneFrom(channel: string): { from: number; vouched: boolean } {
-    const at = this.left?.get(channel)
-    return at !== undefined ? { from: at, vouched: true } : { from: this.leftFloor, vouched: this.leftFloor === 0 }
   }
 
   /** Where this stream's owed events start in the backlog (-1: none). */

@@ -1,0 +1,98 @@
+// Live channels: where in history a stream was away from each channel it left, so that a `since`
+// replay when it comes back gives it exactly the events it missed, each once, however many times
+// it left and came back. Remembering only the last departure lost the events of every earlier
+// absence; remembering none would replay what it had.
+//
+// Places are history sequence numbers (history.ts). An absence is [left, back): the events of
+// the channel from `left` (included) to `back` (excluded) did not reach the stream; the last
+// absence is open while the stream stays away. Bounded per stream: MAX_CHANNELS_LEFT channels and
+// MAX_ABSENCES_PER_CHANNEL absences each. What is forgotten raises a floor, and a `since` before
+// a floor gets `reset`: a loss is told, never guessed.
+
+import { MAX_ABSENCES_PER_CHANNEL, MAX_CHANNELS_LEFT } from '../limits.js'
+
+interface Record {
+  /** Before this place, the stream's history with the channel is forgotten. */
+  floor: number
+  /** [left1, back1, left2, back2, …], oldest first; odd length while the stream is away. */
+  bounds: number[]
+}
+
+export class Absences {
+  /** In the order of last departure (a Map keeps insertion order): the first is forgotten first. */
+  private readonly records = new Map<string, Record>()
+  /** Before this place, a channel whose record was forgotten cannot be vouched for. */
+  private floor = 0
+
+  /** The stream leaves `channel` at place `at`; `oldest` is the oldest place history still retains. */
+  leave(channel: string, at: number, oldest: number): void {
+    this.forgetBefore(oldest)
+    const r = this.records.get(channel) ?? { floor: this.floor, bounds: [] }
+    this.records.delete(channel)
+    r.bounds.push(at)
+    if (r.bounds.length > 2 * MAX_ABSENCES_PER_CHANNEL) {
+      // The oldest absence goes: before its end, nothing is vouched for.
+      r.floor = Math.max(r.floor, r.bounds[1]!)
+      r.bounds.splice(0, 2)
+    }
+    this.keep(channel, r)
+  }
+
+  /**
+   * The stream comes back to `channel` at place `at` (it has its events live from there). With
+   * `replayedFrom`, a `since` replay has just given it every event it missed from that place on.
+   */
+  join(channel: string, at: number, replayedFrom?: number): void {
+    // A channel with no record: it had none of it since the floor.
+    const r = this.records.get(channel) ?? { floor: this.floor, bounds: [this.floor] }
+    const b = r.bounds
+    // Back where it left, with nothing published meanwhile: no absence at all.
+    if (b.at(-1) === at) b.pop()
+    else b.push(at)
+    if (replayedFrom !== undefined) {
+      let n = 0
+      for (let i = 0; i < b.length; i += 2) {
+        const back = Math.min(b[i + 1]!, replayedFrom)
+        if (b[i]! < back) (b[n++] = b[i]!), (b[n++] = back)
+      }
+      b.length = n
+    }
+    if (!this.records.has(channel)) this.keep(channel, r)
+  }
+
+  /** The place before which a `since` for `channel` cannot be answered exactly (it gets `reset`). */
+  knownFrom(channel: string): number {
+    return this.records.get(channel)?.floor ?? this.floor
+  }
+
+  /** Whether the stream missed `channel`'s event at place `seq` (it was away then), as far as known. */
+  missed(channel: string, seq: number): boolean {
+    const r = this.records.get(channel)
+    if (r === undefined) return seq >= this.floor
+    if (seq < r.floor) return false
+    const b = r.bounds
+    for (let i = 0; i < b.length; i += 2) if (seq >= b[i]! && (i + 1 === b.length || seq < b[i + 1]!)) return true
+    return false
+  }
+
+  /** Record `r` last; past MAX_CHANNELS_LEFT the oldest record is forgotten, and the floor rises. */
+  private keep(channel: string, r: Record): void {
+    this.records.set(channel, r)
+    if (this.records.size <= MAX_CHANNELS_LEFT) return
+    const [ch, old] = this.records.entries().next().value!
+    this.records.delete(ch)
+    // Its last bound: after a departure it had none; after a return, what came before is unknown.
+    this.floor = Math.max(this.floor, old.bounds.at(-1) ?? old.floor)
+  }
+
+  /** Absences over before `oldest` can never be replayed: drop them, and a record that then says nothing. */
+  private forgetBefore(oldest: number): void {
+    for (const [ch, r] of this.records) {
+      const b = r.bounds
+      let drop = 0
+      while (drop + 1 < b.length && b[drop + 1]! <= oldest) drop += 2
+      if (drop > 0) b.splice(0, drop)
+      if (b.length === 0 && r.floor <= Math.max(oldest, this.floor)) this.records.delete(ch)
+    }
+  }
+}
