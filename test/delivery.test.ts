@@ -777,6 +777,33 @@ t.test('a stream whose unsent bytes the kernel takes none of is dropped after st
   fast.socket.destroy()
 })
 
+t.test('a late sweep (the event loop stopped) blames no stream; the next on-time sweep does', async (t) => {
+  // The sweep is driven by hand with chosen clocks, in one tick, so the server's own timer (60 s
+  // stall, a sweep a second) cannot interleave; the socket and its unsent bytes are real.
+  const { server, port } = await startServer(t, { stallTimeoutMs: 60_000, maxBufferBytes: 1024 * 1024 * 1024 })
+  const sockets = serverSockets(server)
+  const slow = await openStream(port, '/events/tok')
+  slow.socket.pause()
+  const slowSocket = sockets.get(clientId(slow))!
+  const big = 'y'.repeat(256 * 1024)
+  for (let sent = 0; slowSocket.writableLength === 0 && sent < 256; sent++) {
+    server.broadcast({ data: big })
+    await sleep(5)
+  }
+  t.ok(slowSocket.writableLength > 0, 'the stream has unsent bytes its peer takes none of')
+  const streams = (server as unknown as { streams: { dropStalled(now: number, stallMs: number, everyMs: number): void } }).streams
+  const STALL = 1000
+  const t0 = Date.now() + 10_000
+  streams.dropStalled(t0, STALL, STALL) // late after the server's own last sweep: samples only
+  streams.dropStalled(t0 + 500, STALL, STALL)
+  t.equal(server.stats().drops.stall, 0, 'half the stall timeout without progress: kept')
+  streams.dropStalled(t0 + 500 + 3 * STALL, STALL, STALL)
+  t.equal(server.stats().drops.stall, 0, 'a sweep 3 s late: not dropped, though no byte was taken for 3.5 s of the clock')
+  streams.dropStalled(t0 + 500 + 4 * STALL, STALL, STALL)
+  t.equal(server.stats().drops.stall, 1, 'the next sweep, on time, still finding nothing taken: dropped as stalled')
+  slow.socket.destroy()
+})
+
 t.test('stall is measured from the last byte the kernel took', async (t) => {
   const data = 'z'.repeat(64 * 1024)
   const COUNT = 192 // 12 MiB: more than loopback kernel buffers take at once

@@ -124,7 +124,7 @@ export class SseServer extends EventEmitter<SseServerEvents> {
     const sending = this.host.sending
     this.housekeeping = setInterval(() => {
       if (sending.size > 0) dropOldestAnswers(sending, this.streams.unsentBytes(), this.settings.maxUnsentBytes, this.metrics)
-      this.streams.dropStalled(Date.now(), stallTimeoutMs)
+      this.streams.dropStalled(Date.now(), stallTimeoutMs, sweepMs)
     }, sweepMs)
     if (heartbeatMs > 0) this.heartbeat = setInterval(() => this.streams.heartbeat(), heartbeatMs)
     if (tickMs > 0) this.ticker = setInterval(() => this.delivery.tick(timeTick().message), tickMs)

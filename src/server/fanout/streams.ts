@@ -29,6 +29,8 @@ export class Streams {
   /** Writes this turn may still make (FANOUT_SLICE_WRITES a turn). */
   private writesLeft = FANOUT_SLICE_WRITES
   private sliceQueued = false
+  /** When dropStalled last ran (0: never). */
+  private lastSweepAt = 0
 
   constructor(
     private readonly metrics: Metrics,
@@ -283,11 +285,15 @@ export class Streams {
    * The shared stall check (one sweep for all streams, never a timer each): a stream with unsent
    * bytes of which the kernel has taken none for `stallMs` is reading nothing, and a heartbeat
    * alone would never notice, because writes to a half-open socket succeed until buffers fill.
-   * Reads two counters per stream: never a walk of a write queue.
+   * Reads two counters per stream: never a walk of a write queue. `everyMs`: the sweep's interval.
    */
-  dropStalled(now: number, stallMs: number): void {
+  dropStalled(now: number, stallMs: number, everyMs: number): void {
     let stalled: Stream[] | null = null
     let unsent = 0
+    // A sweep twice late found this process's event loop stopped (a long task, a starved CPU), and
+    // libuv writing nothing meanwhile, not a peer reading nothing: it samples, and blames no one.
+    const late = this.lastSweepAt !== 0 && now - this.lastSweepAt >= 2 * everyMs
+    this.lastSweepAt = now
     for (let i = 0; i < this.list.length; i++) {
       const c = this.list[i]!
       if (!c.blocked || c.doomed) continue
@@ -298,7 +304,7 @@ export class Streams {
       if (queued !== c.queueSeen) {
         c.queueSeen = queued
         c.progressAt = now
-      } else if (now - c.progressAt >= stallMs) {
+      } else if (!late && now - c.progressAt >= stallMs) {
         ;(stalled ??= []).push(c)
       }
     }
