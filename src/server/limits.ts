@@ -35,7 +35,7 @@ export const SEND_TIMEOUT_MS = 30_000 // an answer (or a file) the client takes 
 // --- stream limits ---
 export const MAX_CHANNELS_PER_CHANGE = 64 // live channels: names in one change's `add` and `remove` together; more: 400
 export const MAX_CHANGE_BODY_BYTES = 16 * 1024 // live channels: a change's JSON body longer than this: 413
-export const MAX_CHANNELS_LEFT = 32 // live channels: channels a stream left (or came to) whose absences in history it remembers, so a `since` replay gives what it missed and skips what it had; past it the oldest record is forgotten, and a `since` before it gets `reset`
+export const MAX_CHANNELS_LEFT = 16 // live channels: channels a stream left (or came to) whose absences in history it remembers, so a `since` replay gives what it missed and skips what it had; past it the oldest record is forgotten, and a `since` before it gets `reset` (16, not 32: a 10 000-stream page-flip storm held 1.5 KiB a stream more than before, not 3)
 export const MAX_ABSENCES_PER_CHANNEL = 8 // live channels: absences from one channel a stream remembers; past it the oldest is forgotten, and a `since` before its end gets `reset`
 export const STREAM_KEY_BYTES = 16 // live channels: a stream's key, 128 random bits (22 base64url characters), in `ready.key`
 export const MAX_NAME_BYTES = 256 // channel, event name, user or role longer than this: 400

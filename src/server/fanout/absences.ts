@@ -16,7 +16,7 @@ import { MAX_ABSENCES_PER_CHANNEL, MAX_CHANNELS_LEFT } from '../limits.js'
  * history with the channel is forgotten; then its absences, oldest first (an odd count of
  * bounds while it is away). Records are replaced, never grown: an array made by concat() or
  * slice() has no spare slots, where one grown by push() keeps 17 (a 10 000-stream page-flip
- * storm, 32 records a stream, held 70 MiB more that way).
+ * storm, 32 records a stream, held 70 MiB more that way; limits.ts says why 16).
  */
 type Record = readonly number[]
 
