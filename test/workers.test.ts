@@ -7,7 +7,7 @@
 import t, { type Test } from 'tap'
 import { execFileSync } from 'node:child_process'
 import * as net from 'node:net'
-import { clientId, openStream, parseResponse, rawRequest, sleep, type RawClient } from './helpers.js'
+import { clientId, openStream, parseResponse, RawClient, rawRequest, sleep } from './helpers.js'
 import { Child, CLI, startCli, START_MS, until, type Cli } from './process.js'
 
 const SUB = 'sub-token'
@@ -276,6 +276,37 @@ t.test('--workers 2: resuming from the id of an event sent to one client works o
   process.kill(nodes[0]!.pid, 'SIGKILL')
   await replaced(cli, nodes[0]!.pid)
   await resumeEverywhere('after a replacement')
+})
+
+t.test('--workers 2: the primary survives asking a worker that has just died (its message fails with EPIPE)', async (t) => {
+  const cli = await cluster(t, 2)
+  // A keep-alive connection: the worker that answers its first request (the one whose count of
+  // open connections has it) answers the next one too.
+  const conn = await RawClient.open(cli.port)
+  t.teardown(() => conn.close())
+  const ask = `GET /stats HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${PUB}\r\n\r\n`
+  conn.write(ask)
+  await until(() => /\r\n\r\n\{.*\}$/s.test(conn.received), () => 'the first /stats', 5000)
+  const nodes = JSON.parse(conn.received.slice(conn.received.indexOf('\r\n\r\n') + 4)) as { nodes: Array<{ pid: number; connections: { open: number } }> }
+  const victim = nodes.nodes.find((n) => n.connections.open === 0)
+  t.ok(victim !== undefined, 'the other worker holds no connection')
+  conn.received = ''
+  // The primary stopped: the survivor's question for /stats waits in its pipe, then the victim
+  // dies; resumed, the primary reads the question before the victim's end and asks it too.
+  cli.child.kill('SIGSTOP')
+  try {
+    conn.write(ask)
+    await sleep(300)
+    process.kill(victim!.pid, 'SIGKILL')
+    await sleep(300)
+  } finally {
+    cli.child.kill('SIGCONT')
+  }
+  await until(() => /\r\n\r\n\{.*\}$/s.test(conn.received) || cli.child.exit, () => 'the second /stats', 10_000)
+  t.equal(cli.child.exit, null, `the primary is still running; stderr: ${cli.child.stderr}`)
+  t.match(conn.received, /^HTTP\/1\.1 200 /, 'and the question was answered')
+  await replaced(cli, victim!.pid)
+  t.equal((await request(cli.port, 'POST', '/publish', 'after')).status, 200, 'the cluster serves on')
 })
 
 t.test('--workers 2: publishes pipelined on one connection are answered in order, ids in request order, with other requests between them', async (t) => {

@@ -113,6 +113,10 @@ class PrimaryRun {
       else this.primary.onMessage(slot, msg)
     })
     worker.on('exit', (code: number | null, signal: string | null) => this.exited(slot, state, code, signal))
+    // A message sent in the moment the worker dies (still `connected` until the primary reads the
+    // end of its pipe) fails with EPIPE as an 'error' event, which unheard would end the primary
+    // and the whole cluster. The 'exit' that follows settles what was asked of it.
+    worker.on('error', () => {})
   }
 
   private join(slot: number, { worker, name }: Slot): void {
