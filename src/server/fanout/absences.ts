@@ -21,7 +21,7 @@ import { MAX_ABSENCES_PER_CHANNEL, MAX_CHANNELS_LEFT } from '../limits.js'
 type Record = readonly number[]
 
 export class Absences {
-  /** In the order of last departure (a Map keeps insertion order): the first is forgotten first. */
+  /** In the order each channel was last left, or first joined (a Map keeps insertion order): the first is forgotten first. */
   private readonly records = new Map<string, Record>()
   /** Before this place, a channel whose record was forgotten cannot be vouched for. */
   private floor = 0
