@@ -107,19 +107,19 @@ class PrimaryRun {
     const state: Slot = { slot, worker, name: `worker-${slot}`, listening: false, error: null }
     this.slots.set(slot, state)
     worker.on('message', (msg: FromWorker) => {
-      if (msg.t === 'hello') this.join(slot, state)
+      if (msg.t === 'hello') this.join(state)
       else if (msg.t === 'listening') this.listening(state, msg.port)
       else if (msg.t === 'fatal') state.error = msg.error
       else this.primary.onMessage(slot, msg)
     })
-    worker.on('exit', (code: number | null, signal: string | null) => this.exited(slot, state, code, signal))
+    worker.on('exit', (code: number | null, signal: string | null) => this.exited(state, code, signal))
     // A message sent in the moment the worker dies (still `connected` until the primary reads the
     // end of its pipe) fails with EPIPE as an 'error' event, which unheard would end the primary
     // and the whole cluster. The 'exit' that follows settles what was asked of it.
     worker.on('error', () => {})
   }
 
-  private join(slot: number, { worker, name }: Slot): void {
+  private join({ slot, worker, name }: Slot): void {
     this.primary.join(slot, { name, send: (m: ToWorker) => worker.isConnected() && worker.send(m) }, this.token).catch((err: Error) => {
       // A worker that never gets its `init` would wait for ever: end it (it is replaced, or the
       // cluster stops if it had never listened), and say why.
@@ -136,7 +136,8 @@ class PrimaryRun {
   }
 
   /** A worker ended: replaced, unless the cluster is stopping, or it never listened (then the cluster stops: never a restart loop). */
-  private exited(slot: number, state: Slot, code: number | null, signal: string | null): void {
+  private exited(state: Slot, code: number | null, signal: string | null): void {
+    const slot = state.slot
     this.primary.leave(slot)
     if (this.slots.get(slot) === state) this.slots.delete(slot)
     if (this.stopping) {

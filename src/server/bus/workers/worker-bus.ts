@@ -155,7 +155,8 @@ export class WorkerBus implements Bus {
    * this worker's pipe: the request came on a socket of its own.
    */
   ask<Q extends Question>(q: Q): Promise<Answer<Q>> {
-    return this.askPrimary(q)
+    if (this.closedBus) return Promise.reject(unavailable())
+    return this.fromPrimary((n) => this.send({ t: 'ask', n, ...q })) as Promise<Answer<Q>>
   }
 
   close(): void {
@@ -210,11 +211,6 @@ export class WorkerBus implements Bus {
       (a) => this.send({ t: 'answer', n, value: named(q, a, self) }),
       (err: Error) => process.emitWarning(`rawsse: a question of the primary failed: ${err.message}`),
     )
-  }
-
-  private askPrimary<Q extends Question>(q: Q): Promise<Answer<Q>> {
-    if (this.closedBus) return Promise.reject(unavailable())
-    return this.fromPrimary((n) => this.send({ t: 'ask', n, ...q })) as Promise<Answer<Q>>
   }
 
   /** A ticket kept or spent by the primary: what its ledger said, or its refusal thrown. */
